@@ -1,0 +1,131 @@
+//! Records exchanged between the kernel side (`pmap-ebpf`) and userspace (`pmap-user`).
+//!
+//! Everything here is `#[repr(C)]` and plain data: the eBPF program writes these bytes into the
+//! ring buffer and the userspace decoder reads them back, so both sides must agree on layout.
+#![no_std]
+
+/// Name of the ring buffer map that carries [`EventRecord`]s.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the hash map of traced thread-group ids (key: TGID, value: [`TargetFlags`] bits).
+pub const TARGETS_MAP: &str = "TARGETS";
+/// Name of the per-CPU array (one slot) counting records dropped because the ring was full.
+pub const DROPPED_MAP: &str = "DROPPED";
+/// Name of the global that turns kernel-side aya-log output on (non-zero) or off.
+pub const DEBUG_GLOBAL: &str = "DEBUG_BPF";
+
+/// Capacity of the target map: processes traced at once, counting followed children.
+pub const MAX_TARGETS: u32 = 16_384;
+
+pub const TASK_COMM_LEN: usize = 16;
+
+/// Bits stored as the value of a [`TARGETS_MAP`] entry.
+pub mod target_flags {
+    /// Children forked by this process are traced too, from their first instruction.
+    pub const FOLLOW_FORKS: u32 = 1;
+}
+
+/// What an [`EventRecord`] describes.
+pub mod record_kind {
+    /// A traced memory-management syscall completed; `syscall_nr`, `args` and `ret` are valid.
+    pub const SYSCALL: u32 = 1;
+    /// The process completed an exec: its address space was replaced.
+    pub const EXEC: u32 = 2;
+    /// The last thread of the process exited (`aux` holds nothing).
+    pub const EXIT: u32 = 3;
+    /// The process forked; `aux` is the child's thread id.
+    pub const FORK: u32 = 4;
+}
+
+/// x86_64 numbers of the syscalls that change a process's mappings.
+pub mod syscall_nr {
+    pub const MMAP: u32 = 9;
+    pub const MPROTECT: u32 = 10;
+    pub const MUNMAP: u32 = 11;
+    pub const BRK: u32 = 12;
+    pub const MREMAP: u32 = 25;
+    pub const MADVISE: u32 = 28;
+    pub const SHMAT: u32 = 30;
+    pub const SHMDT: u32 = 67;
+    pub const MLOCK: u32 = 149;
+    pub const MUNLOCK: u32 = 150;
+    pub const MLOCKALL: u32 = 151;
+    pub const MUNLOCKALL: u32 = 152;
+    pub const PRCTL: u32 = 157;
+    pub const REMAP_FILE_PAGES: u32 = 216;
+    pub const MBIND: u32 = 237;
+    pub const MLOCK2: u32 = 325;
+    pub const PKEY_MPROTECT: u32 = 329;
+    pub const MAP_SHADOW_STACK: u32 = 453;
+    pub const MSEAL: u32 = 462;
+}
+
+/// The syscall tracepoints (`syscalls:sys_exit_<name>`) the kernel side attaches to.
+pub const TRACED_SYSCALLS: &[(&str, u32)] = &[
+    ("mmap", syscall_nr::MMAP),
+    ("mprotect", syscall_nr::MPROTECT),
+    ("munmap", syscall_nr::MUNMAP),
+    ("brk", syscall_nr::BRK),
+    ("mremap", syscall_nr::MREMAP),
+    ("madvise", syscall_nr::MADVISE),
+    ("shmat", syscall_nr::SHMAT),
+    ("shmdt", syscall_nr::SHMDT),
+    ("mlock", syscall_nr::MLOCK),
+    ("munlock", syscall_nr::MUNLOCK),
+    ("mlockall", syscall_nr::MLOCKALL),
+    ("munlockall", syscall_nr::MUNLOCKALL),
+    ("prctl", syscall_nr::PRCTL),
+    ("remap_file_pages", syscall_nr::REMAP_FILE_PAGES),
+    ("mbind", syscall_nr::MBIND),
+    ("mlock2", syscall_nr::MLOCK2),
+    ("pkey_mprotect", syscall_nr::PKEY_MPROTECT),
+    ("map_shadow_stack", syscall_nr::MAP_SHADOW_STACK),
+    ("mseal", syscall_nr::MSEAL),
+];
+
+/// `prctl` option that names anonymous mappings; other prctl calls are not recorded.
+pub const PR_SET_VMA: u64 = 0x53564d41;
+
+/// Byte offsets inside a `syscalls:sys_exit_*` tracepoint record that the kernel side reads.
+/// Userspace checks them against the tracepoint's `format` file before loading.
+pub mod sys_exit_layout {
+    pub const SYSCALL_NR_OFFSET: usize = 8;
+    pub const RET_OFFSET: usize = 16;
+}
+
+/// Byte offsets inside the `sched:*` tracepoint records that the kernel side reads.
+pub mod sched_layout {
+    /// `sched_process_fork`: `pid_t child_pid`.
+    pub const FORK_CHILD_PID_OFFSET: usize = 20;
+    /// `sched_process_exit`: `bool group_dead`.
+    pub const EXIT_GROUP_DEAD_OFFSET: usize = 32;
+}
+
+/// One record in the ring buffer. Fixed size so the kernel can reserve it in one step.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// One of [`record_kind`].
+    pub kind: u32,
+    /// For [`record_kind::SYSCALL`], one of [`syscall_nr`].
+    pub syscall_nr: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds at the end of the call (`bpf_ktime_get_ns`).
+    pub timestamp_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// The six syscall arguments, read from the saved user registers at syscall exit.
+    pub args: [u64; 6],
+    /// The syscall's return value (negative errno on failure).
+    pub ret: i64,
+    /// Kind-specific extra value (see [`record_kind`]).
+    pub aux: u64,
+    /// The calling thread's `comm`, NUL-padded.
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+impl EventRecord {
+    pub const SIZE: usize = core::mem::size_of::<EventRecord>();
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` integers and byte arrays, every bit pattern is valid.
+unsafe impl aya::Pod for EventRecord {}

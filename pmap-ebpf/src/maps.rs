@@ -1,0 +1,44 @@
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use pmap_common::{EventRecord, MAX_TARGETS};
+
+/// Completed calls and lifecycle records, in the order they happened on each CPU.
+/// Userspace sets the real size (`--ring-size`) before loading.
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Traced processes by TGID; the value holds `target_flags` bits.
+#[map(name = "TARGETS")]
+pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// Records lost because the ring was full, per CPU (slot 0).
+#[map(name = "DROPPED")]
+pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Set to non-zero by userspace (`--debug-bpf`) to emit aya-log diagnostics.
+#[unsafe(no_mangle)]
+static DEBUG_BPF: u8 = 0;
+
+pub fn debug_enabled() -> bool {
+    // SAFETY: a read-only global that userspace may patch before load; the volatile read keeps
+    // the compiler from folding the default value in.
+    unsafe { core::ptr::read_volatile(&DEBUG_BPF) != 0 }
+}
+
+/// Records that one record could not be written because the ring was full.
+pub fn count_drop() {
+    if let Some(counter) = DROPPED.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// The target flags of the current process, if it is traced.
+pub fn current_target(tgid: u32) -> Option<u32> {
+    // SAFETY: the value is a plain u32 copied out immediately.
+    unsafe { TARGETS.get(&tgid).copied() }
+}
+
+const _: () = assert!(EventRecord::SIZE % 8 == 0);

@@ -1,0 +1,45 @@
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_ktime_get_ns};
+use pmap_common::{EventRecord, TASK_COMM_LEN};
+
+use crate::maps::{EVENTS, count_drop};
+
+/// Identity of the calling task, split from `bpf_get_current_pid_tgid`.
+#[derive(Clone, Copy)]
+pub struct Caller {
+    /// Thread-group id: the HIGH half of `bpf_get_current_pid_tgid`.
+    pub tgid: u32,
+    /// Thread id: the low half.
+    pub tid: u32,
+}
+
+impl Caller {
+    pub fn current() -> Self {
+        let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+        Caller {
+            tgid: (pid_tgid >> 32) as u32,
+            tid: pid_tgid as u32,
+        }
+    }
+}
+
+/// Writes one record into the ring, or counts it as dropped when the ring is full.
+pub fn emit(kind: u32, caller: Caller, syscall_nr: u32, args: [u64; 6], ret: i64, aux: u64) {
+    let Some(mut entry) = EVENTS.reserve::<EventRecord>(0) else {
+        count_drop();
+        return;
+    };
+    let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    entry.write(EventRecord {
+        kind,
+        syscall_nr,
+        // SAFETY: helper without preconditions.
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        tgid: caller.tgid,
+        tid: caller.tid,
+        args,
+        ret,
+        aux,
+        comm,
+    });
+    entry.submit(0);
+}

@@ -1,0 +1,1 @@
+fn main() { println!("{}", pmap_trace::EBPF_OBJECT.len()); }
