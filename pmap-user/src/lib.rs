@@ -1,7 +1,12 @@
 //! pmap-trace as a library. The data flow, one module per stage:
-//! kernel hook (`pmap-ebpf`) → [`pmap_common::EventRecord`] → `decode` → [`table`] →
-//! [`render`] → output sink.
+//! kernel hook (`pmap-ebpf`) → [`pmap_common::EventRecord`] → [`decode`] → [`table`] →
+//! [`render`] → [`sink`]; [`capture`] owns the kernel side and [`session`] drives the flow.
 
+pub mod capture;
+pub mod cli;
+pub mod decode;
+mod fd_watch;
+pub mod procmap_query;
 pub mod render;
 pub mod seed;
 pub mod table;

@@ -1,0 +1,8 @@
+//! The kernel side as userspace sees it: checks the machine can run it, loads and attaches the
+//! eBPF programs, manages the target filter and reads records from the ring.
+
+mod preflight;
+mod source;
+
+pub use preflight::{PreflightError, check_machine};
+pub use source::{Capture, CaptureError, CaptureOptions};

@@ -1,0 +1,178 @@
+//! Loading the eBPF object and reading its ring: the real [`crate::session::EventSource`].
+
+use std::io;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use pmap_common::{
+    DEBUG_GLOBAL, DROPPED_MAP, EVENTS_MAP, TARGETS_MAP, TRACED_SYSCALLS, target_flags,
+};
+use thiserror::Error;
+use tokio::io::unix::AsyncFd;
+
+use crate::{
+    decode::{DecodeError, Event, decode},
+    fd_watch::watch_readable,
+};
+
+#[derive(Debug, Error)]
+pub enum CaptureError {
+    #[error("could not load the eBPF programs: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("could not load or attach eBPF program {program}: {source}")]
+    Program { program: String, source: aya::programs::ProgramError },
+    #[error("eBPF map {0} is missing from the object")]
+    MissingMap(&'static str),
+    #[error("eBPF map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("could not start kernel-side logging: {0}")]
+    Logger(#[from] aya_log::Error),
+    #[error("waiting on the ring buffer failed: {0}")]
+    Poll(#[from] io::Error),
+    #[error("undecodable record from the kernel: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// Settings of the kernel side.
+#[derive(Clone, Copy, Debug)]
+pub struct CaptureOptions {
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_size: u32,
+    /// Turn on and forward the eBPF programs' aya-log output.
+    pub debug_bpf: bool,
+}
+
+/// The loaded, attached kernel side. Dropping it detaches every program and frees every map.
+pub struct Capture {
+    ring: AsyncFd<RingBuf<MapData>>,
+    targets: HashMap<MapData, u32, u32>,
+    dropped: PerCpuArray<MapData, u64>,
+    logger: Option<AsyncFd<aya_log::EbpfLogger<StderrLog>>>,
+    // Owns the programs and their links; kept last so maps above are closed first.
+    _ebpf: Ebpf,
+}
+
+impl Capture {
+    /// Loads the embedded object and attaches every program. Call [`super::check_machine`]
+    /// first for clear errors about the machine.
+    pub fn load(options: CaptureOptions) -> Result<Self, CaptureError> {
+        let debug = u8::from(options.debug_bpf);
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(EVENTS_MAP, options.ring_size)
+            .override_global(DEBUG_GLOBAL, &debug, true)
+            .load(crate::EBPF_OBJECT)?;
+
+        let logger = if options.debug_bpf {
+            let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, StderrLog)?;
+            Some(watch_readable(logger)?)
+        } else {
+            None
+        };
+
+        let exits: Vec<(&str, String)> =
+            TRACED_SYSCALLS.iter().map(|(name, _)| ("syscalls", format!("sys_exit_{name}"))).collect();
+        attach(&mut ebpf, "mm_syscall_exit", &exits)?;
+        attach(&mut ebpf, "process_fork", &[("sched", "sched_process_fork".to_string())])?;
+        attach(&mut ebpf, "process_exec", &[("sched", "sched_process_exec".to_string())])?;
+        attach(&mut ebpf, "process_exit", &[("sched", "sched_process_exit".to_string())])?;
+
+        let ring = RingBuf::try_from(take_map(&mut ebpf, EVENTS_MAP)?)
+            .map_err(|source| CaptureError::Map { name: EVENTS_MAP, source })?;
+        let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?)
+            .map_err(|source| CaptureError::Map { name: TARGETS_MAP, source })?;
+        let dropped = PerCpuArray::try_from(take_map(&mut ebpf, DROPPED_MAP)?)
+            .map_err(|source| CaptureError::Map { name: DROPPED_MAP, source })?;
+        Ok(Capture { ring: watch_readable(ring)?, targets, dropped, logger, _ebpf: ebpf })
+    }
+
+    /// Starts tracing process `tgid` in the kernel (and, with `follow`, its future children).
+    pub fn add_target(&mut self, tgid: u32, follow: bool) -> Result<(), CaptureError> {
+        let flags = if follow { target_flags::FOLLOW_FORKS } else { 0 };
+        self.targets
+            .insert(tgid, flags, 0)
+            .map_err(|source| CaptureError::Map { name: TARGETS_MAP, source })
+    }
+
+    pub fn remove_target(&mut self, tgid: u32) {
+        // Already gone when the kernel removed it at exit.
+        let _ = self.targets.remove(&tgid);
+    }
+
+    /// Records lost so far because the ring was full, summed over CPUs.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.get(&0, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+    }
+
+    /// Appends every record already in the ring to `out`, without waiting.
+    pub fn drain(&mut self, out: &mut Vec<Event>) -> Result<(), CaptureError> {
+        self.flush_logs();
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            out.push(decode(&item)?);
+        }
+        Ok(())
+    }
+
+    /// Waits until the ring (or the kernel-side log) has something to read.
+    pub async fn readable(&mut self) -> Result<(), CaptureError> {
+        match &self.logger {
+            Some(logger) => {
+                tokio::select! {
+                    guard = self.ring.readable() => guard?.clear_ready(),
+                    guard = logger.readable() => guard?.clear_ready(),
+                }
+            }
+            None => self.ring.readable().await?.clear_ready(),
+        }
+        Ok(())
+    }
+
+    fn flush_logs(&mut self) {
+        if let Some(logger) = &mut self.logger {
+            logger.get_mut().flush();
+        }
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, CaptureError> {
+    ebpf.take_map(name).ok_or(CaptureError::MissingMap(name))
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    program: &str,
+    tracepoints: &[(&str, String)],
+) -> Result<(), CaptureError> {
+    let error = |source| CaptureError::Program { program: program.to_string(), source };
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| error(aya::programs::ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(error)?;
+    prog.load().map_err(error)?;
+    for (category, name) in tracepoints {
+        prog.attach(category, name).map_err(|source| CaptureError::Program {
+            program: format!("{program} ({category}:{name})"),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes aya-log records from the eBPF programs to standard error.
+pub struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        eprintln!("{} {}", record.level(), record.args());
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,82 @@
+//! Raw command-line flags as clap parses them. [`crate::config`] validates them into a settled
+//! [`crate::config::Config`] before any work starts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo pmap-trace -p 1234                 stream mapping changes of PID 1234; Enter or SIGUSR1 dumps
+  sudo pmap-trace -p 1234,5678 --no-events --interval 5
+                                          a pmap-style dump of both processes every 5 seconds
+  sudo pmap-trace -f -- make -j2          start `make -j2`, trace it and every child it forks
+  sudo pmap-trace --json -o trace.jsonl -p 1234
+                                          JSON lines (events and dumps) into trace.jsonl
+  sudo pmap-trace demo                    trace a built-in demo program";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pmap-trace",
+    version,
+    about = "Live tracer of a process's memory mappings: every mmap/munmap/brk/mremap/mprotect as \
+             it happens, and pmap-style dumps of the address space on demand",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub trace: TraceArgs,
+
+    /// Command to start and trace from its first instruction (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub launch: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace a built-in demo program that maps memory along a few distinct paths, then exits.
+    Demo(TraceArgs),
+    /// Internal: the demo program itself (started by `pmap-trace demo`).
+    #[command(hide = true, name = "demo-target")]
+    DemoTarget,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct TraceArgs {
+    /// Process id(s) to attach to; repeat the flag or give a comma-separated list.
+    #[arg(short = 'p', long = "pid", value_name = "PID", value_delimiter = ',')]
+    pub pids: Vec<String>,
+
+    /// Also trace the children the targets fork, from their first instruction.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Print every output line (events and dumps) as a JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write output to FILE instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Do not print events; print dumps only.
+    #[arg(long)]
+    pub no_events: bool,
+
+    /// Dump every SECONDS seconds (fractions allowed).
+    #[arg(long, value_name = "SECONDS")]
+    pub interval: Option<String>,
+
+    /// Size of the kernel-to-user ring buffer: a power of two of at least 4K (suffixes K, M, G).
+    #[arg(long, value_name = "BYTES", default_value = "4M")]
+    pub ring_size: String,
+
+    /// Print the eBPF programs' own diagnostics (aya-log) to standard error.
+    #[arg(long)]
+    pub debug_bpf: bool,
+}

@@ -1,0 +1,256 @@
+//! Decoder: raw [`EventRecord`] bytes from the ring → typed [`Event`]s.
+
+use pmap_common::{EventRecord, record_kind, syscall_nr};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("ring record of {0} bytes, expected {expected}", expected = EventRecord::SIZE)]
+    WrongSize(usize),
+    #[error("ring record of unknown kind {0}")]
+    UnknownKind(u32),
+    #[error("ring record for unknown syscall number {0}")]
+    UnknownSyscall(u32),
+}
+
+/// One thing that happened to a traced process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `CLOCK_MONOTONIC` nanoseconds when the call completed.
+    pub timestamp_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// The thread's command name, as the kernel keeps it (up to 15 bytes, any bytes but NUL).
+    pub comm: Vec<u8>,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A completed mapping-changing call and its raw return value.
+    Call { call: Call, ret: i64 },
+    /// The process completed an exec; its address space was replaced.
+    Exec,
+    /// The last thread of the process exited.
+    Exit,
+    /// The process created a task (a child process or a thread) with this id.
+    Fork { child: u32 },
+}
+
+/// A mapping-changing call with its arguments as the user passed them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    Mmap { addr: u64, len: u64, prot: u64, flags: u64, fd: i32, offset: u64 },
+    Munmap { addr: u64, len: u64 },
+    Brk { addr: u64 },
+    Mremap { old_addr: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64 },
+    Mprotect { addr: u64, len: u64, prot: u64 },
+    PkeyMprotect { addr: u64, len: u64, prot: u64, pkey: i32 },
+    Madvise { addr: u64, len: u64, advice: u64 },
+    Mlock { addr: u64, len: u64 },
+    Mlock2 { addr: u64, len: u64, flags: u64 },
+    Munlock { addr: u64, len: u64 },
+    Mlockall { flags: u64 },
+    Munlockall,
+    Shmat { shmid: i32, addr: u64, flags: u64 },
+    Shmdt { addr: u64 },
+    /// `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name)`; `name` is a user pointer.
+    SetVmaAnonName { attr: u64, addr: u64, len: u64, name: u64 },
+    RemapFilePages { addr: u64, size: u64, prot: u64, pgoff: u64, flags: u64 },
+    Mbind { addr: u64, len: u64, mode: u64, flags: u64 },
+    MapShadowStack { addr: u64, size: u64, flags: u64 },
+    Mseal { addr: u64, len: u64, flags: u64 },
+}
+
+impl Call {
+    /// The syscall's name as strace and the kernel's tracepoints spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Call::Mmap { .. } => "mmap",
+            Call::Munmap { .. } => "munmap",
+            Call::Brk { .. } => "brk",
+            Call::Mremap { .. } => "mremap",
+            Call::Mprotect { .. } => "mprotect",
+            Call::PkeyMprotect { .. } => "pkey_mprotect",
+            Call::Madvise { .. } => "madvise",
+            Call::Mlock { .. } => "mlock",
+            Call::Mlock2 { .. } => "mlock2",
+            Call::Munlock { .. } => "munlock",
+            Call::Mlockall { .. } => "mlockall",
+            Call::Munlockall => "munlockall",
+            Call::Shmat { .. } => "shmat",
+            Call::Shmdt { .. } => "shmdt",
+            Call::SetVmaAnonName { .. } => "prctl",
+            Call::RemapFilePages { .. } => "remap_file_pages",
+            Call::Mbind { .. } => "mbind",
+            Call::MapShadowStack { .. } => "map_shadow_stack",
+            Call::Mseal { .. } => "mseal",
+        }
+    }
+
+    fn from_raw(nr: u32, a: [u64; 6]) -> Result<Self, DecodeError> {
+        Ok(match nr {
+            syscall_nr::MMAP => Call::Mmap {
+                addr: a[0],
+                len: a[1],
+                prot: a[2],
+                flags: a[3],
+                fd: a[4] as i32,
+                offset: a[5],
+            },
+            syscall_nr::MUNMAP => Call::Munmap { addr: a[0], len: a[1] },
+            syscall_nr::BRK => Call::Brk { addr: a[0] },
+            syscall_nr::MREMAP => Call::Mremap {
+                old_addr: a[0],
+                old_len: a[1],
+                new_len: a[2],
+                flags: a[3],
+                new_addr: a[4],
+            },
+            syscall_nr::MPROTECT => Call::Mprotect { addr: a[0], len: a[1], prot: a[2] },
+            syscall_nr::PKEY_MPROTECT => Call::PkeyMprotect {
+                addr: a[0],
+                len: a[1],
+                prot: a[2],
+                pkey: a[3] as i32,
+            },
+            syscall_nr::MADVISE => Call::Madvise { addr: a[0], len: a[1], advice: a[2] },
+            syscall_nr::MLOCK => Call::Mlock { addr: a[0], len: a[1] },
+            syscall_nr::MLOCK2 => Call::Mlock2 { addr: a[0], len: a[1], flags: a[2] },
+            syscall_nr::MUNLOCK => Call::Munlock { addr: a[0], len: a[1] },
+            syscall_nr::MLOCKALL => Call::Mlockall { flags: a[0] },
+            syscall_nr::MUNLOCKALL => Call::Munlockall,
+            syscall_nr::SHMAT => Call::Shmat { shmid: a[0] as i32, addr: a[1], flags: a[2] },
+            syscall_nr::SHMDT => Call::Shmdt { addr: a[0] },
+            syscall_nr::PRCTL => Call::SetVmaAnonName {
+                attr: a[1],
+                addr: a[2],
+                len: a[3],
+                name: a[4],
+            },
+            syscall_nr::REMAP_FILE_PAGES => Call::RemapFilePages {
+                addr: a[0],
+                size: a[1],
+                prot: a[2],
+                pgoff: a[3],
+                flags: a[4],
+            },
+            syscall_nr::MBIND => Call::Mbind { addr: a[0], len: a[1], mode: a[2], flags: a[5] },
+            syscall_nr::MAP_SHADOW_STACK => Call::MapShadowStack {
+                addr: a[0],
+                size: a[1],
+                flags: a[2],
+            },
+            syscall_nr::MSEAL => Call::Mseal { addr: a[0], len: a[1], flags: a[2] },
+            other => return Err(DecodeError::UnknownSyscall(other)),
+        })
+    }
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    if bytes.len() != EventRecord::SIZE {
+        return Err(DecodeError::WrongSize(bytes.len()));
+    }
+    // SAFETY: the length matches and EventRecord is plain data valid for any bit pattern; the
+    // unaligned read copes with whatever alignment the ring gives the slice.
+    let record: EventRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    decode_record(&record)
+}
+
+pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
+    let kind = match record.kind {
+        record_kind::SYSCALL => EventKind::Call {
+            call: Call::from_raw(record.syscall_nr, record.args)?,
+            ret: record.ret,
+        },
+        record_kind::EXEC => EventKind::Exec,
+        record_kind::EXIT => EventKind::Exit,
+        record_kind::FORK => EventKind::Fork { child: record.aux as u32 },
+        other => return Err(DecodeError::UnknownKind(other)),
+    };
+    let comm_len = record.comm.iter().position(|&b| b == 0).unwrap_or(record.comm.len());
+    Ok(Event {
+        timestamp_ns: record.timestamp_ns,
+        tgid: record.tgid,
+        tid: record.tid,
+        comm: record.comm[..comm_len].to_vec(),
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: u32, nr: u32, args: [u64; 6], ret: i64) -> EventRecord {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"work");
+        EventRecord {
+            kind,
+            syscall_nr: nr,
+            timestamp_ns: 42,
+            tgid: 100,
+            tid: 101,
+            args,
+            ret,
+            aux: 0,
+            comm,
+        }
+    }
+
+    fn bytes_of(r: &EventRecord) -> Vec<u8> {
+        // SAFETY: plain repr(C) data.
+        unsafe {
+            std::slice::from_raw_parts((r as *const EventRecord).cast::<u8>(), EventRecord::SIZE)
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_mmap_arguments_in_register_order() {
+        let r = record(record_kind::SYSCALL, syscall_nr::MMAP, [0, 8192, 3, 0x22, u64::MAX, 0], 0x7f00_0000_0000);
+        let event = decode(&bytes_of(&r)).unwrap();
+        assert_eq!(event.tgid, 100);
+        assert_eq!(event.tid, 101);
+        assert_eq!(event.comm, b"work");
+        assert_eq!(
+            event.kind,
+            EventKind::Call {
+                call: Call::Mmap { addr: 0, len: 8192, prot: 3, flags: 0x22, fd: -1, offset: 0 },
+                ret: 0x7f00_0000_0000
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_every_traced_syscall_to_its_own_name() {
+        for &(name, nr) in pmap_common::TRACED_SYSCALLS {
+            let r = record(record_kind::SYSCALL, nr, [pmap_common::PR_SET_VMA, 0, 0, 0, 0, 0], 0);
+            let EventKind::Call { call, .. } = decode(&bytes_of(&r)).unwrap().kind else {
+                panic!("{name} did not decode as a call");
+            };
+            assert_eq!(call.name(), name);
+        }
+    }
+
+    #[test]
+    fn decodes_lifecycle_records() {
+        let mut r = record(record_kind::FORK, 0, [0; 6], 0);
+        r.aux = 555;
+        assert_eq!(decode(&bytes_of(&r)).unwrap().kind, EventKind::Fork { child: 555 });
+        let r = record(record_kind::EXEC, 0, [0; 6], 0);
+        assert_eq!(decode(&bytes_of(&r)).unwrap().kind, EventKind::Exec);
+        let r = record(record_kind::EXIT, 0, [0; 6], 0);
+        assert_eq!(decode(&bytes_of(&r)).unwrap().kind, EventKind::Exit);
+    }
+
+    #[test]
+    fn rejects_malformed_records() {
+        assert_eq!(decode(&[0u8; 3]), Err(DecodeError::WrongSize(3)));
+        let r = record(99, 0, [0; 6], 0);
+        assert_eq!(decode(&bytes_of(&r)), Err(DecodeError::UnknownKind(99)));
+        let r = record(record_kind::SYSCALL, 1, [0; 6], 0);
+        assert_eq!(decode(&bytes_of(&r)), Err(DecodeError::UnknownSyscall(1)));
+    }
+}
