@@ -24,7 +24,10 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
         // and `process_exit` removes it when the thread ends.
         let _ = TARGETS.insert(&child, &flags, 0);
         if debug_enabled() {
-            debug!(&ctx, "pmap-ebpf: {} forked {}, now traced", parent.tgid, child);
+            debug!(
+                &ctx,
+                "pmap-ebpf: {} forked {}, now traced", parent.tgid, child
+            );
         }
     }
     emit(record_kind::FORK, parent, 0, [0; 6], 0, child as u64);
@@ -50,7 +53,8 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
         let _ = TARGETS.remove(&caller.tid);
     }
     // SAFETY: offset checked against the tracepoint's format file by userspace.
-    let group_dead = unsafe { ctx.read_at::<u8>(sched_layout::EXIT_GROUP_DEAD_OFFSET) }.unwrap_or(0);
+    let group_dead =
+        unsafe { ctx.read_at::<u8>(sched_layout::EXIT_GROUP_DEAD_OFFSET) }.unwrap_or(0);
     if group_dead != 0 {
         let _ = TARGETS.remove(&caller.tgid);
         emit(record_kind::EXIT, caller, 0, [0; 6], 0, 0);

@@ -40,26 +40,99 @@ pub enum EventKind {
 /// A mapping-changing call with its arguments as the user passed them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Call {
-    Mmap { addr: u64, len: u64, prot: u64, flags: u64, fd: i32, offset: u64 },
-    Munmap { addr: u64, len: u64 },
-    Brk { addr: u64 },
-    Mremap { old_addr: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64 },
-    Mprotect { addr: u64, len: u64, prot: u64 },
-    PkeyMprotect { addr: u64, len: u64, prot: u64, pkey: i32 },
-    Madvise { addr: u64, len: u64, advice: u64 },
-    Mlock { addr: u64, len: u64 },
-    Mlock2 { addr: u64, len: u64, flags: u64 },
-    Munlock { addr: u64, len: u64 },
-    Mlockall { flags: u64 },
+    Mmap {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        fd: i32,
+        offset: u64,
+    },
+    Munmap {
+        addr: u64,
+        len: u64,
+    },
+    Brk {
+        addr: u64,
+    },
+    Mremap {
+        old_addr: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+    },
+    Mprotect {
+        addr: u64,
+        len: u64,
+        prot: u64,
+    },
+    PkeyMprotect {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        pkey: i32,
+    },
+    Madvise {
+        addr: u64,
+        len: u64,
+        advice: u64,
+    },
+    Mlock {
+        addr: u64,
+        len: u64,
+    },
+    Mlock2 {
+        addr: u64,
+        len: u64,
+        flags: u64,
+    },
+    Munlock {
+        addr: u64,
+        len: u64,
+    },
+    Mlockall {
+        flags: u64,
+    },
     Munlockall,
-    Shmat { shmid: i32, addr: u64, flags: u64 },
-    Shmdt { addr: u64 },
+    Shmat {
+        shmid: i32,
+        addr: u64,
+        flags: u64,
+    },
+    Shmdt {
+        addr: u64,
+    },
     /// `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name)`; `name` is a user pointer.
-    SetVmaAnonName { attr: u64, addr: u64, len: u64, name: u64 },
-    RemapFilePages { addr: u64, size: u64, prot: u64, pgoff: u64, flags: u64 },
-    Mbind { addr: u64, len: u64, mode: u64, flags: u64 },
-    MapShadowStack { addr: u64, size: u64, flags: u64 },
-    Mseal { addr: u64, len: u64, flags: u64 },
+    SetVmaAnonName {
+        attr: u64,
+        addr: u64,
+        len: u64,
+        name: u64,
+    },
+    RemapFilePages {
+        addr: u64,
+        size: u64,
+        prot: u64,
+        pgoff: u64,
+        flags: u64,
+    },
+    Mbind {
+        addr: u64,
+        len: u64,
+        mode: u64,
+        flags: u64,
+    },
+    MapShadowStack {
+        addr: u64,
+        size: u64,
+        flags: u64,
+    },
+    Mseal {
+        addr: u64,
+        len: u64,
+        flags: u64,
+    },
 }
 
 impl Call {
@@ -98,7 +171,10 @@ impl Call {
                 fd: a[4] as i32,
                 offset: a[5],
             },
-            syscall_nr::MUNMAP => Call::Munmap { addr: a[0], len: a[1] },
+            syscall_nr::MUNMAP => Call::Munmap {
+                addr: a[0],
+                len: a[1],
+            },
             syscall_nr::BRK => Call::Brk { addr: a[0] },
             syscall_nr::MREMAP => Call::Mremap {
                 old_addr: a[0],
@@ -107,20 +183,42 @@ impl Call {
                 flags: a[3],
                 new_addr: a[4],
             },
-            syscall_nr::MPROTECT => Call::Mprotect { addr: a[0], len: a[1], prot: a[2] },
+            syscall_nr::MPROTECT => Call::Mprotect {
+                addr: a[0],
+                len: a[1],
+                prot: a[2],
+            },
             syscall_nr::PKEY_MPROTECT => Call::PkeyMprotect {
                 addr: a[0],
                 len: a[1],
                 prot: a[2],
                 pkey: a[3] as i32,
             },
-            syscall_nr::MADVISE => Call::Madvise { addr: a[0], len: a[1], advice: a[2] },
-            syscall_nr::MLOCK => Call::Mlock { addr: a[0], len: a[1] },
-            syscall_nr::MLOCK2 => Call::Mlock2 { addr: a[0], len: a[1], flags: a[2] },
-            syscall_nr::MUNLOCK => Call::Munlock { addr: a[0], len: a[1] },
+            syscall_nr::MADVISE => Call::Madvise {
+                addr: a[0],
+                len: a[1],
+                advice: a[2],
+            },
+            syscall_nr::MLOCK => Call::Mlock {
+                addr: a[0],
+                len: a[1],
+            },
+            syscall_nr::MLOCK2 => Call::Mlock2 {
+                addr: a[0],
+                len: a[1],
+                flags: a[2],
+            },
+            syscall_nr::MUNLOCK => Call::Munlock {
+                addr: a[0],
+                len: a[1],
+            },
             syscall_nr::MLOCKALL => Call::Mlockall { flags: a[0] },
             syscall_nr::MUNLOCKALL => Call::Munlockall,
-            syscall_nr::SHMAT => Call::Shmat { shmid: a[0] as i32, addr: a[1], flags: a[2] },
+            syscall_nr::SHMAT => Call::Shmat {
+                shmid: a[0] as i32,
+                addr: a[1],
+                flags: a[2],
+            },
             syscall_nr::SHMDT => Call::Shmdt { addr: a[0] },
             syscall_nr::PRCTL => Call::SetVmaAnonName {
                 attr: a[1],
@@ -135,13 +233,22 @@ impl Call {
                 pgoff: a[3],
                 flags: a[4],
             },
-            syscall_nr::MBIND => Call::Mbind { addr: a[0], len: a[1], mode: a[2], flags: a[5] },
+            syscall_nr::MBIND => Call::Mbind {
+                addr: a[0],
+                len: a[1],
+                mode: a[2],
+                flags: a[5],
+            },
             syscall_nr::MAP_SHADOW_STACK => Call::MapShadowStack {
                 addr: a[0],
                 size: a[1],
                 flags: a[2],
             },
-            syscall_nr::MSEAL => Call::Mseal { addr: a[0], len: a[1], flags: a[2] },
+            syscall_nr::MSEAL => Call::Mseal {
+                addr: a[0],
+                len: a[1],
+                flags: a[2],
+            },
             other => return Err(DecodeError::UnknownSyscall(other)),
         })
     }
@@ -166,10 +273,16 @@ pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
         },
         record_kind::EXEC => EventKind::Exec,
         record_kind::EXIT => EventKind::Exit,
-        record_kind::FORK => EventKind::Fork { child: record.aux as u32 },
+        record_kind::FORK => EventKind::Fork {
+            child: record.aux as u32,
+        },
         other => return Err(DecodeError::UnknownKind(other)),
     };
-    let comm_len = record.comm.iter().position(|&b| b == 0).unwrap_or(record.comm.len());
+    let comm_len = record
+        .comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(record.comm.len());
     Ok(Event {
         timestamp_ns: record.timestamp_ns,
         tgid: record.tgid,
@@ -209,7 +322,12 @@ mod tests {
 
     #[test]
     fn decodes_mmap_arguments_in_register_order() {
-        let r = record(record_kind::SYSCALL, syscall_nr::MMAP, [0, 8192, 3, 0x22, u64::MAX, 0], 0x7f00_0000_0000);
+        let r = record(
+            record_kind::SYSCALL,
+            syscall_nr::MMAP,
+            [0, 8192, 3, 0x22, u64::MAX, 0],
+            0x7f00_0000_0000,
+        );
         let event = decode(&bytes_of(&r)).unwrap();
         assert_eq!(event.tgid, 100);
         assert_eq!(event.tid, 101);
@@ -217,7 +335,14 @@ mod tests {
         assert_eq!(
             event.kind,
             EventKind::Call {
-                call: Call::Mmap { addr: 0, len: 8192, prot: 3, flags: 0x22, fd: -1, offset: 0 },
+                call: Call::Mmap {
+                    addr: 0,
+                    len: 8192,
+                    prot: 3,
+                    flags: 0x22,
+                    fd: -1,
+                    offset: 0
+                },
                 ret: 0x7f00_0000_0000
             }
         );
@@ -226,7 +351,12 @@ mod tests {
     #[test]
     fn decodes_every_traced_syscall_to_its_own_name() {
         for &(name, nr) in pmap_common::TRACED_SYSCALLS {
-            let r = record(record_kind::SYSCALL, nr, [pmap_common::PR_SET_VMA, 0, 0, 0, 0, 0], 0);
+            let r = record(
+                record_kind::SYSCALL,
+                nr,
+                [pmap_common::PR_SET_VMA, 0, 0, 0, 0, 0],
+                0,
+            );
             let EventKind::Call { call, .. } = decode(&bytes_of(&r)).unwrap().kind else {
                 panic!("{name} did not decode as a call");
             };
@@ -238,7 +368,10 @@ mod tests {
     fn decodes_lifecycle_records() {
         let mut r = record(record_kind::FORK, 0, [0; 6], 0);
         r.aux = 555;
-        assert_eq!(decode(&bytes_of(&r)).unwrap().kind, EventKind::Fork { child: 555 });
+        assert_eq!(
+            decode(&bytes_of(&r)).unwrap().kind,
+            EventKind::Fork { child: 555 }
+        );
         let r = record(record_kind::EXEC, 0, [0; 6], 0);
         assert_eq!(decode(&bytes_of(&r)).unwrap().kind, EventKind::Exec);
         let r = record(record_kind::EXIT, 0, [0; 6], 0);

@@ -4,13 +4,19 @@
 
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod decode;
+pub mod demo;
 mod fd_watch;
+pub mod launch;
+pub mod process;
 pub mod procmap_query;
 pub mod render;
 pub mod seed;
+pub mod session;
+pub mod sink;
 pub mod table;
+mod terminal;
 
 /// The eBPF object built from `pmap-ebpf` by `build.rs`.
-pub static EBPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pmap-ebpf"));
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pmap-ebpf"));

@@ -4,7 +4,7 @@
 
 use std::{fs::File, io, os::fd::AsRawFd};
 
-use crate::table::{Device, Mapping, Perms};
+use crate::table::{Device, Mapping, Perms, VmaOracle};
 
 #[repr(C)]
 #[derive(Default)]
@@ -95,10 +95,20 @@ impl VmaQuery {
                 shared: raw.vma_flags & VMA_SHARED != 0,
             },
             offset: raw.vma_offset,
-            device: Device { major: raw.dev_major, minor: raw.dev_minor },
+            device: Device {
+                major: raw.dev_major,
+                minor: raw.dev_minor,
+            },
             inode: raw.inode,
             name: escape_like_proc_maps(&self.name[..name_len]),
         }))
+    }
+}
+
+impl VmaOracle for VmaQuery {
+    fn vma_at(&mut self, addr: u64) -> Option<Mapping> {
+        // A failed query (the process is gone) leaves the decision to the table's defaults.
+        self.covering(addr).ok().flatten()
     }
 }
 
@@ -123,7 +133,10 @@ mod tests {
     fn finds_own_stack_and_a_fresh_anonymous_mapping() {
         let mut query = VmaQuery::open(std::process::id() as i32).unwrap();
         let local = 0u64;
-        let stack_vma = query.covering(&local as *const u64 as u64).unwrap().unwrap();
+        let stack_vma = query
+            .covering(&local as *const u64 as u64)
+            .unwrap()
+            .unwrap();
         assert!(stack_vma.start <= &local as *const u64 as u64);
         // SAFETY: a fresh private anonymous mapping, unmapped below.
         let addr = unsafe {
@@ -141,7 +154,12 @@ mod tests {
         assert!(vma.start <= addr as u64 && vma.end >= addr as u64 + 3 * 4096);
         assert_eq!(
             vma.perms,
-            Perms { read: true, write: false, exec: false, shared: false }
+            Perms {
+                read: true,
+                write: false,
+                exec: false,
+                shared: false
+            }
         );
         assert_eq!(vma.inode, 0);
         // SAFETY: unmaps exactly what was mapped above.

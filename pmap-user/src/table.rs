@@ -146,16 +146,31 @@ pub fn page_align_up(value: u64) -> u64 {
 impl AddressSpace {
     /// A table holding `mappings` as read from `/proc/PID/maps` (sorted, non-overlapping).
     pub fn from_mappings(mappings: Vec<Mapping>, start_brk: u64) -> Self {
-        let mut space = AddressSpace { start_brk, ..Default::default() };
+        let mut space = AddressSpace {
+            start_brk,
+            ..Default::default()
+        };
         for mapping in mappings {
             let lineage = space.new_lineage();
-            let pgoff = if mapping.inode != 0 { mapping.offset / PAGE_SIZE } else { mapping.start / PAGE_SIZE };
+            let pgoff = if mapping.inode != 0 {
+                mapping.offset / PAGE_SIZE
+            } else {
+                mapping.start / PAGE_SIZE
+            };
             let flags = if mapping.name == b"[stack]" {
                 HiddenFlags::default().with(HiddenFlags::GROWSDOWN, 0)
             } else {
                 HiddenFlags::default()
             };
-            space.vmas.insert(mapping.start, Vma { mapping, flags, lineage, pgoff });
+            space.vmas.insert(
+                mapping.start,
+                Vma {
+                    mapping,
+                    flags,
+                    lineage,
+                    pgoff,
+                },
+            );
         }
         space
     }
@@ -200,7 +215,9 @@ impl AddressSpace {
         self.split_at(start);
         self.split_at(end);
         let keys: Vec<u64> = self.vmas.range(start..end).map(|(&k, _)| k).collect();
-        keys.into_iter().filter_map(|k| self.vmas.remove(&k)).collect()
+        keys.into_iter()
+            .filter_map(|k| self.vmas.remove(&k))
+            .collect()
     }
 
     /// Applies `change` to every mapped piece of `[start, end)`, then lets neighbours merge.
@@ -271,7 +288,10 @@ impl AddressSpace {
                 .is_some_and(|now| now.start < boundary && now.end > boundary),
         };
         if merge {
-            let right = self.vmas.remove(&boundary).expect("right neighbour present");
+            let right = self
+                .vmas
+                .remove(&boundary)
+                .expect("right neighbour present");
             let left = self
                 .vmas
                 .range_mut(..boundary)
@@ -291,20 +311,34 @@ impl AddressSpace {
             return;
         }
         match *call {
-            Call::Mmap { len, prot, flags, offset, .. } => {
-                self.apply_mmap(ret as u64, len, prot, flags, offset, oracle)
-            }
+            Call::Mmap {
+                len,
+                prot,
+                flags,
+                offset,
+                ..
+            } => self.apply_mmap(ret as u64, len, prot, flags, offset, oracle),
             Call::Munmap { addr, len } => {
                 self.remove_range(addr, addr.saturating_add(page_align_up(len)));
             }
             Call::Brk { .. } => self.apply_brk(ret as u64, oracle),
-            Call::Mremap { old_addr, old_len, new_len, flags, .. } => {
-                self.apply_mremap(old_addr, old_len, new_len, flags, ret as u64, oracle)
-            }
-            Call::Mprotect { addr, len, prot } | Call::PkeyMprotect { addr, len, prot, .. } => {
+            Call::Mremap {
+                old_addr,
+                old_len,
+                new_len,
+                flags,
+                ..
+            } => self.apply_mremap(old_addr, old_len, new_len, flags, ret as u64, oracle),
+            Call::Mprotect { addr, len, prot }
+            | Call::PkeyMprotect {
+                addr, len, prot, ..
+            } => {
                 let perms = perms_from_prot(prot);
                 self.update_range(addr, addr.saturating_add(page_align_up(len)), oracle, |v| {
-                    v.mapping.perms = Perms { shared: v.mapping.perms.shared, ..perms };
+                    v.mapping.perms = Perms {
+                        shared: v.mapping.perms.shared,
+                        ..perms
+                    };
                 });
             }
             Call::Madvise { addr, len, advice } => {
@@ -312,9 +346,13 @@ impl AddressSpace {
                     self.set_flags(addr, len, set, clear, oracle);
                 }
             }
-            Call::Mlock { addr, len } => {
-                self.set_flags(addr, len, HiddenFlags::LOCKED, HiddenFlags::LOCKONFAULT, oracle)
-            }
+            Call::Mlock { addr, len } => self.set_flags(
+                addr,
+                len,
+                HiddenFlags::LOCKED,
+                HiddenFlags::LOCKONFAULT,
+                oracle,
+            ),
             Call::Mlock2 { addr, len, flags } => {
                 let bits = if flags & MLOCK_ONFAULT != 0 {
                     HiddenFlags::LOCKED | HiddenFlags::LOCKONFAULT
@@ -346,7 +384,9 @@ impl AddressSpace {
             Call::Munlockall => {
                 self.lock_future = false;
                 self.update_range(0, u64::MAX, oracle, |v| {
-                    v.flags = v.flags.with(0, HiddenFlags::LOCKED | HiddenFlags::LOCKONFAULT)
+                    v.flags = v
+                        .flags
+                        .with(0, HiddenFlags::LOCKED | HiddenFlags::LOCKONFAULT)
                 });
             }
             Call::Mseal { addr, len, .. } => {
@@ -360,9 +400,9 @@ impl AddressSpace {
             }
             Call::SetVmaAnonName { addr, len, .. }
             | Call::Mbind { addr, len, .. }
-            | Call::RemapFilePages { addr, size: len, .. } => {
-                self.refresh_from_kernel(addr, addr.saturating_add(page_align_up(len)), oracle)
-            }
+            | Call::RemapFilePages {
+                addr, size: len, ..
+            } => self.refresh_from_kernel(addr, addr.saturating_add(page_align_up(len)), oracle),
         }
     }
 
@@ -387,7 +427,10 @@ impl AddressSpace {
         let mut mapping = Mapping {
             start: addr,
             end,
-            perms: Perms { shared, ..perms_from_prot(prot) },
+            perms: Perms {
+                shared,
+                ..perms_from_prot(prot)
+            },
             offset: 0,
             device: Device::default(),
             inode: 0,
@@ -397,7 +440,10 @@ impl AddressSpace {
         if !anonymous || shared {
             // File identity (and the shmem inode behind shared anonymous memory) is not in the
             // arguments once the fd is gone: ask the kernel while the mapping is still there.
-            if let Some(now) = oracle.vma_at(addr).filter(|m| m.start <= addr && m.end > addr) {
+            if let Some(now) = oracle
+                .vma_at(addr)
+                .filter(|m| m.start <= addr && m.end > addr)
+            {
                 mapping.device = now.device;
                 mapping.inode = now.inode;
                 mapping.name = now.name;
@@ -422,7 +468,15 @@ impl AddressSpace {
             hidden = hidden.with(HiddenFlags::NOHUGEPAGE, 0);
         }
         let lineage = self.new_lineage();
-        self.insert_new(Vma { mapping, flags: hidden, lineage, pgoff }, oracle);
+        self.insert_new(
+            Vma {
+                mapping,
+                flags: hidden,
+                lineage,
+                pgoff,
+            },
+            oracle,
+        );
     }
 
     /// The heap is `[start_brk, PAGE_ALIGN(brk))`; `new_brk` is the break after the call.
@@ -453,7 +507,12 @@ impl AddressSpace {
             mapping: Mapping {
                 start: from,
                 end: to,
-                perms: Perms { read: true, write: true, exec: false, shared: false },
+                perms: Perms {
+                    read: true,
+                    write: true,
+                    exec: false,
+                    shared: false,
+                },
                 offset: 0,
                 device: Device::default(),
                 inode: 0,
@@ -490,7 +549,10 @@ impl AddressSpace {
                 .range(..old_addr + old_len)
                 .filter(|(_, v)| v.mapping.end > old_addr)
                 .map(|(_, v)| {
-                    v.slice(v.mapping.start.max(old_addr), v.mapping.end.min(old_addr + old_len))
+                    v.slice(
+                        v.mapping.start.max(old_addr),
+                        v.mapping.end.min(old_addr + old_len),
+                    )
                 })
                 .collect()
         } else {
@@ -580,10 +642,26 @@ impl AddressSpace {
                 .iter()
                 .find(|v| v.mapping.start <= now.start && v.mapping.end > now.start);
             let (flags, lineage, pgoff) = match previous {
-                Some(p) => (p.flags, p.lineage, p.pgoff + (now.start - p.mapping.start) / PAGE_SIZE),
-                None => (HiddenFlags::default(), self.new_lineage(), now.start / PAGE_SIZE),
+                Some(p) => (
+                    p.flags,
+                    p.lineage,
+                    p.pgoff + (now.start - p.mapping.start) / PAGE_SIZE,
+                ),
+                None => (
+                    HiddenFlags::default(),
+                    self.new_lineage(),
+                    now.start / PAGE_SIZE,
+                ),
             };
-            self.vmas.insert(now.start, Vma { mapping: now, flags, lineage, pgoff });
+            self.vmas.insert(
+                now.start,
+                Vma {
+                    mapping: now,
+                    flags,
+                    lineage,
+                    pgoff,
+                },
+            );
         }
     }
 

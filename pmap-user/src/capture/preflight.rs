@@ -34,12 +34,20 @@ pub enum PreflightError {
     )]
     TracefsMissing,
     #[error("tracepoint {tracepoint} is not available on this kernel ({source})")]
-    MissingTracepoint { tracepoint: String, source: io::Error },
+    MissingTracepoint {
+        tracepoint: String,
+        source: io::Error,
+    },
     #[error(
         "tracepoint {tracepoint} has field `{field}` at {found}, but pmap-trace reads it at \
          {expected}: this kernel's layout is not supported"
     )]
-    UnexpectedLayout { tracepoint: String, field: String, expected: String, found: String },
+    UnexpectedLayout {
+        tracepoint: String,
+        field: String,
+        expected: String,
+        found: String,
+    },
 }
 
 /// Checks privileges, BTF and tracefs (mounting it when allowed), and the tracepoint layouts.
@@ -78,7 +86,9 @@ fn check_capabilities() -> Result<(), PreflightError> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(PreflightError::MissingCapabilities { missing: missing.join(" and ") })
+        Err(PreflightError::MissingCapabilities {
+            missing: missing.join(" and "),
+        })
     }
 }
 
@@ -94,7 +104,13 @@ fn ensure_tracefs() -> Result<(), PreflightError> {
     let fstype = CString::new("tracefs").expect("no NUL");
     // SAFETY: valid NUL-terminated strings; no mount data.
     let rc = unsafe {
-        libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(PreflightError::TracefsMount(io::Error::last_os_error()));
@@ -118,7 +134,11 @@ fn parse_format(text: &str) -> Vec<Field> {
             let declaration = parts.next()?.to_string();
             let offset = parts.next()?.strip_prefix("offset:")?.parse().ok()?;
             let size = parts.next()?.strip_prefix("size:")?.parse().ok()?;
-            Some(Field { declaration, offset, size })
+            Some(Field {
+                declaration,
+                offset,
+                size,
+            })
         })
         .collect()
 }
@@ -152,10 +172,17 @@ fn expect_field(
 }
 
 fn read_format(category: &str, name: &str) -> Result<Vec<Field>, PreflightError> {
-    let path = Path::new(TRACEFS).join("events").join(category).join(name).join("format");
-    fs::read_to_string(&path).map(|text| parse_format(&text)).map_err(|source| {
-        PreflightError::MissingTracepoint { tracepoint: format!("{category}:{name}"), source }
-    })
+    let path = Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
+    fs::read_to_string(&path)
+        .map(|text| parse_format(&text))
+        .map_err(|source| PreflightError::MissingTracepoint {
+            tracepoint: format!("{category}:{name}"),
+            source,
+        })
 }
 
 fn check_layouts() -> Result<(), PreflightError> {
@@ -163,7 +190,13 @@ fn check_layouts() -> Result<(), PreflightError> {
         let name = format!("sys_exit_{syscall}");
         let fields = read_format("syscalls", &name)?;
         let tracepoint = format!("syscalls:{name}");
-        expect_field(&fields, &tracepoint, "__syscall_nr", sys_exit_layout::SYSCALL_NR_OFFSET, 4)?;
+        expect_field(
+            &fields,
+            &tracepoint,
+            "__syscall_nr",
+            sys_exit_layout::SYSCALL_NR_OFFSET,
+            4,
+        )?;
         expect_field(&fields, &tracepoint, "ret", sys_exit_layout::RET_OFFSET, 8)?;
     }
     let fork = read_format("sched", "sched_process_fork")?;
@@ -206,7 +239,11 @@ format:
         assert_eq!(fields.len(), 4);
         assert_eq!(
             fields[3],
-            Field { declaration: "long ret".into(), offset: 16, size: 8 }
+            Field {
+                declaration: "long ret".into(),
+                offset: 16,
+                size: 8
+            }
         );
     }
 

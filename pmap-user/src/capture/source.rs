@@ -23,11 +23,17 @@ pub enum CaptureError {
     #[error("could not load the eBPF programs: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("could not load or attach eBPF program {program}: {source}")]
-    Program { program: String, source: aya::programs::ProgramError },
+    Program {
+        program: String,
+        source: aya::programs::ProgramError,
+    },
     #[error("eBPF map {0} is missing from the object")]
     MissingMap(&'static str),
     #[error("eBPF map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("could not start kernel-side logging: {0}")]
     Logger(#[from] aya_log::Error),
     #[error("waiting on the ring buffer failed: {0}")]
@@ -72,28 +78,68 @@ impl Capture {
             None
         };
 
-        let exits: Vec<(&str, String)> =
-            TRACED_SYSCALLS.iter().map(|(name, _)| ("syscalls", format!("sys_exit_{name}"))).collect();
+        let exits: Vec<(&str, String)> = TRACED_SYSCALLS
+            .iter()
+            .map(|(name, _)| ("syscalls", format!("sys_exit_{name}")))
+            .collect();
         attach(&mut ebpf, "mm_syscall_exit", &exits)?;
-        attach(&mut ebpf, "process_fork", &[("sched", "sched_process_fork".to_string())])?;
-        attach(&mut ebpf, "process_exec", &[("sched", "sched_process_exec".to_string())])?;
-        attach(&mut ebpf, "process_exit", &[("sched", "sched_process_exit".to_string())])?;
+        attach(
+            &mut ebpf,
+            "process_fork",
+            &[("sched", "sched_process_fork".to_string())],
+        )?;
+        attach(
+            &mut ebpf,
+            "process_exec",
+            &[("sched", "sched_process_exec".to_string())],
+        )?;
+        attach(
+            &mut ebpf,
+            "process_exit",
+            &[("sched", "sched_process_exit".to_string())],
+        )?;
 
-        let ring = RingBuf::try_from(take_map(&mut ebpf, EVENTS_MAP)?)
-            .map_err(|source| CaptureError::Map { name: EVENTS_MAP, source })?;
-        let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?)
-            .map_err(|source| CaptureError::Map { name: TARGETS_MAP, source })?;
-        let dropped = PerCpuArray::try_from(take_map(&mut ebpf, DROPPED_MAP)?)
-            .map_err(|source| CaptureError::Map { name: DROPPED_MAP, source })?;
-        Ok(Capture { ring: watch_readable(ring)?, targets, dropped, logger, _ebpf: ebpf })
+        let ring = RingBuf::try_from(take_map(&mut ebpf, EVENTS_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                name: EVENTS_MAP,
+                source,
+            }
+        })?;
+        let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                name: TARGETS_MAP,
+                source,
+            }
+        })?;
+        let dropped =
+            PerCpuArray::try_from(take_map(&mut ebpf, DROPPED_MAP)?).map_err(|source| {
+                CaptureError::Map {
+                    name: DROPPED_MAP,
+                    source,
+                }
+            })?;
+        Ok(Capture {
+            ring: watch_readable(ring)?,
+            targets,
+            dropped,
+            logger,
+            _ebpf: ebpf,
+        })
     }
 
     /// Starts tracing process `tgid` in the kernel (and, with `follow`, its future children).
     pub fn add_target(&mut self, tgid: u32, follow: bool) -> Result<(), CaptureError> {
-        let flags = if follow { target_flags::FOLLOW_FORKS } else { 0 };
+        let flags = if follow {
+            target_flags::FOLLOW_FORKS
+        } else {
+            0
+        };
         self.targets
             .insert(tgid, flags, 0)
-            .map_err(|source| CaptureError::Map { name: TARGETS_MAP, source })
+            .map_err(|source| CaptureError::Map {
+                name: TARGETS_MAP,
+                source,
+            })
     }
 
     pub fn remove_target(&mut self, tgid: u32) {
@@ -103,7 +149,10 @@ impl Capture {
 
     /// Records lost so far because the ring was full, summed over CPUs.
     pub fn dropped_total(&self) -> u64 {
-        self.dropped.get(&0, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+        self.dropped
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
     }
 
     /// Appends every record already in the ring to `out`, without waiting.
@@ -146,7 +195,10 @@ fn attach(
     program: &str,
     tracepoints: &[(&str, String)],
 ) -> Result<(), CaptureError> {
-    let error = |source| CaptureError::Program { program: program.to_string(), source };
+    let error = |source| CaptureError::Program {
+        program: program.to_string(),
+        source,
+    };
     let prog: &mut TracePoint = ebpf
         .program_mut(program)
         .ok_or_else(|| error(aya::programs::ProgramError::NotLoaded))?
@@ -154,10 +206,11 @@ fn attach(
         .map_err(error)?;
     prog.load().map_err(error)?;
     for (category, name) in tracepoints {
-        prog.attach(category, name).map_err(|source| CaptureError::Program {
-            program: format!("{program} ({category}:{name})"),
-            source,
-        })?;
+        prog.attach(category, name)
+            .map_err(|source| CaptureError::Program {
+                program: format!("{program} ({category}:{name})"),
+                source,
+            })?;
     }
     Ok(())
 }

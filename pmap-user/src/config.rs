@@ -1,0 +1,260 @@
+//! Raw flags ([`crate::cli`]) validated into a settled [`Config`] before any work starts.
+
+use std::{ffi::OsString, fs, path::PathBuf, time::Duration};
+
+use thiserror::Error;
+
+use crate::cli::TraceArgs;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "no target: give -p PID to attach, a command after `--` to start one, or run \
+         `pmap-trace demo`"
+    )]
+    NoTarget,
+    #[error("-p/--pid and a command after `--` cannot be combined: use one or the other")]
+    PidAndCommand,
+    #[error("invalid PID '{0}': expected a positive process id such as 1234")]
+    InvalidPid(String),
+    #[error("no such process: {0} (check the PID with `ps -p {0}`)")]
+    NoSuchProcess(i32),
+    #[error("PID {0} is a kernel thread ({1}): it has no user address space to trace")]
+    KernelThread(i32, String),
+    #[error("PID {0} is a zombie: it has exited and has no address space left to trace")]
+    Zombie(i32),
+    #[error("PID {0} is pmap-trace itself: give the PID of another process")]
+    SelfTarget(i32),
+    #[error("invalid --ring-size '{0}': give a power of two of at least 4K, such as 4M or 16M")]
+    InvalidRingSize(String),
+    #[error("invalid --interval '{0}': give a positive number of seconds, such as 5 or 0.5")]
+    InvalidInterval(String),
+    #[error("cannot write output file {path}: {reason} (choose a writable path for -o)")]
+    Output { path: String, reason: String },
+}
+
+/// Where the traced processes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// Attach to running processes.
+    Pids(Vec<i32>),
+    /// Start this command (program and arguments) and trace it from its first instruction.
+    Launch(Vec<OsString>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Everything a trace session needs, checked.
+#[derive(Debug)]
+pub struct Config {
+    pub targets: Targets,
+    pub follow: bool,
+    pub format: Format,
+    /// `None` is standard output.
+    pub output: Option<PathBuf>,
+    pub events: bool,
+    pub interval: Option<Duration>,
+    pub ring_size: u32,
+    pub debug_bpf: bool,
+    /// Pressing Enter or `d` dumps (only when stdin is a terminal that no launched child uses).
+    pub key_dumps: bool,
+}
+
+impl Config {
+    pub fn from_args(args: &TraceArgs, launch: Vec<OsString>) -> Result<Config, ConfigError> {
+        let targets = match (args.pids.is_empty(), launch.is_empty()) {
+            (true, true) => return Err(ConfigError::NoTarget),
+            (false, false) => return Err(ConfigError::PidAndCommand),
+            (false, true) => Targets::Pids(parse_pids(&args.pids)?),
+            (true, false) => Targets::Launch(launch),
+        };
+        let ring_size = parse_ring_size(&args.ring_size)?;
+        let interval = args.interval.as_deref().map(parse_interval).transpose()?;
+        if let Some(path) = &args.output {
+            check_output(path)?;
+        }
+        // SAFETY: isatty has no preconditions.
+        let stdin_is_tty = unsafe { libc::isatty(0) } == 1;
+        Ok(Config {
+            key_dumps: stdin_is_tty && matches!(targets, Targets::Pids(_)),
+            targets,
+            follow: args.follow,
+            format: if args.json {
+                Format::Json
+            } else {
+                Format::Text
+            },
+            output: args.output.clone(),
+            events: !args.no_events,
+            interval,
+            ring_size,
+            debug_bpf: args.debug_bpf,
+        })
+    }
+}
+
+fn parse_pids(raw: &[String]) -> Result<Vec<i32>, ConfigError> {
+    let mut pids = Vec::new();
+    for text in raw.iter().map(|s| s.trim()) {
+        let pid: i32 = text
+            .parse()
+            .ok()
+            .filter(|&pid| pid > 0)
+            .ok_or_else(|| ConfigError::InvalidPid(text.to_string()))?;
+        check_traceable(pid)?;
+        if !pids.contains(&pid) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Refuses PIDs that cannot be traced, with the reason.
+fn check_traceable(pid: i32) -> Result<(), ConfigError> {
+    if pid as u32 == std::process::id() {
+        return Err(ConfigError::SelfTarget(pid));
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|_| ConfigError::NoSuchProcess(pid))?;
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let (comm, rest) = match (stat.find('('), stat.rfind(')')) {
+        (Some(open), Some(close)) => (&stat[open + 1..close], &stat[close + 1..]),
+        _ => return Err(ConfigError::NoSuchProcess(pid)),
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return Err(ConfigError::Zombie(pid));
+    }
+    // Field 9 of stat (flags) is the 7th after the command name.
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    if flags & PF_KTHREAD != 0 {
+        return Err(ConfigError::KernelThread(pid, comm.to_string()));
+    }
+    Ok(())
+}
+
+/// Parses `4096`, `64K`, `4M`, `1G`: a power of two of at least one page.
+fn parse_ring_size(text: &str) -> Result<u32, ConfigError> {
+    let invalid = || ConfigError::InvalidRingSize(text.to_string());
+    let trimmed = text.trim();
+    let (digits, multiplier) = match trimmed.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&trimmed[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&trimmed[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&trimmed[..i], 1 << 30),
+        _ => (trimmed, 1),
+    };
+    let bytes = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(invalid)?;
+    if bytes < 4096 || !bytes.is_power_of_two() || bytes > (1 << 31) {
+        return Err(invalid());
+    }
+    Ok(bytes as u32)
+}
+
+fn parse_interval(text: &str) -> Result<Duration, ConfigError> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| ConfigError::InvalidInterval(text.to_string()))
+}
+
+/// Opens (creating) the output file once, so an unwritable path fails before tracing starts.
+fn check_output(path: &PathBuf) -> Result<(), ConfigError> {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(drop)
+        .map_err(|err| ConfigError::Output {
+            path: path.display().to_string(),
+            reason: err.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pids: &[&str]) -> TraceArgs {
+        TraceArgs {
+            pids: pids.iter().map(|s| s.to_string()).collect(),
+            ring_size: "4M".into(),
+            ..TraceArgs::default()
+        }
+    }
+
+    #[test]
+    fn needs_exactly_one_kind_of_target() {
+        assert_eq!(
+            Config::from_args(&args(&[]), vec![]).unwrap_err(),
+            ConfigError::NoTarget
+        );
+        let err = Config::from_args(&args(&["1"]), vec!["ls".into()]).unwrap_err();
+        assert_eq!(err, ConfigError::PidAndCommand);
+    }
+
+    #[test]
+    fn rejects_bad_pids_with_the_reason() {
+        assert_eq!(
+            Config::from_args(&args(&["abc"]), vec![]).unwrap_err(),
+            ConfigError::InvalidPid("abc".into())
+        );
+        assert_eq!(
+            Config::from_args(&args(&["0"]), vec![]).unwrap_err(),
+            ConfigError::InvalidPid("0".into())
+        );
+        let own = std::process::id().to_string();
+        assert!(matches!(
+            Config::from_args(&args(&[&own]), vec![]).unwrap_err(),
+            ConfigError::SelfTarget(_)
+        ));
+        assert_eq!(
+            Config::from_args(&args(&["2"]), vec![]).unwrap_err(),
+            ConfigError::KernelThread(2, "kthreadd".into())
+        );
+        assert_eq!(
+            Config::from_args(&args(&["2147483647"]), vec![]).unwrap_err(),
+            ConfigError::NoSuchProcess(i32::MAX)
+        );
+    }
+
+    #[test]
+    fn accepts_comma_lists_and_removes_duplicates() {
+        let config = Config::from_args(&args(&["1", "1"]), vec![]).unwrap();
+        assert_eq!(config.targets, Targets::Pids(vec![1]));
+    }
+
+    #[test]
+    fn parses_ring_sizes_and_intervals() {
+        assert_eq!(parse_ring_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_ring_size("4096"), Ok(4096));
+        assert!(parse_ring_size("3M").is_err());
+        assert!(parse_ring_size("1K").is_err());
+        assert!(parse_ring_size("lots").is_err());
+        assert_eq!(parse_interval("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_interval("0").is_err());
+        assert!(parse_interval("-1").is_err());
+        assert!(parse_interval("nan").is_err());
+    }
+
+    #[test]
+    fn refuses_an_unwritable_output_path() {
+        let mut a = args(&["1"]);
+        a.output = Some("/nonexistent-dir/out.txt".into());
+        assert!(matches!(
+            Config::from_args(&a, vec![]).unwrap_err(),
+            ConfigError::Output { .. }
+        ));
+    }
+}

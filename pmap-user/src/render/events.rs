@@ -1,0 +1,695 @@
+//! One output line per event: text (strace-like) or a JSON object with stable field names.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::decode::{Call, Event, EventKind};
+
+/// What the table knows about an event at the moment it was applied.
+#[derive(Clone, Debug, Default)]
+pub struct EventContext {
+    /// Path column of the mapping a file-backed call created, as `/proc/PID/maps` prints it.
+    pub path: Option<Vec<u8>>,
+}
+
+/// Converts the kernel's monotonic timestamps to wall-clock time for display.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// Realtime minus monotonic, in nanoseconds, measured once at start-up.
+    offset_ns: i128,
+}
+
+impl Clock {
+    pub fn now() -> Self {
+        let read = |clock| {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid clock id and out-pointer.
+            unsafe { libc::clock_gettime(clock, &mut ts) };
+            ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+        };
+        Clock {
+            offset_ns: read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn with_offset(offset_ns: i128) -> Self {
+        Clock { offset_ns }
+    }
+
+    /// Nanoseconds since the Unix epoch for a `CLOCK_MONOTONIC` timestamp.
+    pub fn wall_ns(&self, monotonic_ns: u64) -> i128 {
+        monotonic_ns as i128 + self.offset_ns
+    }
+
+    /// `HH:MM:SS.micros` in local time, as `strace -tt` prints it.
+    pub fn time_of_day(&self, monotonic_ns: u64) -> String {
+        let wall = self.wall_ns(monotonic_ns);
+        let secs = (wall.div_euclid(1_000_000_000)) as libc::time_t;
+        let micros = wall.rem_euclid(1_000_000_000) / 1000;
+        // SAFETY: zeroed tm is a valid out-parameter for localtime_r.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers; localtime_r is thread-safe.
+        unsafe { libc::localtime_r(&secs, &mut tm) };
+        format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            tm.tm_hour, tm.tm_min, tm.tm_sec, micros
+        )
+    }
+}
+
+/// Bytes from the kernel (command names, paths) made safe to print: control characters and
+/// invalid UTF-8 become `\ooo` octal escapes, so a hostile name cannot forge an output line or
+/// drive the terminal.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "\\{b:03o}");
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\{b:03o}");
+        }
+    }
+    out
+}
+
+/// A size as bytes and, when at least 1 KiB, in binary units: `65536 (64K)`.
+fn size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "T"),
+        (1 << 30, "G"),
+        (1 << 20, "M"),
+        (1 << 10, "K"),
+    ];
+    for (unit, suffix) in UNITS {
+        if bytes >= unit {
+            return if bytes.is_multiple_of(unit) {
+                format!("{bytes} ({}{suffix})", bytes / unit)
+            } else {
+                format!("{bytes} ({:.1}{suffix})", bytes as f64 / unit as f64)
+            };
+        }
+    }
+    bytes.to_string()
+}
+
+fn addr(value: u64) -> String {
+    if value == 0 {
+        "NULL".to_string()
+    } else {
+        format!("{value:#x}")
+    }
+}
+
+/// Names of the set bits of `value` from `table`, plus any unknown remainder in hex.
+fn flag_names(value: u64, table: &[(u64, &'static str)]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    for &(bit, name) in table {
+        if bit != 0 && value & bit == bit {
+            names.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        names.push(format!("{rest:#x}"));
+    }
+    names
+}
+
+fn joined(names: Vec<String>, none: &str) -> String {
+    if names.is_empty() {
+        none.to_string()
+    } else {
+        names.join("|")
+    }
+}
+
+const PROT: &[(u64, &str)] = &[
+    (1, "PROT_READ"),
+    (2, "PROT_WRITE"),
+    (4, "PROT_EXEC"),
+    (0x0100_0000, "PROT_GROWSDOWN"),
+    (0x0200_0000, "PROT_GROWSUP"),
+];
+
+const MAP_FLAGS: &[(u64, &str)] = &[
+    (0x10, "MAP_FIXED"),
+    (0x20, "MAP_ANONYMOUS"),
+    (0x40, "MAP_32BIT"),
+    (0x100, "MAP_GROWSDOWN"),
+    (0x800, "MAP_DENYWRITE"),
+    (0x1000, "MAP_EXECUTABLE"),
+    (0x2000, "MAP_LOCKED"),
+    (0x4000, "MAP_NORESERVE"),
+    (0x8000, "MAP_POPULATE"),
+    (0x10000, "MAP_NONBLOCK"),
+    (0x20000, "MAP_STACK"),
+    (0x40000, "MAP_HUGETLB"),
+    (0x80000, "MAP_SYNC"),
+    (0x100000, "MAP_FIXED_NOREPLACE"),
+    (0x4000000, "MAP_UNINITIALIZED"),
+];
+
+fn prot_names(prot: u64) -> Vec<String> {
+    flag_names(prot, PROT)
+}
+
+fn map_flag_names(flags: u64) -> Vec<String> {
+    let kind = match flags & 0x0f {
+        0x01 => "MAP_SHARED".to_string(),
+        0x02 => "MAP_PRIVATE".to_string(),
+        0x03 => "MAP_SHARED_VALIDATE".to_string(),
+        other => format!("{other:#x}"),
+    };
+    let huge_shift = (flags >> 26) & 0x3f;
+    let mut names = vec![kind];
+    let rest = flags & !0x0f & !(0x3f << 26);
+    names.extend(flag_names(rest, MAP_FLAGS));
+    if huge_shift != 0 {
+        names.push(match huge_shift {
+            16 => "MAP_HUGE_64KB".to_string(),
+            21 => "MAP_HUGE_2MB".to_string(),
+            30 => "MAP_HUGE_1GB".to_string(),
+            shift => format!("{shift}<<MAP_HUGE_SHIFT"),
+        });
+    }
+    names
+}
+
+const MREMAP: &[(u64, &str)] = &[
+    (1, "MREMAP_MAYMOVE"),
+    (2, "MREMAP_FIXED"),
+    (4, "MREMAP_DONTUNMAP"),
+];
+const MLOCKALL: &[(u64, &str)] = &[(1, "MCL_CURRENT"), (2, "MCL_FUTURE"), (4, "MCL_ONFAULT")];
+const MLOCK2: &[(u64, &str)] = &[(1, "MLOCK_ONFAULT")];
+const SHMAT: &[(u64, &str)] = &[
+    (0o10000, "SHM_RDONLY"),
+    (0o20000, "SHM_RND"),
+    (0o40000, "SHM_REMAP"),
+    (0o100000, "SHM_EXEC"),
+];
+
+fn madvise_name(advice: u64) -> String {
+    let name = match advice {
+        0 => "MADV_NORMAL",
+        1 => "MADV_RANDOM",
+        2 => "MADV_SEQUENTIAL",
+        3 => "MADV_WILLNEED",
+        4 => "MADV_DONTNEED",
+        8 => "MADV_FREE",
+        9 => "MADV_REMOVE",
+        10 => "MADV_DONTFORK",
+        11 => "MADV_DOFORK",
+        12 => "MADV_MERGEABLE",
+        13 => "MADV_UNMERGEABLE",
+        14 => "MADV_HUGEPAGE",
+        15 => "MADV_NOHUGEPAGE",
+        16 => "MADV_DONTDUMP",
+        17 => "MADV_DODUMP",
+        18 => "MADV_WIPEONFORK",
+        19 => "MADV_KEEPONFORK",
+        20 => "MADV_COLD",
+        21 => "MADV_PAGEOUT",
+        22 => "MADV_POPULATE_READ",
+        23 => "MADV_POPULATE_WRITE",
+        24 => "MADV_DONTNEED_LOCKED",
+        25 => "MADV_COLLAPSE",
+        100 => "MADV_HWPOISON",
+        101 => "MADV_SOFT_OFFLINE",
+        102 => "MADV_GUARD_INSTALL",
+        103 => "MADV_GUARD_REMOVE",
+        other => return other.to_string(),
+    };
+    name.to_string()
+}
+
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::EIDRM => "EIDRM",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => "E?",
+    }
+}
+
+/// The errno of a failed call, if `ret` is one (the kernel returns -4095..=-1). `brk` reports
+/// failure by returning the old break, never an errno.
+fn failure(call: &Call, ret: i64) -> Option<i32> {
+    ((-4095..0).contains(&ret) && !matches!(call, Call::Brk { .. })).then_some((-ret) as i32)
+}
+
+fn errno_text(errno: i32) -> String {
+    let message = std::io::Error::from_raw_os_error(errno).to_string();
+    let message = message
+        .split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    format!("-1 {} ({message})", errno_name(errno))
+}
+
+fn returns_address(call: &Call) -> bool {
+    matches!(
+        call,
+        Call::Mmap { .. }
+            | Call::Brk { .. }
+            | Call::Mremap { .. }
+            | Call::Shmat { .. }
+            | Call::MapShadowStack { .. }
+    )
+}
+
+fn fd_text(fd: i32, context: &EventContext) -> String {
+    match (&context.path, fd) {
+        (Some(path), fd) if fd >= 0 => format!("{fd}<{}>", escape_bytes(path)),
+        _ => fd.to_string(),
+    }
+}
+
+/// The argument list of `call` as text, strace style.
+fn args_text(call: &Call, context: &EventContext) -> String {
+    match *call {
+        Call::Mmap {
+            addr: a,
+            len,
+            prot,
+            flags,
+            fd,
+            offset,
+        } => format!(
+            "{}, {}, {}, {}, {}, {offset:#x}",
+            addr(a),
+            size(len),
+            joined(prot_names(prot), "PROT_NONE"),
+            joined(map_flag_names(flags), "0"),
+            fd_text(fd, context)
+        ),
+        Call::Munmap { addr: a, len }
+        | Call::Mlock { addr: a, len }
+        | Call::Munlock { addr: a, len } => format!("{}, {}", addr(a), size(len)),
+        Call::Brk { addr: a } => addr(a),
+        Call::Mremap {
+            old_addr,
+            old_len,
+            new_len,
+            flags,
+            new_addr,
+        } => {
+            let mut text = format!(
+                "{}, {}, {}, {}",
+                addr(old_addr),
+                size(old_len),
+                size(new_len),
+                joined(flag_names(flags, MREMAP), "0")
+            );
+            if flags & 2 != 0 {
+                let _ = write!(text, ", {}", addr(new_addr));
+            }
+            text
+        }
+        Call::Mprotect { addr: a, len, prot } => {
+            format!(
+                "{}, {}, {}",
+                addr(a),
+                size(len),
+                joined(prot_names(prot), "PROT_NONE")
+            )
+        }
+        Call::PkeyMprotect {
+            addr: a,
+            len,
+            prot,
+            pkey,
+        } => format!(
+            "{}, {}, {}, {pkey}",
+            addr(a),
+            size(len),
+            joined(prot_names(prot), "PROT_NONE")
+        ),
+        Call::Madvise {
+            addr: a,
+            len,
+            advice,
+        } => {
+            format!("{}, {}, {}", addr(a), size(len), madvise_name(advice))
+        }
+        Call::Mlock2 {
+            addr: a,
+            len,
+            flags,
+        } => {
+            format!(
+                "{}, {}, {}",
+                addr(a),
+                size(len),
+                joined(flag_names(flags, MLOCK2), "0")
+            )
+        }
+        Call::Mlockall { flags } => joined(flag_names(flags, MLOCKALL), "0"),
+        Call::Munlockall => String::new(),
+        Call::Shmat {
+            shmid,
+            addr: a,
+            flags,
+        } => {
+            format!(
+                "{shmid}, {}, {}",
+                addr(a),
+                joined(flag_names(flags, SHMAT), "0")
+            )
+        }
+        Call::Shmdt { addr: a } => addr(a),
+        Call::SetVmaAnonName {
+            attr,
+            addr: a,
+            len,
+            name,
+        } => format!(
+            "PR_SET_VMA, {}, {}, {}, {}",
+            if attr == 0 {
+                "PR_SET_VMA_ANON_NAME".to_string()
+            } else {
+                attr.to_string()
+            },
+            addr(a),
+            size(len),
+            addr(name)
+        ),
+        Call::RemapFilePages {
+            addr: a,
+            size: len,
+            prot,
+            pgoff,
+            flags,
+        } => {
+            format!("{}, {}, {prot:#x}, {pgoff}, {flags:#x}", addr(a), size(len))
+        }
+        Call::Mbind {
+            addr: a,
+            len,
+            mode,
+            flags,
+        } => {
+            format!("{}, {}, {mode}, {flags:#x}", addr(a), size(len))
+        }
+        Call::MapShadowStack {
+            addr: a,
+            size: len,
+            flags,
+        } => {
+            format!("{}, {}, {flags:#x}", addr(a), size(len))
+        }
+        Call::Mseal {
+            addr: a,
+            len,
+            flags,
+        } => format!("{}, {}, {flags:#x}", addr(a), size(len)),
+    }
+}
+
+fn result_text(call: &Call, ret: i64) -> String {
+    match failure(call, ret) {
+        Some(errno) => errno_text(errno),
+        None if returns_address(call) => format!("{:#x}", ret as u64),
+        None => ret.to_string(),
+    }
+}
+
+/// One text line (without the newline) for `event`.
+pub fn event_line(event: &Event, context: &EventContext, clock: &Clock) -> String {
+    let head = format!(
+        "{} {}/{} {}",
+        clock.time_of_day(event.timestamp_ns),
+        event.tgid,
+        event.tid,
+        escape_bytes(&event.comm)
+    );
+    match &event.kind {
+        EventKind::Call { call, ret } => format!(
+            "{head} {}({}) = {}",
+            call.name(),
+            args_text(call, context),
+            result_text(call, *ret)
+        ),
+        EventKind::Exec => format!("{head} +++ exec: address space replaced +++"),
+        EventKind::Exit => format!("{head} +++ exited +++"),
+        EventKind::Fork { child } => format!("{head} +++ forked {child} +++"),
+    }
+}
+
+fn args_json(call: &Call, context: &EventContext) -> Value {
+    match *call {
+        Call::Mmap {
+            addr,
+            len,
+            prot,
+            flags,
+            fd,
+            offset,
+        } => json!({
+            "addr": addr, "len": len, "prot": prot_names(prot), "flags": map_flag_names(flags),
+            "fd": fd, "offset": offset,
+            "path": context.path.as_deref().map(escape_bytes),
+        }),
+        Call::Munmap { addr, len } | Call::Mlock { addr, len } | Call::Munlock { addr, len } => {
+            json!({ "addr": addr, "len": len })
+        }
+        Call::Brk { addr } => json!({ "addr": addr }),
+        Call::Mremap {
+            old_addr,
+            old_len,
+            new_len,
+            flags,
+            new_addr,
+        } => json!({
+            "old_addr": old_addr, "old_len": old_len, "new_len": new_len,
+            "flags": flag_names(flags, MREMAP), "new_addr": new_addr,
+        }),
+        Call::Mprotect { addr, len, prot } => {
+            json!({ "addr": addr, "len": len, "prot": prot_names(prot) })
+        }
+        Call::PkeyMprotect {
+            addr,
+            len,
+            prot,
+            pkey,
+        } => {
+            json!({ "addr": addr, "len": len, "prot": prot_names(prot), "pkey": pkey })
+        }
+        Call::Madvise { addr, len, advice } => {
+            json!({ "addr": addr, "len": len, "advice": madvise_name(advice) })
+        }
+        Call::Mlock2 { addr, len, flags } => {
+            json!({ "addr": addr, "len": len, "flags": flag_names(flags, MLOCK2) })
+        }
+        Call::Mlockall { flags } => json!({ "flags": flag_names(flags, MLOCKALL) }),
+        Call::Munlockall => json!({}),
+        Call::Shmat { shmid, addr, flags } => {
+            json!({ "shmid": shmid, "addr": addr, "flags": flag_names(flags, SHMAT) })
+        }
+        Call::Shmdt { addr } => json!({ "addr": addr }),
+        Call::SetVmaAnonName {
+            attr,
+            addr,
+            len,
+            name,
+        } => {
+            json!({ "attr": attr, "addr": addr, "len": len, "name_ptr": name })
+        }
+        Call::RemapFilePages {
+            addr,
+            size,
+            prot,
+            pgoff,
+            flags,
+        } => json!({
+            "addr": addr, "size": size, "prot": prot, "pgoff": pgoff, "flags": flags,
+        }),
+        Call::Mbind {
+            addr,
+            len,
+            mode,
+            flags,
+        } => {
+            json!({ "addr": addr, "len": len, "mode": mode, "flags": flags })
+        }
+        Call::MapShadowStack { addr, size, flags } => {
+            json!({ "addr": addr, "size": size, "flags": flags })
+        }
+        Call::Mseal { addr, len, flags } => json!({ "addr": addr, "len": len, "flags": flags }),
+    }
+}
+
+/// One JSON object for `event`. Field names are stable: `type`, `time`, `timestamp_ns`, `pid`,
+/// `tid`, `comm`, and for calls `call`, `args`, `ret`, `errno`.
+pub fn event_json(event: &Event, context: &EventContext, clock: &Clock) -> Value {
+    let mut object = json!({
+        "time": clock.time_of_day(event.timestamp_ns),
+        "timestamp_ns": event.timestamp_ns,
+        "pid": event.tgid,
+        "tid": event.tid,
+        "comm": escape_bytes(&event.comm),
+    });
+    let fields = object.as_object_mut().expect("object literal");
+    match &event.kind {
+        EventKind::Call { call, ret } => {
+            fields.insert("type".into(), "call".into());
+            fields.insert("call".into(), call.name().into());
+            fields.insert("args".into(), args_json(call, context));
+            fields.insert("ret".into(), (*ret).into());
+            let errno = failure(call, *ret).map(errno_name);
+            fields.insert("errno".into(), errno.into());
+        }
+        EventKind::Exec => {
+            fields.insert("type".into(), "exec".into());
+        }
+        EventKind::Exit => {
+            fields.insert("type".into(), "exit".into());
+        }
+        EventKind::Fork { child } => {
+            fields.insert("type".into(), "fork".into());
+            fields.insert("child".into(), (*child).into());
+        }
+    }
+    object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            timestamp_ns: 1_000_000,
+            tgid: 7,
+            tid: 8,
+            comm: b"work".to_vec(),
+            kind,
+        }
+    }
+
+    fn clock() -> Clock {
+        Clock::with_offset(0)
+    }
+
+    #[test]
+    fn formats_an_anonymous_mmap_like_strace() {
+        let e = event(EventKind::Call {
+            call: Call::Mmap {
+                addr: 0,
+                len: 65536,
+                prot: 3,
+                flags: 0x22,
+                fd: -1,
+                offset: 0,
+            },
+            ret: 0x7f00_0000_0000,
+        });
+        let line = event_line(&e, &EventContext::default(), &clock());
+        assert!(
+            line.ends_with(
+                " 7/8 work mmap(NULL, 65536 (64K), PROT_READ|PROT_WRITE, \
+                 MAP_PRIVATE|MAP_ANONYMOUS, -1, 0x0) = 0x7f0000000000"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn shows_the_file_behind_a_descriptor_and_errno_names() {
+        let e = event(EventKind::Call {
+            call: Call::Mmap {
+                addr: 0,
+                len: 5000,
+                prot: 5,
+                flags: 0x802,
+                fd: 3,
+                offset: 4096,
+            },
+            ret: -12,
+        });
+        let context = EventContext {
+            path: Some(b"/lib/x.so".to_vec()),
+        };
+        let line = event_line(&e, &context, &clock());
+        assert!(
+            line.ends_with(
+                "mmap(NULL, 5000 (4.9K), PROT_READ|PROT_EXEC, MAP_PRIVATE|MAP_DENYWRITE, \
+                 3</lib/x.so>, 0x1000) = -1 ENOMEM (Cannot allocate memory)"
+            ),
+            "{line}"
+        );
+        let object = event_json(&e, &context, &clock());
+        assert_eq!(object["errno"], "ENOMEM");
+        assert_eq!(object["args"]["path"], "/lib/x.so");
+        assert_eq!(object["args"]["prot"], json!(["PROT_READ", "PROT_EXEC"]));
+    }
+
+    #[test]
+    fn brk_never_reports_an_errno() {
+        let e = event(EventKind::Call {
+            call: Call::Brk { addr: 0 },
+            ret: 0x5555_0000,
+        });
+        assert!(
+            event_line(&e, &EventContext::default(), &clock()).ends_with("brk(NULL) = 0x55550000")
+        );
+    }
+
+    #[test]
+    fn escapes_control_characters_and_invalid_utf8() {
+        assert_eq!(escape_bytes(b"a\nb\x1b[31m\xff"), "a\\012b\\033[31m\\377");
+        assert_eq!(escape_bytes("caf\u{e9}".as_bytes()), "caf\u{e9}");
+    }
+
+    #[test]
+    fn decodes_flag_words_with_unknown_bits_kept() {
+        assert_eq!(
+            map_flag_names(0x01 | 0x10 | 0x40000 | (21 << 26) | 0x8000_0000),
+            vec![
+                "MAP_SHARED",
+                "MAP_FIXED",
+                "MAP_HUGETLB",
+                "0x80000000",
+                "MAP_HUGE_2MB"
+            ]
+        );
+        assert_eq!(joined(prot_names(0), "PROT_NONE"), "PROT_NONE");
+        assert_eq!(size(3 << 20), "3145728 (3M)");
+    }
+}

@@ -1,0 +1,367 @@
+//! A trace session: attaches to the targets, seeds their tables, then turns ring records into
+//! output lines and keeps every table current until the targets are gone or the user stops it.
+
+use std::{collections::BTreeMap, fs, io};
+
+use thiserror::Error;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    capture::{Capture, CaptureError},
+    config::{Config, Format},
+    decode::{Call, Event, EventKind},
+    launch::{HeldChild, LaunchError, wait_exit_code},
+    process::TracedProcess as Traced,
+    render::{
+        events::{Clock, EventContext, event_json, event_line},
+        json::dump_json,
+        pmap::{self, PmapOptions},
+    },
+    seed::{self, SeedError},
+    sink::{Sink, SinkError},
+    table::Mapping,
+    terminal::KeyReader,
+};
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error("cannot attach to {pid}: {source}")]
+    Attach { pid: i32, source: SeedError },
+    #[error("cannot watch signals: {0}")]
+    Signals(io::Error),
+}
+
+/// Whether `tid` is a process (thread-group leader) rather than a thread.
+fn is_process(tid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Tgid:")
+                        .map(|v| v.trim().parse::<u32>().ok())
+                })
+                .flatten()
+        })
+        .is_some_and(|tgid| tgid == tid)
+}
+
+pub struct Session {
+    config: Config,
+    capture: Capture,
+    sink: Sink,
+    clock: Clock,
+    processes: BTreeMap<u32, Traced>,
+    /// The command started by the session, whose exit status becomes ours.
+    launched: Option<i32>,
+    exit_code: i32,
+    dropped_seen: u64,
+    dump_style: DumpStyle,
+}
+
+impl Session {
+    pub fn new(config: Config, capture: Capture, sink: Sink) -> Session {
+        Session {
+            capture,
+            sink,
+            clock: Clock::now(),
+            processes: BTreeMap::new(),
+            launched: None,
+            exit_code: 0,
+            dropped_seen: 0,
+            dump_style: DumpStyle {
+                format: config.format,
+                options: PmapOptions::default(),
+                sysv_shm_minor: seed::discover_shm_minor(),
+            },
+            config,
+        }
+    }
+
+    /// Adds running processes to the kernel filter and seeds their tables from /proc. The
+    /// filter is set first: every call completing after that is in the ring, and replaying it
+    /// on a seed read later is harmless, so nothing is lost or counted twice.
+    pub fn attach(&mut self, pids: &[i32]) -> Result<(), SessionError> {
+        for &pid in pids {
+            self.capture.add_target(pid as u32, self.config.follow)?;
+            let traced =
+                Traced::seed(pid).map_err(|source| SessionError::Attach { pid, source })?;
+            self.processes.insert(pid as u32, traced);
+        }
+        self.announce();
+        Ok(())
+    }
+
+    /// Traces a held child from its exec on, then lets it run.
+    pub fn launch(&mut self, child: HeldChild) -> Result<(), SessionError> {
+        let pid = child.pid();
+        self.capture.add_target(pid as u32, self.config.follow)?;
+        // The child is a copy of us until its exec, which re-seeds the table.
+        let traced = Traced::seed(pid).map_err(|source| SessionError::Attach { pid, source })?;
+        self.processes.insert(pid as u32, traced);
+        self.launched = Some(pid);
+        if let Err(err) = child.release() {
+            self.processes.clear();
+            return Err(err.into());
+        }
+        self.announce();
+        Ok(())
+    }
+
+    fn announce(&self) {
+        let names: Vec<String> = self
+            .processes
+            .values()
+            .map(|p| {
+                let comm = fs::read_to_string(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
+                format!("{} ({})", p.pid, comm.trim_end())
+            })
+            .collect();
+        eprintln!("pmap-trace: attached to {}", names.join(", "));
+    }
+
+    /// Runs until every target has exited (returning the launched command's exit code, or 0)
+    /// or a SIGINT/SIGTERM/SIGHUP arrives (returning 0); a final dump is written either way.
+    pub async fn run(mut self) -> Result<i32, SessionError> {
+        let mut usr1 = signal(SignalKind::user_defined1()).map_err(SessionError::Signals)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(SessionError::Signals)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(SessionError::Signals)?;
+        let mut hangup = signal(SignalKind::hangup()).map_err(SessionError::Signals)?;
+        let mut ticker = self
+            .config
+            .interval
+            .map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
+        let mut keys = self.config.key_dumps.then(KeyReader::start).flatten();
+
+        let outcome = loop {
+            if self.processes.is_empty() {
+                break Ok(self.exit_code);
+            }
+            let step = tokio::select! {
+                ready = self.capture.readable() => match ready {
+                    Ok(()) => self.process_available(),
+                    Err(err) => Err(err.into()),
+                },
+                _ = usr1.recv() => self.dump_all(),
+                Some(()) = next_key(&mut keys) => self.dump_all(),
+                _ = next_tick(&mut ticker) => self.dump_all(),
+                _ = interrupt.recv() => break self.finish(),
+                _ = terminate.recv() => break self.finish(),
+                _ = hangup.recv() => break self.finish(),
+            };
+            if let Err(err) = step {
+                break Err(err);
+            }
+        };
+        drop(keys);
+        match outcome {
+            Err(SessionError::Sink(SinkError::Closed)) => Ok(0),
+            other => {
+                let flushed = self.sink.flush();
+                match (other, flushed) {
+                    (Ok(code), Ok(())) | (Ok(code), Err(SinkError::Closed)) => Ok(code),
+                    (Ok(_), Err(err)) => Err(err.into()),
+                    (Err(err), _) => Err(err),
+                }
+            }
+        }
+    }
+
+    /// Final dump of every process still traced, then stop.
+    fn finish(&mut self) -> Result<i32, SessionError> {
+        self.dump_all()?;
+        Ok(0)
+    }
+
+    /// Reads and applies every record already in the ring.
+    fn process_available(&mut self) -> Result<(), SessionError> {
+        let mut events = Vec::new();
+        self.capture.drain(&mut events)?;
+        for event in &events {
+            self.process(event)?;
+        }
+        self.check_dropped()?;
+        self.sink.flush()?;
+        Ok(())
+    }
+
+    /// When the kernel lost records, every table may be stale: say so and re-read them.
+    fn check_dropped(&mut self) -> Result<(), SessionError> {
+        let dropped = self.capture.dropped_total();
+        if dropped == self.dropped_seen {
+            return Ok(());
+        }
+        let lost = dropped - self.dropped_seen;
+        self.dropped_seen = dropped;
+        let pids: Vec<u32> = self.processes.keys().copied().collect();
+        let mut gone = Vec::new();
+        for pid in pids {
+            match Traced::seed(pid as i32) {
+                Ok(fresh) => {
+                    self.processes.insert(pid, fresh);
+                }
+                Err(_) => gone.push(pid),
+            }
+        }
+        self.notice(&format!(
+            "{lost} records lost (ring full; raise --ring-size): mapping tables re-read from /proc"
+        ))?;
+        for pid in gone {
+            self.end_process(pid)?;
+        }
+        Ok(())
+    }
+
+    fn notice(&mut self, text: &str) -> Result<(), SessionError> {
+        match self.config.format {
+            Format::Text => self.sink.line(&format!("pmap-trace: {text}"))?,
+            Format::Json => {
+                let object = serde_json::json!({ "type": "notice", "message": text });
+                self.sink.line(&object.to_string())?
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, event: &Event) -> Result<(), SessionError> {
+        if !self.processes.contains_key(&event.tgid) && !self.adopt(event.tgid) {
+            return Ok(());
+        }
+        let mut context = EventContext::default();
+        match &event.kind {
+            EventKind::Call { call, ret } => {
+                let traced = self.processes.get_mut(&event.tgid).expect("adopted above");
+                traced.apply(call, *ret);
+                if let Call::Mmap { fd, .. } = call
+                    && *fd >= 0
+                {
+                    context.path = traced
+                        .table
+                        .mappings()
+                        .find(|m| m.start <= *ret as u64 && m.end > *ret as u64)
+                        .map(|m| m.name.clone());
+                }
+                self.emit(event, &context)?;
+            }
+            EventKind::Exec => {
+                self.emit(event, &context)?;
+                match Traced::seed(event.tgid as i32) {
+                    Ok(fresh) => {
+                        self.processes.insert(event.tgid, fresh);
+                    }
+                    Err(_) => self.end_process(event.tgid)?,
+                }
+            }
+            EventKind::Exit => {
+                self.emit(event, &context)?;
+                self.end_process(event.tgid)?;
+            }
+            EventKind::Fork { child } => {
+                if is_process(*child) {
+                    self.emit(event, &context)?;
+                    if self.config.follow && !self.processes.contains_key(child) {
+                        self.adopt(*child);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a table for a followed child the first time it is seen.
+    fn adopt(&mut self, tgid: u32) -> bool {
+        if !self.config.follow {
+            return false;
+        }
+        match Traced::seed(tgid as i32) {
+            Ok(traced) => {
+                self.processes.insert(tgid, traced);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn emit(&mut self, event: &Event, context: &EventContext) -> Result<(), SessionError> {
+        if !self.config.events {
+            return Ok(());
+        }
+        let line = match self.config.format {
+            Format::Text => event_line(event, context, &self.clock),
+            Format::Json => event_json(event, context, &self.clock).to_string(),
+        };
+        self.sink.line(&line)?;
+        Ok(())
+    }
+
+    /// The process is gone: a last dump of its table, and its exit code if we started it.
+    fn end_process(&mut self, tgid: u32) -> Result<(), SessionError> {
+        let Some(mut traced) = self.processes.remove(&tgid) else {
+            return Ok(());
+        };
+        traced.mark_gone();
+        write_dump(&mut self.sink, self.dump_style, &traced)?;
+        self.capture.remove_target(tgid);
+        if self.launched == Some(tgid as i32) {
+            self.exit_code = wait_exit_code(tgid as i32);
+            self.launched = None;
+        }
+        Ok(())
+    }
+
+    /// Applies every event produced so far, then dumps every table.
+    fn dump_all(&mut self) -> Result<(), SessionError> {
+        self.process_available()?;
+        let pids: Vec<u32> = self.processes.keys().copied().collect();
+        for pid in pids {
+            let traced = self.processes.get_mut(&pid).expect("listed above");
+            traced.refresh_growing();
+            write_dump(&mut self.sink, self.dump_style, &self.processes[&pid])?;
+        }
+        self.sink.flush()?;
+        Ok(())
+    }
+}
+
+/// How dumps are printed: the output format and what pmap looks up once per run.
+#[derive(Clone, Copy)]
+struct DumpStyle {
+    format: Format,
+    options: PmapOptions,
+    sysv_shm_minor: Option<u32>,
+}
+
+fn write_dump(sink: &mut Sink, style: DumpStyle, traced: &Traced) -> Result<(), SessionError> {
+    let mappings: Vec<Mapping> = traced.mappings();
+    let view = traced.view(&mappings, style.sysv_shm_minor);
+    match style.format {
+        Format::Text => {
+            pmap::write_default(sink.writer(), &view, &style.options).map_err(SinkError::from)?
+        }
+        Format::Json => sink.line(&dump_json(&view, &style.options).to_string())?,
+    }
+    Ok(())
+}
+
+async fn next_key(keys: &mut Option<KeyReader>) -> Option<()> {
+    match keys {
+        Some(reader) => reader.next_dump_request().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(ticker) => {
+            ticker.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

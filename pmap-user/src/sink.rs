@@ -1,0 +1,70 @@
+//! The output sink: standard output or the `-o` file, with a closed reader (`| head -1`)
+//! reported as such so the session can end quietly.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write},
+    path::Path,
+};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SinkError {
+    /// The reader went away (EPIPE); not an error worth a message.
+    #[error("output closed by its reader")]
+    Closed,
+    #[error("cannot write output: {0}")]
+    Io(io::Error),
+}
+
+impl From<io::Error> for SinkError {
+    fn from(err: io::Error) -> Self {
+        if err.kind() == io::ErrorKind::BrokenPipe {
+            SinkError::Closed
+        } else {
+            SinkError::Io(err)
+        }
+    }
+}
+
+pub struct Sink {
+    out: BufWriter<Box<dyn Write + Send>>,
+}
+
+impl Sink {
+    /// Standard output when `path` is `None`, else the file, created or truncated.
+    pub fn open(path: Option<&Path>) -> io::Result<Sink> {
+        let out: Box<dyn Write + Send> = match path {
+            Some(path) => Box::new(File::create(path)?),
+            None => Box::new(io::stdout()),
+        };
+        Ok(Sink {
+            out: BufWriter::with_capacity(1 << 16, out),
+        })
+    }
+
+    #[cfg(test)]
+    pub fn from_writer(out: Box<dyn Write + Send>) -> Sink {
+        Sink {
+            out: BufWriter::new(out),
+        }
+    }
+
+    pub fn line(&mut self, text: &str) -> Result<(), SinkError> {
+        self.out.write_all(text.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Raw access for renderers that write several lines.
+    pub fn writer(&mut self) -> &mut impl Write {
+        &mut self.out
+    }
+
+    /// Pushes buffered output out; called after every batch so a reader sees events live.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush()?;
+        Ok(())
+    }
+}

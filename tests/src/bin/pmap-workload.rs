@@ -1,0 +1,231 @@
+//! Test workload: makes mapping-changing syscalls directly (no libc wrappers, no allocator in
+//! between) so the tests know exactly which calls the tracer must report.
+//!
+//! Modes (each waits for a `go` line on stdin first):
+//! - `scripted`: a fixed sequence covering every kind of change; reports each call as
+//!   `name arg... = ret`, prints `checkpoint`, stops itself with SIGSTOP, and exits when continued.
+//! - `churn ITERATIONS`: maps, re-protects and unmaps in a loop while the test attaches, then
+//!   reports `checkpoint` and stops.
+
+use std::{
+    fs::File,
+    io::{BufRead, Write},
+    os::fd::AsRawFd,
+};
+
+use pmap_integration_tests::{END_MARKER, START_MARKER};
+
+const PAGE: u64 = 4096;
+
+struct Script {
+    log: Vec<String>,
+}
+
+impl Script {
+    fn call(&mut self, name: &str, nr: libc::c_long, args: &[u64]) -> i64 {
+        let a = |i: usize| args.get(i).copied().unwrap_or(0);
+        // SAFETY: every call in the script is a memory-management syscall on ranges this
+        // process owns or deliberately invalid ones the kernel rejects.
+        let ret = unsafe { libc::syscall(nr, a(0), a(1), a(2), a(3), a(4), a(5)) };
+        let ret = if ret == -1 {
+            // SAFETY: reading errno right after the failing call.
+            -(unsafe { *libc::__errno_location() }) as i64
+        } else {
+            ret
+        };
+        let args: Vec<String> = args.iter().map(|a| (*a as i64).to_string()).collect();
+        self.log.push(format!("{name} {} = {ret}", args.join(" ")));
+        ret
+    }
+}
+
+fn wait_for_go() {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .expect("read go");
+}
+
+fn checkpoint() {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "checkpoint").unwrap();
+    out.flush().unwrap();
+    drop(out);
+    // SAFETY: stopping ourselves; the test continues us with SIGCONT.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
+
+fn scripted() {
+    let file_path = std::env::temp_dir().join(format!("pmap-workload-{}.bin", std::process::id()));
+    let file = File::create(&file_path).unwrap();
+    file.set_len(4 * PAGE).unwrap();
+    let fd = file.as_raw_fd() as u64;
+    let mut s = Script {
+        log: Vec::with_capacity(64),
+    };
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let private_anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    wait_for_go();
+
+    s.call("munmap", libc::SYS_munmap, &[START_MARKER, 0]);
+    // An anonymous region, split three ways by mprotect, then trimmed at its tail.
+    let a = s.call(
+        "mmap",
+        libc::SYS_mmap,
+        &[0, 16 * PAGE, rw, private_anon, u64::MAX, 0],
+    ) as u64;
+    s.call(
+        "mprotect",
+        libc::SYS_mprotect,
+        &[a + 4 * PAGE, 4 * PAGE, libc::PROT_READ as u64],
+    );
+    s.call("munmap", libc::SYS_munmap, &[a + 12 * PAGE, 4 * PAGE]);
+    // A file mapping whose descriptor is closed before the dump.
+    let f = s.call(
+        "mmap",
+        libc::SYS_mmap,
+        &[
+            0,
+            3 * PAGE,
+            libc::PROT_READ as u64,
+            libc::MAP_PRIVATE as u64,
+            fd,
+            PAGE,
+        ],
+    ) as u64;
+    // The heap: query, grow, shrink.
+    let brk = s.call("brk", libc::SYS_brk, &[0]) as u64;
+    s.call("brk", libc::SYS_brk, &[brk + 64 * PAGE]);
+    s.call("brk", libc::SYS_brk, &[brk + 32 * PAGE]);
+    // mremap growing a fresh region so it must move elsewhere.
+    let b = s.call(
+        "mmap",
+        libc::SYS_mmap,
+        &[0, 2 * PAGE, rw, private_anon, u64::MAX, 0],
+    ) as u64;
+    let guard = s.call(
+        "mmap",
+        libc::SYS_mmap,
+        &[
+            b + 2 * PAGE,
+            PAGE,
+            libc::PROT_NONE as u64,
+            private_anon | libc::MAP_FIXED_NOREPLACE as u64,
+            u64::MAX,
+            0,
+        ],
+    );
+    s.call(
+        "mremap",
+        libc::SYS_mremap,
+        &[b, 2 * PAGE, 8 * PAGE, libc::MREMAP_MAYMOVE as u64, 0],
+    );
+    // Flags that split a mapping without changing its permissions.
+    s.call(
+        "madvise",
+        libc::SYS_madvise,
+        &[a, PAGE, libc::MADV_DONTFORK as u64],
+    );
+    s.call("mlock", libc::SYS_mlock, &[a + 8 * PAGE, PAGE]);
+    // A MAP_FIXED overlay replacing the middle of an existing mapping.
+    s.call(
+        "mmap",
+        libc::SYS_mmap,
+        &[
+            a + 9 * PAGE,
+            2 * PAGE,
+            libc::PROT_READ as u64,
+            private_anon | libc::MAP_FIXED as u64,
+            u64::MAX,
+            0,
+        ],
+    );
+    // Calls that fail and change nothing.
+    s.call("munmap", libc::SYS_munmap, &[a + 1, PAGE]);
+    s.call(
+        "mmap",
+        libc::SYS_mmap,
+        &[
+            0,
+            PAGE,
+            libc::PROT_READ as u64,
+            libc::MAP_PRIVATE as u64,
+            999,
+            0,
+        ],
+    );
+    s.call("munmap", libc::SYS_munmap, &[END_MARKER, 0]);
+
+    drop(file);
+    std::fs::remove_file(&file_path).unwrap();
+    let mut out = std::io::stdout().lock();
+    for line in &s.log {
+        writeln!(out, "{line}").unwrap();
+    }
+    drop(out);
+    let _ = (f, guard);
+    checkpoint();
+}
+
+/// Churns one region in place while the test attaches: every iteration maps, splits and unmaps,
+/// leaving the region mapped in a state that depends on the iteration's parity.
+fn churn(iterations: u64) {
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let private_anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    let mut s = Script { log: Vec::new() };
+    // SAFETY: reserving address space that only this loop uses.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            64 * PAGE as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as u64;
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    wait_for_go();
+    for i in 0..iterations {
+        let slot = base + (i % 8) * 8 * PAGE;
+        s.call(
+            "mmap",
+            libc::SYS_mmap,
+            &[
+                slot,
+                8 * PAGE,
+                rw,
+                private_anon | libc::MAP_FIXED as u64,
+                u64::MAX,
+                0,
+            ],
+        );
+        s.call(
+            "mprotect",
+            libc::SYS_mprotect,
+            &[slot + (i % 3) * PAGE, PAGE, libc::PROT_READ as u64],
+        );
+        if i % 2 == 0 {
+            s.call("munmap", libc::SYS_munmap, &[slot + 6 * PAGE, 2 * PAGE]);
+        }
+        s.log.clear();
+    }
+    checkpoint();
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("scripted") => scripted(),
+        Some("churn") => {
+            let iterations = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+            churn(iterations)
+        }
+        other => {
+            eprintln!("pmap-workload: unknown mode {other:?}; use scripted or churn N");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The kernel path for real: load the eBPF programs, trace the workload, and check that every
+//! scripted call arrives exactly once with its arguments and result, and that the table built
+//! from the events dumps exactly what `pmap` prints.
+
+use std::time::{Duration, Instant};
+
+use pmap_integration_tests::{
+    END_MARKER, START_MARKER, Workload, assert_same_text, real_pmap, require_root,
+};
+use pmap_trace::{
+    capture::{Capture, CaptureOptions, check_machine},
+    decode::{Call, Event, EventKind},
+    process::TracedProcess,
+    render::pmap::{PmapOptions, write_default},
+    seed,
+};
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_pmap-workload");
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn load() -> Capture {
+    check_machine().expect("machine can run pmap-trace");
+    Capture::load(CaptureOptions {
+        ring_size: 16 << 20,
+        debug_bpf: false,
+    })
+    .expect("load eBPF")
+}
+
+/// The call as the workload reports it: `name arg... = ret`, arguments as signed integers.
+fn signature(call: &Call, ret: i64) -> String {
+    let args: Vec<u64> = match *call {
+        Call::Mmap {
+            addr,
+            len,
+            prot,
+            flags,
+            fd,
+            offset,
+        } => {
+            vec![addr, len, prot, flags, fd as i64 as u64, offset]
+        }
+        Call::Munmap { addr, len } | Call::Mlock { addr, len } => vec![addr, len],
+        Call::Brk { addr } => vec![addr],
+        Call::Mremap {
+            old_addr,
+            old_len,
+            new_len,
+            flags,
+            new_addr,
+        } => {
+            vec![old_addr, old_len, new_len, flags, new_addr]
+        }
+        Call::Mprotect { addr, len, prot } => vec![addr, len, prot],
+        Call::Madvise { addr, len, advice } => vec![addr, len, advice],
+        other => panic!("the script makes no {} call", other.name()),
+    };
+    let args: Vec<String> = args.iter().map(|a| (*a as i64).to_string()).collect();
+    format!("{} {} = {ret}", call.name(), args.join(" "))
+}
+
+fn is_marker(event: &Event, marker: u64) -> bool {
+    matches!(event.kind, EventKind::Call { call: Call::Munmap { addr, len: 0 }, .. } if addr == marker)
+}
+
+fn render(process: &TracedProcess) -> String {
+    let mappings = process.mappings();
+    let view = process.view(&mappings, seed::discover_shm_minor());
+    let mut out = Vec::new();
+    write_default(&mut out, &view, &PmapOptions::default()).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// Applies `events` of `pid` to its table, in order.
+fn apply_all(process: &mut TracedProcess, events: &[Event]) {
+    let pid = process.pid as u32;
+    for event in events.iter().filter(|e| e.tgid == pid) {
+        if let EventKind::Call { call, ret } = &event.kind {
+            process.apply(call, *ret);
+        }
+    }
+}
+
+#[test]
+fn every_scripted_call_arrives_once_with_its_arguments_and_the_dump_equals_pmap() {
+    if !require_root() {
+        return;
+    }
+    runtime().block_on(async {
+        let mut capture = load();
+        let mut workload = Workload::start(WORKLOAD, "scripted", &[]);
+        let pid = workload.pid();
+        capture.add_target(pid as u32, false).unwrap();
+        let mut process = TracedProcess::seed(pid).unwrap();
+        workload.go();
+        let reported = workload.read_until_checkpoint();
+        workload.wait_stopped();
+
+        let mut events = Vec::new();
+        capture.drain(&mut events).unwrap();
+        assert_eq!(capture.dropped_total(), 0);
+        let ours: Vec<&Event> = events.iter().filter(|e| e.tgid == pid as u32).collect();
+        let start = ours
+            .iter()
+            .position(|e| is_marker(e, START_MARKER))
+            .expect("start marker");
+        let end = ours
+            .iter()
+            .position(|e| is_marker(e, END_MARKER))
+            .expect("end marker");
+        let traced: Vec<String> = ours[start..=end]
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::Call { call, ret } => signature(call, *ret),
+                other => panic!("unexpected {other:?} inside the script"),
+            })
+            .collect();
+        assert_eq!(traced, reported);
+        assert!(
+            ours.iter()
+                .all(|e| e.tid == pid as u32 && e.comm == b"pmap-workload")
+        );
+
+        apply_all(&mut process, &events);
+        process.refresh_growing();
+        assert_same_text(
+            "dump at checkpoint",
+            &real_pmap(&[], pid),
+            &render(&process),
+        );
+
+        workload.resume();
+        assert_eq!(workload.finish(), 0);
+    });
+}
+
+#[test]
+fn attaching_while_the_target_churns_loses_and_doubles_nothing() {
+    if !require_root() {
+        return;
+    }
+    runtime().block_on(async {
+        let mut capture = load();
+        let mut workload = Workload::start(WORKLOAD, "churn", &["300000"]);
+        let pid = workload.pid();
+        assert_eq!(workload.read_line(), "ready");
+        workload.go();
+        std::thread::sleep(Duration::from_millis(30));
+        capture.add_target(pid as u32, false).unwrap();
+        let mut process = TracedProcess::seed(pid).unwrap();
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut applied = 0usize;
+        let mut events = Vec::new();
+        while !workload.is_stopped() {
+            assert!(Instant::now() < deadline, "churn did not finish");
+            let _ = tokio::time::timeout(Duration::from_millis(20), capture.readable()).await;
+            events.clear();
+            capture.drain(&mut events).unwrap();
+            applied += events.len();
+            apply_all(&mut process, &events);
+        }
+        events.clear();
+        capture.drain(&mut events).unwrap();
+        applied += events.len();
+        apply_all(&mut process, &events);
+        assert_eq!(
+            capture.dropped_total(),
+            0,
+            "ring overflowed; the test needs a larger ring"
+        );
+        assert!(
+            applied > 1000,
+            "attached too late to see the churn ({applied} events)"
+        );
+        process.refresh_growing();
+        assert_same_text("dump after churn", &real_pmap(&[], pid), &render(&process));
+        workload.resume();
+        assert_eq!(workload.finish(), 0);
+    });
+}
