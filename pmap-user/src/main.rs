@@ -77,13 +77,14 @@ fn demo_command(args: TraceArgs) -> anyhow::Result<i32> {
 
 fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
     let config = Config::from_args(&args, launch)?;
-    check_machine()?;
+    let syscalls = check_machine()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the event loop")?;
     runtime.block_on(async move {
         let capture = Capture::load(CaptureOptions {
+            syscalls,
             ring_size: config.ring_size,
             debug_bpf: config.debug_bpf,
         })?;

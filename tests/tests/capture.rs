@@ -25,8 +25,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn load() -> Capture {
-    check_machine().expect("machine can run pmap-trace");
+    let syscalls = check_machine().expect("machine can run pmap-trace");
     Capture::load(CaptureOptions {
+        syscalls,
         ring_size: 16 << 20,
         debug_bpf: false,
     })

@@ -50,8 +50,13 @@ pub enum PreflightError {
     },
 }
 
+/// Syscalls every kernel pmap-trace supports has; the others in [`TRACED_SYSCALLS`] (mseal,
+/// map_shadow_stack, ...) are traced where the kernel has them and cannot happen where it has not.
+const REQUIRED_SYSCALLS: &[&str] = &["mmap", "munmap", "brk", "mremap", "mprotect", "madvise"];
+
 /// Checks privileges, BTF and tracefs (mounting it when allowed), and the tracepoint layouts.
-pub fn check_machine() -> Result<(), PreflightError> {
+/// Returns the names of the traced syscalls this kernel has.
+pub fn check_machine() -> Result<Vec<&'static str>, PreflightError> {
     check_capabilities()?;
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(PreflightError::NoBtf);
@@ -185,10 +190,15 @@ fn read_format(category: &str, name: &str) -> Result<Vec<Field>, PreflightError>
         })
 }
 
-fn check_layouts() -> Result<(), PreflightError> {
-    for (syscall, _) in TRACED_SYSCALLS {
+fn check_layouts() -> Result<Vec<&'static str>, PreflightError> {
+    let mut available = Vec::new();
+    for &(syscall, _) in TRACED_SYSCALLS {
         let name = format!("sys_exit_{syscall}");
-        let fields = read_format("syscalls", &name)?;
+        let fields = match read_format("syscalls", &name) {
+            Ok(fields) => fields,
+            Err(_) if !REQUIRED_SYSCALLS.contains(&syscall) => continue,
+            Err(err) => return Err(err),
+        };
         let tracepoint = format!("syscalls:{name}");
         expect_field(
             &fields,
@@ -198,6 +208,7 @@ fn check_layouts() -> Result<(), PreflightError> {
             4,
         )?;
         expect_field(&fields, &tracepoint, "ret", sys_exit_layout::RET_OFFSET, 8)?;
+        available.push(syscall);
     }
     let fork = read_format("sched", "sched_process_fork")?;
     expect_field(
@@ -216,7 +227,7 @@ fn check_layouts() -> Result<(), PreflightError> {
         1,
     )?;
     read_format("sched", "sched_process_exec")?;
-    Ok(())
+    Ok(available)
 }
 
 #[cfg(test)]

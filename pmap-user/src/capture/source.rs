@@ -7,9 +7,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use pmap_common::{
-    DEBUG_GLOBAL, DROPPED_MAP, EVENTS_MAP, TARGETS_MAP, TRACED_SYSCALLS, target_flags,
-};
+use pmap_common::{DEBUG_GLOBAL, DROPPED_MAP, EVENTS_MAP, TARGETS_MAP, target_flags};
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
@@ -43,8 +41,10 @@ pub enum CaptureError {
 }
 
 /// Settings of the kernel side.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CaptureOptions {
+    /// Syscalls to trace, as [`super::check_machine`] found them on this kernel.
+    pub syscalls: Vec<&'static str>,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_size: u32,
     /// Turn on and forward the eBPF programs' aya-log output.
@@ -78,9 +78,10 @@ impl Capture {
             None
         };
 
-        let exits: Vec<(&str, String)> = TRACED_SYSCALLS
+        let exits: Vec<(&str, String)> = options
+            .syscalls
             .iter()
-            .map(|(name, _)| ("syscalls", format!("sys_exit_{name}")))
+            .map(|name| ("syscalls", format!("sys_exit_{name}")))
             .collect();
         attach(&mut ebpf, "mm_syscall_exit", &exits)?;
         attach(

@@ -680,7 +680,7 @@ mod tests {
     #[test]
     fn decodes_flag_words_with_unknown_bits_kept() {
         assert_eq!(
-            map_flag_names(0x01 | 0x10 | 0x40000 | (21 << 26) | 0x8000_0000),
+            map_flag_names(0x01 | 0x10 | 0x40000 | (21 << 26) | 0x200),
             vec![
                 "MAP_SHARED",
                 "MAP_FIXED",
