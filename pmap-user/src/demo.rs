@@ -35,7 +35,7 @@ fn map_own_binary() -> Option<(*mut libc::c_void, usize)> {
     (addr != libc::MAP_FAILED).then_some((addr, len))
 }
 
-/// An anonymous arena with a guard page made inaccessible by mprotect, then grown by mremap.
+/// An anonymous arena grown by mremap, then given a guard page made inaccessible by mprotect.
 fn arena_with_guard() -> Option<(*mut libc::c_void, usize)> {
     let len = 16 * 4096;
     // SAFETY: fresh anonymous mapping; every later call stays inside it.
@@ -51,16 +51,19 @@ fn arena_with_guard() -> Option<(*mut libc::c_void, usize)> {
         if addr == libc::MAP_FAILED {
             return None;
         }
+        let (addr, len) = match libc::mremap(addr, len, 2 * len, libc::MREMAP_MAYMOVE) {
+            libc::MAP_FAILED => (addr, len),
+            grown => (grown, 2 * len),
+        };
         libc::mprotect(addr, 4096, libc::PROT_NONE);
-        let grown = libc::mremap(addr, len, 2 * len, libc::MREMAP_MAYMOVE);
-        if grown == libc::MAP_FAILED {
-            return Some((addr, len));
-        }
-        Some((grown, 2 * len))
+        Some((addr, len))
     }
 }
 
 pub fn run_target() -> i32 {
+    // The executable is pmap-trace itself; a name of its own makes the demo's events stand out.
+    // SAFETY: PR_SET_NAME with a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"pmap-demo".as_ptr()) };
     let dataset = black_box(load_dataset());
     let index = black_box(build_index());
     let file_map = map_own_binary();

@@ -99,6 +99,11 @@ impl HeldChild {
         self.pid
     }
 
+    /// The program's file name, as the process will be called once it has exec'd.
+    pub fn program_name(&self) -> &str {
+        self.command.rsplit('/').next().unwrap_or(&self.command)
+    }
+
     /// Lets the child exec, and reports whether the exec succeeded.
     pub fn release(self) -> Result<i32, LaunchError> {
         let byte = 1u8;

@@ -1,7 +1,10 @@
 //! A trace session: attaches to the targets, seeds their tables, then turns ring records into
 //! output lines and keeps every table current until the targets are gone or the user stops it.
 
-use std::{collections::BTreeMap, fs, io};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs, io,
+};
 
 use thiserror::Error;
 use tokio::signal::unix::{SignalKind, signal};
@@ -64,6 +67,9 @@ pub struct Session {
     exit_code: i32,
     dropped_seen: u64,
     dump_style: DumpStyle,
+    /// Traced processes whose table could not be read (they ended first); their events are
+    /// still printed.
+    untabled: BTreeSet<u32>,
 }
 
 impl Session {
@@ -76,6 +82,7 @@ impl Session {
             launched: None,
             exit_code: 0,
             dropped_seen: 0,
+            untabled: BTreeSet::new(),
             dump_style: DumpStyle {
                 format: config.format,
                 options: PmapOptions::default(),
@@ -107,11 +114,12 @@ impl Session {
         let traced = Traced::seed(pid).map_err(|source| SessionError::Attach { pid, source })?;
         self.processes.insert(pid as u32, traced);
         self.launched = Some(pid);
+        // Said before the command runs, so the line comes before anything the command prints.
+        eprintln!("pmap-trace: attached to {pid} ({})", child.program_name());
         if let Err(err) = child.release() {
             self.processes.clear();
             return Err(err.into());
         }
-        self.announce();
         Ok(())
     }
 
@@ -141,7 +149,7 @@ impl Session {
         let mut keys = self.config.key_dumps.then(KeyReader::start).flatten();
 
         let outcome = loop {
-            if self.processes.is_empty() {
+            if self.processes.is_empty() && self.untabled.is_empty() {
                 break Ok(self.exit_code);
             }
             let step = tokio::select! {
@@ -231,42 +239,55 @@ impl Session {
     }
 
     fn process(&mut self, event: &Event) -> Result<(), SessionError> {
-        if !self.processes.contains_key(&event.tgid) && !self.adopt(event.tgid) {
-            return Ok(());
+        let tgid = event.tgid;
+        if !self.processes.contains_key(&tgid) && !self.untabled.contains(&tgid) {
+            // A followed child seen before its fork record was handled (or after it was lost).
+            self.adopt(tgid);
         }
         let mut context = EventContext::default();
         match &event.kind {
             EventKind::Call { call, ret } => {
-                let traced = self.processes.get_mut(&event.tgid).expect("adopted above");
-                traced.apply(call, *ret);
-                if let Call::Mmap { fd, .. } = call
-                    && *fd >= 0
-                {
-                    context.path = traced
-                        .table
-                        .mappings()
-                        .find(|m| m.start <= *ret as u64 && m.end > *ret as u64)
-                        .map(|m| m.name.clone());
+                if let Some(traced) = self.processes.get_mut(&tgid) {
+                    traced.apply(call, *ret);
+                    if let Call::Mmap { fd, .. } = call
+                        && *fd >= 0
+                    {
+                        context.path = traced
+                            .table
+                            .mappings()
+                            .find(|m| m.start <= *ret as u64 && m.end > *ret as u64)
+                            .filter(|m| !m.name.is_empty())
+                            .map(|m| m.name.clone());
+                    }
                 }
                 self.emit(event, &context)?;
             }
             EventKind::Exec => {
                 self.emit(event, &context)?;
-                match Traced::seed(event.tgid as i32) {
+                match Traced::seed(tgid as i32) {
                     Ok(fresh) => {
-                        self.processes.insert(event.tgid, fresh);
+                        self.processes.insert(tgid, fresh);
                     }
-                    Err(_) => self.end_process(event.tgid)?,
+                    Err(_) => {
+                        // The new image ran and ended before it could be read: its first
+                        // mappings were made by exec itself, without a syscall to replay.
+                        self.processes.remove(&tgid);
+                        self.untabled.insert(tgid);
+                        self.notice(&format!(
+                            "{tgid} exited before its new address space could be read; \
+                             no dump for it"
+                        ))?;
+                    }
                 }
             }
             EventKind::Exit => {
                 self.emit(event, &context)?;
-                self.end_process(event.tgid)?;
+                self.end_process(tgid)?;
             }
             EventKind::Fork { child } => {
                 if is_process(*child) {
                     self.emit(event, &context)?;
-                    if self.config.follow && !self.processes.contains_key(child) {
+                    if !self.processes.contains_key(child) {
                         self.adopt(*child);
                     }
                 }
@@ -275,17 +296,19 @@ impl Session {
         Ok(())
     }
 
-    /// Starts a table for a followed child the first time it is seen.
-    fn adopt(&mut self, tgid: u32) -> bool {
+    /// Starts a table for a followed child the first time it is seen; one that is already
+    /// gone is traced without a table.
+    fn adopt(&mut self, tgid: u32) {
         if !self.config.follow {
-            return false;
+            return;
         }
         match Traced::seed(tgid as i32) {
             Ok(traced) => {
                 self.processes.insert(tgid, traced);
-                true
             }
-            Err(_) => false,
+            Err(_) => {
+                self.untabled.insert(tgid);
+            }
         }
     }
 
@@ -303,11 +326,11 @@ impl Session {
 
     /// The process is gone: a last dump of its table, and its exit code if we started it.
     fn end_process(&mut self, tgid: u32) -> Result<(), SessionError> {
-        let Some(mut traced) = self.processes.remove(&tgid) else {
-            return Ok(());
-        };
-        traced.mark_gone();
-        write_dump(&mut self.sink, self.dump_style, &traced)?;
+        if let Some(mut traced) = self.processes.remove(&tgid) {
+            traced.mark_gone();
+            write_dump(&mut self.sink, self.dump_style, &traced)?;
+        }
+        self.untabled.remove(&tgid);
         self.capture.remove_target(tgid);
         if self.launched == Some(tgid as i32) {
             self.exit_code = wait_exit_code(tgid as i32);

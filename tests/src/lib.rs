@@ -151,3 +151,86 @@ pub fn assert_same_text(what: &str, expected: &str, got: &str) {
     }
     panic!("{report}");
 }
+
+/// The `pmap-trace` binary next to the test executables (`cargo xtask test` builds it first).
+pub fn pmap_trace_exe() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join("pmap-trace");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p pmap-user` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `pmap-trace` with its output and diagnostics piped to the test.
+pub struct Tracer {
+    pub child: Child,
+    pub stdout: BufReader<ChildStdout>,
+    pub stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Tracer {
+    /// Starts `pmap-trace ARGS...` and waits for its `attached` line on stderr.
+    pub fn attach(args: &[&str]) -> Tracer {
+        let mut child = Command::new(pmap_trace_exe())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pmap-trace");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        assert!(
+            line.starts_with("pmap-trace: attached to "),
+            "unexpected first line: {line:?}"
+        );
+        Tracer {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Reads output lines up to and including the next pmap ` total` line: one text dump
+    /// (with any event lines before it).
+    pub fn read_dump(&mut self) -> String {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(
+                n > 0,
+                "pmap-trace ended before a dump; output so far:\n{text}"
+            );
+            text.push_str(&line);
+            if line.starts_with(" total ") {
+                return text;
+            }
+        }
+    }
+
+    /// Waits for the exit and returns the exit code, the rest of stdout and of stderr.
+    pub fn finish(mut self) -> (i32, String, String) {
+        use std::io::Read;
+        let mut out = String::new();
+        self.stdout.read_to_string(&mut out).unwrap();
+        let mut err = String::new();
+        self.stderr.read_to_string(&mut err).unwrap();
+        let status = self.child.wait().unwrap();
+        (status.code().unwrap_or(-1), out, err)
+    }
+}

@@ -1,0 +1,414 @@
+//! The `pmap-trace` binary as a user runs it: attach, dumps on request, launch mode, `--follow`,
+//! JSON, lost records, signals, and bad input. Every test loads the real eBPF programs.
+
+use std::{
+    io::BufRead,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pmap_integration_tests::{
+    Tracer, Workload, assert_same_text, pmap_trace_exe, real_pmap, require_root,
+};
+use serde_json::Value;
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_pmap-workload");
+
+/// The dump block (from its `PID:` header on) at the end of `text`.
+fn last_dump(text: &str, pid: i32) -> String {
+    let header = format!("{pid}:   ");
+    let start = text
+        .rfind(&header)
+        .unwrap_or_else(|| panic!("no dump of {pid} in:\n{text}"));
+    text[start..].to_string()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// No pmap-trace program is left loaded in the kernel.
+fn assert_nothing_loaded() {
+    let ours = [
+        "mm_syscall_exit",
+        "process_fork",
+        "process_exec",
+        "process_exit",
+    ];
+    let left: Vec<String> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_owned))
+        .filter(|name| ours.contains(&name.as_str()))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "programs still loaded after exit: {left:?}"
+    );
+}
+
+#[test]
+fn dump_on_sigusr1_equals_pmap_and_target_exit_ends_the_session() {
+    if !require_root() {
+        return;
+    }
+    let mut workload = Workload::start(WORKLOAD, "scripted", &[]);
+    let pid = workload.pid();
+    let mut tracer = Tracer::attach(&["--no-events", "-p", &pid.to_string()]);
+    workload.go();
+    workload.read_until_checkpoint();
+    workload.wait_stopped();
+    tracer.signal(libc::SIGUSR1);
+    let dump = tracer.read_dump();
+    assert_same_text("SIGUSR1 dump", &real_pmap(&[], pid), &dump);
+
+    workload.resume();
+    assert_eq!(workload.finish(), 0);
+    let (code, rest, err) = tracer.finish();
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(
+        rest.starts_with(&format!("{pid}:   ")),
+        "no final dump at exit:\n{rest}"
+    );
+    assert!(
+        rest.trim_end().ends_with('K'),
+        "final dump incomplete:\n{rest}"
+    );
+    assert_nothing_loaded();
+}
+
+#[test]
+fn json_mode_streams_decoded_calls_and_dumps_with_pmap_totals() {
+    if !require_root() {
+        return;
+    }
+    let mut workload = Workload::start(WORKLOAD, "scripted", &[]);
+    let pid = workload.pid();
+    let mut tracer = Tracer::attach(&["--json", "-p", &pid.to_string()]);
+    workload.go();
+    workload.read_until_checkpoint();
+    workload.wait_stopped();
+    let expected = real_pmap(&[], pid);
+    tracer.signal(libc::SIGUSR1);
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(tracer.stdout.read_line(&mut line).unwrap() > 0);
+        let value: Value = serde_json::from_str(&line).unwrap();
+        let done = value["type"] == "dump";
+        lines.push(value);
+        if done {
+            break;
+        }
+    }
+    workload.resume();
+    workload.finish();
+    let (code, _, _) = tracer.finish();
+    assert_eq!(code, 0);
+
+    let dump = lines.last().unwrap();
+    let total: u64 = expected
+        .lines()
+        .last()
+        .and_then(|l| l.trim().strip_prefix("total"))
+        .and_then(|t| t.trim().trim_end_matches('K').parse().ok())
+        .unwrap();
+    assert_eq!(dump["total_kbytes"], total);
+    assert_eq!(dump["pid"], pid);
+    let rows = dump["mappings"].as_array().unwrap();
+    assert_eq!(rows.len(), expected.lines().count() - 2);
+    let mprotect = lines
+        .iter()
+        .find(|l| l["call"] == "mprotect" && l["pid"] == pid)
+        .expect("mprotect event");
+    assert_eq!(mprotect["args"]["prot"], serde_json::json!(["PROT_READ"]));
+    assert_eq!(mprotect["ret"], 0);
+    assert_eq!(mprotect["errno"], Value::Null);
+    let failed = lines
+        .iter()
+        .find(|l| l["call"] == "mmap" && l["args"]["fd"] == 999)
+        .expect("failing mmap event");
+    assert_eq!(failed["errno"], "EBADF");
+    for field in ["time", "timestamp_ns", "pid", "tid", "comm", "type"] {
+        assert!(!mprotect[field].is_null(), "missing {field}");
+    }
+}
+
+#[test]
+fn launch_mode_sees_the_loader_passes_stdio_through_and_returns_the_exit_status() {
+    if !require_root() {
+        return;
+    }
+    let log = std::env::temp_dir().join(format!("pmap-trace-launch-{}.jsonl", std::process::id()));
+    let mut child = Command::new(pmap_trace_exe())
+        .args(["--json", "-o"])
+        .arg(&log)
+        .args(["--", "sh", "-c", "read x; echo \"got $x\"; exit 7"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The shell waits for its input, so it is alive while pmap-trace looks up the files it
+    // mapped; give it the input once the loader's libc mapping is in the log.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("/libc.so.6") {
+        assert!(Instant::now() < deadline, "no mmap of libc.so.6 logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\n");
+    let lines = json_lines(&std::fs::read_to_string(&log).unwrap());
+    std::fs::remove_file(&log).unwrap();
+    assert_eq!(
+        lines[0]["type"], "exec",
+        "first record is the exec: {}",
+        lines[0]
+    );
+    let loader_mapped_libc = lines.iter().any(|l| {
+        l["call"] == "mmap"
+            && l["args"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/libc.so.6"))
+    });
+    assert!(
+        loader_mapped_libc,
+        "the dynamic loader's mmap of libc was not seen"
+    );
+    assert_eq!(lines.last().unwrap()["type"], "dump");
+}
+
+#[test]
+fn follow_traces_forked_children_from_their_first_call() {
+    if !require_root() {
+        return;
+    }
+    let run = |follow: bool| {
+        let mut args = vec!["--json"];
+        if follow {
+            args.push("-f");
+        }
+        args.extend(["--", "sh", "-c", "/bin/true; exit 0"]);
+        let out = Command::new(pmap_trace_exe()).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        json_lines(&String::from_utf8(out.stdout).unwrap())
+    };
+    let followed = run(true);
+    let shell = followed[0]["pid"].clone();
+    let child_exec = followed
+        .iter()
+        .find(|l| l["type"] == "exec" && l["pid"] != shell)
+        .expect("the child's exec is traced with -f");
+    let child = child_exec["pid"].clone();
+    let fork = followed
+        .iter()
+        .find(|l| l["type"] == "fork")
+        .expect("fork record");
+    assert_eq!(fork["child"], child);
+    let child_maps = followed
+        .iter()
+        .filter(|l| l["pid"] == child && l["call"] == "mmap")
+        .count();
+    assert!(
+        child_maps >= 5,
+        "the child's loader mmaps were missed ({child_maps})"
+    );
+
+    let alone = run(false);
+    let shell = alone[0]["pid"].clone();
+    assert!(
+        alone
+            .iter()
+            .all(|l| l["pid"] == shell || l["type"] == "dump"),
+        "without -f only the shell is traced"
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_give_a_final_dump_and_exit_zero() {
+    if !require_root() {
+        return;
+    }
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = sleeper.id() as i32;
+        let tracer = Tracer::attach(&["-p", &pid.to_string()]);
+        tracer.signal(signal);
+        let (code, out, err) = tracer.finish();
+        assert_eq!(code, 0, "signal {signal}: {err}");
+        assert_same_text("final dump", &real_pmap(&[], pid), &last_dump(&out, pid));
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert_nothing_loaded();
+    }
+}
+
+#[test]
+fn interval_dumps_repeat_and_output_can_go_to_a_file() {
+    if !require_root() {
+        return;
+    }
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id() as i32;
+    let path = std::env::temp_dir().join(format!("pmap-trace-interval-{}.txt", std::process::id()));
+    let tracer = Tracer::attach(&[
+        "--interval",
+        "0.2",
+        "-o",
+        path.to_str().unwrap(),
+        "-p",
+        &pid.to_string(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let count_dumps = || {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .matches(" total ")
+            .count()
+    };
+    while count_dumps() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 interval dumps in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracer.signal(libc::SIGINT);
+    let (code, out, _) = tracer.finish();
+    assert_eq!(code, 0);
+    assert!(out.is_empty(), "with -o nothing goes to stdout: {out}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_same_text(
+        "interval dump",
+        &real_pmap(&[], pid),
+        &last_dump(&text, pid),
+    );
+    std::fs::remove_file(&path).unwrap();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
+
+#[test]
+fn a_full_ring_is_counted_reported_and_the_table_resynchronised() {
+    if !require_root() {
+        return;
+    }
+    let mut workload = Workload::start(WORKLOAD, "churn", &["100000"]);
+    let pid = workload.pid();
+    assert_eq!(workload.read_line(), "ready");
+    let mut tracer = Tracer::attach(&["--ring-size", "4K", "-p", &pid.to_string()]);
+    workload.go();
+    workload.wait_stopped();
+    tracer.signal(libc::SIGUSR1);
+    let output = tracer.read_dump();
+    assert!(
+        output
+            .lines()
+            .any(|l| l.starts_with("pmap-trace: ") && l.contains("records lost")),
+        "lost records were not reported"
+    );
+    assert_same_text(
+        "dump after loss",
+        &real_pmap(&[], pid),
+        &last_dump(&output, pid),
+    );
+    workload.resume();
+    workload.finish();
+    assert_eq!(tracer.finish().0, 0);
+}
+
+#[test]
+fn debug_bpf_forwards_kernel_side_diagnostics() {
+    if !require_root() {
+        return;
+    }
+    let out = Command::new(pmap_trace_exe())
+        .args([
+            "--debug-bpf",
+            "-f",
+            "-o",
+            "/dev/null",
+            "--",
+            "sh",
+            "-c",
+            "/bin/true; exit 0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("forked"),
+        "no kernel-side diagnostics on stderr:\n{err}"
+    );
+    let quiet = Command::new(pmap_trace_exe())
+        .args([
+            "-f",
+            "-o",
+            "/dev/null",
+            "--",
+            "sh",
+            "-c",
+            "/bin/true; exit 0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("forked"));
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
+    if !require_root() {
+        return;
+    }
+    let cases: &[(&[&str], &str)] = &[
+        (&["-p", "abc"], "invalid PID 'abc'"),
+        (&["-p", "2147483647"], "no such process: 2147483647"),
+        (&["-p", "2"], "kernel thread"),
+        (&[], "no target"),
+        (&["--bogus"], "--bogus"),
+        (&["-p", "1", "--", "true"], "cannot be combined"),
+        (
+            &["-p", "1", "-o", "/nonexistent-dir/out"],
+            "cannot write output file",
+        ),
+        (&["-p", "1", "--ring-size", "3M"], "invalid --ring-size"),
+        (&["-p", "1", "--interval", "0"], "invalid --interval"),
+        (&["demo", "-p", "1"], "drop -p"),
+        (
+            &["--", "/nonexistent/program"],
+            "cannot start /nonexistent/program",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = Command::new(pmap_trace_exe()).args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?} succeeded");
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.starts_with("pmap-trace: attached"))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{args:?} printed {} lines:\n{err}",
+            lines.len()
+        );
+        assert!(lines[0].starts_with("pmap-trace: "), "{args:?}: {err}");
+        assert!(
+            lines[0].contains(expected),
+            "{args:?}: expected {expected:?} in {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+    assert_nothing_loaded();
+}
