@@ -32,7 +32,7 @@ pub mod record_kind {
     pub const EXEC: u32 = 2;
     /// The last thread of the process exited (`aux` holds nothing).
     pub const EXIT: u32 = 3;
-    /// The process forked; `aux` is the child's thread id.
+    /// The process forked a new process (not a thread); `aux` is its PID.
     pub const FORK: u32 = 4;
 }
 

@@ -1,12 +1,36 @@
 //! Process lifecycle: fork (and `--follow`), exec, exit.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
 use aya_log_ebpf::debug;
 use pmap_common::{record_kind, sched_layout, target_flags};
 
 use crate::{
     maps::{TARGETS, current_target, debug_enabled},
     record::{Caller, emit},
+    regs::saved_user_regs,
 };
+
+const SYS_CLONE: u64 = 56;
+const SYS_FORK: u64 = 57;
+const SYS_VFORK: u64 = 58;
+const SYS_CLONE3: u64 = 435;
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// Whether the task being created is a thread of the caller rather than a new process, from the
+/// flags of the clone call in progress. Tasks the kernel creates outside these syscalls (io_uring
+/// workers) are threads.
+fn creates_thread() -> bool {
+    let Ok(regs) = saved_user_regs() else {
+        return true;
+    };
+    let flags = match regs.orig_rax {
+        SYS_FORK | SYS_VFORK => 0,
+        SYS_CLONE => regs.rdi,
+        // SAFETY: checked read of the first field (flags) of the user's struct clone_args.
+        SYS_CLONE3 => unsafe { bpf_probe_read_user(regs.rdi as *const u64) }.unwrap_or(0),
+        _ => CLONE_THREAD,
+    };
+    flags & CLONE_THREAD != 0
+}
 
 #[tracepoint]
 pub fn process_fork(ctx: TracePointContext) -> u32 {
@@ -19,9 +43,11 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let child = child as u32;
+    // A new thread shares the traced thread group: nothing to add, nothing to report.
+    if creates_thread() {
+        return 0;
+    }
     if flags & target_flags::FOLLOW_FORKS != 0 {
-        // A new thread also passes here; its key is a thread id that no event is looked up by,
-        // and `process_exit` removes it when the thread ends.
         let _ = TARGETS.insert(&child, &flags, 0);
         if debug_enabled() {
             debug!(
@@ -48,9 +74,6 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
     let caller = Caller::current();
     if current_target(caller.tgid).is_none() {
         return 0;
-    }
-    if caller.tid != caller.tgid {
-        let _ = TARGETS.remove(&caller.tid);
     }
     // SAFETY: offset checked against the tracepoint's format file by userspace.
     let group_dead =

@@ -33,7 +33,7 @@ pub enum EventKind {
     Exec,
     /// The last thread of the process exited.
     Exit,
-    /// The process created a task (a child process or a thread) with this id.
+    /// The process forked a child process (threads are not reported) with this PID.
     Fork { child: u32 },
 }
 

@@ -98,7 +98,7 @@ fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
             )
         })?;
         let targets = config.targets.clone();
-        let mut session = Session::new(config, capture, sink);
+        let mut session = Session::new(config, capture, sink)?;
         match targets {
             Targets::Pids(pids) => session.attach(&pids)?,
             Targets::Launch(argv) => session.launch(spawn_held(&argv)?)?,

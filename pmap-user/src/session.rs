@@ -7,7 +7,7 @@ use std::{
 };
 
 use thiserror::Error;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     capture::{Capture, CaptureError},
@@ -40,23 +40,15 @@ pub enum SessionError {
     Signals(io::Error),
 }
 
-/// Whether `tid` is a process (thread-group leader) rather than a thread.
-fn is_process(tid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("Tgid:")
-                        .map(|v| v.trim().parse::<u32>().ok())
-                })
-                .flatten()
-        })
-        .is_some_and(|tgid| tgid == tid)
+struct Signals {
+    usr1: Signal,
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
 }
 
 pub struct Session {
+    signals: Option<Signals>,
     config: Config,
     capture: Capture,
     sink: Sink,
@@ -73,8 +65,18 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(config: Config, capture: Capture, sink: Sink) -> Session {
-        Session {
+    /// Installs the signal handlers too, before any target is attached: a signal that arrives
+    /// once the `attached` line is out must find them in place.
+    pub fn new(config: Config, capture: Capture, sink: Sink) -> Result<Session, SessionError> {
+        let handler = |kind| signal(kind).map_err(SessionError::Signals);
+        let signals = Signals {
+            usr1: handler(SignalKind::user_defined1())?,
+            interrupt: handler(SignalKind::interrupt())?,
+            terminate: handler(SignalKind::terminate())?,
+            hangup: handler(SignalKind::hangup())?,
+        };
+        Ok(Session {
+            signals: Some(signals),
             capture,
             sink,
             clock: Clock::now(),
@@ -89,7 +91,7 @@ impl Session {
                 sysv_shm_minor: seed::discover_shm_minor(),
             },
             config,
-        }
+        })
     }
 
     /// Adds running processes to the kernel filter and seeds their tables from /proc. The
@@ -138,10 +140,12 @@ impl Session {
     /// Runs until every target has exited (returning the launched command's exit code, or 0)
     /// or a SIGINT/SIGTERM/SIGHUP arrives (returning 0); a final dump is written either way.
     pub async fn run(mut self) -> Result<i32, SessionError> {
-        let mut usr1 = signal(SignalKind::user_defined1()).map_err(SessionError::Signals)?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(SessionError::Signals)?;
-        let mut terminate = signal(SignalKind::terminate()).map_err(SessionError::Signals)?;
-        let mut hangup = signal(SignalKind::hangup()).map_err(SessionError::Signals)?;
+        let Signals {
+            mut usr1,
+            mut interrupt,
+            mut terminate,
+            mut hangup,
+        } = self.signals.take().expect("run is called once");
         let mut ticker = self
             .config
             .interval
@@ -285,11 +289,9 @@ impl Session {
                 self.end_process(tgid)?;
             }
             EventKind::Fork { child } => {
-                if is_process(*child) {
-                    self.emit(event, &context)?;
-                    if !self.processes.contains_key(child) {
-                        self.adopt(*child);
-                    }
+                self.emit(event, &context)?;
+                if !self.processes.contains_key(child) {
+                    self.adopt(*child);
                 }
             }
         }

@@ -153,7 +153,10 @@ fn launch_mode_sees_the_loader_passes_stdio_through_and_returns_the_exit_status(
     // The shell waits for its input, so it is alive while pmap-trace looks up the files it
     // mapped; give it the input once the loader's libc mapping is in the log.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("/libc.so.6") {
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("/libc.so.6")
+    {
         assert!(Instant::now() < deadline, "no mmap of libc.so.6 logged");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -685,7 +685,7 @@ mod tests {
                 "MAP_SHARED",
                 "MAP_FIXED",
                 "MAP_HUGETLB",
-                "0x80000000",
+                "0x200",
                 "MAP_HUGE_2MB"
             ]
         );
