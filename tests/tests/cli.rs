@@ -415,3 +415,111 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     }
     assert_nothing_loaded();
 }
+
+#[test]
+fn a_key_press_on_the_terminal_dumps() {
+    if !require_root() {
+        return;
+    }
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id() as i32;
+    // `script` gives pmap-trace a terminal on its stdin and relays our pipe into it.
+    let command = format!("{} --no-events -p {pid}", pmap_trace_exe().display());
+    let mut script = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = script.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(script.stdout.take().unwrap());
+    let mut read_until = |marker: &str| {
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "ended early:\n{seen}"
+            );
+            seen.push_str(&line.replace('\r', ""));
+            if line.contains(marker) {
+                return seen;
+            }
+        }
+    };
+    read_until("attached to");
+    use std::io::Write;
+    for key in ["d", "\n"] {
+        stdin.write_all(key.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        let dump = read_until(" total ");
+        assert_same_text(
+            "key press dump",
+            &real_pmap(&[], pid),
+            &last_dump(&dump, pid),
+        );
+    }
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    read_until(" total ");
+    drop(stdin);
+    assert!(script.wait().unwrap().success());
+}
+
+#[test]
+fn a_closed_output_pipe_ends_the_trace_quietly() {
+    if !require_root() {
+        return;
+    }
+    let mut tracer = Command::new(pmap_trace_exe())
+        .args([
+            "-f",
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do /bin/true; done; sleep 1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(tracer.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    drop(stdout);
+    let out = tracer.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "only the attached line: {err}");
+    assert_nothing_loaded();
+}
+
+#[test]
+fn a_zombie_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .contains(") Z")
+    {
+        assert!(Instant::now() < deadline, "child did not become a zombie");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = Command::new(pmap_trace_exe())
+        .args(["-p", &pid.to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "pmap-trace: PID {pid} is a zombie: it has exited and has no address space left to trace"
+        )
+    );
+    child.wait().unwrap();
+}

@@ -3,13 +3,14 @@
 
 use std::{
     env,
-    process::{Command, ExitCode},
+    io::{BufRead, BufReader},
+    process::{Command, ExitCode, ExitStatus, Stdio},
 };
 
 use anyhow::{Result, bail};
 
 use crate::{
-    process::{cargo, is_root, run_cmd},
+    process::{cargo, is_root},
     setup,
 };
 
@@ -89,9 +90,10 @@ pub fn run() -> Result<ExitCode> {
 
     let total = steps.len();
     let mut failed = Vec::new();
+    let mut counts = TestCounts::default();
     for (name, mut cmd) in steps {
         println!("==> {name}");
-        let passed = match run_cmd(&mut cmd) {
+        let passed = match run_counting(&mut cmd, &mut counts) {
             Ok(status) => status.success(),
             Err(err) => {
                 eprintln!("xtask: {err:#}");
@@ -102,6 +104,8 @@ pub fn run() -> Result<ExitCode> {
             failed.push(name);
         }
     }
+    // One closing line over every test binary, so a reader of the log need not add them up.
+    println!("tests: {} passed, {} failed", counts.passed, counts.failed);
 
     let skipped = if skip_privileged {
         format!("; integration tests skipped ({SKIP_PRIVILEGED}=1)")
@@ -121,8 +125,64 @@ pub fn run() -> Result<ExitCode> {
     }
 }
 
+/// Tests passed and failed, summed over every `test result:` line cargo printed.
+#[derive(Default)]
+struct TestCounts {
+    passed: u64,
+    failed: u64,
+}
+
+impl TestCounts {
+    /// Adds the counts of a libtest summary such as
+    /// `test result: ok. 62 passed; 0 failed; 0 ignored; ...`.
+    fn add_summary(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(['.', ';']) {
+            let mut words = part.split_whitespace();
+            if let (Some(number), Some(word)) = (words.next(), words.next()) {
+                let Ok(number) = number.parse::<u64>() else {
+                    continue;
+                };
+                match word {
+                    "passed" => self.passed += number,
+                    "failed" => self.failed += number,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs `cmd`, passing its output through while counting libtest's summaries.
+fn run_counting(cmd: &mut Command, counts: &mut TestCounts) -> Result<ExitStatus> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        counts.add_summary(&line);
+    }
+    Ok(child.wait()?)
+}
+
 fn cargo_with(args: &[&str]) -> Command {
     let mut cmd = cargo();
     cmd.args(args);
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_libtest_summaries() {
+        let mut counts = TestCounts::default();
+        counts.add_summary("test result: ok. 62 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.39s");
+        counts.add_summary("test result: FAILED. 7 passed; 2 failed; 0 ignored; 0 measured");
+        counts.add_summary("running 3 tests");
+        assert_eq!((counts.passed, counts.failed), (69, 2));
+    }
 }
