@@ -523,3 +523,26 @@ fn a_zombie_is_refused() {
     );
     child.wait().unwrap();
 }
+
+#[test]
+fn missing_capabilities_are_named() {
+    if !require_root() {
+        return;
+    }
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(pmap_trace_exe())
+        .args(["-p", &sleeper.id().to_string()])
+        .output()
+        .unwrap();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        err.trim_end(),
+        "pmap-trace: missing capabilities CAP_BPF and CAP_PERFMON: run pmap-trace as root (sudo) \
+         or grant them with `setcap cap_bpf,cap_perfmon,cap_sys_ptrace+ep`"
+    );
+}
