@@ -12,6 +12,10 @@ pub const TARGETS_MAP: &str = "TARGETS";
 pub const DROPPED_MAP: &str = "DROPPED";
 /// Name of the global that turns kernel-side aya-log output on (non-zero) or off.
 pub const DEBUG_GLOBAL: &str = "DEBUG_BPF";
+/// Name of the global holding how many unread bytes in the ring wake the reader. Below it a
+/// call's record waits for the reader's next periodic poll: waking the reader for every call
+/// would cost the traced process a context switch per call on a small machine.
+pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
 
 /// Capacity of the target map: processes traced at once, counting followed children.
 pub const MAX_TARGETS: u32 = 16_384;

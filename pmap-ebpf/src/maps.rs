@@ -21,6 +21,15 @@ pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[unsafe(no_mangle)]
 static DEBUG_BPF: u8 = 0;
 
+/// Set by userspace: unread bytes at which a record wakes the reader (see `WAKEUP_BYTES_GLOBAL`).
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 0;
+
+pub fn wakeup_bytes() -> u64 {
+    // SAFETY: as for DEBUG_BPF below.
+    unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) }
+}
+
 pub fn debug_enabled() -> bool {
     // SAFETY: a read-only global that userspace may patch before load; the volatile read keeps
     // the compiler from folding the default value in.

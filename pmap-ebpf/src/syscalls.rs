@@ -4,7 +4,7 @@ use pmap_common::{PR_SET_VMA, record_kind, sys_exit_layout, syscall_nr};
 
 use crate::{
     maps::current_target,
-    record::{Caller, emit},
+    record::{Caller, Urgency, emit},
     regs::{saved_user_regs, syscall_args},
 };
 
@@ -27,6 +27,6 @@ fn record_exit(ctx: &TracePointContext, caller: Caller) -> Result<(), i64> {
     if nr as u32 == syscall_nr::PRCTL && args[0] != PR_SET_VMA {
         return Ok(());
     }
-    emit(record_kind::SYSCALL, caller, nr as u32, args, ret, 0);
+    emit(Urgency::Batched, record_kind::SYSCALL, caller, nr as u32, args, ret, 0);
     Ok(())
 }

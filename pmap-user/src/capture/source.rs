@@ -1,13 +1,15 @@
 //! Loading the eBPF object and reading its ring: the real [`crate::session::EventSource`].
 
-use std::io;
+use std::{io, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use pmap_common::{DEBUG_GLOBAL, DROPPED_MAP, EVENTS_MAP, TARGETS_MAP, target_flags};
+use pmap_common::{
+    DEBUG_GLOBAL, DROPPED_MAP, EVENTS_MAP, TARGETS_MAP, WAKEUP_BYTES_GLOBAL, target_flags,
+};
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
@@ -40,6 +42,9 @@ pub enum CaptureError {
     Decode(#[from] DecodeError),
 }
 
+/// Longest a call's record waits in the ring before the reader looks.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
 /// Settings of the kernel side.
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
@@ -66,9 +71,13 @@ impl Capture {
     /// first for clear errors about the machine.
     pub fn load(options: CaptureOptions) -> Result<Self, CaptureError> {
         let debug = u8::from(options.debug_bpf);
+        // A quarter full wakes the reader early enough that a burst cannot fill the ring
+        // between two polls.
+        let wakeup_bytes = u64::from(options.ring_size / 4);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, options.ring_size)
             .override_global(DEBUG_GLOBAL, &debug, true)
+            .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .load(crate::EBPF_OBJECT)?;
 
         let logger = if options.debug_bpf {
@@ -167,17 +176,25 @@ impl Capture {
     }
 
     /// Waits until the ring (or the kernel-side log) has something to read.
+    /// Waits until the ring is a quarter full, a lifecycle record or kernel-side log arrives,
+    /// or [`POLL_INTERVAL`] has passed: calls' records do not wake the reader one by one.
     pub async fn readable(&mut self) -> Result<(), CaptureError> {
-        match &self.logger {
-            Some(logger) => {
-                tokio::select! {
-                    guard = self.ring.readable() => guard?.clear_ready(),
-                    guard = logger.readable() => guard?.clear_ready(),
+        let woken = async {
+            match &self.logger {
+                Some(logger) => {
+                    tokio::select! {
+                        guard = self.ring.readable() => guard?.clear_ready(),
+                        guard = logger.readable() => guard?.clear_ready(),
+                    }
                 }
+                None => self.ring.readable().await?.clear_ready(),
             }
-            None => self.ring.readable().await?.clear_ready(),
+            Ok::<(), CaptureError>(())
+        };
+        match tokio::time::timeout(POLL_INTERVAL, woken).await {
+            Ok(result) => result,
+            Err(_elapsed) => Ok(()),
         }
-        Ok(())
     }
 
     fn flush_logs(&mut self) {
