@@ -104,6 +104,61 @@ pub mod sched_layout {
     pub const EXIT_GROUP_DEAD_OFFSET: usize = 32;
 }
 
+/// Name of the global holding the [`FileOffsets`] userspace found in the kernel's BTF.
+pub const FILE_OFFSETS_GLOBAL: &str = "FILE_OFFSETS";
+/// Bytes kept of a mapped file's name (its last path component), NUL included.
+pub const FILE_NAME_LEN: usize = 64;
+
+/// Byte offsets of the kernel struct fields followed to identify the file behind a new
+/// mapping: task → files → fdtable → file → inode / dentry. Found in the running kernel's BTF
+/// by userspace; `valid == 0` turns the look-up off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileOffsets {
+    pub valid: u64,
+    pub task_files: u64,
+    pub files_fdt: u64,
+    pub fdtable_max_fds: u64,
+    pub fdtable_fd: u64,
+    pub file_inode: u64,
+    /// `file.f_path.dentry`.
+    pub file_dentry: u64,
+    pub inode_ino: u64,
+    pub inode_sb: u64,
+    pub sb_dev: u64,
+    /// `dentry.d_name.name`.
+    pub dentry_name: u64,
+}
+
+impl FileOffsets {
+    pub const UNKNOWN: FileOffsets = FileOffsets {
+        valid: 0,
+        task_files: 0,
+        files_fdt: 0,
+        fdtable_max_fds: 0,
+        fdtable_fd: 0,
+        file_inode: 0,
+        file_dentry: 0,
+        inode_ino: 0,
+        inode_sb: 0,
+        sb_dev: 0,
+        dentry_name: 0,
+    };
+}
+
+/// The file a successful file-backed `mmap` mapped, read in the kernel while the descriptor is
+/// still open. All zero when not applicable.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    /// The kernel's `dev_t`: major in the high 12 bits, minor in the low 20.
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+    /// Last path component, NUL-terminated (truncated to fit).
+    pub name: [u8; FILE_NAME_LEN],
+}
+
 /// One record in the ring buffer. Fixed size so the kernel can reserve it in one step.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +179,8 @@ pub struct EventRecord {
     pub aux: u64,
     /// The calling thread's `comm`, NUL-padded.
     pub comm: [u8; TASK_COMM_LEN],
+    /// For a successful file-backed `mmap`, the file it mapped.
+    pub file: FileIdentity,
 }
 
 impl EventRecord {
@@ -133,3 +190,7 @@ impl EventRecord {
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` integers and byte arrays, every bit pattern is valid.
 unsafe impl aya::Pod for EventRecord {}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` u64 fields, every bit pattern is valid.
+unsafe impl aya::Pod for FileOffsets {}

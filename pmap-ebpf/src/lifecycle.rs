@@ -5,7 +5,7 @@ use pmap_common::{record_kind, sched_layout, target_flags};
 
 use crate::{
     maps::{TARGETS, current_target, debug_enabled},
-    record::{Caller, Urgency, emit},
+    record::{Caller, emit_lifecycle},
     regs::saved_user_regs,
 };
 
@@ -56,7 +56,7 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
             );
         }
     }
-    emit(Urgency::Immediate, record_kind::FORK, parent, 0, [0; 6], 0, child as u64);
+    emit_lifecycle(record_kind::FORK, parent, child as u64);
     0
 }
 
@@ -64,7 +64,7 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
 pub fn process_exec(_ctx: TracePointContext) -> u32 {
     let caller = Caller::current();
     if current_target(caller.tgid).is_some() {
-        emit(Urgency::Immediate, record_kind::EXEC, caller, 0, [0; 6], 0, 0);
+        emit_lifecycle(record_kind::EXEC, caller, 0);
     }
     0
 }
@@ -80,7 +80,7 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
         unsafe { ctx.read_at::<u8>(sched_layout::EXIT_GROUP_DEAD_OFFSET) }.unwrap_or(0);
     if group_dead != 0 {
         let _ = TARGETS.remove(&caller.tgid);
-        emit(Urgency::Immediate, record_kind::EXIT, caller, 0, [0; 6], 0, 0);
+        emit_lifecycle(record_kind::EXIT, caller, 0);
         if debug_enabled() {
             debug!(&ctx, "pmap-ebpf: {} exited", caller.tgid);
         }

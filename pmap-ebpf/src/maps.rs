@@ -2,7 +2,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use pmap_common::{EventRecord, MAX_TARGETS};
+use pmap_common::{EventRecord, FileOffsets, MAX_TARGETS};
 
 /// Completed calls and lifecycle records, in the order they happened on each CPU.
 /// Userspace sets the real size (`--ring-size`) before loading.
@@ -28,6 +28,15 @@ static WAKEUP_BYTES: u64 = 0;
 pub fn wakeup_bytes() -> u64 {
     // SAFETY: as for DEBUG_BPF below.
     unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) }
+}
+
+/// Set by userspace from the kernel's BTF: where to find a mapped file's identity.
+#[unsafe(no_mangle)]
+static FILE_OFFSETS: FileOffsets = FileOffsets::UNKNOWN;
+
+pub fn file_offsets() -> FileOffsets {
+    // SAFETY: as for DEBUG_BPF below.
+    unsafe { core::ptr::read_volatile(&FILE_OFFSETS) }
 }
 
 pub fn debug_enabled() -> bool {

@@ -8,6 +8,8 @@ use crate::{
     regs::{saved_user_regs, syscall_args},
 };
 
+const MAP_ANONYMOUS: u64 = 0x20;
+
 #[tracepoint]
 pub fn mm_syscall_exit(ctx: TracePointContext) -> u32 {
     let caller = Caller::current();
@@ -27,6 +29,24 @@ fn record_exit(ctx: &TracePointContext, caller: Caller) -> Result<(), i64> {
     if nr as u32 == syscall_nr::PRCTL && args[0] != PR_SET_VMA {
         return Ok(());
     }
-    emit(Urgency::Batched, record_kind::SYSCALL, caller, nr as u32, args, ret, 0);
+    // A file mapping's identity is read now, while its descriptor is certainly open.
+    let mapped_fd = if nr as u32 == syscall_nr::MMAP
+        && !(-4095..0).contains(&ret)
+        && args[3] & MAP_ANONYMOUS == 0
+    {
+        args[4] as i32
+    } else {
+        -1
+    };
+    emit(
+        Urgency::Batched,
+        record_kind::SYSCALL,
+        caller,
+        nr as u32,
+        args,
+        ret,
+        0,
+        mapped_fd,
+    );
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Decoder: raw [`EventRecord`] bytes from the ring → typed [`Event`]s.
 
-use pmap_common::{EventRecord, record_kind, syscall_nr};
+use pmap_common::{EventRecord, FileIdentity, record_kind, syscall_nr};
 use thiserror::Error;
+
+use crate::table::Device;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -23,6 +25,39 @@ pub struct Event {
     /// The thread's command name, as the kernel keeps it (up to 15 bytes, any bytes but NUL).
     pub comm: Vec<u8>,
     pub kind: EventKind,
+    /// For a successful file-backed mmap, the file the kernel saw behind the descriptor.
+    pub file: Option<MappedFile>,
+}
+
+/// A mapped file as the kernel identified it at the call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappedFile {
+    pub device: Device,
+    pub inode: u64,
+    /// The last component of its path.
+    pub name: Vec<u8>,
+}
+
+impl MappedFile {
+    fn from_record(identity: &FileIdentity) -> Option<MappedFile> {
+        if identity.ino == 0 {
+            return None;
+        }
+        let len = identity
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(identity.name.len());
+        Some(MappedFile {
+            // The kernel's internal dev_t: 12 bits of major above 20 bits of minor.
+            device: Device {
+                major: identity.dev >> 20,
+                minor: identity.dev & 0xf_ffff,
+            },
+            inode: identity.ino,
+            name: identity.name[..len].to_vec(),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,6 +324,7 @@ pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
         tid: record.tid,
         comm: record.comm[..comm_len].to_vec(),
         kind,
+        file: MappedFile::from_record(&record.file),
     })
 }
 
@@ -309,6 +345,12 @@ mod tests {
             ret,
             aux: 0,
             comm,
+            file: FileIdentity {
+                dev: 0,
+                _pad: 0,
+                ino: 0,
+                name: [0; pmap_common::FILE_NAME_LEN],
+            },
         }
     }
 
@@ -362,6 +404,30 @@ mod tests {
             };
             assert_eq!(call.name(), name);
         }
+    }
+
+    #[test]
+    fn decodes_the_kernels_file_identity() {
+        let mut r = record(
+            record_kind::SYSCALL,
+            syscall_nr::MMAP,
+            [0, 4096, 1, 2, 3, 0],
+            0x1000,
+        );
+        assert_eq!(decode(&bytes_of(&r)).unwrap().file, None);
+        r.file.dev = (0xfe << 20) | 1;
+        r.file.ino = 4242;
+        r.file.name[..9].copy_from_slice(b"libc.so.6");
+        let file = decode(&bytes_of(&r)).unwrap().file.unwrap();
+        assert_eq!(
+            file.device,
+            Device {
+                major: 0xfe,
+                minor: 1
+            }
+        );
+        assert_eq!(file.inode, 4242);
+        assert_eq!(file.name, b"libc.so.6");
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! One traced process: its live table, the `/proc/PID/maps` handle the table may query, and
 //! what pmap prints in its header.
 
-use std::fs;
+use std::{collections::HashMap, fs};
 
 use crate::{
-    decode::Call,
+    decode::{Call, MappedFile},
     procmap_query::VmaQuery,
     render::pmap::ProcessView,
     seed::{self, SeedError},
-    table::{AddressSpace, Mapping, NoOracle},
+    table::{
+        AddressSpace, Device, MAP_PRIVATE, MAP_TYPE, Mapping, NoOracle, PROT_EXEC, PROT_READ,
+        PROT_WRITE, Perms, VmaOracle, page_align_up,
+    },
 };
 
 pub struct TracedProcess {
@@ -43,10 +46,22 @@ impl TracedProcess {
     }
 
     pub fn apply(&mut self, call: &Call, ret: i64) {
-        match &mut self.query {
-            Some(query) => self.table.apply(call, ret, query),
-            None => self.table.apply(call, ret, &mut NoOracle),
-        }
+        self.apply_with_file(call, ret, None);
+    }
+
+    /// Applies a call; `mapped` is the file the kernel saw behind a file-backed mmap's
+    /// descriptor, which names the new mapping when the process no longer has it to ask about.
+    pub fn apply_with_file(&mut self, call: &Call, ret: i64, mapped: Option<Mapping>) {
+        let mut no_oracle = NoOracle;
+        let live: &mut dyn VmaOracle = match &mut self.query {
+            Some(query) => query,
+            None => &mut no_oracle,
+        };
+        let mut oracle = KernelHint {
+            live,
+            mapped: mapped.as_ref(),
+        };
+        self.table.apply(call, ret, &mut oracle);
     }
 
     /// Brings mappings that grow without a syscall (the stack) up to date before a dump.
@@ -78,6 +93,79 @@ impl TracedProcess {
             sysv_shm_minor,
             mappings,
         }
+    }
+}
+
+/// Asks the live process first; for the address a file-backed mmap just returned, falls back
+/// on the kernel's record of the call when the live mapping is gone or is another file by now.
+struct KernelHint<'a> {
+    live: &'a mut dyn VmaOracle,
+    mapped: Option<&'a Mapping>,
+}
+
+impl VmaOracle for KernelHint<'_> {
+    fn vma_at(&mut self, addr: u64) -> Option<Mapping> {
+        let live = self.live.vma_at(addr);
+        match self.mapped {
+            Some(hint) if hint.start == addr => match live {
+                Some(now) if now.inode == hint.inode && now.device == hint.device => Some(now),
+                _ => Some(hint.clone()),
+            },
+            _ => live,
+        }
+    }
+}
+
+/// Paths of the files seen mapped so far, by device and inode: the kernel records only a
+/// mapped file's last path component, and this turns it back into the path /proc shows.
+#[derive(Default)]
+pub struct KnownFiles {
+    paths: HashMap<(Device, u64), Vec<u8>>,
+}
+
+impl KnownFiles {
+    pub fn learn<'a>(&mut self, mappings: impl IntoIterator<Item = &'a Mapping>) {
+        for m in mappings {
+            if m.inode != 0 && m.name.starts_with(b"/") {
+                self.paths
+                    .entry((m.device, m.inode))
+                    .or_insert_with(|| m.name.clone());
+            }
+        }
+    }
+
+    /// The mapping a successful file-backed `mmap` created, as far as the kernel's record and
+    /// the files seen so far tell: its path if known, else the file's name alone.
+    pub fn mapping_for(&self, call: &Call, ret: i64, file: &MappedFile) -> Option<Mapping> {
+        let Call::Mmap {
+            len,
+            prot,
+            flags,
+            offset,
+            ..
+        } = *call
+        else {
+            return None;
+        };
+        let start = ret as u64;
+        Some(Mapping {
+            start,
+            end: start.saturating_add(page_align_up(len)),
+            perms: Perms {
+                read: prot & PROT_READ != 0,
+                write: prot & PROT_WRITE != 0,
+                exec: prot & PROT_EXEC != 0,
+                shared: flags & MAP_TYPE != MAP_PRIVATE,
+            },
+            offset,
+            device: file.device,
+            inode: file.inode,
+            name: self
+                .paths
+                .get(&(file.device, file.inode))
+                .cloned()
+                .unwrap_or_else(|| file.name.clone()),
+        })
     }
 }
 

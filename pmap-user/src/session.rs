@@ -14,7 +14,7 @@ use crate::{
     config::{Config, Format},
     decode::{Call, Event, EventKind},
     launch::{HeldChild, LaunchError, wait_exit_code},
-    process::TracedProcess as Traced,
+    process::{KnownFiles, TracedProcess as Traced},
     render::{
         events::{Clock, EventContext, event_json, event_line},
         json::dump_json,
@@ -59,6 +59,8 @@ pub struct Session {
     exit_code: i32,
     dropped_seen: u64,
     dump_style: DumpStyle,
+    /// Paths of mapped files by device and inode, to name files the kernel reports by name only.
+    files: KnownFiles,
     /// Traced processes whose table could not be read (they ended first); their events are
     /// still printed.
     untabled: BTreeSet<u32>,
@@ -85,6 +87,7 @@ impl Session {
             exit_code: 0,
             dropped_seen: 0,
             untabled: BTreeSet::new(),
+            files: KnownFiles::default(),
             dump_style: DumpStyle {
                 format: config.format,
                 options: PmapOptions::default(),
@@ -100,8 +103,9 @@ impl Session {
     pub fn attach(&mut self, pids: &[i32]) -> Result<(), SessionError> {
         for &pid in pids {
             self.capture.add_target(pid as u32, self.config.follow)?;
-            let traced =
-                Traced::seed(pid).map_err(|source| SessionError::Attach { pid, source })?;
+            let traced = self
+                .seed(pid)
+                .map_err(|source| SessionError::Attach { pid, source })?;
             self.processes.insert(pid as u32, traced);
         }
         self.announce();
@@ -113,7 +117,9 @@ impl Session {
         let pid = child.pid();
         self.capture.add_target(pid as u32, self.config.follow)?;
         // The child is a copy of us until its exec, which re-seeds the table.
-        let traced = Traced::seed(pid).map_err(|source| SessionError::Attach { pid, source })?;
+        let traced = self
+            .seed(pid)
+            .map_err(|source| SessionError::Attach { pid, source })?;
         self.processes.insert(pid as u32, traced);
         self.launched = Some(pid);
         // Said before the command runs, so the line comes before anything the command prints.
@@ -123,6 +129,13 @@ impl Session {
             return Err(err.into());
         }
         Ok(())
+    }
+
+    /// Reads a process's table from /proc, and learns the paths of the files it maps.
+    fn seed(&mut self, pid: i32) -> Result<Traced, SeedError> {
+        let traced = Traced::seed(pid)?;
+        self.files.learn(traced.table.mappings());
+        Ok(traced)
     }
 
     fn announce(&self) {
@@ -215,7 +228,7 @@ impl Session {
         let pids: Vec<u32> = self.processes.keys().copied().collect();
         let mut gone = Vec::new();
         for pid in pids {
-            match Traced::seed(pid as i32) {
+            match self.seed(pid as i32) {
                 Ok(fresh) => {
                     self.processes.insert(pid, fresh);
                 }
@@ -251,24 +264,31 @@ impl Session {
         let mut context = EventContext::default();
         match &event.kind {
             EventKind::Call { call, ret } => {
+                let mapped = event
+                    .file
+                    .as_ref()
+                    .and_then(|f| self.files.mapping_for(call, *ret, f));
+                // The path shown is the table's (the live kernel's answer when there was one),
+                // else what the kernel recorded at the call.
+                context.path = mapped.as_ref().map(|m| m.name.clone());
                 if let Some(traced) = self.processes.get_mut(&tgid) {
-                    traced.apply(call, *ret);
+                    traced.apply_with_file(call, *ret, mapped);
                     if let Call::Mmap { fd, .. } = call
                         && *fd >= 0
-                    {
-                        context.path = traced
+                        && let Some(now) = traced
                             .table
                             .mappings()
-                            .find(|m| m.start <= *ret as u64 && m.end > *ret as u64)
-                            .filter(|m| !m.name.is_empty())
-                            .map(|m| m.name.clone());
+                            .find(|m| m.start == *ret as u64 && !m.name.is_empty())
+                    {
+                        context.path = Some(now.name.clone());
+                        self.files.learn([now]);
                     }
                 }
                 self.emit(event, &context)?;
             }
             EventKind::Exec => {
                 self.emit(event, &context)?;
-                match Traced::seed(tgid as i32) {
+                match self.seed(tgid as i32) {
                     Ok(fresh) => {
                         self.processes.insert(tgid, fresh);
                     }
@@ -304,7 +324,7 @@ impl Session {
         if !self.config.follow {
             return;
         }
-        match Traced::seed(tgid as i32) {
+        match self.seed(tgid as i32) {
             Ok(traced) => {
                 self.processes.insert(tgid, traced);
             }

@@ -29,22 +29,28 @@ fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// No pmap-trace program is left loaded in the kernel.
-fn assert_nothing_loaded() {
+/// IDs of the pmap-trace programs loaded in the kernel now.
+fn our_programs() -> std::collections::BTreeSet<u32> {
     let ours = [
         "mm_syscall_exit",
         "process_fork",
         "process_exec",
         "process_exit",
     ];
-    let left: Vec<String> = aya::programs::loaded_programs()
+    aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .filter_map(|p| p.name_as_str().map(str::to_owned))
-        .filter(|name| ours.contains(&name.as_str()))
-        .collect();
+        .filter(|p| p.name_as_str().is_some_and(|name| ours.contains(&name)))
+        .map(|p| p.id())
+        .collect()
+}
+
+/// No pmap-trace program loaded since `before` is still loaded (programs of a tracer started
+/// elsewhere before the test do not count).
+fn assert_nothing_left_since(before: &std::collections::BTreeSet<u32>) {
+    let left: Vec<u32> = our_programs().difference(before).copied().collect();
     assert!(
         left.is_empty(),
-        "programs still loaded after exit: {left:?}"
+        "programs still loaded after exit: ids {left:?}"
     );
 }
 
@@ -53,6 +59,7 @@ fn dump_on_sigusr1_equals_pmap_and_target_exit_ends_the_session() {
     if !require_root() {
         return;
     }
+    let loaded_before = our_programs();
     let mut workload = Workload::start(WORKLOAD, "scripted", &[]);
     let pid = workload.pid();
     let mut tracer = Tracer::attach(&["--no-events", "-p", &pid.to_string()]);
@@ -75,7 +82,7 @@ fn dump_on_sigusr1_equals_pmap_and_target_exit_ends_the_session() {
         rest.trim_end().ends_with('K'),
         "final dump incomplete:\n{rest}"
     );
-    assert_nothing_loaded();
+    assert_nothing_left_since(&loaded_before);
 }
 
 #[test]
@@ -241,6 +248,7 @@ fn sigterm_and_sigint_give_a_final_dump_and_exit_zero() {
     if !require_root() {
         return;
     }
+    let loaded_before = our_programs();
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = sleeper.id() as i32;
@@ -251,7 +259,7 @@ fn sigterm_and_sigint_give_a_final_dump_and_exit_zero() {
         assert_same_text("final dump", &real_pmap(&[], pid), &last_dump(&out, pid));
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
-        assert_nothing_loaded();
+        assert_nothing_left_since(&loaded_before);
     }
 }
 
@@ -373,6 +381,7 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     if !require_root() {
         return;
     }
+    let loaded_before = our_programs();
     let cases: &[(&[&str], &str)] = &[
         (&["-p", "abc"], "invalid PID 'abc'"),
         (&["-p", "2147483647"], "no such process: 2147483647"),
@@ -413,7 +422,7 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
         );
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
-    assert_nothing_loaded();
+    assert_nothing_left_since(&loaded_before);
 }
 
 #[test]
@@ -471,6 +480,7 @@ fn a_closed_output_pipe_ends_the_trace_quietly() {
     if !require_root() {
         return;
     }
+    let loaded_before = our_programs();
     let mut tracer = Command::new(pmap_trace_exe())
         .args([
             "-f",
@@ -491,7 +501,7 @@ fn a_closed_output_pipe_ends_the_trace_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {err}");
     assert_eq!(err.lines().count(), 1, "only the attached line: {err}");
-    assert_nothing_loaded();
+    assert_nothing_left_since(&loaded_before);
 }
 
 #[test]
@@ -531,7 +541,12 @@ fn missing_capabilities_are_named() {
     }
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(pmap_trace_exe())
         .args(["-p", &sleeper.id().to_string()])
         .output()
@@ -544,5 +559,37 @@ fn missing_capabilities_are_named() {
         err.trim_end(),
         "pmap-trace: missing capabilities CAP_BPF and CAP_PERFMON: run pmap-trace as root (sudo) \
          or grant them with `setcap cap_bpf,cap_perfmon,cap_sys_ptrace+ep`"
+    );
+}
+
+#[test]
+fn a_short_lived_process_still_names_the_files_it_mapped() {
+    if !require_root() {
+        return;
+    }
+    // The process maps a file and exits at once: by the time its events are handled the
+    // mapping is gone, and the name comes from what the kernel recorded at the call.
+    let name = format!("pmap-trace-short-{}.bin", std::process::id());
+    let path = std::env::temp_dir().join(&name);
+    std::fs::write(&path, vec![7u8; 8192]).unwrap();
+    let script = format!(
+        "import mmap; f = open({:?}, 'rb'); m = mmap.mmap(f.fileno(), 8192, prot=mmap.PROT_READ)",
+        path.display()
+    );
+    let out = Command::new(pmap_trace_exe())
+        .args(["--json", "--", "python3", "-c", &script])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines = json_lines(&String::from_utf8(out.stdout).unwrap());
+    let mapped = lines
+        .iter()
+        .filter(|l| l["call"] == "mmap" && l["args"]["len"] == 8192)
+        .filter_map(|l| l["args"]["path"].as_str())
+        .collect::<Vec<_>>();
+    assert!(
+        mapped.iter().any(|p| p.ends_with(&name)),
+        "the file was not named: {mapped:?}"
     );
 }

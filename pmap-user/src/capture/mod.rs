@@ -1,6 +1,7 @@
 //! The kernel side as userspace sees it: checks the machine can run it, loads and attaches the
 //! eBPF programs, manages the target filter and reads records from the ring.
 
+mod btf;
 mod preflight;
 mod source;
 

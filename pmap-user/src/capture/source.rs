@@ -8,11 +8,13 @@ use aya::{
     programs::TracePoint,
 };
 use pmap_common::{
-    DEBUG_GLOBAL, DROPPED_MAP, EVENTS_MAP, TARGETS_MAP, WAKEUP_BYTES_GLOBAL, target_flags,
+    DEBUG_GLOBAL, DROPPED_MAP, EVENTS_MAP, FILE_OFFSETS_GLOBAL, FileOffsets, TARGETS_MAP,
+    WAKEUP_BYTES_GLOBAL, target_flags,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
+use super::btf::KernelTypes;
 use crate::{
     decode::{DecodeError, Event, decode},
     fd_watch::watch_readable,
@@ -74,10 +76,16 @@ impl Capture {
         // A quarter full wakes the reader early enough that a burst cannot fill the ring
         // between two polls.
         let wakeup_bytes = u64::from(options.ring_size / 4);
+        // Without usable BTF offsets the kernel side leaves file identities out and the table
+        // asks /proc instead, as it must anyway for a process that is still running.
+        let file_offsets = KernelTypes::from_running_kernel()
+            .and_then(|types| types.file_offsets())
+            .unwrap_or(FileOffsets::UNKNOWN);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, options.ring_size)
             .override_global(DEBUG_GLOBAL, &debug, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .override_global(FILE_OFFSETS_GLOBAL, &file_offsets, true)
             .load(crate::EBPF_OBJECT)?;
 
         let logger = if options.debug_bpf {

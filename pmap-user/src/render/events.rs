@@ -600,6 +600,7 @@ mod tests {
             tid: 8,
             comm: b"work".to_vec(),
             kind,
+            file: None,
         }
     }
 

@@ -1,0 +1,285 @@
+//! Field offsets of kernel structures, read from the running kernel's BTF
+//! (`/sys/kernel/btf/vmlinux`). The kernel side is built without CO-RE relocations, so the
+//! offsets it needs to follow pointers (task → files → file → inode, dentry) are found here and
+//! handed to it as a global before loading.
+
+use std::collections::HashMap;
+
+use pmap_common::FileOffsets;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BtfError {
+    #[error("BTF data is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("kernel BTF has no struct {0}")]
+    MissingStruct(String),
+    #[error("kernel BTF has no field {0}.{1}")]
+    MissingField(String, String),
+}
+
+const BTF_MAGIC: u16 = 0xeb9f;
+const KIND_INT: u32 = 1;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
+const KIND_ENUM64: u32 = 19;
+
+struct Member {
+    name: String,
+    type_id: u32,
+    bit_offset: u32,
+}
+
+struct Type {
+    kind: u32,
+    /// The referenced type for modifiers and typedefs.
+    target: u32,
+    members: Vec<Member>,
+}
+
+/// The struct and union types of a BTF blob, enough to resolve member offsets.
+pub struct KernelTypes {
+    types: Vec<Type>,
+    structs: HashMap<String, u32>,
+}
+
+fn u32_at(data: &[u8], at: usize) -> Result<u32, BtfError> {
+    data.get(at..at + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .ok_or(BtfError::Malformed("truncated"))
+}
+
+impl KernelTypes {
+    pub fn parse(data: &[u8]) -> Result<KernelTypes, BtfError> {
+        if data.len() < 24 || u16::from_le_bytes([data[0], data[1]]) != BTF_MAGIC {
+            return Err(BtfError::Malformed("bad magic"));
+        }
+        let header_len = u32_at(data, 4)? as usize;
+        let (type_off, type_len) = (u32_at(data, 8)? as usize, u32_at(data, 12)? as usize);
+        let (str_off, str_len) = (u32_at(data, 16)? as usize, u32_at(data, 20)? as usize);
+        let section = |off: usize, len: usize| {
+            data.get(header_len + off..header_len + off + len)
+                .ok_or(BtfError::Malformed("section out of bounds"))
+        };
+        let type_data = section(type_off, type_len)?;
+        let strings = section(str_off, str_len)?;
+        let string_at = |offset: u32| -> String {
+            let rest = strings.get(offset as usize..).unwrap_or_default();
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            String::from_utf8_lossy(&rest[..end]).into_owned()
+        };
+
+        // Type id 0 is `void`.
+        let mut types = vec![Type {
+            kind: 0,
+            target: 0,
+            members: Vec::new(),
+        }];
+        let mut structs = HashMap::new();
+        let mut at = 0;
+        while at < type_data.len() {
+            let name_off = u32_at(type_data, at)?;
+            let info = u32_at(type_data, at + 4)?;
+            let size_or_type = u32_at(type_data, at + 8)?;
+            at += 12;
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            let bitfield_offsets = info >> 31 == 1;
+            let mut members = Vec::new();
+            if kind == KIND_STRUCT || kind == KIND_UNION {
+                for i in 0..vlen {
+                    let m = at + 12 * i;
+                    let offset = u32_at(type_data, m + 8)?;
+                    members.push(Member {
+                        name: string_at(u32_at(type_data, m)?),
+                        type_id: u32_at(type_data, m + 4)?,
+                        bit_offset: if bitfield_offsets {
+                            offset & 0x00ff_ffff
+                        } else {
+                            offset
+                        },
+                    });
+                }
+                let name = string_at(name_off);
+                if kind == KIND_STRUCT && !name.is_empty() {
+                    structs.entry(name).or_insert(types.len() as u32);
+                }
+            }
+            at += match kind {
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+                KIND_ARRAY => 12,
+                KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
+                KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
+                _ => 0,
+            };
+            types.push(Type {
+                kind,
+                target: size_or_type,
+                members,
+            });
+        }
+        Ok(KernelTypes { types, structs })
+    }
+
+    pub fn from_running_kernel() -> Result<KernelTypes, BtfError> {
+        let data = std::fs::read("/sys/kernel/btf/vmlinux")
+            .map_err(|_| BtfError::Malformed("cannot read /sys/kernel/btf/vmlinux"))?;
+        KernelTypes::parse(&data)
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn resolve(&self, mut id: u32) -> Option<&Type> {
+        for _ in 0..32 {
+            let ty = self.types.get(id as usize)?;
+            match ty.kind {
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = ty.target
+                }
+                _ => return Some(ty),
+            }
+        }
+        None
+    }
+
+    /// Byte offset of `field` in `ty`, looking inside anonymous structs and unions.
+    fn member_offset(&self, ty: &Type, field: &str) -> Option<u32> {
+        for member in &ty.members {
+            if member.name == field {
+                return Some(member.bit_offset / 8);
+            }
+            if member.name.is_empty()
+                && let Some(inner) = self.resolve(member.type_id)
+                && let Some(offset) = self.member_offset(inner, field)
+            {
+                return Some(member.bit_offset / 8 + offset);
+            }
+        }
+        None
+    }
+
+    /// Byte offset of `field` in `struct name`.
+    pub fn offset_of(&self, name: &str, field: &str) -> Result<u64, BtfError> {
+        let id = *self
+            .structs
+            .get(name)
+            .ok_or_else(|| BtfError::MissingStruct(name.into()))?;
+        let ty = &self.types[id as usize];
+        self.member_offset(ty, field)
+            .map(u64::from)
+            .ok_or_else(|| BtfError::MissingField(name.into(), field.into()))
+    }
+
+    /// The offsets the kernel side follows to name the file behind a new mapping.
+    pub fn file_offsets(&self) -> Result<FileOffsets, BtfError> {
+        Ok(FileOffsets {
+            valid: 1,
+            task_files: self.offset_of("task_struct", "files")?,
+            files_fdt: self.offset_of("files_struct", "fdt")?,
+            fdtable_max_fds: self.offset_of("fdtable", "max_fds")?,
+            fdtable_fd: self.offset_of("fdtable", "fd")?,
+            file_inode: self.offset_of("file", "f_inode")?,
+            file_dentry: self.offset_of("file", "f_path")? + self.offset_of("path", "dentry")?,
+            inode_ino: self.offset_of("inode", "i_ino")?,
+            inode_sb: self.offset_of("inode", "i_sb")?,
+            sb_dev: self.offset_of("super_block", "s_dev")?,
+            dentry_name: self.offset_of("dentry", "d_name")? + self.offset_of("qstr", "name")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob with `struct outer { int a; union { int b; struct { int c; int d; }; }; }`.
+    fn sample() -> Vec<u8> {
+        let strings = b"\0int\0outer\0a\0b\0c\0d\0";
+        let name = |s: &str| {
+            let needle = format!("\0{s}\0");
+            strings
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .unwrap() as u32
+                + 1
+        };
+        let mut types = Vec::new();
+        let mut push = |words: &[u32]| {
+            words
+                .iter()
+                .for_each(|w| types.extend_from_slice(&w.to_le_bytes()))
+        };
+        // 1: int
+        push(&[name("int"), KIND_INT << 24, 4, 32]);
+        // 2: struct { int c; int d; } (anonymous)
+        push(&[0, (KIND_STRUCT << 24) | 2, 8]);
+        push(&[name("c"), 1, 0]);
+        push(&[name("d"), 1, 32]);
+        // 3: union { int b; struct {...}; } (anonymous)
+        push(&[0, (KIND_UNION << 24) | 2, 8]);
+        push(&[name("b"), 1, 0]);
+        push(&[0, 2, 0]);
+        // 4: struct outer { int a; union {...}; }
+        push(&[name("outer"), (KIND_STRUCT << 24) | 2, 12]);
+        push(&[name("a"), 1, 0]);
+        push(&[0, 3, 32]);
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&BTF_MAGIC.to_le_bytes());
+        blob.extend_from_slice(&[1, 0]);
+        for word in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            blob.extend_from_slice(&word.to_le_bytes());
+        }
+        blob.extend_from_slice(&types);
+        blob.extend_from_slice(strings);
+        blob
+    }
+
+    #[test]
+    fn finds_fields_inside_anonymous_members() {
+        let types = KernelTypes::parse(&sample()).unwrap();
+        assert_eq!(types.offset_of("outer", "a"), Ok(0));
+        assert_eq!(types.offset_of("outer", "b"), Ok(4));
+        assert_eq!(types.offset_of("outer", "d"), Ok(8));
+        assert_eq!(
+            types.offset_of("outer", "zz"),
+            Err(BtfError::MissingField("outer".into(), "zz".into()))
+        );
+        assert_eq!(
+            types.offset_of("nope", "a"),
+            Err(BtfError::MissingStruct("nope".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_btf() {
+        assert!(KernelTypes::parse(b"not btf at all, not at all").is_err());
+    }
+
+    #[test]
+    fn resolves_the_running_kernels_file_offsets() {
+        let offsets = KernelTypes::from_running_kernel()
+            .unwrap()
+            .file_offsets()
+            .unwrap();
+        assert_eq!(offsets.valid, 1);
+        // Layouts that have not moved in years: the first fields of these structs.
+        assert_eq!(offsets.fdtable_max_fds, 0);
+        assert!(offsets.task_files > 0 && offsets.inode_ino > 0);
+    }
+}
