@@ -95,7 +95,11 @@ impl Workload {
 
     /// Waits until the workload has stopped itself at its checkpoint.
     pub fn wait_stopped(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_stopped_within(Duration::from_secs(10));
+    }
+
+    pub fn wait_stopped_within(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
         while !self.is_stopped() {
             assert!(Instant::now() < deadline, "workload did not stop");
             std::thread::sleep(Duration::from_millis(5));
@@ -171,6 +175,8 @@ pub fn pmap_trace_exe() -> std::path::PathBuf {
 /// A running `pmap-trace` with its output and diagnostics piped to the test.
 pub struct Tracer {
     pub child: Child,
+    /// The `pmap-trace: attached to …` line it printed.
+    pub attached: String,
     pub stdout: BufReader<ChildStdout>,
     pub stderr: BufReader<std::process::ChildStderr>,
 }
@@ -195,6 +201,7 @@ impl Tracer {
         );
         Tracer {
             child,
+            attached: line,
             stdout,
             stderr,
         }

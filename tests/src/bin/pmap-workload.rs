@@ -170,7 +170,13 @@ fn scripted() {
 
 /// Churns one region in place while the test attaches: every iteration maps, splits and unmaps,
 /// leaving the region mapped in a state that depends on the iteration's parity.
-fn churn(iterations: u64) {
+/// When a churn loop stops.
+enum Until {
+    Iterations(u64),
+    Elapsed(std::time::Duration),
+}
+
+fn churn(until: Until) {
     let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
     let private_anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
     let mut s = Script { log: Vec::new() };
@@ -188,7 +194,16 @@ fn churn(iterations: u64) {
     println!("ready");
     std::io::stdout().flush().unwrap();
     wait_for_go();
-    for i in 0..iterations {
+    let started = std::time::Instant::now();
+    for i in 0.. {
+        let done = match until {
+            Until::Iterations(n) => i >= n,
+            // Checking the clock every 1024 iterations keeps it out of the syscall rate.
+            Until::Elapsed(limit) => i % 1024 == 0 && started.elapsed() >= limit,
+        };
+        if done {
+            break;
+        }
         let slot = base + (i % 8) * 8 * PAGE;
         s.call(
             "mmap",
@@ -215,16 +230,73 @@ fn churn(iterations: u64) {
     checkpoint();
 }
 
+/// `threads` threads, all started before any maps, each mapping, re-protecting and unmapping
+/// its own regions; the process stops at a checkpoint once all have finished.
+fn threads_mapping(threads: usize) {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let barrier = barrier.clone();
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    barrier.wait();
+                    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+                    let private_anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+                    let mut s = Script { log: Vec::new() };
+                    for round in 0..20u64 {
+                        let len = (1 + (t as u64 + round) % 4) * PAGE;
+                        let addr = s.call(
+                            "mmap",
+                            libc::SYS_mmap,
+                            &[0, len, rw, private_anon, u64::MAX, 0],
+                        ) as u64;
+                        s.call(
+                            "mprotect",
+                            libc::SYS_mprotect,
+                            &[addr, PAGE, libc::PROT_READ as u64],
+                        );
+                        // Every thread keeps its last region, so the final table has work in it.
+                        if round < 19 {
+                            s.call("munmap", libc::SYS_munmap, &[addr, len]);
+                        }
+                        s.log.clear();
+                    }
+                })
+                .expect("spawn thread")
+        })
+        .collect();
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    wait_for_go();
+    barrier.wait();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    checkpoint();
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("scripted") => scripted(),
         Some("churn") => {
             let iterations = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
-            churn(iterations)
+            churn(Until::Iterations(iterations))
+        }
+        Some("churn-seconds") => {
+            let seconds = args.next().and_then(|n| n.parse().ok()).unwrap_or(10.0);
+            churn(Until::Elapsed(std::time::Duration::from_secs_f64(seconds)))
+        }
+        Some("threads") => {
+            let threads = args.next().and_then(|n| n.parse().ok()).unwrap_or(1000);
+            threads_mapping(threads)
         }
         other => {
-            eprintln!("pmap-workload: unknown mode {other:?}; use scripted or churn N");
+            eprintln!(
+                "pmap-workload: unknown mode {other:?}; use scripted, churn N, churn-seconds S \
+                 or threads N"
+            );
             std::process::exit(2);
         }
     }
