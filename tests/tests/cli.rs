@@ -558,7 +558,7 @@ fn missing_capabilities_are_named() {
     assert_eq!(
         err.trim_end(),
         "pmap-trace: missing capabilities CAP_BPF and CAP_PERFMON: run pmap-trace as root (sudo) \
-         or grant them with `setcap cap_bpf,cap_perfmon,cap_sys_ptrace+ep`"
+         or grant them with `setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search+ep`"
     );
 }
 
@@ -592,4 +592,63 @@ fn a_short_lived_process_still_names_the_files_it_mapped() {
         mapped.iter().any(|p| p.ends_with(&name)),
         "the file was not named: {mapped:?}"
     );
+}
+
+/// Runs pmap-trace as user nobody with exactly `caps` (setpriv names, e.g. "bpf").
+fn as_nobody_with(caps: &[&str], args: &[&str]) -> Command {
+    let list = caps
+        .iter()
+        .map(|c| format!("+{c}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps={list}"))
+        .arg(format!("--ambient-caps={list}"))
+        .arg(pmap_trace_exe())
+        .args(args);
+    command
+}
+
+#[test]
+fn capabilities_without_root_are_enough_and_a_missing_one_is_named() {
+    if !require_root() {
+        return;
+    }
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id() as i32;
+    let pid_arg = pid.to_string();
+    let enough = ["bpf", "perfmon", "sys_ptrace", "dac_read_search"];
+    let mut tracer = as_nobody_with(&enough, &["--no-events", "-p", &pid_arg])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("pmap-trace: attached to"), "{line}");
+    // SAFETY: signal to our own child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let out = tracer.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_same_text(
+        "dump without root",
+        &real_pmap(&[], pid),
+        &last_dump(&text, pid),
+    );
+
+    let out = as_nobody_with(&enough[..3], &["-p", &pid_arg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "pmap-trace: cannot read /sys/kernel/tracing (tracefs is readable by root only): run \
+         pmap-trace as root or with CAP_DAC_READ_SEARCH"
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
 }

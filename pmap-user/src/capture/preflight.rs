@@ -15,9 +15,14 @@ const CAP_SYS_ADMIN: u32 = 21;
 pub enum PreflightError {
     #[error(
         "missing capabilities {missing}: run pmap-trace as root (sudo) or grant them with \
-         `setcap cap_bpf,cap_perfmon,cap_sys_ptrace+ep`"
+         `setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search+ep`"
     )]
     MissingCapabilities { missing: String },
+    #[error(
+        "cannot read {TRACEFS} (tracefs is readable by root only): run pmap-trace as root or \
+         with CAP_DAC_READ_SEARCH"
+    )]
+    TracefsUnreadable,
     #[error(
         "the kernel has no BTF (/sys/kernel/btf/vmlinux is missing): pmap-trace needs a kernel \
          built with CONFIG_DEBUG_INFO_BTF=y"
@@ -97,9 +102,27 @@ fn check_capabilities() -> Result<(), PreflightError> {
     }
 }
 
+/// Whether tracefs is mounted at [`TRACEFS`], from /proc/self/mountinfo (readable by anyone,
+/// unlike tracefs itself).
+fn tracefs_mounted() -> bool {
+    fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        info.lines().any(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let fstype = fields
+                .iter()
+                .position(|&f| f == "-")
+                .and_then(|i| fields.get(i + 1));
+            fields.get(4) == Some(&TRACEFS) && fstype == Some(&"tracefs")
+        })
+    })
+}
+
 fn ensure_tracefs() -> Result<(), PreflightError> {
     if Path::new(TRACEFS).join("events").is_dir() {
         return Ok(());
+    }
+    if tracefs_mounted() {
+        return Err(PreflightError::TracefsUnreadable);
     }
     if effective_capabilities() & (1 << CAP_SYS_ADMIN) == 0 {
         return Err(PreflightError::TracefsMissing);
