@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -13,6 +13,8 @@ Examples:
   sudo pmap-trace -f -- make -j2          start `make -j2`, trace it and every child it forks
   sudo pmap-trace --json -o trace.jsonl -p 1234
                                           JSON lines (events and dumps) into trace.jsonl
+  sudo pmap-trace -x --diff -p 1234       dumps as `pmap -x`; each after the first lists what changed
+  pmap-trace snapshot -XX 1234 5678       `pmap -XX 1234 5678`, without tracing
   sudo pmap-trace demo                    trace a built-in demo program";
 
 #[derive(Debug, Parser)]
@@ -41,6 +43,8 @@ pub struct Cli {
 pub enum Command {
     /// Trace a built-in demo program that maps memory along a few distinct paths, then exits.
     Demo(TraceArgs),
+    /// Print the processes' address spaces once, as procps pmap does, without tracing.
+    Snapshot(SnapshotArgs),
     /// Internal: the demo program itself (started by `pmap-trace demo`).
     #[command(hide = true, name = "demo-target")]
     DemoTarget,
@@ -79,4 +83,60 @@ pub struct TraceArgs {
     /// Print the eBPF programs' own diagnostics (aya-log) to standard error.
     #[arg(long)]
     pub debug_bpf: bool,
+
+    /// Each dump after the first lists what changed since the previous one instead.
+    #[arg(long)]
+    pub diff: bool,
+
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+/// pmap's format options, shared by tracing and `snapshot`. pmap's `-p` (show paths) is
+/// `--show-path` here, since `-p` is the PID.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Dump format (as procps pmap)")]
+pub struct FormatArgs {
+    /// Extended format: resident and dirty kB of each mapping (pmap -x).
+    #[arg(short = 'x', long = "extended")]
+    pub extended: bool,
+
+    /// The smaps values of each mapping (pmap -X); -XX for every value and the VmFlags.
+    #[arg(short = 'X', action = ArgAction::Count)]
+    pub smaps: u8,
+
+    /// Device format: file offset and device of each mapping (pmap -d).
+    #[arg(short = 'd', long = "device")]
+    pub device: bool,
+
+    /// No headings and no footer (pmap -q).
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+
+    /// A mapped file's whole path rather than its base name (pmap -p).
+    #[arg(long = "show-path")]
+    pub show_path: bool,
+
+    /// Only the mappings that overlap LOW..HIGH, hexadecimal addresses (pmap -A); one address
+    /// alone shows the mapping that holds it.
+    #[arg(short = 'A', long = "range", value_name = "LOW[,HIGH]")]
+    pub range: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct SnapshotArgs {
+    /// Process id(s) to print.
+    #[arg(value_name = "PID")]
+    pub pids: Vec<String>,
+
+    /// More process ids, as for tracing; repeat the flag or give a comma-separated list.
+    #[arg(short = 'p', long = "pid", value_name = "PID", value_delimiter = ',')]
+    pub more_pids: Vec<String>,
+
+    /// Print each process as a JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub format: FormatArgs,
 }

@@ -4,7 +4,10 @@ use std::{ffi::OsString, fs, path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
-use crate::cli::TraceArgs;
+use crate::{
+    cli::{FormatArgs, SnapshotArgs, TraceArgs},
+    render::pmap::{self, PmapFormat, PmapOptions},
+};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -31,6 +34,30 @@ pub enum ConfigError {
     InvalidInterval(String),
     #[error("cannot write output file {path}: {reason} (choose a writable path for -o)")]
     Output { path: String, reason: String },
+    #[error("-x, -X/-XX and -d are different formats: give at most one of them")]
+    ConflictingFormats,
+    #[error(
+        "invalid -A/--range '{0}': give LOW[,HIGH] as hexadecimal addresses, such as \
+         7f0000000000,7fffffffffff"
+    )]
+    InvalidRange(String),
+    #[error("no PID: give the process ids to print, such as `pmap-trace snapshot 1234`")]
+    NoSnapshotPid,
+}
+
+impl ConfigError {
+    /// Whether the command line itself is wrong (exit status 2, as for flags clap rejects),
+    /// rather than the system state it names.
+    pub fn is_usage(&self) -> bool {
+        !matches!(
+            self,
+            ConfigError::NoSuchProcess(_)
+                | ConfigError::KernelThread(..)
+                | ConfigError::Zombie(_)
+                | ConfigError::SelfTarget(_)
+                | ConfigError::Output { .. }
+        )
+    }
 }
 
 /// Where the traced processes come from.
@@ -62,6 +89,83 @@ pub struct Config {
     pub debug_bpf: bool,
     /// Pressing Enter or `d` dumps (only when stdin is a terminal that no launched child uses).
     pub key_dumps: bool,
+    pub dump: DumpSettings,
+}
+
+/// How dumps are printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DumpSettings {
+    /// pmap's format and options.
+    pub pmap: PmapOptions,
+    /// `--diff`: each dump of a process after its first lists the changes since the previous.
+    pub diff: bool,
+}
+
+/// `pmap-trace snapshot`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotConfig {
+    /// In the order given, repeats included, as pmap prints them.
+    pub pids: Vec<i32>,
+    pub pmap: PmapOptions,
+    pub format: Format,
+}
+
+impl SnapshotConfig {
+    pub fn from_args(args: &SnapshotArgs) -> Result<SnapshotConfig, ConfigError> {
+        let pmap = pmap_options(&args.format)?;
+        let pids = args
+            .pids
+            .iter()
+            .chain(&args.more_pids)
+            .map(|text| {
+                // pmap also takes /proc/PID.
+                let digits = text.trim();
+                let digits = digits.strip_prefix("/proc/").unwrap_or(digits);
+                digits
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|&pid| pid > 0)
+                    .ok_or_else(|| ConfigError::InvalidPid(text.clone()))
+            })
+            .collect::<Result<Vec<i32>, _>>()?;
+        if pids.is_empty() {
+            return Err(ConfigError::NoSnapshotPid);
+        }
+        Ok(SnapshotConfig {
+            pids,
+            pmap,
+            format: if args.json {
+                Format::Json
+            } else {
+                Format::Text
+            },
+        })
+    }
+}
+
+/// pmap's format flags, checked as pmap checks them: one format at most.
+pub fn pmap_options(args: &FormatArgs) -> Result<PmapOptions, ConfigError> {
+    let format = match (args.extended, args.smaps, args.device) {
+        (false, 0, false) => PmapFormat::Default,
+        (true, 0, false) => PmapFormat::Extended,
+        (false, 1, false) => PmapFormat::Smaps,
+        // pmap takes any count above one for -XX.
+        (false, _, false) => PmapFormat::AllSmaps,
+        (false, 0, true) => PmapFormat::Device,
+        _ => return Err(ConfigError::ConflictingFormats),
+    };
+    let range = match &args.range {
+        Some(text) => {
+            pmap::parse_range(text).ok_or_else(|| ConfigError::InvalidRange(text.clone()))?
+        }
+        None => Default::default(),
+    };
+    Ok(PmapOptions {
+        format,
+        quiet: args.quiet,
+        show_path: args.show_path,
+        range,
+    })
 }
 
 impl Config {
@@ -71,6 +175,10 @@ impl Config {
             (false, false) => return Err(ConfigError::PidAndCommand),
             (false, true) => Targets::Pids(parse_pids(&args.pids)?),
             (true, false) => Targets::Launch(launch),
+        };
+        let dump = DumpSettings {
+            pmap: pmap_options(&args.format)?,
+            diff: args.diff,
         };
         let ring_size = parse_ring_size(&args.ring_size)?;
         let interval = args.interval.as_deref().map(parse_interval).transpose()?;
@@ -93,6 +201,7 @@ impl Config {
             interval,
             ring_size,
             debug_bpf: args.debug_bpf,
+            dump,
         })
     }
 }
@@ -246,6 +355,77 @@ mod tests {
         assert!(parse_interval("0").is_err());
         assert!(parse_interval("-1").is_err());
         assert!(parse_interval("nan").is_err());
+    }
+
+    fn formats(set: impl FnOnce(&mut FormatArgs)) -> Result<PmapOptions, ConfigError> {
+        let mut a = FormatArgs::default();
+        set(&mut a);
+        pmap_options(&a)
+    }
+
+    #[test]
+    fn format_flags_choose_one_pmap_format() {
+        assert_eq!(formats(|_| {}).unwrap().format, PmapFormat::Default);
+        assert_eq!(
+            formats(|a| a.extended = true).unwrap().format,
+            PmapFormat::Extended
+        );
+        assert_eq!(formats(|a| a.smaps = 1).unwrap().format, PmapFormat::Smaps);
+        assert_eq!(
+            formats(|a| a.smaps = 3).unwrap().format,
+            PmapFormat::AllSmaps
+        );
+        assert_eq!(
+            formats(|a| a.device = true).unwrap().format,
+            PmapFormat::Device
+        );
+        for conflict in [
+            (|a: &mut FormatArgs| {
+                a.extended = true;
+                a.device = true
+            }) as fn(&mut FormatArgs),
+            |a| {
+                a.smaps = 2;
+                a.extended = true
+            },
+            |a| {
+                a.smaps = 1;
+                a.device = true
+            },
+        ] {
+            let err = formats(conflict).unwrap_err();
+            assert_eq!(err, ConfigError::ConflictingFormats);
+            assert!(err.is_usage());
+        }
+        let range = formats(|a| a.range = Some("7f00,7fff".into()))
+            .unwrap()
+            .range;
+        assert_eq!((range.low, range.high), (0x7f00, 0x7fff));
+        let err = formats(|a| a.range = Some("7f00,zz".into())).unwrap_err();
+        assert_eq!(err, ConfigError::InvalidRange("7f00,zz".into()));
+    }
+
+    #[test]
+    fn snapshot_takes_pids_in_order_with_repeats() {
+        let args = SnapshotArgs {
+            pids: vec!["/proc/12".into(), "7".into()],
+            more_pids: vec!["12".into()],
+            ..SnapshotArgs::default()
+        };
+        assert_eq!(SnapshotConfig::from_args(&args).unwrap().pids, [12, 7, 12]);
+        let none = SnapshotArgs::default();
+        assert_eq!(
+            SnapshotConfig::from_args(&none).unwrap_err(),
+            ConfigError::NoSnapshotPid
+        );
+        let bad = SnapshotArgs {
+            pids: vec!["x1".into()],
+            ..SnapshotArgs::default()
+        };
+        assert_eq!(
+            SnapshotConfig::from_args(&bad).unwrap_err(),
+            ConfigError::InvalidPid("x1".into())
+        );
     }
 
     #[test]

@@ -1,16 +1,25 @@
 //! `pmap-trace`: a thin binary over the `pmap_trace` library. Flags are parsed, validated into a
 //! settled configuration, and only then is anything loaded or started.
 
-use std::{ffi::OsString, process::ExitCode};
+use std::{
+    ffi::OsString,
+    io::{self, Write as _},
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use pmap_trace::{
     capture::{Capture, CaptureOptions, check_machine},
-    cli::{Cli, Command, TraceArgs},
-    config::{Config, Targets},
+    cli::{Cli, Command, SnapshotArgs, TraceArgs},
+    config::{Config, ConfigError, Format, SnapshotConfig, Targets},
     demo,
     launch::spawn_held,
+    render::{
+        json::dump_json,
+        pmap::{PmapRun, ProcessView},
+    },
+    seed,
     session::Session,
     sink::Sink,
 };
@@ -34,13 +43,22 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::DemoTarget) => Ok(demo::run_target()),
         Some(Command::Demo(args)) => demo_command(args),
+        Some(Command::Snapshot(args)) => snapshot(args),
         None => trace(cli.trace, cli.launch),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             eprintln!("pmap-trace: {}", one_line(&err));
-            ExitCode::FAILURE
+            // A wrong command line exits as one clap rejects.
+            if err
+                .downcast_ref::<ConfigError>()
+                .is_some_and(ConfigError::is_usage)
+            {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -73,6 +91,74 @@ fn demo_command(args: TraceArgs) -> anyhow::Result<i32> {
         args,
         vec![exe.into_os_string(), OsString::from("demo-target")],
     )
+}
+
+/// pmap's exit status bits: a process it could not read, PIDs that are not there.
+const UNREADABLE: i32 = 1;
+const MISSING: i32 = 42;
+
+/// `pmap-trace snapshot`: pmap itself, reading /proc once. The output is pmap's; where pmap
+/// silently skips a PID that is not there, or stops after the `PID:` line of a process whose
+/// mappings it cannot read, a line on stderr says why, and the exit status is pmap's.
+fn snapshot(args: SnapshotArgs) -> anyhow::Result<i32> {
+    let config = SnapshotConfig::from_args(&args)?;
+    let layout = seed::discover_smaps_layout();
+    let sysv_shm_minor = seed::discover_shm_minor();
+    let mut run = PmapRun::new(config.pmap, &layout);
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut status = 0;
+    for &pid in &config.pids {
+        let snapshot = match seed::read_snapshot(pid, config.pmap.format.needs_smaps()) {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                eprintln!("pmap-trace: {err}");
+                status |= MISSING;
+                continue;
+            }
+        };
+        let (mappings, smaps) = match snapshot.maps {
+            Ok(maps) => maps,
+            Err(err) => {
+                let mut line = format!("{}:   ", snapshot.pid as u32).into_bytes();
+                line.extend_from_slice(&snapshot.header);
+                line.push(b'\n');
+                if let Err(err) = out.write_all(&line).and_then(|()| out.flush()) {
+                    return closed_pipe_is_the_end(err);
+                }
+                eprintln!("pmap-trace: {err}");
+                status |= UNREADABLE;
+                continue;
+            }
+        };
+        let view = ProcessView {
+            pid: snapshot.pid,
+            header: &snapshot.header,
+            start_stack: snapshot.start_stack,
+            sysv_shm_minor,
+            mappings: &mappings,
+        };
+        let dump = run.process(&view, &smaps);
+        let written = match config.format {
+            Format::Text => out.write_all(&dump.text),
+            Format::Json => writeln!(out, "{}", dump_json(&view, config.pmap.format, &dump)),
+        };
+        if let Err(err) = written {
+            return closed_pipe_is_the_end(err);
+        }
+    }
+    match out.flush() {
+        Ok(()) => Ok(status),
+        Err(err) => closed_pipe_is_the_end(err),
+    }
+}
+
+/// Output into a closed pipe (`| head -1`) ends quietly; any other write error is one.
+fn closed_pipe_is_the_end(err: io::Error) -> anyhow::Result<i32> {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        Ok(0)
+    } else {
+        Err(anyhow::Error::new(err).context("cannot write output"))
+    }
 }
 
 fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {

@@ -15,7 +15,10 @@ use procfs::{FromRead, ProcError, process::Process, process::Stat};
 use thiserror::Error;
 
 use crate::{
-    render::MAPS_NAME_COLUMN,
+    render::{
+        MAPS_NAME_COLUMN,
+        smaps::{SmapsEntry, SmapsLayout},
+    },
     table::{Device, Mapping, Perms},
 };
 
@@ -79,6 +82,67 @@ pub fn read_mappings(pid: i32) -> Result<Vec<Mapping>, SeedError> {
         file: "maps",
         detail,
     })
+}
+
+/// The lines under each mapping of `/proc/PID/smaps`, in address order: what `-x`, `-X` and
+/// `-XX` print besides the mappings. Read at dump time; a process that has exited has none.
+pub fn read_smaps(pid: i32) -> Result<Vec<SmapsEntry>, SeedError> {
+    Ok(read_smaps_file(pid)?.into_iter().map(|(_, e)| e).collect())
+}
+
+fn read_smaps_file(pid: i32) -> Result<Vec<(Mapping, SmapsEntry)>, SeedError> {
+    let process = open(pid)?;
+    let text = read_all(&process, pid, "smaps", None)?;
+    parse_smaps(&text).map_err(|detail| SeedError::Malformed {
+        pid,
+        file: "smaps",
+        detail,
+    })
+}
+
+/// Everything pmap reads about a process, for a one-shot dump.
+pub struct Snapshot {
+    /// The thread-group id, which pmap prints even when given a thread's id.
+    pub pid: i32,
+    pub header: Vec<u8>,
+    pub start_stack: u64,
+    /// The mappings and, if asked for, their smaps lines; or why they could not be read, after
+    /// pmap has printed the `PID:` line.
+    pub maps: Result<(Vec<Mapping>, Vec<SmapsEntry>), SeedError>,
+}
+
+/// Reads `pid` as pmap does: a thread's id names its process. With `smaps`, the mappings and
+/// their smaps lines come from one read of `/proc/PID/smaps`, as pmap reads only that file.
+pub fn read_snapshot(pid: i32, smaps: bool) -> Result<Snapshot, SeedError> {
+    let status = open(pid)?
+        .status()
+        .map_err(|e| SeedError::from_proc(pid, "status", e))?;
+    let pid = status.tgid;
+    let maps = if smaps {
+        read_smaps_file(pid).map(|entries| entries.into_iter().unzip())
+    } else {
+        read_mappings(pid).map(|mappings| (mappings, Vec::new()))
+    };
+    Ok(Snapshot {
+        pid,
+        header: read_process_header(pid)?,
+        start_stack: read_start_stack(pid)?,
+        maps,
+    })
+}
+
+/// The keys this kernel prints in smaps, from this process's own smaps (the built-in Linux 6.x
+/// layout when it cannot be read): what a mapping without smaps lines is given.
+pub fn discover_smaps_layout() -> SmapsLayout {
+    std::fs::read("/proc/self/smaps")
+        .ok()
+        .and_then(|text| parse_smaps(&text).ok())
+        .and_then(|entries| {
+            entries
+                .first()
+                .map(|(_, e)| SmapsLayout::from_details(&e.details))
+        })
+        .unwrap_or_default()
 }
 
 /// The text procps `pmap` prints after `PID:   `: the command line, arguments joined by spaces,
@@ -289,6 +353,30 @@ fn escape(text: &[u8], codeset: Codeset) -> Vec<u8> {
         i += width;
     }
     out
+}
+
+/// Parses the text of a `/proc/PID/smaps` file: each mapping's maps line, then its `Key: value`
+/// lines, which (unlike maps lines, which start with a hex digit) start with a capital.
+fn parse_smaps(text: &[u8]) -> Result<Vec<(Mapping, SmapsEntry)>, String> {
+    let mut entries: Vec<(Mapping, SmapsEntry)> = Vec::new();
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if line.first().is_some_and(u8::is_ascii_uppercase) {
+            let (_, entry) = entries
+                .last_mut()
+                .ok_or_else(|| "a value line before any mapping".to_string())?;
+            entry.details.extend_from_slice(line);
+        } else {
+            let mapping = parse_maps_line(line)
+                .ok_or_else(|| format!("bad line {:?}", String::from_utf8_lossy(line)))?;
+            let entry = SmapsEntry {
+                start: mapping.start,
+                end: mapping.end,
+                details: Vec::new(),
+            };
+            entries.push((mapping, entry));
+        }
+    }
+    Ok(entries)
 }
 
 /// Parses the text of a `/proc/PID/maps` file.
@@ -659,6 +747,9 @@ time.sleep(600)
                 at,
                 &format!("1000-2000 rw-s 0 0:{shm_minor:x} 77 /SYSVx"),
             ),
+            // Continuations that start with a capital are smaps keys to pmap, even in maps.
+            long_file(dir, "capital-rss", at, "Rss: 77 kB/counted"),
+            long_file(dir, "capital-swap", at, "Swap: 1/swapped"),
             long_file(
                 dir,
                 "three-records",
@@ -776,6 +867,40 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert!(maps[2].perms.shared && maps[2].perms.write && !maps[2].perms.exec);
         assert!(maps[7].perms.exec && !maps[7].perms.read);
         assert_eq!(render_maps(&maps), text);
+    }
+
+    #[test]
+    fn smaps_lines_go_under_their_mapping() {
+        let text: &[u8] = b"55b32b6bd000-55b32b6ec000 r--p 00000000 fe:00 247003                     /usr/bin/bash\n\
+Size:                188 kB\n\
+VmFlags: rd mr mw me \n\
+7ff71f67a000-7ff71f73e000 rw-p 00000000 00:00 0 \n\
+Rss:                   4 kB\n";
+        let entries = parse_smaps(text).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].0.name, b"/usr/bin/bash");
+        assert_eq!(
+            entries[0].1.details,
+            b"Size:                188 kB\nVmFlags: rd mr mw me \n"
+        );
+        assert_eq!(entries[1].1.start, 0x7ff71f67a000);
+        assert_eq!(entries[1].1.value("Rss"), Some(4));
+        assert!(parse_smaps(b"Rss: 4 kB\n").is_err());
+    }
+
+    #[test]
+    fn own_smaps_match_own_maps() {
+        let pid = std::process::id() as i32;
+        let (mappings, smaps) = read_snapshot(pid, true).unwrap().maps.unwrap();
+        assert_eq!(mappings.len(), smaps.len());
+        for (m, e) in mappings.iter().zip(&smaps) {
+            assert_eq!((m.start, m.end), (e.start, e.end));
+            assert_eq!(e.value("Size"), Some((m.end - m.start) >> 10));
+        }
+        assert_eq!(
+            discover_smaps_layout(),
+            SmapsLayout::from_details(&smaps[0].details)
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! output lines and keeps every table current until the targets are gone or the user stops it.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    fs, io,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fs,
+    io::{self, Write as _},
 };
 
 use thiserror::Error;
@@ -11,14 +12,16 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     capture::{Capture, CaptureError},
-    config::{Config, Format},
+    config::{Config, DumpSettings, Format},
     decode::{Call, Event, EventKind},
     launch::{HeldChild, LaunchError, wait_exit_code},
     process::{KnownFiles, TracedProcess as Traced},
     render::{
+        diff::{diff, diff_json, write_diff},
         events::{Clock, EventContext, event_json, event_line},
         json::dump_json,
-        pmap::{self, PmapOptions},
+        pmap::PmapRun,
+        smaps::SmapsLayout,
     },
     seed::{self, SeedError},
     sink::{Sink, SinkError},
@@ -88,11 +91,7 @@ impl Session {
             dropped_seen: 0,
             untabled: BTreeSet::new(),
             files: KnownFiles::default(),
-            dump_style: DumpStyle {
-                format: config.format,
-                options: PmapOptions::default(),
-                sysv_shm_minor: seed::discover_shm_minor(),
-            },
+            dump_style: DumpStyle::new(&config),
             config,
         })
     }
@@ -350,7 +349,8 @@ impl Session {
     fn end_process(&mut self, tgid: u32) -> Result<(), SessionError> {
         if let Some(mut traced) = self.processes.remove(&tgid) {
             traced.mark_gone();
-            write_dump(&mut self.sink, self.dump_style, &traced)?;
+            self.dump_style.write(&mut self.sink, &[&traced], false)?;
+            self.dump_style.forget(tgid);
         }
         self.untabled.remove(&tgid);
         self.capture.remove_target(tgid);
@@ -364,35 +364,88 @@ impl Session {
     /// Applies every event produced so far, then dumps every table.
     fn dump_all(&mut self) -> Result<(), SessionError> {
         self.process_available()?;
-        let pids: Vec<u32> = self.processes.keys().copied().collect();
-        for pid in pids {
-            let traced = self.processes.get_mut(&pid).expect("listed above");
+        for traced in self.processes.values_mut() {
             traced.refresh_growing();
-            write_dump(&mut self.sink, self.dump_style, &self.processes[&pid])?;
         }
+        // One pmap run over every process, in PID order.
+        let processes: Vec<&Traced> = self.processes.values().collect();
+        self.dump_style.write(&mut self.sink, &processes, true)?;
         self.sink.flush()?;
         Ok(())
     }
 }
 
-/// How dumps are printed: the output format and what pmap looks up once per run.
-#[derive(Clone, Copy)]
+/// How dumps are printed, what pmap looks up once per run, and for `--diff` each process's
+/// table at its previous dump.
 struct DumpStyle {
     format: Format,
-    options: PmapOptions,
+    settings: DumpSettings,
     sysv_shm_minor: Option<u32>,
+    smaps_layout: SmapsLayout,
+    previous: HashMap<u32, Vec<Mapping>>,
 }
 
-fn write_dump(sink: &mut Sink, style: DumpStyle, traced: &Traced) -> Result<(), SessionError> {
-    let mappings: Vec<Mapping> = traced.mappings();
-    let view = traced.view(&mappings, style.sysv_shm_minor);
-    match style.format {
-        Format::Text => {
-            pmap::write_default(sink.writer(), &view, &style.options).map_err(SinkError::from)?
+impl DumpStyle {
+    fn new(config: &Config) -> DumpStyle {
+        DumpStyle {
+            format: config.format,
+            settings: config.dump,
+            sysv_shm_minor: seed::discover_shm_minor(),
+            smaps_layout: seed::discover_smaps_layout(),
+            previous: HashMap::new(),
         }
-        Format::Json => sink.line(&dump_json(&view, &style.options).to_string())?,
     }
-    Ok(())
+
+    /// One pmap run over `processes`. Their smaps are read now when the format shows smaps
+    /// values and they are `live`: a process that is gone has none, and its PID may already
+    /// name another process.
+    fn write(
+        &mut self,
+        sink: &mut Sink,
+        processes: &[&Traced],
+        live: bool,
+    ) -> Result<(), SessionError> {
+        let opts = self.settings.pmap;
+        let mut run = PmapRun::new(opts, &self.smaps_layout);
+        for traced in processes {
+            let mappings: Vec<Mapping> = traced.mappings();
+            let view = traced.view(&mappings, self.sysv_shm_minor);
+            let before = if self.settings.diff {
+                self.previous.insert(traced.pid as u32, mappings.clone())
+            } else {
+                None
+            };
+            if let Some(before) = before {
+                let diff = diff(&before, &mappings);
+                match self.format {
+                    Format::Text => {
+                        write_diff(sink.writer(), &view, &diff, &opts).map_err(SinkError::from)?
+                    }
+                    Format::Json => sink.line(&diff_json(&view, &diff, &opts).to_string())?,
+                }
+                continue;
+            }
+            let smaps = if live && opts.format.needs_smaps() {
+                seed::read_smaps(traced.pid).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let dump = run.process(&view, &smaps);
+            match self.format {
+                Format::Text => sink
+                    .writer()
+                    .write_all(&dump.text)
+                    .map_err(SinkError::from)?,
+                Format::Json => sink.line(&dump_json(&view, opts.format, &dump).to_string())?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The process is gone: its next dump, if its PID comes back, is a first one.
+    fn forget(&mut self, pid: u32) {
+        self.previous.remove(&pid);
+    }
 }
 
 async fn next_key(keys: &mut Option<KeyReader>) -> Option<()> {

@@ -2,9 +2,11 @@
 //! arguments, so the same table renders identically whether it was just read from `/proc` or kept
 //! current from events long after the process is gone.
 
+pub mod diff;
 pub mod events;
 pub mod json;
 pub mod pmap;
+pub mod smaps;
 
 use std::io::{self, Write};
 

@@ -1,17 +1,31 @@
 //! procps-ng `pmap` 4.0.2 output, byte for byte.
 //!
-//! pmap does not print mappings, it prints what its `fgets`/`sscanf` loop makes of the lines of
-//! `/proc/PID/maps`. So rather than formatting [`Mapping`] fields directly, this module rebuilds
-//! each maps line ([`super::maps_line`]) and replays that loop on it, quirks included: a line
-//! longer than pmap's 1023-byte buffer is read as several records, and each continuation record
-//! is rescanned into fields that keep whatever the previous record left in them. Every format
-//! (`-x`, `-d`, `-X` when they come) prints the same `Row`s, so they are meant to be added as
-//! siblings of [`write_default`] over `Scanner`, with their flags in [`PmapOptions`].
+//! pmap does not print mappings, it prints what its `fgets`/`sscanf` loops make of the lines of
+//! `/proc/PID/maps` (default format, `-d`) or `/proc/PID/smaps` (`-x`, `-X`, `-XX`). So rather
+//! than formatting [`Mapping`] fields directly, this module rebuilds the text pmap would read
+//! (each mapping's maps line from the table, plus the smaps lines read at dump time) and replays
+//! pmap's loops on it, quirks included: a line longer than pmap's 1023-byte buffer is read as
+//! several records; a continuation record is rescanned into fields that keep whatever the
+//! previous record left in them, or taken for an smaps key when it starts with a capital; `-x`
+//! prints a mapping's name through a pointer into the line buffer after later lines were read
+//! into it; `-X` cuts the path column at 127 bytes.
+//!
+//! Where pmap 4.0.2 has known bugs this follows upstream's fixes (see `README.md`): `-A` limits
+//! `-X`/`-XX` too, `-X` totals are per process, and `-x` totals count only the mappings `-A` shows.
+
+mod one_proc;
+mod scan;
+mod smaps_table;
 
 use std::io::{self, Write};
 
-use super::maps_line;
+use super::{
+    maps_line,
+    smaps::{SmapsEntry, SmapsLayout, smaps_text},
+};
 use crate::table::Mapping;
+use one_proc::OneProc;
+use smaps_table::SmapsColumns;
 
 /// What pmap knows about a process when it prints it.
 #[derive(Clone, Copy, Debug)]
@@ -29,88 +43,103 @@ pub struct ProcessView<'a> {
     pub mappings: &'a [Mapping],
 }
 
-/// pmap's options that apply to every format.
+/// pmap's formats.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PmapOptions {
-    /// `-q`: no footer. pmap still prints the `PID:` line.
-    pub quiet: bool,
-    /// `-p`: a file mapping shows its path (from the first `/`) rather than its base name.
-    pub show_path: bool,
+pub enum PmapFormat {
+    /// `pmap PID`: address, size, mode, mapping.
+    #[default]
+    Default,
+    /// `-x`: adds RSS and Dirty from smaps.
+    Extended,
+    /// `-d`: adds file offset and device, and a footer of mapped, writeable/private and shared.
+    Device,
+    /// `-X`: the smaps values pmap considers important.
+    Smaps,
+    /// `-XX`: every smaps value and the VmFlags.
+    AllSmaps,
 }
 
-/// What `pmap PID` prints (with `-q` and `-p` as `opts` say).
-pub fn write_default(
-    out: &mut impl Write,
-    view: &ProcessView,
-    opts: &PmapOptions,
-) -> io::Result<()> {
-    // Built whole and written once, so a sink shared with other output gets the dump in one piece.
-    let mut text = Vec::new();
-    write_header(&mut text, view)?;
-    let (rows, mapped) = rows(view, opts);
-    for row in rows {
-        write!(text, "{:016x} {:>6}K ", row.start, row.size >> 10)?;
-        text.extend_from_slice(&row.mode);
-        text.push(b' ');
-        text.extend_from_slice(&row.name);
-        text.push(b'\n');
+impl PmapFormat {
+    /// Whether the format prints values only `/proc/PID/smaps` has.
+    pub fn needs_smaps(self) -> bool {
+        matches!(
+            self,
+            PmapFormat::Extended | PmapFormat::Smaps | PmapFormat::AllSmaps
+        )
     }
-    if !opts.quiet {
-        writeln!(text, " total {:>16}K", mapped >> 10)?;
-    }
-    out.write_all(&text)
 }
 
-/// The rows pmap prints for `view`, and the total it prints under them (in bytes).
-pub fn rows(view: &ProcessView, opts: &PmapOptions) -> (Vec<Row>, u64) {
-    let mut scanner = Scanner::new(view, opts);
-    let rows = view
-        .mappings
-        .iter()
-        .enumerate()
-        .flat_map(|(index, mapping)| {
-            fgets_records(&maps_line(mapping))
-                .map(|record| Row {
-                    mapping: index,
-                    ..scanner.row(record)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    (rows, scanner.totals.mapped())
+/// `-A low,high`: the mappings shown are those with `end - 1 >= low` and `start <= high`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressRange {
+    pub low: u64,
+    pub high: u64,
 }
 
-fn write_header(out: &mut Vec<u8>, view: &ProcessView) -> io::Result<()> {
-    write!(out, "{}:   ", view.pid as u32)?;
-    out.extend_from_slice(view.header);
-    out.push(b'\n');
-    Ok(())
-}
-
-/// `fgets(mapbuf, 1024, …)` returns at most this many bytes; the rest of a longer line comes back
-/// as the next record.
-const FGETS_MAX: usize = 1023;
-
-/// The records successive `fgets` calls return for `text`.
-fn fgets_records(mut text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        if text.is_empty() {
-            return None;
+impl Default for AddressRange {
+    fn default() -> AddressRange {
+        AddressRange {
+            low: 0,
+            high: u64::MAX,
         }
-        let window = &text[..text.len().min(FGETS_MAX)];
-        let len = window
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(window.len(), |i| i + 1);
-        let (record, rest) = text.split_at(len);
-        text = rest;
-        Some(record)
+    }
+}
+
+/// pmap's `-A` argument, `LOW[,HIGH]` (one address alone is both), each read by
+/// `strtoul(…, 16)`: an empty side keeps its default, a side with anything but one number is
+/// refused, an overflowing number is the highest address.
+pub fn parse_range(text: &str) -> Option<AddressRange> {
+    let (low, high) = text.split_once(',').unwrap_or((text, text));
+    let mut range = AddressRange::default();
+    if !low.is_empty() {
+        range.low = strtoul_hex(low.as_bytes())?;
+    }
+    if !high.is_empty() {
+        range.high = strtoul_hex(high.as_bytes())?;
+    }
+    Some(range)
+}
+
+/// `strtoul(text, &end, 16)` when it must read all of `text`.
+fn strtoul_hex(text: &[u8]) -> Option<u64> {
+    let text = &text[text.iter().take_while(|&&b| scan::is_c_space(b)).count()..];
+    let (negative, text) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    // A "0x" prefix counts only when a hex digit follows it.
+    let digits = match text {
+        [b'0', b'x' | b'X', d, ..] if d.is_ascii_hexdigit() => &text[2..],
+        _ => text,
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let value = scan::hex_value(digits);
+    Some(if negative && value != u64::MAX {
+        value.wrapping_neg()
+    } else {
+        value
     })
 }
 
-/// One line pmap prints for a record.
+/// pmap's options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmapOptions {
+    pub format: PmapFormat,
+    /// `-q`: no headings and no footer. pmap still prints the `PID:` line.
+    pub quiet: bool,
+    /// `-p`: a file mapping shows its path (from the first `/`) rather than its base name.
+    pub show_path: bool,
+    /// `-A`.
+    pub range: AddressRange,
+}
+
+/// One line the default format, `-d` or `-x` prints (fields a format does not print are 0).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Row {
-    /// Index of the mapping (in [`ProcessView::mappings`]) whose maps line the record is from.
+    /// Index of the mapping (in [`ProcessView::mappings`]) whose line the row is from.
     pub mapping: usize,
     pub start: u64,
     /// `end - start`, wrapping as pmap's unsigned arithmetic does.
@@ -119,241 +148,128 @@ pub struct Row {
     /// (shorter only when a continuation record rescans a short permission word).
     pub mode: Vec<u8>,
     pub name: Vec<u8>,
+    /// `-d`: the file offset and the device.
+    pub offset: u64,
+    pub major: u32,
+    pub minor: u32,
+    /// `-x`: resident and dirty kB.
+    pub rss: u64,
+    pub dirty: u64,
 }
 
-/// The fields pmap's `sscanf` stores into. They live across records because `sscanf` stores a
-/// field only when it converts it and pmap never checks how many it converted.
-#[derive(Default)]
-struct Fields {
-    start: u64,
-    end: u64,
-    /// `char perms[32]`, NUL-terminated, edited in place by pmap.
-    perms: [u8; 32],
-    offset: u64,
-    major: u32,
-    minor: u32,
-    inode: u64,
+/// One line `-X` or `-XX` prints, its fields as pmap scanned them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmapsRow {
+    pub mapping: usize,
+    pub start: u64,
+    pub perms: Vec<u8>,
+    pub offset: u64,
+    pub device: Vec<u8>,
+    pub inode: u64,
+    /// The value of each column, by smaps key (kB for most).
+    pub values: Vec<(Vec<u8>, u64)>,
+    /// `-XX`: the VmFlags.
+    pub flags: Option<Vec<u8>>,
+    pub name: Vec<u8>,
 }
 
-impl Fields {
-    /// glibc `sscanf(record, "%lx-%lx %31s %llx %x:%x %llu", …)`, stopping at the first field
-    /// that does not convert.
-    fn scan(&mut self, record: &[u8]) -> Option<()> {
-        let mut input = Input(record);
-        self.start = input.number(16)?;
-        input.literal(b'-')?;
-        self.end = input.number(16)?;
-        input.word(&mut self.perms)?;
-        self.offset = input.number(16)?;
-        // `%x` stores an unsigned int: glibc converts to unsigned long and truncates.
-        self.major = input.number(16)? as u32;
-        input.literal(b':')?;
-        self.minor = input.number(16)? as u32;
-        self.inode = input.number(10)?;
-        Some(())
-    }
-}
-
-/// The unread rest of a record, for the glibc scanf conversions pmap uses.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.0.first().copied()
-    }
-
-    fn bump(&mut self) {
-        self.0 = &self.0[1..];
-    }
-
-    fn skip_space(&mut self) {
-        while self.peek().is_some_and(is_c_space) {
-            self.bump();
-        }
-    }
-
-    fn literal(&mut self, c: u8) -> Option<()> {
-        (self.peek()? == c).then(|| self.bump())
-    }
-
-    /// `%31s`: up to 31 non-space bytes, NUL-terminated in `dst`; bytes after the terminator keep
-    /// their old values.
-    fn word(&mut self, dst: &mut [u8; 32]) -> Option<()> {
-        self.skip_space();
-        self.peek()?;
-        let len = self
-            .0
-            .iter()
-            .take(31)
-            .take_while(|&&b| !is_c_space(b))
-            .count();
-        dst[..len].copy_from_slice(&self.0[..len]);
-        dst[len] = 0;
-        self.0 = &self.0[len..];
-        Some(())
-    }
-
-    /// An integer conversion without width: optional sign, a `0x` prefix in base 16 (glibc
-    /// consumes the `x` even when no digit follows), digits. The value is `strtoul`'s: negated
-    /// modulo 2^64 after a `-`, `u64::MAX` on overflow whatever the sign.
-    fn number(&mut self, base: u32) -> Option<u64> {
-        self.skip_space();
-        let negative = match self.peek()? {
-            b'-' => true,
-            b'+' => false,
-            _ => return Some(self.magnitude(base)?.unwrap_or(u64::MAX)),
-        };
-        self.bump();
-        Some(
-            self.magnitude(base)?
-                .map_or(u64::MAX, |v| if negative { v.wrapping_neg() } else { v }),
-        )
-    }
-
-    /// The digits' value, `Some(None)` when it overflows, `None` when there is no digit.
-    fn magnitude(&mut self, base: u32) -> Option<Option<u64>> {
-        let mut any_digit = false;
-        if self.peek() == Some(b'0') {
-            self.bump();
-            any_digit = true;
-            if base == 16 && matches!(self.peek(), Some(b'x' | b'X')) {
-                self.bump();
-            }
-        }
-        let mut value = Some(0u64);
-        while let Some(digit) = self.peek().and_then(|c| char::from(c).to_digit(base)) {
-            self.bump();
-            any_digit = true;
-            value = value.and_then(|v| v.checked_mul(base.into())?.checked_add(digit.into()));
-        }
-        any_digit.then_some(value)
-    }
-}
-
-/// `isspace` in the C and UTF-8 locales.
-fn is_c_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
-/// `isprint` in the C and UTF-8 locales (bytes above ASCII are not characters on their own).
-fn is_c_print(b: u8) -> bool {
-    (0x20..0x7f).contains(&b)
-}
-
-/// Sums pmap keeps for its footers, in bytes.
-#[derive(Default)]
-struct Totals {
-    shared: u64,
-    private_writeable: u64,
-    private_readonly: u64,
+/// Sums pmap keeps for its footers: sizes in bytes, smaps values in kB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub shared: u64,
+    pub private_writeable: u64,
+    pub private_readonly: u64,
+    pub rss: u64,
+    pub dirty: u64,
 }
 
 impl Totals {
-    fn mapped(&self) -> u64 {
+    /// What the footers call the total or mapped size, in bytes.
+    pub fn mapped(&self) -> u64 {
         self.shared
             .wrapping_add(self.private_writeable)
             .wrapping_add(self.private_readonly)
     }
 }
 
-/// pmap's per-record loop for one process.
-struct Scanner {
-    start_stack: u64,
-    /// pmap's `shm_minor`, which is `~0u` when undiscovered; a rescanned record can set a minor
-    /// of `ffffffff` and so match it.
-    shm_minor: u32,
-    show_path: bool,
-    fields: Fields,
-    totals: Totals,
+/// What pmap printed for one process, as rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// The default format, `-d`, `-x`.
+    Maps { rows: Vec<Row>, totals: Totals },
+    /// `-X`, `-XX`.
+    Smaps { rows: Vec<SmapsRow> },
 }
 
-impl Scanner {
-    fn new(view: &ProcessView, opts: &PmapOptions) -> Scanner {
-        Scanner {
-            start_stack: view.start_stack,
-            shm_minor: view.sysv_shm_minor.unwrap_or(u32::MAX),
-            show_path: opts.show_path,
-            fields: Fields::default(),
-            totals: Totals::default(),
+/// One process's block: the text pmap prints for it and the same as rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessDump {
+    pub text: Vec<u8>,
+    pub table: Table,
+}
+
+/// One pmap invocation over several processes, `pmap OPTIONS PID...`: `-X` keeps its columns
+/// and their widths from one process to the next.
+pub struct PmapRun<'l> {
+    opts: PmapOptions,
+    layout: &'l SmapsLayout,
+    columns: SmapsColumns,
+}
+
+impl<'l> PmapRun<'l> {
+    /// `layout` is this kernel's smaps layout, used for mappings the kernel has no lines for.
+    pub fn new(opts: PmapOptions, layout: &'l SmapsLayout) -> PmapRun<'l> {
+        PmapRun {
+            opts,
+            layout,
+            columns: SmapsColumns::default(),
         }
     }
 
-    fn row(&mut self, record: &[u8]) -> Row {
-        // pmap handles the record as a C string.
-        let record = &record[..record.iter().position(|&b| b == 0).unwrap_or(record.len())];
-        // The result is ignored as pmap ignores it: unconverted fields keep their old values.
-        let _ = self.fields.scan(record);
-
-        let line = record
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(record, |i| &record[..i]);
-        let line: Vec<u8> = line
-            .iter()
-            .map(|&b| if is_c_print(b) { b } else { b'?' })
-            .collect();
-
-        let f = &mut self.fields;
-        let size = f.end.wrapping_sub(f.start);
-        match f.perms[3] {
-            b's' => self.totals.shared = self.totals.shared.wrapping_add(size),
-            b'p' => {
-                f.perms[3] = b'-';
-                let total = if f.perms[1] == b'w' {
-                    &mut self.totals.private_writeable
-                } else {
-                    &mut self.totals.private_readonly
-                };
-                *total = total.wrapping_add(size);
-            }
-            _ => {}
-        }
-        // pmap's fifth column is always '-' (Solaris' 'R' for MAP_NORESERVE was never filled in).
-        f.perms[4] = b'-';
-        f.perms[5] = 0;
-        let mode_len = f
-            .perms
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(f.perms.len());
-        let mode = f.perms[..mode_len].to_vec();
-        let start = f.start;
-        let name = self.mapping_name(&line, start, size);
-        Row {
-            mapping: 0,
-            start,
-            size,
-            mode,
-            name,
-        }
+    pub fn options(&self) -> &PmapOptions {
+        &self.opts
     }
 
-    /// pmap's `mapping_name`. It looks at the whole record, not just the path column; only the
-    /// path column can hold a `/`.
-    fn mapping_name(&self, line: &[u8], start: u64, size: u64) -> Vec<u8> {
-        let f = &self.fields;
-        if f.major == 0 && f.minor == self.shm_minor && line.windows(5).any(|w| w == b"/SYSV") {
-            return format!("  [ shmid=0x{:x} ]", f.inode).into_bytes();
-        }
-        if let Some(last) = line.iter().rposition(|&b| b == b'/') {
-            let from = if self.show_path {
-                line.iter().position(|&b| b == b'/').unwrap_or(last)
-            } else if last + 1 < line.len() {
-                last + 1
+    /// The next process's block. `smaps` is what `/proc/PID/smaps` held at dump time (empty
+    /// when the process is gone); only `-x`, `-X` and `-XX` use it.
+    pub fn process(&mut self, view: &ProcessView, smaps: &[SmapsEntry]) -> ProcessDump {
+        let mut text = format!("{}:   ", view.pid as u32).into_bytes();
+        text.extend_from_slice(view.header);
+        text.push(b'\n');
+        let opts = &self.opts;
+        let table = if opts.format.needs_smaps() {
+            let lines = smaps_text(view.mappings, smaps, self.layout);
+            if opts.format == PmapFormat::Extended {
+                let (body, rows, totals) = OneProc::new(view, opts).run(&lines);
+                text.extend(body);
+                Table::Maps { rows, totals }
             } else {
-                // A path ending in '/' prints as "/".
-                last
-            };
-            return line[from..].to_vec();
-        }
-        // Every other mapping without a '/' ([heap], [vdso], [anon:NAME], …) is anonymous to
-        // pmap unless it reaches the stack start, both bounds inclusive.
-        if self.start_stack >= start && self.start_stack <= start.wrapping_add(size) {
-            b"  [ stack ]".to_vec()
+                let (body, rows) = self.columns.print(&lines, opts);
+                text.extend(body);
+                Table::Smaps { rows }
+            }
         } else {
-            b"  [ anon ]".to_vec()
-        }
+            let lines: Vec<(usize, Vec<u8>)> =
+                view.mappings.iter().map(maps_line).enumerate().collect();
+            let (body, rows, totals) = OneProc::new(view, opts).run(&lines);
+            text.extend(body);
+            Table::Maps { rows, totals }
+        };
+        ProcessDump { text, table }
     }
+}
+
+/// What `pmap PID` prints (in a format that reads only `/proc/PID/maps`: the default or `-d`,
+/// with `-q`, `-p` and `-A` as `opts` say).
+pub fn write_default(
+    out: &mut impl Write,
+    view: &ProcessView,
+    opts: &PmapOptions,
+) -> io::Result<()> {
+    let layout = SmapsLayout::default();
+    let dump = PmapRun::new(*opts, &layout).process(view, &[]);
+    // Written once, so a sink shared with other output gets the dump in one piece.
+    out.write_all(&dump.text)
 }
 
 #[cfg(test)]
@@ -430,8 +346,13 @@ mod tests {
     }
 
     const PATH: PmapOptions = PmapOptions {
+        format: PmapFormat::Default,
         quiet: false,
         show_path: true,
+        range: AddressRange {
+            low: 0,
+            high: u64::MAX,
+        },
     };
 
     #[test]
@@ -492,11 +413,29 @@ mod tests {
                 &maps,
                 PmapOptions {
                     quiet: true,
-                    show_path: false
+                    show_path: false,
+                    ..PmapOptions::default()
                 }
             ),
             "4242:   cmd\n0000000000001000      4K rw---   [ anon ]\n"
         );
+    }
+
+    #[test]
+    fn ranges_are_read_as_pmap_reads_them() {
+        let r = |text| parse_range(text).map(|r| (r.low, r.high));
+        assert_eq!(r("7f00,7fff"), Some((0x7f00, 0x7fff)));
+        assert_eq!(r("0x10"), Some((0x10, 0x10)));
+        assert_eq!(r(",ff"), Some((0, 0xff)));
+        assert_eq!(r("ff,"), Some((0xff, u64::MAX)));
+        assert_eq!(r(""), Some((0, u64::MAX)));
+        assert_eq!(r(" -1"), Some((u64::MAX, u64::MAX)));
+        assert_eq!(r("-2,"), Some((u64::MAX - 1, u64::MAX)));
+        assert_eq!(r("fffffffffffffffffff"), Some((u64::MAX, u64::MAX)));
+        assert_eq!(r("0x"), None);
+        assert_eq!(r("12,34,56"), None);
+        assert_eq!(r("1 "), None);
+        assert_eq!(r("g"), None);
     }
 
     #[test]
@@ -566,6 +505,7 @@ mod tests {
                 PmapOptions {
                     quiet: true,
                     show_path: false,
+                    ..PmapOptions::default()
                 },
             );
             text.lines()
@@ -610,7 +550,8 @@ mod tests {
                 Some(1),
                 PmapOptions {
                     quiet: true,
-                    show_path: true
+                    show_path: true,
+                    ..PmapOptions::default()
                 }
             ),
             "4242:   cmd\n\
@@ -648,15 +589,6 @@ mod tests {
             anon(0x7000, 0xb000, "---p", b""),
         ];
         assert!(render(&maps, PmapOptions::default()).ends_with(" total               40K\n"));
-    }
-
-    #[test]
-    fn fgets_splits_lines_at_1023_bytes() {
-        let mut text = vec![b'a'; 2500];
-        text.push(b'\n');
-        text.extend_from_slice(b"short\n");
-        let lens: Vec<usize> = fgets_records(&text).map(<[u8]>::len).collect();
-        assert_eq!(lens, [1023, 1023, 455, 6]);
     }
 
     /// A file mapping at 0x7f0000001000 whose maps line puts `tail` at byte `at` of the path, so
@@ -747,6 +679,7 @@ mod tests {
             PmapOptions {
                 quiet: true,
                 show_path: false,
+                ..PmapOptions::default()
             },
         );
         assert!(
@@ -762,6 +695,7 @@ mod tests {
             PmapOptions {
                 quiet: true,
                 show_path: false,
+                ..PmapOptions::default()
             },
         );
         assert!(
@@ -791,57 +725,28 @@ mod tests {
         );
     }
 
-    fn scan(text: &str) -> Fields {
-        let mut f = Fields {
-            perms: *b"rw---\0zzzzzzzzzzzzzzzzzzzzzzzzzz",
-            ..Fields::default()
-        };
-        let _ = f.scan(text.as_bytes());
-        f
-    }
-
-    #[test]
-    fn scan_reads_a_maps_line() {
-        let f =
-            scan("7f17c9815000-7f17c9817000 rw-s 00001000 fe:01 7     /SYSV00000000 (deleted)\n");
-        assert_eq!(
-            (f.start, f.end, f.offset, f.major, f.minor, f.inode),
-            (0x7f17c9815000, 0x7f17c9817000, 0x1000, 0xfe, 1, 7)
-        );
-        assert_eq!(&f.perms[..7], b"rw-s\0\0z");
-    }
-
-    #[test]
-    fn scan_numbers_as_glibc_does() {
-        assert_eq!(scan("  +1f-").start, 0x1f);
-        assert_eq!(scan("-1-").start, u64::MAX);
-        assert_eq!(scan("-0x10-").start, 0u64.wrapping_sub(0x10));
-        assert_eq!(scan("0X1F-").start, 0x1f);
-        assert_eq!(scan("0xz").start, 0);
-        assert_eq!(scan("-fffffffffffffffff").start, u64::MAX);
-        assert_eq!(scan("-ffffffffffffffff").start, 1);
-        assert_eq!(scan("1-2 p 3 4:5 0x9").inode, 0);
-        assert_eq!(scan("1-2 p 3 4:123456789 9").minor, 0x23456789);
-        let f = scan("-x");
-        assert_eq!((f.start, f.end), (0, 0));
-        let f = scan("a-b");
-        assert_eq!((f.start, f.end, &f.perms[..6]), (0xa, 0xb, &b"rw---\0"[..]));
-        let f = scan("1-2 0123456789012345678901234567890123");
-        assert_eq!(&f.perms[..], b"0123456789012345678901234567890\0");
-        assert_eq!(f.offset, 0x123);
-    }
-
-    // Live comparisons with procps-ng pmap.
+    // Live comparisons with procps-ng pmap, in the formats whose values do not depend on which
+    // other processes map the same pages (-X's Pss does: the integration tests compare it with
+    // pmap running on private copies of its libraries).
 
     const PMAP: &str = "/usr/bin/pmap";
 
-    fn pmap_args(opts: PmapOptions) -> Vec<&'static str> {
-        let mut args = Vec::new();
+    fn pmap_args(opts: PmapOptions) -> Vec<String> {
+        let mut args: Vec<String> = match opts.format {
+            PmapFormat::Default => vec![],
+            PmapFormat::Extended => vec!["-x".into()],
+            PmapFormat::Device => vec!["-d".into()],
+            PmapFormat::Smaps => vec!["-X".into()],
+            PmapFormat::AllSmaps => vec!["-XX".into()],
+        };
         if opts.quiet {
-            args.push("-q");
+            args.push("-q".into());
         }
         if opts.show_path {
-            args.push("-p");
+            args.push("-p".into());
+        }
+        if opts.range != AddressRange::default() {
+            args.push(format!("-A{:x},{:x}", opts.range.low, opts.range.high));
         }
         args
     }
@@ -863,6 +768,7 @@ mod tests {
 
     fn ours(pid: i32, opts: PmapOptions, codeset: Codeset) -> Vec<u8> {
         let mappings = seed::read_mappings(pid).unwrap();
+        let smaps = seed::read_smaps(pid).unwrap();
         let header = seed::read_process_header_with(pid, codeset).unwrap();
         let view = ProcessView {
             pid,
@@ -871,34 +777,97 @@ mod tests {
             sysv_shm_minor: seed::discover_shm_minor(),
             mappings: &mappings,
         };
-        let mut out = Vec::new();
-        write_default(&mut out, &view, &opts).unwrap();
-        out
+        let layout = seed::discover_smaps_layout();
+        PmapRun::new(opts, &layout).process(&view, &smaps).text
     }
 
-    const ALL_OPTIONS: [PmapOptions; 4] = [
-        PmapOptions {
-            quiet: false,
-            show_path: false,
-        },
-        PmapOptions {
-            quiet: true,
-            show_path: false,
-        },
-        PmapOptions {
-            quiet: false,
-            show_path: true,
-        },
-        PmapOptions {
-            quiet: true,
-            show_path: true,
-        },
-    ];
+    /// What pmap prints with the fix this module makes: pmap 4.0.2's `-x` total line adds up
+    /// the RSS and Dirty of the mappings below `-A` too (it stops reading at the first above);
+    /// the fixed one leaves out those the unranged `pmap -x` lists below the range.
+    fn with_fixes(pid: i32, reference_text: Vec<u8>, opts: PmapOptions) -> Vec<u8> {
+        if opts.format != PmapFormat::Extended
+            || opts.quiet
+            || opts.range == AddressRange::default()
+        {
+            return reference_text;
+        }
+        let tokens = |line: &[u8]| -> Vec<Vec<u8>> {
+            line.split(|&b| b == b' ' || b == b'\n')
+                .filter(|t| !t.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
+        let number = |token: &[u8]| -> u64 { std::str::from_utf8(token).unwrap().parse().unwrap() };
+        let unranged = reference(
+            pid,
+            PmapOptions {
+                range: AddressRange::default(),
+                ..opts
+            },
+            &[],
+        );
+        let (mut rss, mut dirty) = (0, 0);
+        for line in unranged.split(|&b| b == b'\n') {
+            let t = tokens(line);
+            if t.len() < 4 || t[0].len() != 16 || !t[0].iter().all(u8::is_ascii_hexdigit) {
+                continue;
+            }
+            let start = u64::from_str_radix(std::str::from_utf8(&t[0]).unwrap(), 16).unwrap();
+            let end = start.wrapping_add(number(&t[1]) << 10);
+            if end.wrapping_sub(1) < opts.range.low {
+                rss += number(&t[2]);
+                dirty += number(&t[3]);
+            }
+        }
+        let lines: Vec<&[u8]> = reference_text.split_inclusive(|&b| b == b'\n').collect();
+        let (total, rows) = lines.split_last().unwrap();
+        let t = tokens(total);
+        let mut fixed = rows.concat();
+        fixed.extend(
+            format!(
+                "{:<16} {:>7} {:>7} {:>7}\n",
+                "total kB",
+                number(&t[2]),
+                number(&t[3]) - rss,
+                number(&t[4]) - dirty
+            )
+            .bytes(),
+        );
+        fixed
+    }
+
+    /// Every combination of the formats compared here with -q and -p, and two ranges.
+    fn all_options() -> Vec<PmapOptions> {
+        let mut all = Vec::new();
+        for format in [
+            PmapFormat::Default,
+            PmapFormat::Device,
+            PmapFormat::Extended,
+        ] {
+            for (quiet, show_path) in [(false, false), (true, false), (false, true), (true, true)] {
+                all.push(PmapOptions {
+                    format,
+                    quiet,
+                    show_path,
+                    range: AddressRange::default(),
+                });
+            }
+            // Cutting through the middle of the address space, and a single address.
+            for (low, high) in [(0x7f0000000000, 0x7fff00000000), (0x1000, 0x1000)] {
+                all.push(PmapOptions {
+                    format,
+                    range: AddressRange { low, high },
+                    ..PmapOptions::default()
+                });
+            }
+        }
+        all
+    }
 
     /// Compares with pmap for a process that holds still; returns what `pmap PID` printed.
     fn assert_matches_pmap(pid: i32) -> String {
-        for opts in ALL_OPTIONS {
-            let want = reference(pid, opts, &[]);
+        for opts in all_options() {
+            let want = with_fixes(pid, reference(pid, opts, &[]), opts);
             let got = ours(pid, opts, Codeset::from_environment());
             assert!(
                 want == got,
@@ -915,11 +884,11 @@ mod tests {
         // This process keeps mapping memory (other tests, their threads), so a comparison counts
         // only when the mappings are the same before and after pmap reads them.
         let pid = std::process::id() as i32;
-        for opts in ALL_OPTIONS {
+        for opts in all_options() {
             let mut last_stable_diff = None;
             let matched = (0..20).any(|_| {
                 let before = ours(pid, opts, Codeset::from_environment());
-                let want = reference(pid, opts, &[]);
+                let want = with_fixes(pid, reference(pid, opts, &[]), opts);
                 let after = ours(pid, opts, Codeset::from_environment());
                 if before == after && before != want {
                     last_stable_diff = Some(line_diff(&want, &before));

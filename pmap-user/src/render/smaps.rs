@@ -1,0 +1,285 @@
+//! What `/proc/PID/smaps` adds to a mapping: the `Key: value` lines under it. `-x`, `-X` and
+//! `-XX` print these, and only the kernel knows them, so they are read at dump time and joined
+//! to the table's mappings by address range. A mapping the kernel has no lines for (the process
+//! has exited, or the table and the kernel disagree about where it starts and ends) gets lines
+//! with what is known without the kernel: its size, the page sizes, the flags its permissions
+//! imply, and zero for every other value.
+
+use crate::table::Mapping;
+
+/// The lines the kernel prints under one mapping of `/proc/PID/smaps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmapsEntry {
+    pub start: u64,
+    pub end: u64,
+    /// Every line after the mapping's own, newlines included, as the kernel printed them.
+    pub details: Vec<u8>,
+}
+
+impl SmapsEntry {
+    /// The number on the `key:` line (in kB for most keys).
+    pub fn value(&self, key: &str) -> Option<u64> {
+        self.details.split(|&b| b == b'\n').find_map(|line| {
+            let rest = line.strip_prefix(key.as_bytes())?.strip_prefix(b":")?;
+            let digits = rest.trim_ascii_start();
+            let end = digits
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .unwrap_or(digits.len());
+            std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+        })
+    }
+}
+
+/// The keys this kernel prints under each mapping, in order, with whether the value has a
+/// ` kB` unit. Taken from any smaps file of the running kernel; [`SmapsLayout::default`] is
+/// Linux 6.x's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmapsLayout {
+    keys: Vec<(Vec<u8>, bool)>,
+}
+
+/// Keys holding the page sizes, 4 kB for ordinary memory, when synthesizing.
+const PAGE_SIZE_KEYS: [&[u8]; 2] = [b"KernelPageSize", b"MMUPageSize"];
+
+impl Default for SmapsLayout {
+    fn default() -> SmapsLayout {
+        let kb = [
+            "Size",
+            "KernelPageSize",
+            "MMUPageSize",
+            "Rss",
+            "Pss",
+            "Pss_Dirty",
+            "Shared_Clean",
+            "Shared_Dirty",
+            "Private_Clean",
+            "Private_Dirty",
+            "Referenced",
+            "Anonymous",
+            "KSM",
+            "LazyFree",
+            "AnonHugePages",
+            "ShmemPmdMapped",
+            "FilePmdMapped",
+            "Shared_Hugetlb",
+            "Private_Hugetlb",
+            "Swap",
+            "SwapPss",
+            "Locked",
+        ];
+        let mut keys: Vec<(Vec<u8>, bool)> =
+            kb.iter().map(|k| (k.as_bytes().to_vec(), true)).collect();
+        keys.push((b"THPeligible".to_vec(), false));
+        SmapsLayout { keys }
+    }
+}
+
+impl SmapsLayout {
+    /// The layout of `details` (one mapping's lines from a smaps file of this kernel); the
+    /// default when they hold no `Key: value` line.
+    pub fn from_details(details: &[u8]) -> SmapsLayout {
+        let keys: Vec<(Vec<u8>, bool)> = details
+            .split(|&b| b == b'\n')
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let (key, rest) = (&line[..colon], &line[colon + 1..]);
+                let value = rest.trim_ascii();
+                let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+                (digits > 0 && key != b"VmFlags")
+                    .then(|| (key.to_vec(), value[digits..].trim_ascii() == b"kB"))
+            })
+            .collect();
+        if keys.is_empty() {
+            SmapsLayout::default()
+        } else {
+            SmapsLayout { keys }
+        }
+    }
+
+    /// Lines for a mapping the kernel has none for: its size, 4 kB pages, the flags its
+    /// permissions imply, 0 for the rest; formatted as the kernel formats them.
+    pub fn synthesize(&self, mapping: &Mapping) -> Vec<u8> {
+        let mut text = Vec::new();
+        for (key, kb) in &self.keys {
+            let value = if key == b"Size" {
+                mapping.end.wrapping_sub(mapping.start) >> 10
+            } else if PAGE_SIZE_KEYS.contains(&&key[..]) {
+                4
+            } else {
+                0
+            };
+            let mut label = key.clone();
+            label.push(b':');
+            text.extend_from_slice(&label);
+            // The kernel pads the key to 16 columns and the number to 8.
+            let number = value.to_string();
+            let pad = 16usize.saturating_sub(label.len()) + 8usize.saturating_sub(number.len());
+            text.resize(text.len() + pad, b' ');
+            text.extend_from_slice(number.as_bytes());
+            if *kb {
+                text.extend_from_slice(b" kB");
+            }
+            text.push(b'\n');
+        }
+        text.extend_from_slice(b"VmFlags:");
+        for flag in implied_flags(mapping) {
+            text.push(b' ');
+            text.extend_from_slice(flag.as_bytes());
+        }
+        text.extend_from_slice(b" \n");
+        text
+    }
+}
+
+/// The `VmFlags` a mapping's permissions imply, in the kernel's order: what it may be made
+/// (`mr`, `mw`, `me`, `ms`) is what mmap grants unless the file's open mode forbids it, which
+/// only the kernel knew.
+fn implied_flags(mapping: &Mapping) -> Vec<&'static str> {
+    let p = mapping.perms;
+    let mut flags = Vec::new();
+    let mut add = |on: bool, flag| {
+        if on {
+            flags.push(flag);
+        }
+    };
+    add(p.read, "rd");
+    add(p.write, "wr");
+    add(p.exec, "ex");
+    add(p.shared && p.write, "sh");
+    add(true, "mr");
+    add(!p.shared || p.write, "mw");
+    add(!p.shared || p.exec, "me");
+    add(p.shared, "ms");
+    flags
+}
+
+/// The text pmap reads from `/proc/PID/smaps` for `mappings`, one chunk per mapping (its maps
+/// line and the lines under it) with the mapping's index. `entries` (sorted by address, as the
+/// kernel prints them) give the lines of the mappings they match exactly.
+pub fn smaps_text(
+    mappings: &[Mapping],
+    entries: &[SmapsEntry],
+    layout: &SmapsLayout,
+) -> Vec<(usize, Vec<u8>)> {
+    mappings
+        .iter()
+        .enumerate()
+        .map(|(index, mapping)| {
+            let mut text = super::maps_line(mapping);
+            match entries.binary_search_by_key(&mapping.start, |e| e.start) {
+                Ok(i) if entries[i].end == mapping.end => {
+                    text.extend_from_slice(&entries[i].details)
+                }
+                _ => text.extend(layout.synthesize(mapping)),
+            }
+            (index, text)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Device, Perms};
+
+    const DETAILS: &[u8] = b"Size:                132 kB\n\
+KernelPageSize:        4 kB\n\
+MMUPageSize:           4 kB\n\
+Rss:                  16 kB\n\
+Private_Dirty:        16 kB\n\
+Swap:                  0 kB\n\
+THPeligible:           0\n\
+ProtectionKey:         0\n\
+VmFlags: rd wr mr mw me gd ac \n";
+
+    fn anon(start: u64, end: u64, perms: Perms) -> Mapping {
+        Mapping {
+            start,
+            end,
+            perms,
+            offset: 0,
+            device: Device::default(),
+            inode: 0,
+            name: Vec::new(),
+        }
+    }
+
+    const RW: Perms = Perms {
+        read: true,
+        write: true,
+        exec: false,
+        shared: false,
+    };
+
+    #[test]
+    fn values_are_read_by_key() {
+        let entry = SmapsEntry {
+            start: 0,
+            end: 0x21000,
+            details: DETAILS.to_vec(),
+        };
+        assert_eq!(entry.value("Rss"), Some(16));
+        assert_eq!(entry.value("THPeligible"), Some(0));
+        assert_eq!(entry.value("Pss"), None);
+        assert_eq!(entry.value("VmFlags"), None);
+    }
+
+    #[test]
+    fn synthesized_lines_follow_the_kernel_layout() {
+        let layout = SmapsLayout::from_details(DETAILS);
+        let text = layout.synthesize(&anon(0x1000, 0x1000 + (1 << 40), RW));
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "Size:           1073741824 kB\n\
+             KernelPageSize:        4 kB\n\
+             MMUPageSize:           4 kB\n\
+             Rss:                   0 kB\n\
+             Private_Dirty:         0 kB\n\
+             Swap:                  0 kB\n\
+             THPeligible:           0\n\
+             ProtectionKey:         0\n\
+             VmFlags: rd wr mr mw me \n"
+        );
+    }
+
+    #[test]
+    fn implied_flags_follow_the_permissions() {
+        let shared_ro = Perms {
+            read: true,
+            write: false,
+            exec: false,
+            shared: true,
+        };
+        assert_eq!(implied_flags(&anon(0, 1, shared_ro)), ["rd", "mr", "ms"]);
+        let none = Perms {
+            read: false,
+            write: false,
+            exec: false,
+            shared: false,
+        };
+        assert_eq!(implied_flags(&anon(0, 1, none)), ["mr", "mw", "me"]);
+    }
+
+    #[test]
+    fn entries_join_by_exact_range() {
+        let mappings = [anon(0x1000, 0x3000, RW), anon(0x3000, 0x4000, RW)];
+        let entries = [
+            SmapsEntry {
+                start: 0x1000,
+                end: 0x3000,
+                details: b"Rss:  8 kB\n".to_vec(),
+            },
+            // The kernel split this one: the table's mapping has no exact match.
+            SmapsEntry {
+                start: 0x3000,
+                end: 0x3800,
+                details: b"Rss:  2 kB\n".to_vec(),
+            },
+        ];
+        let text = smaps_text(&mappings, &entries, &SmapsLayout::default());
+        assert!(text[0].1.ends_with(b"00:00 0 \nRss:  8 kB\n"));
+        assert!(text[1].1.ends_with(b"VmFlags: rd wr mr mw me \n"));
+        assert_eq!(text[1].0, 1);
+    }
+}
