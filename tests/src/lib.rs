@@ -241,3 +241,148 @@ impl Tracer {
         (status.code().unwrap_or(-1), out, err)
     }
 }
+
+/// Private copies of the dynamic loader, the shared libraries and the locale that programs run
+/// with, so that running them does not change what the target's `/proc/PID/smaps` says. `Pss`
+/// divides each page among the processes that map it: a `pmap` mapping the same `libc.so.6` pages
+/// as the target lowers the target's Pss while it runs, and `pmap` and `pmap-trace` map different
+/// pages, so their dumps would differ by it. Run from copies, neither shares a page with the
+/// target (the copies are other files), and both read the same smaps.
+pub struct Isolated {
+    dir: std::path::PathBuf,
+}
+
+impl Isolated {
+    /// Copies what `programs` load (as `ldd` lists it) and the `C.utf8` locale.
+    pub fn new(programs: &[&std::path::Path]) -> Isolated {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "pmap-trace-isolated-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let lib = dir.join("lib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::create_dir_all(dir.join("gconv")).unwrap();
+        for program in programs {
+            let out = Command::new("ldd").arg(program).output().expect("run ldd");
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux….so.2 (0x…)".
+                let path = line
+                    .split("=>")
+                    .last()
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .filter(|p| p.starts_with('/'));
+                if let Some(path) = path {
+                    let name = std::path::Path::new(path).file_name().unwrap();
+                    std::fs::copy(path, lib.join(name)).unwrap();
+                }
+            }
+        }
+        let locale = std::path::Path::new("/usr/lib/locale/C.utf8");
+        if locale.is_dir() {
+            let copy = dir.join("locale/C.utf8");
+            copy_dir(locale, &copy);
+        }
+        Isolated { dir }
+    }
+
+    /// `program` started by the copied loader on the copied libraries and locale. GCONV_PATH
+    /// keeps glibc from mapping the shared gconv-modules.cache.
+    pub fn command(&self, program: &std::path::Path) -> Command {
+        let lib = self.dir.join("lib");
+        let loader = std::fs::read_dir(&lib)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains("/ld-linux"))
+            .expect("ldd lists the dynamic loader");
+        let mut command = Command::new(loader);
+        command
+            .arg("--library-path")
+            .arg(&lib)
+            .arg(program)
+            .env("LOCPATH", self.dir.join("locale"))
+            .env("GCONV_PATH", self.dir.join("gconv"));
+        command
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Standard output of `command`, which must succeed.
+pub fn output_of(mut command: Command) -> Vec<u8> {
+    let out = command.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Panics with a line-by-line difference when the bytes `got` differ from `expected`.
+pub fn assert_same_output(what: &str, expected: &[u8], got: &[u8]) {
+    if expected != got {
+        assert_same_text(
+            what,
+            &String::from_utf8_lossy(expected),
+            &String::from_utf8_lossy(got),
+        );
+        panic!("{what}: the outputs differ in bytes that are not UTF-8");
+    }
+}
+
+impl Tracer {
+    /// Starts `command` (a `pmap-trace` invocation) and waits for its `attached` line.
+    pub fn attach_command(mut command: Command) -> Tracer {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pmap-trace");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        assert!(
+            line.starts_with("pmap-trace: attached to "),
+            "unexpected first line: {line:?}"
+        );
+        Tracer {
+            child,
+            attached: line,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits for the exit; returns the exit code and the rest of stdout as bytes.
+    pub fn finish_bytes(mut self) -> (i32, Vec<u8>) {
+        use std::io::Read;
+        let mut out = Vec::new();
+        self.stdout.read_to_end(&mut out).unwrap();
+        let status = self.child.wait().unwrap();
+        (status.code().unwrap_or(-1), out)
+    }
+}
