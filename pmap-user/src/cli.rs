@@ -92,34 +92,42 @@ pub struct TraceArgs {
     pub format: FormatArgs,
 }
 
+/// The help section of the format options (set on each: a section set for the whole struct would
+/// also take the arguments that follow it in `Cli`).
+const FORMAT_HEADING: &str = "Dump format (as procps pmap)";
+
 /// pmap's format options, shared by tracing and `snapshot`. pmap's `-p` (show paths) is
 /// `--show-path` here, since `-p` is the PID.
 #[derive(Debug, Args, Clone, Default)]
-#[command(next_help_heading = "Dump format (as procps pmap)")]
 pub struct FormatArgs {
     /// Extended format: resident and dirty kB of each mapping (pmap -x).
-    #[arg(short = 'x', long = "extended")]
+    #[arg(short = 'x', long = "extended", help_heading = FORMAT_HEADING)]
     pub extended: bool,
 
     /// The smaps values of each mapping (pmap -X); -XX for every value and the VmFlags.
-    #[arg(short = 'X', action = ArgAction::Count)]
+    #[arg(short = 'X', action = ArgAction::Count, help_heading = FORMAT_HEADING)]
     pub smaps: u8,
 
     /// Device format: file offset and device of each mapping (pmap -d).
-    #[arg(short = 'd', long = "device")]
+    #[arg(short = 'd', long = "device", help_heading = FORMAT_HEADING)]
     pub device: bool,
 
     /// No headings and no footer (pmap -q).
-    #[arg(short = 'q', long = "quiet")]
+    #[arg(short = 'q', long = "quiet", help_heading = FORMAT_HEADING)]
     pub quiet: bool,
 
     /// A mapped file's whole path rather than its base name (pmap -p).
-    #[arg(long = "show-path")]
+    #[arg(long = "show-path", help_heading = FORMAT_HEADING)]
     pub show_path: bool,
 
     /// Only the mappings that overlap LOW..HIGH, hexadecimal addresses (pmap -A); one address
     /// alone shows the mapping that holds it.
-    #[arg(short = 'A', long = "range", value_name = "LOW[,HIGH]")]
+    #[arg(
+        short = 'A',
+        long = "range",
+        value_name = "LOW[,HIGH]",
+        help_heading = FORMAT_HEADING
+    )]
     pub range: Option<String>,
 }
 

@@ -226,10 +226,6 @@ impl<'l> PmapRun<'l> {
         }
     }
 
-    pub fn options(&self) -> &PmapOptions {
-        &self.opts
-    }
-
     /// The next process's block. `smaps` is what `/proc/PID/smaps` held at dump time (empty
     /// when the process is gone); only `-x`, `-X` and `-XX` use it.
     pub fn process(&mut self, view: &ProcessView, smaps: &[SmapsEntry]) -> ProcessDump {
