@@ -84,6 +84,10 @@ pub struct TraceArgs {
     #[arg(long)]
     pub debug_bpf: bool,
 
+    /// At each dump, compare the table with /proc/PID/maps and report any difference.
+    #[arg(long)]
+    pub verify: bool,
+
     /// Each dump after the first lists what changed since the previous one instead.
     #[arg(long)]
     pub diff: bool,

@@ -87,6 +87,8 @@ pub struct Config {
     pub interval: Option<Duration>,
     pub ring_size: u32,
     pub debug_bpf: bool,
+    /// `--verify`: check every dump against /proc/PID/maps.
+    pub verify: bool,
     /// Pressing Enter or `d` dumps (only when stdin is a terminal that no launched child uses).
     pub key_dumps: bool,
     pub dump: DumpSettings,
@@ -201,6 +203,7 @@ impl Config {
             interval,
             ring_size,
             debug_bpf: args.debug_bpf,
+            verify: args.verify,
             dump,
         })
     }

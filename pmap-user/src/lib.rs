@@ -17,6 +17,7 @@ pub mod session;
 pub mod sink;
 pub mod table;
 mod terminal;
+pub mod verify;
 
 /// The eBPF object built from `pmap-ebpf` by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pmap-ebpf"));

@@ -18,7 +18,7 @@ use crate::{
     process::{KnownFiles, TracedProcess as Traced},
     render::{
         diff::{diff, diff_json, write_diff},
-        events::{Clock, EventContext, event_json, event_line},
+        events::{Clock, EventContext, escape_bytes, event_json, event_line},
         json::dump_json,
         pmap::PmapRun,
         smaps::SmapsLayout,
@@ -27,6 +27,7 @@ use crate::{
     sink::{Sink, SinkError},
     table::Mapping,
     terminal::KeyReader,
+    verify::{self, Divergence},
 };
 
 #[derive(Debug, Error)]
@@ -170,7 +171,7 @@ impl Session {
             }
             let step = tokio::select! {
                 ready = self.capture.readable() => match ready {
-                    Ok(()) => self.process_available(),
+                    Ok(()) => self.process_available().map(drop),
                     Err(err) => Err(err.into()),
                 },
                 _ = usr1.recv() => self.dump_all(),
@@ -205,7 +206,8 @@ impl Session {
     }
 
     /// Reads and applies every record already in the ring.
-    fn process_available(&mut self) -> Result<(), SessionError> {
+    /// Returns the processes that had events.
+    fn process_available(&mut self) -> Result<BTreeSet<u32>, SessionError> {
         let mut events = Vec::new();
         self.capture.drain(&mut events)?;
         for event in &events {
@@ -213,7 +215,7 @@ impl Session {
         }
         self.check_dropped()?;
         self.sink.flush()?;
-        Ok(())
+        Ok(events.iter().map(|e| e.tgid).collect())
     }
 
     /// When the kernel lost records, every table may be stale: say so and re-read them.
@@ -370,7 +372,83 @@ impl Session {
         // One pmap run over every process, in PID order.
         let processes: Vec<&Traced> = self.processes.values().collect();
         self.dump_style.write(&mut self.sink, &processes, true)?;
+        if self.config.verify {
+            let pids: Vec<u32> = self.processes.keys().copied().collect();
+            for pid in pids {
+                self.verify(pid)?;
+            }
+        }
         self.sink.flush()?;
+        Ok(())
+    }
+
+    /// `--verify`: compares a table with the kernel's. Only a state the events have caught up
+    /// with can be compared, so a process that changed meanwhile is read again.
+    fn verify(&mut self, pid: u32) -> Result<(), SessionError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let Ok(kernel) = seed::read_mappings(pid as i32) else {
+                // Gone: its exit record ends it.
+                return Ok(());
+            };
+            if self.process_available()?.contains(&pid) {
+                continue;
+            }
+            let Some(traced) = self.processes.get_mut(&pid) else {
+                return Ok(());
+            };
+            traced.refresh_growing();
+            let divergence = verify::compare(&traced.mappings(), &kernel);
+            if !divergence.is_empty() {
+                // The alarm is raised; from here on the table is exact again.
+                if let Ok(fresh) = self.seed(pid as i32) {
+                    self.processes.insert(pid, fresh);
+                }
+            }
+            return self.report_verification(pid, &divergence, kernel.len());
+        }
+        self.notice(&format!(
+            "verify {pid}: not compared: the process kept changing during {ATTEMPTS} attempts"
+        ))
+    }
+
+    fn report_verification(
+        &mut self,
+        pid: u32,
+        divergence: &Divergence,
+        mappings: usize,
+    ) -> Result<(), SessionError> {
+        let escape = |lines: &[Vec<u8>]| lines.iter().map(|l| escape_bytes(l)).collect::<Vec<_>>();
+        match self.config.format {
+            Format::Json => {
+                let object = serde_json::json!({
+                    "type": "verify",
+                    "pid": pid,
+                    "matches": divergence.is_empty(),
+                    "only_in_table": escape(&divergence.only_in_table),
+                    "only_in_kernel": escape(&divergence.only_in_kernel),
+                });
+                self.sink.line(&object.to_string())?;
+            }
+            Format::Text if divergence.is_empty() => {
+                self.sink.line(&format!(
+                    "pmap-trace: verify {pid}: the table matches /proc/{pid}/maps ({mappings} mappings)"
+                ))?;
+            }
+            Format::Text => {
+                self.sink.line(&format!(
+                    "pmap-trace: verify {pid}: the table DIFFERS from /proc/{pid}/maps (re-read from there now):"
+                ))?;
+                for line in escape(&divergence.only_in_table) {
+                    self.sink
+                        .line(&format!("pmap-trace:   table only:  {line}"))?;
+                }
+                for line in escape(&divergence.only_in_kernel) {
+                    self.sink
+                        .line(&format!("pmap-trace:   kernel only: {line}"))?;
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -652,3 +652,67 @@ fn capabilities_without_root_are_enough_and_a_missing_one_is_named() {
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
 }
+
+#[test]
+fn verify_confirms_the_table_and_raises_the_alarm_on_an_untraced_change() {
+    if !require_root() {
+        return;
+    }
+    let mut workload = Workload::start(WORKLOAD, "scripted", &[]);
+    let pid = workload.pid();
+    let mut tracer = Tracer::attach(&["--verify", "--no-events", "-p", &pid.to_string()]);
+    workload.go();
+    workload.read_until_checkpoint();
+    workload.wait_stopped();
+    tracer.signal(libc::SIGUSR1);
+    tracer.read_dump();
+    let mut line = String::new();
+    tracer.stdout.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with(&format!("pmap-trace: verify {pid}: the table matches")),
+        "{line}"
+    );
+    workload.resume();
+    workload.finish();
+    tracer.finish();
+
+    let mut workload = Workload::start(WORKLOAD, "untraced-split", &[]);
+    let pid = workload.pid();
+    let mut tracer = Tracer::attach(&["--verify", "--no-events", "-p", &pid.to_string()]);
+    workload.go();
+    workload.read_until_checkpoint();
+    workload.wait_stopped();
+    tracer.signal(libc::SIGUSR1);
+    tracer.read_dump();
+    // A second dump: what came between the two is the first one's report.
+    tracer.signal(libc::SIGUSR1);
+    let text = tracer.read_dump();
+    let header = format!("{pid}:   ");
+    let report: Vec<&str> = text[..text.find(&header).unwrap()].lines().collect();
+    assert!(
+        report[0].contains(&format!("verify {pid}: the table DIFFERS")),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.iter().filter(|l| l.contains("table only:")).count(),
+        1,
+        "{report:?}"
+    );
+    assert_eq!(
+        report.iter().filter(|l| l.contains("kernel only:")).count(),
+        3,
+        "{report:?}"
+    );
+    // Re-read, so the second dump is exact and verified.
+    assert_same_text(
+        "dump after the alarm",
+        &real_pmap(&[], pid),
+        &last_dump(&text, pid),
+    );
+    let mut line = String::new();
+    tracer.stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("the table matches"), "{line}");
+    workload.resume();
+    workload.finish();
+    tracer.finish();
+}

@@ -276,6 +276,39 @@ fn threads_mapping(threads: usize) {
     checkpoint();
 }
 
+/// Splits a mapping with a call pmap-trace does not trace (userfaultfd registration sets a VMA
+/// flag, so the registered middle becomes a mapping of its own), stops, and exits when continued.
+fn untraced_split() {
+    const UFFDIO_API: libc::c_ulong = 0xC018_AA3F;
+    const UFFDIO_REGISTER: libc::c_ulong = 0xC020_AA00;
+    const UFFD_API: u64 = 0xAA;
+    const REGISTER_MODE_MISSING: u64 = 1;
+    wait_for_go();
+    // SAFETY: a fresh anonymous mapping and a userfaultfd registered on its middle page; the
+    // structs are the kernel's uffdio_api and uffdio_register.
+    unsafe {
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            3 * PAGE as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        ) as u64;
+        let uffd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) as libc::c_int;
+        assert!(
+            uffd >= 0,
+            "userfaultfd: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut api = [UFFD_API, 0, 0];
+        assert_eq!(libc::ioctl(uffd, UFFDIO_API, api.as_mut_ptr()), 0);
+        let mut register = [base + PAGE, PAGE, REGISTER_MODE_MISSING, 0];
+        assert_eq!(libc::ioctl(uffd, UFFDIO_REGISTER, register.as_mut_ptr()), 0);
+    }
+    checkpoint();
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
@@ -288,6 +321,7 @@ fn main() {
             let seconds = args.next().and_then(|n| n.parse().ok()).unwrap_or(10.0);
             churn(Until::Elapsed(std::time::Duration::from_secs_f64(seconds)))
         }
+        Some("untraced-split") => untraced_split(),
         Some("threads") => {
             let threads = args.next().and_then(|n| n.parse().ok()).unwrap_or(1000);
             threads_mapping(threads)
