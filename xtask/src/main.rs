@@ -1,5 +1,6 @@
-//! Developer tasks for pmap-trace: `cargo xtask <setup|demo|test|docs>`.
+//! Developer tasks for pmap-trace: `cargo xtask <setup|demo|test|docs|bench>`.
 
+mod bench;
 mod demo;
 mod docs;
 mod process;
@@ -45,6 +46,23 @@ enum Task {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Measure pmap-trace's overhead against bpftrace and strace, its event rate, dump latency
+    /// and memory, and its effect on untraced processes (root; about 10 minutes).
+    Bench {
+        /// A shorter run (fewer rounds, shorter loops): under 3 minutes.
+        #[arg(long)]
+        quick: bool,
+        /// Replace the results section of BENCHMARKS.md with this run's.
+        #[arg(long)]
+        write: bool,
+        /// Alternating rounds per configuration [default: 7, or 3 with --quick].
+        #[arg(long, value_name = "N")]
+        rounds: Option<usize>,
+        /// Measure pmap-trace as committed at REV (exported and built under target/bench)
+        /// instead of the working tree.
+        #[arg(long, value_name = "REV")]
+        rev: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +71,17 @@ fn main() -> ExitCode {
         Task::Demo { args } => demo::run(&args),
         Task::Test => test::run(),
         Task::Docs { out } => docs::run(out),
+        Task::Bench {
+            quick,
+            write,
+            rounds,
+            rev,
+        } => bench::run(bench::Options {
+            quick,
+            write,
+            rounds,
+            rev,
+        }),
     };
     result.unwrap_or_else(|err| {
         eprintln!("xtask: error: {err:#}");
