@@ -184,27 +184,9 @@ pub struct Tracer {
 impl Tracer {
     /// Starts `pmap-trace ARGS...` and waits for its `attached` line on stderr.
     pub fn attach(args: &[&str]) -> Tracer {
-        let mut child = Command::new(pmap_trace_exe())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pmap-trace");
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        assert!(
-            line.starts_with("pmap-trace: attached to "),
-            "unexpected first line: {line:?}"
-        );
-        Tracer {
-            child,
-            attached: line,
-            stdout,
-            stderr,
-        }
+        let mut command = Command::new(pmap_trace_exe());
+        command.args(args);
+        Tracer::attach_command(command)
     }
 
     pub fn signal(&self, signal: i32) {
