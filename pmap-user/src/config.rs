@@ -1,6 +1,11 @@
 //! Raw flags ([`crate::cli`]) validated into a settled [`Config`] before any work starts.
 
-use std::{ffi::OsString, fs, path::PathBuf, time::Duration};
+use std::{
+    ffi::OsString,
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use thiserror::Error;
 
@@ -16,6 +21,8 @@ pub enum ConfigError {
          `pmap-trace demo`"
     )]
     NoTarget,
+    #[error("cannot start {0}: no such program (give a path, or a name found in PATH)")]
+    NoSuchProgram(String),
     #[error("-p/--pid and a command after `--` cannot be combined: use one or the other")]
     PidAndCommand,
     #[error("invalid PID '{0}': expected a positive process id such as 1234")]
@@ -52,6 +59,7 @@ impl ConfigError {
         !matches!(
             self,
             ConfigError::NoSuchProcess(_)
+                | ConfigError::NoSuchProgram(_)
                 | ConfigError::KernelThread(..)
                 | ConfigError::Zombie(_)
                 | ConfigError::SelfTarget(_)
@@ -176,7 +184,10 @@ impl Config {
             (true, true) => return Err(ConfigError::NoTarget),
             (false, false) => return Err(ConfigError::PidAndCommand),
             (false, true) => Targets::Pids(parse_pids(&args.pids)?),
-            (true, false) => Targets::Launch(launch),
+            (true, false) => {
+                check_program(&launch[0])?;
+                Targets::Launch(launch)
+            }
         };
         let dump = DumpSettings {
             pmap: pmap_options(&args.format)?,
@@ -251,6 +262,28 @@ fn check_traceable(pid: i32) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Refuses a command that exec could not find, before anything is loaded or forked.
+fn check_program(program: &OsString) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |path: &Path| {
+        fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.as_encoded_bytes().contains(&b'/') {
+        runnable(Path::new(program))
+    } else {
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| runnable(&dir.join(program)))
+        })
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(ConfigError::NoSuchProgram(
+            program.to_string_lossy().into_owned(),
+        ))
+    }
+}
+
 /// Parses `4096`, `64K`, `4M`, `1G`: a power of two of at least one page.
 fn parse_ring_size(text: &str) -> Result<u32, ConfigError> {
     let invalid = || ConfigError::InvalidRingSize(text.to_string());
@@ -314,6 +347,22 @@ mod tests {
         );
         let err = Config::from_args(&args(&["1"]), vec!["ls".into()]).unwrap_err();
         assert_eq!(err, ConfigError::PidAndCommand);
+    }
+
+    #[test]
+    fn a_command_must_be_found_before_anything_starts() {
+        assert!(Config::from_args(&args(&[]), vec!["sh".into()]).is_ok());
+        assert!(Config::from_args(&args(&[]), vec!["/bin/sh".into()]).is_ok());
+        for missing in [
+            "/nonexistent/program",
+            "no-such-program-here",
+            "/etc/passwd",
+        ] {
+            assert_eq!(
+                Config::from_args(&args(&[]), vec![missing.into()]).unwrap_err(),
+                ConfigError::NoSuchProgram(missing.into())
+            );
+        }
     }
 
     #[test]
