@@ -81,6 +81,8 @@ struct Plan {
     dump_reps: usize,
     mappings: u64,
     bystander_ms: u64,
+    /// Longest the bench waits, in all, for other programs to finish.
+    max_wait: Duration,
 }
 
 impl Plan {
@@ -96,6 +98,7 @@ impl Plan {
                 dump_reps: 3,
                 mappings: 100_000,
                 bystander_ms: 300,
+                max_wait: Duration::from_secs(45),
             }
         } else {
             Plan {
@@ -108,6 +111,7 @@ impl Plan {
                 dump_reps: 7,
                 mappings: 100_000,
                 bystander_ms: 1000,
+                max_wait: Duration::from_secs(240),
             }
         };
         if let Some(rounds) = options.rounds {
@@ -143,6 +147,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
         command
     };
     let plan = Plan::new(&options);
+    MAX_WAIT_MS.store(plan.max_wait.as_millis() as u64, Ordering::SeqCst);
     catch_interrupts();
     let started = Instant::now();
 
@@ -467,8 +472,13 @@ static WAITED_MS: AtomicU64 = AtomicU64::new(0);
 /// measurement is redone. Kernel threads count as outside, so it is not zero on a quiet machine.
 const MAX_FOREIGN_CPU: f64 = 0.15;
 const MAX_TRIES: usize = 3;
-/// Longest the whole bench waits for others to finish before it measures regardless.
-const MAX_WAIT: Duration = Duration::from_secs(600);
+/// Longest the whole bench waits for others to finish before it measures regardless (set from
+/// the plan, so a busy machine cannot stretch the bench far beyond its stated duration).
+static MAX_WAIT_MS: AtomicU64 = AtomicU64::new(0);
+
+fn max_wait() -> Duration {
+    Duration::from_millis(MAX_WAIT_MS.load(Ordering::SeqCst))
+}
 
 /// Processes the bench did not start that hold eBPF programs now. An attached syscall
 /// tracepoint slows every process, and another tracer competes for the 2 CPUs: someone's
@@ -544,7 +554,7 @@ fn quietly<T>(what: &str, mut measure: impl FnMut() -> Result<T>) -> Result<T> {
         } else {
             format!("eBPF programs held by {}", holders.join(", "))
         };
-        let out_of_time = Duration::from_millis(WAITED_MS.load(Ordering::SeqCst)) >= MAX_WAIT;
+        let out_of_time = Duration::from_millis(WAITED_MS.load(Ordering::SeqCst)) >= max_wait();
         if attempt == MAX_TRIES || out_of_time {
             KEPT_DISTURBED.fetch_add(1, Ordering::SeqCst);
             println!("bench: {what}: disturbed ({why}); kept after {attempt} tries");
@@ -559,14 +569,14 @@ fn quietly<T>(what: &str, mut measure: impl FnMut() -> Result<T>) -> Result<T> {
 
 /// Waits until no other process holds eBPF programs and, with `sample_cpu`, other programs use
 /// less than [`MAX_FOREIGN_CPU`] over a second; gives up when the bench has waited
-/// [`MAX_WAIT`] in all.
+/// [`max_wait`] in all.
 fn wait_for_quiet(sample_cpu: bool) -> Result<()> {
     let start = Instant::now();
     let mut told = false;
     let result = loop {
         check_interrupted()?;
         let waited = Duration::from_millis(WAITED_MS.load(Ordering::SeqCst)) + start.elapsed();
-        if waited >= MAX_WAIT {
+        if waited >= max_wait() {
             break Ok(());
         }
         let holders = foreign_bpf_holders();
