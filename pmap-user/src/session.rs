@@ -135,6 +135,7 @@ impl Session {
     fn seed(&mut self, pid: i32) -> Result<Traced, SeedError> {
         let traced = Traced::seed(pid)?;
         self.files.learn(traced.table.mappings());
+        release_freed_memory();
         Ok(traced)
     }
 
@@ -379,6 +380,7 @@ impl Session {
             }
         }
         self.sink.flush()?;
+        release_freed_memory();
         Ok(())
     }
 
@@ -524,6 +526,14 @@ impl DumpStyle {
     fn forget(&mut self, pid: u32) {
         self.previous.remove(&pid);
     }
+}
+
+/// Seeding and dumping a process with many mappings allocate temporary text several times the
+/// size of its table; glibc keeps freed memory mapped unless asked, which left pmap-trace's RSS
+/// at its peak after every dump.
+fn release_freed_memory() {
+    // SAFETY: no preconditions; it only returns free heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
 }
 
 async fn next_key(keys: &mut Option<KeyReader>) -> Option<()> {
