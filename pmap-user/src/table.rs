@@ -1,5 +1,17 @@
 //! The live mapping table of one traced process: the process's VMAs as `/proc/PID/maps` lists
 //! them, kept current by applying decoded events.
+//!
+//! Each call is applied as the kernel applies it (Linux 6.18, `mm/`): ranges are split, changed
+//! and merged again VMA by VMA, and a call that fails part-way keeps what it did before failing.
+//! Beside what `/proc/PID/maps` prints, the table tracks the VMA state that decides whether two
+//! neighbours merge (and so where a line ends): hidden `vm_flags`, `vm_pgoff` and the anon_vma.
+//! What it cannot know — a seeded VMA's hidden flags, whether a private mapping has been written
+//! (which gives it an anon_vma), a moved mapping's `vm_pgoff` — it records as unknown. A merge
+//! that depends on it is left pending: the two VMAs stay apart, the mark travels with the memory,
+//! and the kernel ([`VmaOracle`]) is asked where the boundary is at the next dump
+//! ([`AddressSpace::refresh_growing_mappings`]). Asking right away would ask too late: the events
+//! are applied after the fact (a dump applies all pending ones at once), when later calls may
+//! have moved or replaced that memory.
 
 /// Page size of the traced machine (x86_64); every mapping bound is a multiple of it.
 pub const PAGE_SIZE: u64 = 4096;
@@ -62,7 +74,7 @@ impl VmaOracle for NoOracle {
     }
 }
 
-/// VMA state that `/proc/PID/maps` does not print but that decides whether the kernel merges
+/// `vm_flags` that `/proc/PID/maps` does not print but that decide whether the kernel merges
 /// two neighbours (and so where a line of the dump ends).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HiddenFlags(u32);
@@ -79,6 +91,18 @@ impl HiddenFlags {
     pub const NORESERVE: u32 = 1 << 8;
     pub const GROWSDOWN: u32 = 1 << 9;
     pub const SEALED: u32 = 1 << 10;
+    /// `VM_ACCOUNT`: the mapping is charged to the commit limit (private and writable at some
+    /// point, and not MAP_NORESERVE).
+    pub const ACCOUNT: u32 = 1 << 11;
+    /// `VM_SEQ_READ` and `VM_RAND_READ`: MADV_SEQUENTIAL and MADV_RANDOM.
+    pub const SEQ_READ: u32 = 1 << 12;
+    pub const RAND_READ: u32 = 1 << 13;
+    /// `VM_MAYWRITE`: the mapping may be made writable. Cleared for a shared mapping of a file
+    /// opened read-only, which mprotect(PROT_WRITE) then refuses with EACCES.
+    pub const MAYWRITE: u32 = 1 << 14;
+    /// Every flag above.
+    pub const ALL: u32 = (1 << 15) - 1;
+    const LOCKED_MASK: u32 = Self::LOCKED | Self::LOCKONFAULT;
 
     pub fn contains(self, bits: u32) -> bool {
         self.0 & bits == bits
@@ -89,17 +113,85 @@ impl HiddenFlags {
     }
 }
 
+/// Bits of [`Vma::unknown`] beyond the hidden flags.
+mod unknown {
+    use super::HiddenFlags;
+
+    /// The file behind the mapping (device, inode, name), or its full path: the kernel could
+    /// not say when the mapping was made (it had moved or gone by the time it was asked).
+    /// Resolved where the mapping is before a dump
+    /// ([`super::AddressSpace::refresh_growing_mappings`]).
+    pub const IDENTITY: u32 = 1 << 29;
+    /// `vm_pgoff` of private anonymous memory: the kernel resets it to the new address when it
+    /// moves a mapping that has no anon_vma yet, and keeps it otherwise.
+    pub const PGOFF: u32 = 1 << 30;
+    /// The VMA was read from `/proc` rather than made by a traced call: it may have been
+    /// inherited at fork with copy-on-write pages, which the kernel refuses to merge even with a
+    /// brand-new neighbour.
+    pub const ORIGIN: u32 = 1 << 31;
+    /// Everything, for a VMA the table knows only from `/proc/PID/maps`.
+    pub const ALL: u32 = HiddenFlags::ALL | PGOFF | ORIGIN;
+}
+
+/// What the table knows of a VMA's anon_vma, the object its private copy-on-write pages hang
+/// on. The kernel merges two private VMAs only if at most one has an anon_vma or both have the
+/// same one, and a VMA gets one when a private page of it is first written — invisibly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AnonVma {
+    /// A shared mapping, which never gets one: any two such neighbours are compatible.
+    Never,
+    /// Made by the call being applied, so nothing has written to it yet.
+    Fresh,
+    /// It may have one, of unknown identity.
+    Unknown,
+}
+
 /// One VMA with the hidden state the table tracks beside what is printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Vma {
     mapping: Mapping,
     flags: HiddenFlags,
-    /// Identifies the VMA a piece was split from. Pieces of one VMA share its anon_vma, so they
-    /// merge again when their attributes become equal; pieces of different lineages may not.
-    lineage: u64,
+    /// Bits of `flags` whose value is not known (those bits of `flags` are a guess), plus the
+    /// [`unknown`] bits.
+    unknown: u32,
+    anon: AnonVma,
+    /// The call that created the mapping (an mmap, a brk, a seed). Pieces of one mapping share
+    /// its `struct file`; mappings of the same file made by different calls may not (the file
+    /// may have been opened twice), and the kernel merges only the same `struct file`.
+    origin: u64,
     /// `vm_pgoff` of `start` in pages: file offset for file mappings, creation address for
     /// anonymous ones. Neighbours merge only when it is contiguous.
     pgoff: u64,
+    /// The kernel may have merged this VMA with its left neighbour (it could, and only the
+    /// anon_vma or other unknown state decides): the table keeps them apart until a dump asks,
+    /// or a later call settles it.
+    pending_left: bool,
+    /// Other access the VMA may have instead of `mapping.perms` (a [`PermsSet`]): mprotect
+    /// calls that failed part-way may or may not have got this far, which only the kernel
+    /// knows. Settled at the dump; empty when the access is known.
+    maybe_perms: PermsSet,
+}
+
+/// A set of access values (`rwx` and shared: 16 values, one bit each).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct PermsSet(u16);
+
+impl PermsSet {
+    fn bit(p: Perms) -> u16 {
+        1 << (p.read as u16 | (p.write as u16) << 1 | (p.exec as u16) << 2 | (p.shared as u16) << 3)
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn with(self, p: Perms) -> PermsSet {
+        PermsSet(self.0 | Self::bit(p))
+    }
+
+    fn contains(self, p: Perms) -> bool {
+        self.0 & Self::bit(p) != 0
+    }
 }
 
 impl Vma {
@@ -109,19 +201,75 @@ impl Vma {
         let mut piece = self.clone();
         piece.mapping.start = start;
         piece.mapping.end = end;
-        if piece.is_file_backed() {
+        if piece.has_file() {
             piece.mapping.offset += delta;
         }
         piece.pgoff += delta / PAGE_SIZE;
         piece
     }
 
-    fn is_file_backed(&self) -> bool {
-        self.mapping.inode != 0 || self.mapping.offset != 0
+    /// Whether the VMA has a `vm_file`: a file, or the shmem object behind shared anonymous
+    /// memory. `/proc/PID/maps` then prints its `vm_pgoff` as the offset.
+    fn has_file(&self) -> bool {
+        self.mapping.inode != 0
+            || self.mapping.offset != 0
+            || self.mapping.perms.shared
+            || self.unknown & unknown::IDENTITY != 0
+    }
+
+    /// Private anonymous memory (`vma_is_anonymous`: no `vm_ops`).
+    fn is_private_anon(&self) -> bool {
+        !self.has_file() && !self.is_special()
+    }
+
+    /// The kernel's own mappings (`VM_SPECIAL`): mlock and some madvise advice leave them be.
+    fn is_special(&self) -> bool {
+        matches!(
+            self.mapping.name.as_slice(),
+            b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]"
+        )
+    }
+
+    /// A flag's value, if known.
+    fn flag(&self, bit: u32) -> Option<bool> {
+        (self.unknown & bit == 0).then(|| self.flags.contains(bit))
+    }
+
+    /// Sets or clears a flag, or records that its value is now unknown.
+    fn set_flag(&mut self, bit: u32, value: Option<bool>) {
+        match value {
+            Some(on) => {
+                self.flags = if on {
+                    self.flags.with(bit, 0)
+                } else {
+                    self.flags.with(0, bit)
+                };
+                self.unknown &= !bit;
+            }
+            None => self.unknown |= bit,
+        }
+    }
+
+    /// Sets `set` and clears `clear`, which are known afterwards.
+    fn change_flags(&mut self, set: u32, clear: u32) {
+        self.flags = self.flags.with(set, clear);
+        self.unknown &= !(set | clear);
     }
 }
 
+/// An mremap call's arguments, lengths rounded up to whole pages.
+#[derive(Clone, Copy, Debug)]
+struct Remap {
+    old_addr: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    /// The requested destination (with MREMAP_FIXED).
+    new_addr: u64,
+}
+
 /// How to decide a merge the events alone cannot settle.
+#[derive(Debug, PartialEq, Eq)]
 enum MergeVerdict {
     Merge,
     Separate,
@@ -132,43 +280,72 @@ enum MergeVerdict {
 #[derive(Clone, Debug, Default)]
 pub struct AddressSpace {
     vmas: std::collections::BTreeMap<u64, Vma>,
-    next_lineage: u64,
-    /// `mm->start_brk`: where the heap begins, from `/proc/PID/stat` at seed time.
+    next_origin: u64,
+    /// `mm->start_brk`: where the heap begins, from `/proc/PID/stat` at seed time (0: unknown).
     start_brk: u64,
-    /// `mlockall(MCL_FUTURE)` is in force: new mappings are born locked.
-    lock_future: bool,
+    /// `mm->brk`, the break: what the last brk returned; before any, the end of the heap as
+    /// seeded (0: unknown).
+    brk: u64,
+    /// The lock bits of `mm->def_flags` that `mlockall(MCL_FUTURE)` set: new mappings are born
+    /// with them.
+    future_lock: u32,
 }
 
 pub fn page_align_up(value: u64) -> u64 {
     value.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
 }
 
+const ENOMEM: i64 = 12;
+const EACCES: i64 = 13;
+const EINVAL: i64 = 22;
+const EPERM: i64 = 1;
+
 impl AddressSpace {
     /// A table holding `mappings` as read from `/proc/PID/maps` (sorted, non-overlapping).
     pub fn from_mappings(mappings: Vec<Mapping>, start_brk: u64) -> Self {
+        let heap_end = mappings
+            .iter()
+            .filter(|m| m.name == b"[heap]")
+            .map(|m| m.end)
+            .max();
         let mut space = AddressSpace {
             start_brk,
+            brk: heap_end.unwrap_or(start_brk),
             ..Default::default()
         };
         for mapping in mappings {
-            let lineage = space.new_lineage();
-            let pgoff = if mapping.inode != 0 {
+            let origin = space.new_origin();
+            let pgoff = if mapping.inode != 0 || mapping.perms.shared {
                 mapping.offset / PAGE_SIZE
             } else {
                 mapping.start / PAGE_SIZE
             };
-            let flags = if mapping.name == b"[stack]" {
-                HiddenFlags::default().with(HiddenFlags::GROWSDOWN, 0)
+            // Only the stack's growing is known; every other hidden bit is a guess, and the
+            // growing flag is what `refresh_growing_mappings` follows.
+            let (flags, unknown) = if mapping.name == b"[stack]" {
+                (
+                    HiddenFlags::default().with(HiddenFlags::GROWSDOWN, 0),
+                    unknown::ALL & !HiddenFlags::GROWSDOWN,
+                )
             } else {
-                HiddenFlags::default()
+                (HiddenFlags::default(), unknown::ALL)
+            };
+            let anon = if mapping.perms.shared {
+                AnonVma::Never
+            } else {
+                AnonVma::Unknown
             };
             space.vmas.insert(
                 mapping.start,
                 Vma {
                     mapping,
                     flags,
-                    lineage,
+                    unknown,
+                    anon,
+                    origin,
                     pgoff,
+                    pending_left: false,
+                    maybe_perms: PermsSet::default(),
                 },
             );
         }
@@ -187,9 +364,39 @@ impl AddressSpace {
         self.start_brk
     }
 
-    fn new_lineage(&mut self) -> u64 {
-        self.next_lineage += 1;
-        self.next_lineage
+    /// The hidden state the table keeps for the VMA containing `addr`, as text: what a report
+    /// of a divergence from the kernel needs besides the printed fields.
+    pub fn hidden_state_at(&self, addr: u64) -> Option<String> {
+        self.vma_at(addr).map(|v| {
+            format!(
+                "flags {:#x} unknown {:#x} anon {:?} origin {} pgoff {:#x}{}{}",
+                v.flags.0,
+                v.unknown,
+                v.anon,
+                v.origin,
+                v.pgoff,
+                if v.pending_left { " pending" } else { "" },
+                if v.maybe_perms.is_empty() {
+                    String::new()
+                } else {
+                    format!(" maybe perms {:#x}", v.maybe_perms.0)
+                }
+            )
+        })
+    }
+
+    fn new_origin(&mut self) -> u64 {
+        self.next_origin += 1;
+        self.next_origin
+    }
+
+    /// The VMA containing `addr`, if any.
+    fn vma_at(&self, addr: u64) -> Option<&Vma> {
+        self.vmas
+            .range(..=addr)
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| v.mapping.end > addr)
     }
 
     /// Cuts the VMA that straddles `addr` (if any) in two at `addr`.
@@ -202,7 +409,8 @@ impl AddressSpace {
         }
         let vma = vma.clone();
         let left = vma.slice(vma.mapping.start, addr);
-        let right = vma.slice(addr, vma.mapping.end);
+        let mut right = vma.slice(addr, vma.mapping.end);
+        right.pending_left = false;
         self.vmas.insert(left.mapping.start, left);
         self.vmas.insert(right.mapping.start, right);
     }
@@ -220,48 +428,78 @@ impl AddressSpace {
             .collect()
     }
 
+    /// Where the run of VMAs that starts at `start` and leaves no hole ends (at most `end`),
+    /// stopping early at the first VMA `accept` refuses. The kernel's mprotect and mlock walk a
+    /// range this way and stop at the first hole or failure, keeping what they changed.
+    fn run_end(&self, start: u64, end: u64, mut accept: impl FnMut(&Vma) -> bool) -> u64 {
+        let mut cursor = start;
+        while cursor < end {
+            match self.vma_at(cursor) {
+                Some(vma) if accept(vma) => cursor = vma.mapping.end.min(end),
+                _ => break,
+            }
+        }
+        cursor
+    }
+
     /// Applies `change` to every mapped piece of `[start, end)`, then lets neighbours merge.
-    fn update_range(
-        &mut self,
-        start: u64,
-        end: u64,
-        oracle: &mut dyn VmaOracle,
-        mut change: impl FnMut(&mut Vma),
-    ) {
+    /// Like the kernel's vma_modify(), it cuts out and merges only pieces that `change`
+    /// really changes: a VMA that already has the new state is neither split nor merged with
+    /// anything (two equal neighbours can stay apart that way).
+    fn update_range(&mut self, start: u64, end: u64, mut change: impl FnMut(&mut Vma)) {
         if start >= end {
             return;
         }
-        self.split_at(start);
-        self.split_at(end);
-        let keys: Vec<u64> = self.vmas.range(start..end).map(|(&k, _)| k).collect();
-        for key in &keys {
-            if let Some(vma) = self.vmas.get_mut(key) {
-                change(vma);
+        let overlapping: Vec<(u64, u64)> = self
+            .vmas
+            .range(..end)
+            .map(|(_, v)| (v.mapping.start.max(start), v.mapping.end.min(end)))
+            .filter(|&(from, to)| from < to)
+            .collect();
+        let mut boundaries = Vec::new();
+        for (from, to) in overlapping {
+            let vma = self.vma_at(from).expect("overlapping VMA present");
+            let mut changed = vma.clone();
+            change(&mut changed);
+            if (
+                changed.mapping.perms,
+                changed.maybe_perms,
+                changed.flags,
+                changed.unknown,
+            ) == (vma.mapping.perms, vma.maybe_perms, vma.flags, vma.unknown)
+            {
+                continue;
             }
+            self.split_at(from);
+            self.split_at(to);
+            change(self.vmas.get_mut(&from).expect("piece cut at its start"));
+            boundaries.extend([from, to]);
         }
-        self.merge_run(start, end, oracle, false);
+        boundaries.dedup();
+        for boundary in boundaries {
+            self.merge_at(boundary);
+        }
     }
 
-    fn insert_new(&mut self, mut vma: Vma, oracle: &mut dyn VmaOracle) {
-        if self.lock_future {
-            vma.flags = vma.flags.with(HiddenFlags::LOCKED, 0);
-        }
+    /// Maps a new VMA over `[start, end)` of `vma`, replacing what was there.
+    fn insert_new(&mut self, mut vma: Vma) {
+        vma.flags = vma.flags.with(self.future_lock, 0);
         let (start, end) = (vma.mapping.start, vma.mapping.end);
         self.remove_range(start, end);
         self.vmas.insert(start, vma);
-        self.merge_run(start, end, oracle, true);
+        self.merge_run(start, end);
+        // Once the call returns the process may write to it: no longer known to be fresh.
+        if let Some((_, vma)) = self.vmas.range_mut(..=start).next_back()
+            && vma.anon == AnonVma::Fresh
+        {
+            vma.anon = AnonVma::Unknown;
+        }
     }
 
     /// Merges equal neighbours across every VMA boundary in `[start, end]`, as the kernel does
-    /// after a call changed that range. `fresh` is true when the range is a new VMA that has no
-    /// anon_vma yet, which the kernel can always merge with a compatible neighbour.
-    fn merge_run(&mut self, start: u64, end: u64, oracle: &mut dyn VmaOracle, fresh: bool) {
-        let mut boundaries: Vec<u64> = self
-            .vmas
-            .range(start..=end)
-            .map(|(&k, _)| k)
-            .filter(|&k| k >= start)
-            .collect();
+    /// after a call changed that range.
+    fn merge_run(&mut self, start: u64, end: u64) {
+        let mut boundaries: Vec<u64> = self.vmas.range(start..=end).map(|(&k, _)| k).collect();
         if let Some(last) = self.vmas.range(..=end).next_back()
             && last.1.mapping.end == end
             && !boundaries.contains(&end)
@@ -269,47 +507,88 @@ impl AddressSpace {
             boundaries.push(end);
         }
         for boundary in boundaries {
-            self.merge_at(boundary, oracle, fresh);
+            self.merge_at(boundary);
         }
     }
 
-    fn merge_at(&mut self, boundary: u64, oracle: &mut dyn VmaOracle, fresh: bool) {
+    /// The kernel's merge attempt at `boundary` after a call changed a VMA on one side of it.
+    fn merge_at(&mut self, boundary: u64) {
         let Some(right) = self.vmas.get(&boundary) else {
             return;
         };
         let Some((_, left)) = self.vmas.range(..boundary).next_back() else {
             return;
         };
-        let merge = match merge_verdict(left, right, fresh) {
-            MergeVerdict::Merge => true,
-            MergeVerdict::Separate => false,
-            MergeVerdict::AskKernel => oracle
-                .vma_at(boundary)
-                .is_some_and(|now| now.start < boundary && now.end > boundary),
-        };
-        if merge {
-            let right = self
-                .vmas
-                .remove(&boundary)
-                .expect("right neighbour present");
-            let left = self
-                .vmas
-                .range_mut(..boundary)
-                .next_back()
-                .expect("left neighbour present")
-                .1;
-            left.mapping.end = right.mapping.end;
-            left.lineage = left.lineage.min(right.lineage);
+        match merge_verdict(left, right) {
+            MergeVerdict::Merge => self.join(boundary),
+            verdict => {
+                let pending = verdict == MergeVerdict::AskKernel;
+                self.vmas
+                    .get_mut(&boundary)
+                    .expect("right neighbour present")
+                    .pending_left = pending;
+            }
         }
     }
 
-    /// Applies one completed call. Failed calls change nothing, except `brk`, which reports
-    /// the unchanged break instead of an error.
+    /// Makes the VMA starting at `boundary` and its left neighbour one VMA.
+    fn join(&mut self, boundary: u64) {
+        let right = self
+            .vmas
+            .remove(&boundary)
+            .expect("right neighbour present");
+        let left = self
+            .vmas
+            .range_mut(..boundary)
+            .next_back()
+            .expect("left neighbour present")
+            .1;
+        absorb(left, right);
+    }
+
+    /// The kernel showed `[start, end)` is within one VMA (a call that requires it succeeded):
+    /// settle the pending boundaries inside as merged.
+    fn join_pending(&mut self, start: u64, end: u64) {
+        let inside: Vec<u64> = self
+            .vmas
+            .range(start + 1..end)
+            .filter(|(_, v)| v.pending_left)
+            .map(|(&k, _)| k)
+            .collect();
+        for boundary in inside {
+            self.join(boundary);
+        }
+    }
+
+    /// The VMAs the kernel may hold as one with the VMA containing `addr`: the run of
+    /// neighbours joined to it by pending boundaries.
+    fn pending_run(&self, addr: u64) -> (u64, u64) {
+        let Some(vma) = self.vma_at(addr) else {
+            return (addr, addr);
+        };
+        let (mut start, mut end) = (vma.mapping.start, vma.mapping.end);
+        loop {
+            let joined = self.vmas.get(&start).is_some_and(|v| v.pending_left);
+            match self.vmas.range(..start).next_back() {
+                Some((_, left)) if joined && left.mapping.end == start => {
+                    start = left.mapping.start
+                }
+                _ => break,
+            }
+        }
+        while let Some(next) = self.vmas.get(&end).filter(|v| v.pending_left) {
+            end = next.mapping.end;
+        }
+        (start, end)
+    }
+
+    /// Applies one completed call, with its raw return value (`-errno` when it failed). A
+    /// failed call changes what the kernel changed before failing: nothing for most, the
+    /// mapped run before the failure for mprotect, mlock and madvise.
     pub fn apply(&mut self, call: &crate::decode::Call, ret: i64, oracle: &mut dyn VmaOracle) {
         use crate::decode::Call;
-        if ret < 0 && ret > -4096 && !matches!(call, Call::Brk { .. }) {
-            return;
-        }
+        let errno = (-4095..0).contains(&ret).then_some(-ret);
+        let ok = errno.is_none();
         match *call {
             Call::Mmap {
                 len,
@@ -317,99 +596,85 @@ impl AddressSpace {
                 flags,
                 offset,
                 ..
-            } => self.apply_mmap(ret as u64, len, prot, flags, offset, oracle),
-            Call::Munmap { addr, len } => {
-                self.remove_range(addr, addr.saturating_add(page_align_up(len)));
+            } if ok => self.apply_mmap(ret as u64, len, prot, flags, offset, oracle),
+            // MAP_FIXED unmaps what was there first, and refuses sealed memory as munmap does.
+            Call::Mmap {
+                addr, len, flags, ..
+            } if errno == Some(EPERM) && flags & MAP_FIXED != 0 => {
+                self.refused_unmap(addr, addr.saturating_add(page_align_up(len)))
             }
-            Call::Brk { .. } => self.apply_brk(ret as u64, oracle),
+            Call::Munmap { addr, len } => {
+                let end = addr.saturating_add(page_align_up(len));
+                match errno {
+                    None => {
+                        self.remove_range(addr, end);
+                    }
+                    Some(EPERM) => self.refused_unmap(addr, end),
+                    Some(_) => {}
+                }
+            }
+            // brk does not fail: it returns the break, moved or not.
+            Call::Brk { .. } => self.apply_brk(ret as u64),
             Call::Mremap {
                 old_addr,
                 old_len,
                 new_len,
                 flags,
-                ..
-            } => self.apply_mremap(old_addr, old_len, new_len, flags, ret as u64, oracle),
+                new_addr,
+            } => self.apply_mremap(
+                Remap {
+                    old_addr,
+                    old_len: page_align_up(old_len),
+                    new_len: page_align_up(new_len),
+                    flags,
+                    new_addr,
+                },
+                ret,
+                errno,
+                oracle,
+            ),
             Call::Mprotect { addr, len, prot }
             | Call::PkeyMprotect {
                 addr, len, prot, ..
-            } => {
-                let perms = perms_from_prot(prot);
-                self.update_range(addr, addr.saturating_add(page_align_up(len)), oracle, |v| {
-                    v.mapping.perms = Perms {
-                        shared: v.mapping.perms.shared,
-                        ..perms
-                    };
-                });
-            }
-            Call::Madvise { addr, len, advice } => {
-                if let Some((set, clear)) = madvise_flag_change(advice) {
-                    self.set_flags(addr, len, set, clear, oracle);
-                }
-            }
-            Call::Mlock { addr, len } => self.set_flags(
-                addr,
-                len,
-                HiddenFlags::LOCKED,
-                HiddenFlags::LOCKONFAULT,
-                oracle,
-            ),
+            } => self.apply_mprotect(addr, len, prot, errno),
+            Call::Madvise { addr, len, advice } => self.apply_madvise(addr, len, advice, errno),
+            Call::Mlock { addr, len } => self.apply_mlock(addr, len, HiddenFlags::LOCKED, errno),
             Call::Mlock2 { addr, len, flags } => {
                 let bits = if flags & MLOCK_ONFAULT != 0 {
                     HiddenFlags::LOCKED | HiddenFlags::LOCKONFAULT
                 } else {
                     HiddenFlags::LOCKED
                 };
-                self.set_flags(addr, len, bits, 0, oracle)
+                self.apply_mlock(addr, len, bits, errno)
             }
-            Call::Munlock { addr, len } => self.set_flags(
-                addr,
-                len,
-                0,
-                HiddenFlags::LOCKED | HiddenFlags::LOCKONFAULT,
-                oracle,
-            ),
-            Call::Mlockall { flags } => {
-                if flags & MCL_FUTURE != 0 {
-                    self.lock_future = true;
-                }
-                if flags & MCL_CURRENT != 0 {
-                    let bits = if flags & MCL_ONFAULT != 0 {
-                        HiddenFlags::LOCKED | HiddenFlags::LOCKONFAULT
-                    } else {
-                        HiddenFlags::LOCKED
-                    };
-                    self.update_range(0, u64::MAX, oracle, |v| v.flags = v.flags.with(bits, 0));
-                }
+            Call::Munlock { addr, len } => self.apply_mlock(addr, len, 0, errno),
+            Call::Mlockall { flags } if ok => self.apply_mlockall(flags),
+            Call::Munlockall if ok => self.apply_mlockall(0),
+            // mseal checks the whole range before sealing any of it.
+            Call::Mseal { addr, len, .. } if ok => {
+                self.update_range(addr, addr.saturating_add(page_align_up(len)), |v| {
+                    v.change_flags(HiddenFlags::SEALED, 0)
+                })
             }
-            Call::Munlockall => {
-                self.lock_future = false;
-                self.update_range(0, u64::MAX, oracle, |v| {
-                    v.flags = v
-                        .flags
-                        .with(0, HiddenFlags::LOCKED | HiddenFlags::LOCKONFAULT)
-                });
-            }
-            Call::Mseal { addr, len, .. } => {
-                self.set_flags(addr, len, HiddenFlags::SEALED, 0, oracle)
-            }
-            Call::Shmdt { addr } => self.apply_shmdt(addr),
-            Call::Shmat { .. } | Call::MapShadowStack { .. } => {
+            Call::Shmdt { addr } if ok => self.apply_shmdt(addr),
+            Call::Shmat { .. } | Call::MapShadowStack { .. } if ok => {
                 if let Some(now) = oracle.vma_at(ret as u64) {
-                    self.adopt_from_kernel(now, oracle);
+                    self.refresh_from_kernel(now.start, now.end, oracle);
                 }
             }
+            // Their effect depends on data the event does not carry (a name string in user
+            // memory, a NUMA policy), and naming stops at the first file mapping with EBADF
+            // after naming the VMAs before it: take the range as the kernel has it, unless the
+            // arguments were refused (EINVAL) before any VMA was touched.
             Call::SetVmaAnonName { addr, len, .. }
             | Call::Mbind { addr, len, .. }
             | Call::RemapFilePages {
                 addr, size: len, ..
-            } => self.refresh_from_kernel(addr, addr.saturating_add(page_align_up(len)), oracle),
+            } if errno != Some(EINVAL) => {
+                self.refresh_from_kernel(addr, addr.saturating_add(page_align_up(len)), oracle)
+            }
+            _ => {}
         }
-    }
-
-    fn set_flags(&mut self, addr: u64, len: u64, set: u32, clear: u32, oracle: &mut dyn VmaOracle) {
-        self.update_range(addr, addr.saturating_add(page_align_up(len)), oracle, |v| {
-            v.flags = v.flags.with(set, clear)
-        });
     }
 
     fn apply_mmap(
@@ -424,85 +689,115 @@ impl AddressSpace {
         let end = addr.saturating_add(page_align_up(len));
         let shared = flags & MAP_TYPE != MAP_PRIVATE;
         let anonymous = flags & MAP_ANONYMOUS != 0;
+        let perms = Perms {
+            shared,
+            ..perms_from_prot(prot)
+        };
         let mut mapping = Mapping {
             start: addr,
             end,
-            perms: Perms {
-                shared,
-                ..perms_from_prot(prot)
-            },
+            perms,
             offset: 0,
             device: Device::default(),
             inode: 0,
             name: Vec::new(),
         };
         let mut pgoff = addr / PAGE_SIZE;
+        let mut unknown = 0;
         if !anonymous || shared {
-            // File identity (and the shmem inode behind shared anonymous memory) is not in the
-            // arguments once the fd is gone: ask the kernel while the mapping is still there.
-            if let Some(now) = oracle
-                .vma_at(addr)
-                .filter(|m| m.start <= addr && m.end > addr)
-            {
-                mapping.device = now.device;
-                mapping.inode = now.inode;
-                mapping.name = now.name;
-                mapping.offset = now.offset + (addr - now.start);
-            } else if !anonymous {
-                mapping.offset = offset;
+            // File identity (and the shmem object behind shared anonymous memory) is not in the
+            // arguments: ask the kernel. Its answer describes the address now, which may be a
+            // later mapping; take it only if it fits this one (a new shmem object starts at
+            // offset 0 and merges with nothing), else resolve it before the next dump.
+            mapping.offset = if anonymous { 0 } else { offset };
+            // (A file is told by its inode and offset, which later calls do not change; a
+            // shmem object only by being this mapping, with its access and extent.)
+            let fits = |m: &Mapping| {
+                m.start <= addr
+                    && m.end > addr
+                    && m.inode != 0
+                    && m.offset + (addr - m.start) == mapping.offset
+                    && (!anonymous || (m.perms == perms && m.start == addr && m.end == end))
+            };
+            match oracle.vma_at(addr).filter(fits) {
+                Some(now) => {
+                    // A name that is no path is the kernel's record of the call (its file's
+                    // last component), the file having gone from there since: complete it. A
+                    // shmem object has no record, and a later one mapped at the same place
+                    // would fit as well: confirm it where the mapping is at the dump, keeping
+                    // this answer in case the process is gone by then.
+                    if anonymous || !now.name.starts_with(b"/") {
+                        unknown |= unknown::IDENTITY;
+                    }
+                    mapping.device = now.device;
+                    mapping.inode = now.inode;
+                    mapping.name = now.name;
+                }
+                None => unknown |= unknown::IDENTITY,
             }
             pgoff = mapping.offset / PAGE_SIZE;
         }
+        // calc_vm_flag_bits() and do_mmap().
         let mut hidden = HiddenFlags::default();
-        if flags & MAP_NORESERVE != 0 {
-            hidden = hidden.with(HiddenFlags::NORESERVE, 0);
-        }
         if flags & MAP_GROWSDOWN != 0 {
             hidden = hidden.with(HiddenFlags::GROWSDOWN, 0);
         }
         if flags & MAP_LOCKED != 0 {
             hidden = hidden.with(HiddenFlags::LOCKED, 0);
         }
-        if flags & MAP_STACK != 0 && anonymous {
-            // Since Linux 6.7 MAP_STACK implies VM_NOHUGEPAGE.
+        if flags & MAP_STACK != 0 {
+            // Since Linux 6.7 MAP_STACK means VM_NOHUGEPAGE, for any mapping.
             hidden = hidden.with(HiddenFlags::NOHUGEPAGE, 0);
         }
-        let lineage = self.new_lineage();
-        self.insert_new(
-            Vma {
-                mapping,
-                flags: hidden,
-                lineage,
-                pgoff,
-            },
-            oracle,
-        );
-    }
-
-    /// The heap is `[start_brk, PAGE_ALIGN(brk))`; `new_brk` is the break after the call.
-    fn apply_brk(&mut self, new_brk: u64, oracle: &mut dyn VmaOracle) {
-        let new_end = page_align_up(new_brk);
-        let heap_end = self
-            .vmas
-            .values()
-            .filter(|v| v.mapping.name == b"[heap]")
-            .map(|v| v.mapping.end)
-            .max();
-        match heap_end {
-            Some(end) if new_end < end => {
-                self.remove_range(new_end.max(self.start_brk), end);
-            }
-            Some(end) if new_end > end => self.grow_heap(end, new_end, oracle),
-            Some(_) => {}
-            None if self.start_brk != 0 && new_end > page_align_up(self.start_brk) => {
-                self.grow_heap(page_align_up(self.start_brk), new_end, oracle)
-            }
-            None => {}
+        if flags & MAP_NORESERVE != 0 {
+            // Honoured unless overcommit is off (vm.overcommit_memory = 2), which the events
+            // do not tell; accounting depends on it.
+            hidden = hidden.with(HiddenFlags::NORESERVE, 0);
+            unknown |= HiddenFlags::NORESERVE | HiddenFlags::ACCOUNT;
+        } else if !shared && perms.write {
+            // accountable_mapping(): private, writable and not MAP_NORESERVE.
+            hidden = hidden.with(HiddenFlags::ACCOUNT, 0);
         }
+        // A shared mapping of a file may be made writable only if the file was opened for
+        // writing, which the call shows only by asking for PROT_WRITE.
+        hidden = hidden.with(HiddenFlags::MAYWRITE, 0);
+        if shared && !anonymous && !perms.write {
+            unknown |= HiddenFlags::MAYWRITE;
+        }
+        let origin = self.new_origin();
+        let anon = if shared {
+            AnonVma::Never
+        } else {
+            AnonVma::Fresh
+        };
+        self.insert_new(Vma {
+            mapping,
+            flags: hidden,
+            unknown,
+            anon,
+            origin,
+            pgoff,
+            pending_left: false,
+            maybe_perms: PermsSet::default(),
+        });
     }
 
-    fn grow_heap(&mut self, from: u64, to: u64, oracle: &mut dyn VmaOracle) {
-        let lineage = self.new_lineage();
+    /// The heap is `[start_brk, PAGE_ALIGN(brk))`; `new_brk` is the break after the call (the
+    /// old one when it failed). brk() unmaps or maps the whole pages in between.
+    fn apply_brk(&mut self, new_brk: u64) {
+        if self.brk != 0 {
+            let (old_end, new_end) = (page_align_up(self.brk), page_align_up(new_brk));
+            if new_end < old_end {
+                self.remove_range(new_end.max(page_align_up(self.start_brk)), old_end);
+            } else if new_end > old_end {
+                self.grow_heap(old_end, new_end);
+            }
+        }
+        self.brk = new_brk;
+    }
+
+    fn grow_heap(&mut self, from: u64, to: u64) {
+        let origin = self.new_origin();
         let vma = Vma {
             mapping: Mapping {
                 start: from,
@@ -518,33 +813,254 @@ impl AddressSpace {
                 inode: 0,
                 name: b"[heap]".to_vec(),
             },
-            flags: HiddenFlags::default(),
-            lineage,
+            // do_brk_flags(): the heap is always accounted.
+            flags: HiddenFlags::default().with(HiddenFlags::ACCOUNT | HiddenFlags::MAYWRITE, 0),
+            unknown: 0,
+            anon: AnonVma::Fresh,
+            origin,
             pgoff: from / PAGE_SIZE,
+            pending_left: false,
+            maybe_perms: PermsSet::default(),
         };
-        self.insert_new(vma, oracle);
+        self.insert_new(vma);
+    }
+
+    fn apply_mprotect(&mut self, addr: u64, len: u64, prot: u64, errno: Option<i64>) {
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return;
+        }
+        let end = addr.saturating_add(page_align_up(len));
+        let wanted = perms_from_prot(prot);
+        // do_mprotect_pkey() changes VMA by VMA from `addr` and stops at the first hole
+        // (ENOMEM), sealed VMA (EPERM) or VMA that may not get the access (EACCES), keeping
+        // what it changed before.
+        let (done, maybe) = match errno {
+            None => (end, end),
+            // No refusing VMA came before the hole, or the error would be another.
+            Some(ENOMEM) => {
+                let hole = self.run_end(addr, end, |_| true);
+                (hole, hole)
+            }
+            Some(EPERM) => self.refused_at(addr, end, |v| v.flag(HiddenFlags::SEALED)),
+            Some(EACCES) => self.refused_at(addr, end, |v| refuses_access(v, wanted)),
+            Some(_) => (addr, addr),
+        };
+        if errno == Some(EACCES) && wanted.write && done == maybe {
+            // Learnt: the VMA that refused writing maps a file opened read-only.
+            if let Some((_, v)) = self.vmas.range_mut(..=done).next_back()
+                && v.mapping.start == done
+                && v.mapping.perms.shared
+            {
+                v.set_flag(HiddenFlags::MAYWRITE, Some(false));
+            }
+        }
+        self.update_range(addr, done, |v| mprotect_vma(v, wanted));
+        self.update_range(done, maybe, |v| {
+            let applied = Perms {
+                shared: v.mapping.perms.shared,
+                ..wanted
+            };
+            if applied != v.mapping.perms && !v.maybe_perms.contains(applied) {
+                v.maybe_perms = v.maybe_perms.with(applied);
+                v.unknown |= HiddenFlags::ACCOUNT | HiddenFlags::MAYWRITE;
+            }
+        });
+    }
+
+    /// How far a call walking `[start, end)` VMA by VMA got, given that a VMA before the first
+    /// hole refused it: `(done, maybe)`, where it surely changed `[start, done)` and may have
+    /// changed `[done, maybe)`. `refuses` says whether a VMA refuses (None: the table cannot
+    /// tell). The refusing VMA is the first that surely refuses when none before it might, or
+    /// the only one that might when none surely does; else the kernel is to settle it.
+    fn refused_at(
+        &self,
+        start: u64,
+        end: u64,
+        refuses: impl Fn(&Vma) -> Option<bool>,
+    ) -> (u64, u64) {
+        let mut run = Vec::new();
+        let hole = self.run_end(start, end, |v| {
+            run.push((v.mapping.start.max(start), refuses(v)));
+            true
+        });
+        let sure = run
+            .iter()
+            .find(|&&(_, r)| r == Some(true))
+            .map(|&(at, _)| at);
+        let maybes: Vec<u64> = run
+            .iter()
+            .filter(|&&(at, r)| r.is_none() && sure.is_none_or(|s| at < s))
+            .map(|&(at, _)| at)
+            .collect();
+        match (sure, maybes.as_slice()) {
+            (Some(at), []) => (at, at),
+            (None, &[at]) => (at, at),
+            (sure, maybes) => (
+                maybes.first().copied().unwrap_or(start),
+                sure.unwrap_or(hole),
+            ),
+        }
+    }
+
+    fn apply_madvise(&mut self, addr: u64, len: u64, advice: u64, errno: Option<i64>) {
+        let Some((set, clear)) = madvise_flag_change(advice) else {
+            return;
+        };
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return;
+        }
+        let end = addr.saturating_add(page_align_up(len));
+        // madvise_walk_vmas() skips holes (ENOMEM at the end) and stops at the first VMA that
+        // refuses the advice (EINVAL, EPERM), keeping what it changed before.
+        let stop = match errno {
+            None | Some(ENOMEM) => end,
+            Some(EINVAL | EPERM) => {
+                let refusing = self
+                    .vmas
+                    .range(..end)
+                    .map(|(_, v)| v)
+                    .filter(|v| v.mapping.end > addr)
+                    .find(|v| madvise_refused(advice, v));
+                match refusing {
+                    Some(v) => v.mapping.start.max(addr),
+                    // Nothing refuses: the arguments were invalid.
+                    None => addr,
+                }
+            }
+            Some(_) => addr,
+        };
+        self.update_range(addr, stop, |v| {
+            // ksm_madvise() ignores MADV_MERGEABLE on shared and special mappings.
+            if set == HiddenFlags::MERGEABLE && (v.mapping.perms.shared || v.is_special()) {
+                return;
+            }
+            v.change_flags(set, clear);
+        });
+    }
+
+    /// mlock, mlock2 and munlock: set the VMAs' lock bits to `bits`.
+    fn apply_mlock(&mut self, addr: u64, len: u64, bits: u32, errno: Option<i64>) {
+        if len == 0 {
+            return;
+        }
+        // They round the start down and the length up to whole pages.
+        let start = addr & !(PAGE_SIZE - 1);
+        let end = page_align_up(addr.saturating_add(len));
+        // apply_vma_lock_flags() changes VMA by VMA and stops at the first hole (ENOMEM); when
+        // it got through, mlock then populates the range and reports ENOMEM for pages it
+        // cannot fault in (PROT_NONE, a file's end) — after the flags are set. (A refusal
+        // for RLIMIT_MEMLOCK is ENOMEM too, before anything is set; this reads it as the
+        // former.)
+        let stop = match errno {
+            None => end,
+            Some(ENOMEM) => self.run_end(start, end, |_| true),
+            Some(_) => start,
+        };
+        self.update_range(start, stop, |v| {
+            // mlock_fixup() leaves special mappings alone.
+            if !v.is_special() {
+                v.change_flags(bits, HiddenFlags::LOCKED_MASK & !bits);
+            }
+        });
+    }
+
+    /// mlockall (`flags`) and munlockall (0): apply_mlockall_flags().
+    fn apply_mlockall(&mut self, flags: u64) {
+        let onfault = if flags & MCL_ONFAULT != 0 {
+            HiddenFlags::LOCKONFAULT
+        } else {
+            0
+        };
+        self.future_lock = if flags & MCL_FUTURE != 0 {
+            HiddenFlags::LOCKED | onfault
+        } else {
+            0
+        };
+        let bits = if flags & MCL_CURRENT != 0 {
+            HiddenFlags::LOCKED | onfault
+        } else if flags == 0 {
+            0
+        } else {
+            // MCL_FUTURE alone leaves the current mappings as they are.
+            return;
+        };
+        self.update_range(0, u64::MAX, |v| {
+            if !v.is_special() {
+                v.change_flags(bits, HiddenFlags::LOCKED_MASK & !bits);
+            }
+        });
     }
 
     fn apply_mremap(
         &mut self,
-        old_addr: u64,
-        old_len: u64,
-        new_len: u64,
-        flags: u64,
-        new_addr: u64,
+        remap: Remap,
+        ret: i64,
+        errno: Option<i64>,
         oracle: &mut dyn VmaOracle,
     ) {
-        let old_len = page_align_up(old_len);
-        let new_len = page_align_up(new_len);
+        let Remap {
+            old_addr,
+            old_len,
+            new_len,
+            flags,
+            new_addr,
+        } = remap;
+        if !old_addr.is_multiple_of(PAGE_SIZE) || errno == Some(EINVAL) {
+            return;
+        }
+        let fixed = flags & MREMAP_FIXED != 0;
+        if fixed && old_len == new_len {
+            // Whatever the result: a failure part-way keeps the VMAs moved before it.
+            self.remap_move(remap);
+            return;
+        }
+        match errno {
+            None => self.resize_or_move(remap, ret as u64, oracle),
+            // check_prep_vma() refuses a sealed source before anything; after that, mremap_to()
+            // unmaps a fixed destination and then a shrink's tail, and either may meet sealed
+            // memory.
+            Some(EPERM) => {
+                if self
+                    .vma_at(old_addr)
+                    .is_none_or(|v| v.flag(HiddenFlags::SEALED) == Some(true))
+                {
+                    return;
+                }
+                if fixed && !self.unmap_unless_sealed(new_addr, new_addr.saturating_add(new_len)) {
+                    return;
+                }
+                if new_len < old_len {
+                    self.unmap_unless_sealed(old_addr + new_len, old_addr + old_len);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// mremap that is not a pure fixed move: resize in place, or move one VMA (to a fixed or a
+    /// chosen place, shrunk or grown on the way, or copied with MREMAP_DONTUNMAP).
+    fn resize_or_move(&mut self, remap: Remap, new_addr: u64, oracle: &mut dyn VmaOracle) {
+        let Remap {
+            old_addr,
+            old_len,
+            new_len,
+            flags,
+            ..
+        } = remap;
         if new_addr == old_addr {
             if new_len < old_len {
                 self.remove_range(old_addr + new_len, old_addr + old_len);
             } else if new_len > old_len {
+                // Growing in place needs the old range to be the end of one VMA.
+                self.join_pending(old_addr, old_addr + old_len);
                 self.extend_in_place(old_addr + old_len, old_addr + new_len, oracle);
             }
             return;
         }
-        let pieces = if flags & MREMAP_DONTUNMAP != 0 {
+        // Moving needs the part kept to be within one VMA.
+        self.join_pending(old_addr, old_addr + old_len.min(new_len));
+        let dontunmap = flags & MREMAP_DONTUNMAP != 0;
+        let pieces = if dontunmap {
             self.vmas
                 .range(..old_addr + old_len)
                 .filter(|(_, v)| v.mapping.end > old_addr)
@@ -572,18 +1088,138 @@ impl AddressSpace {
                 continue;
             }
             let rel_end = (piece.mapping.end - old_addr).min(copied);
-            let mut moved = piece.slice(piece.mapping.start, old_addr + rel_end);
-            moved.mapping.start = new_addr + rel_start;
-            moved.mapping.end = new_addr + rel_end;
-            self.vmas.insert(moved.mapping.start, moved);
+            let moved = piece.slice(piece.mapping.start, old_addr + rel_end);
+            self.insert_moved(moved, new_addr + rel_start);
         }
         if new_len > old_len {
             self.extend_in_place(new_addr + old_len, new_addr + new_len, oracle);
         }
-        self.merge_run(new_addr, new_addr + new_len, oracle, false);
+        self.merge_run(new_addr, new_addr + new_len);
+        if dontunmap {
+            self.dontunmap_complete(old_addr);
+        }
     }
 
-    /// Grows the VMA that ends at `from` up to `to` (mremap growth, brk).
+    /// remap_move(): a fixed move without resizing moves each VMA of the source range on its
+    /// own, to the same offset from `new_addr`, and leaves the destination's gaps (the holes
+    /// of the source) as they were. It stops at a sealed VMA, or at one whose destination
+    /// holds sealed memory, keeping the moves before.
+    fn remap_move(&mut self, remap: Remap) {
+        let Remap {
+            old_addr,
+            old_len,
+            flags,
+            new_addr,
+            ..
+        } = remap;
+        let end = old_addr + old_len;
+        let sources: Vec<(u64, u64)> = self
+            .vmas
+            .range(..end)
+            .map(|(_, v)| (v.mapping.start.max(old_addr), v.mapping.end.min(end)))
+            .filter(|&(start, end)| start < end)
+            .collect();
+        // A hole at the start is EFAULT before anything moves.
+        if sources.first().is_none_or(|&(start, _)| start != old_addr) {
+            return;
+        }
+        for (start, end) in sources {
+            if self
+                .vma_at(start)
+                .is_none_or(|v| v.flag(HiddenFlags::SEALED) == Some(true))
+            {
+                return;
+            }
+            let dest = new_addr + (start - old_addr);
+            let dest_end = dest + (end - start);
+            if !self.unmap_unless_sealed(dest, dest_end) {
+                return;
+            }
+            if flags & MREMAP_DONTUNMAP != 0 {
+                let source = self.vma_at(start).expect("source VMA present");
+                let piece = source.slice(start, end);
+                self.insert_moved(piece, dest);
+                self.merge_run(dest, dest_end);
+                self.dontunmap_complete(start);
+            } else {
+                for piece in self.remove_range(start, end) {
+                    self.insert_moved(piece, dest);
+                }
+                self.merge_run(dest, dest_end);
+            }
+        }
+    }
+
+    /// Places `piece` (cut from a VMA being moved) at `dest`; copy_vma().
+    fn insert_moved(&mut self, mut piece: Vma, dest: u64) {
+        let len = piece.mapping.len();
+        piece.mapping.start = dest;
+        piece.mapping.end = dest + len;
+        piece.pending_left = false;
+        if piece.is_private_anon() {
+            // copy_vma() gives an anonymous VMA without anon_vma the new address as its pgoff,
+            // and keeps the old one otherwise.
+            piece.unknown |= unknown::PGOFF;
+        }
+        self.vmas.insert(dest, piece);
+    }
+
+    /// dontunmap_complete() on the source VMA containing `addr`, once the copy was placed (and
+    /// perhaps merged with the source itself): it clears the lock bits of the whole VMA, in
+    /// place (no split, no merge), and on kernels without the fix to its accounting (6.18
+    /// stable may or may not have it) VM_ACCOUNT too. Neighbours the kernel may hold as part
+    /// of that VMA (pending boundaries) may have lost their lock bits too.
+    fn dontunmap_complete(&mut self, addr: u64) {
+        let Some(source) = self.vma_at(addr).map(|v| v.mapping.start) else {
+            return;
+        };
+        let (start, end) = self.pending_run(addr);
+        for (&key, v) in self.vmas.range_mut(start..end) {
+            if key == source {
+                v.change_flags(0, HiddenFlags::LOCKED_MASK);
+            } else {
+                v.set_flag(HiddenFlags::LOCKED, None);
+                v.set_flag(HiddenFlags::LOCKONFAULT, None);
+            }
+            v.set_flag(HiddenFlags::ACCOUNT, None);
+        }
+    }
+
+    /// do_munmap() of `[start, end)` when the caller goes on only if it succeeds: unmaps, or,
+    /// if sealed memory is in the way, fails as [`Self::refused_unmap`] says.
+    fn unmap_unless_sealed(&mut self, start: u64, end: u64) -> bool {
+        let sealed = self
+            .vmas
+            .range(..end)
+            .any(|(_, v)| v.mapping.end > start && v.flag(HiddenFlags::SEALED) == Some(true));
+        if sealed {
+            self.refused_unmap(start, end);
+        } else {
+            self.remove_range(start, end);
+        }
+        !sealed
+    }
+
+    /// An unmap of `[start, end)` refused with EPERM: vms_gather_munmap_vmas() splits the VMA
+    /// straddling `start` (unless that one is sealed) before it meets the sealed VMA, and
+    /// leaves the split in place.
+    fn refused_unmap(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let unsealed = |v: &Vma| v.flag(HiddenFlags::SEALED) != Some(true);
+        if self.vmas.contains_key(&start) {
+            // A pending boundary there: if the kernel had one VMA across it, it split it now,
+            // unless that VMA (as the left side, equal to the right) is sealed.
+            if self.vma_at(start - 1).is_some_and(unsealed) {
+                self.vmas.get_mut(&start).expect("checked").pending_left = false;
+            }
+        } else if self.vma_at(start).is_some_and(unsealed) {
+            self.split_at(start);
+        }
+    }
+
+    /// Grows the VMA that ends at `from` up to `to` (mremap growth).
     fn extend_in_place(&mut self, from: u64, to: u64, oracle: &mut dyn VmaOracle) {
         let Some((_, last)) = self.vmas.range(..from).next_back() else {
             self.refresh_from_kernel(from, to, oracle);
@@ -597,7 +1233,7 @@ impl AddressSpace {
         grown.mapping.end = to;
         self.remove_range(from, to);
         self.vmas.insert(grown.mapping.start, grown);
-        self.merge_run(from, to, oracle, false);
+        self.merge_run(from, to);
     }
 
     fn apply_shmdt(&mut self, addr: u64) {
@@ -620,18 +1256,23 @@ impl AddressSpace {
     /// policy) and so cannot be replayed.
     fn refresh_from_kernel(&mut self, start: u64, end: u64, oracle: &mut dyn VmaOracle) {
         let mut cursor = start;
-        let mut found = Vec::new();
+        let mut found: Vec<Mapping> = Vec::new();
         while cursor < end {
-            let Some(now) = oracle.vma_at(cursor) else {
-                break;
-            };
-            if now.start > cursor || now.end <= cursor {
-                break;
+            match oracle.vma_at(cursor) {
+                Some(now) if now.start <= cursor && now.end > cursor => {
+                    cursor = now.end;
+                    found.push(now);
+                }
+                // A hole. These calls map and unmap nothing, so the next VMA starts where the
+                // table's next one does.
+                _ => match self.vmas.range(cursor + 1..end).next() {
+                    Some((&next, _)) => cursor = next,
+                    None => break,
+                },
             }
-            cursor = now.end;
-            found.push(now);
         }
-        if found.is_empty() && cursor == start {
+        // Nothing found is no answer (the process is gone): keep what the table has.
+        if found.is_empty() {
             return;
         }
         let covered_start = found.first().map_or(start, |m| m.start.min(start));
@@ -641,38 +1282,110 @@ impl AddressSpace {
             let previous = kept
                 .iter()
                 .find(|v| v.mapping.start <= now.start && v.mapping.end > now.start);
-            let (flags, lineage, pgoff) = match previous {
+            // What the kernel reports is exact; what it does not (the hidden state) is now a
+            // guess: the VMA may have merged with neighbours the table knew differently.
+            let (flags, anon, origin, pgoff) = match previous {
                 Some(p) => (
                     p.flags,
-                    p.lineage,
+                    p.anon,
+                    p.origin,
                     p.pgoff + (now.start - p.mapping.start) / PAGE_SIZE,
                 ),
                 None => (
                     HiddenFlags::default(),
-                    self.new_lineage(),
+                    AnonVma::Unknown,
+                    self.new_origin(),
                     now.start / PAGE_SIZE,
                 ),
+            };
+            let anon = if now.perms.shared {
+                AnonVma::Never
+            } else if anon == AnonVma::Never {
+                AnonVma::Unknown
+            } else {
+                anon
             };
             self.vmas.insert(
                 now.start,
                 Vma {
                     mapping: now,
                     flags,
-                    lineage,
+                    unknown: unknown::ALL,
+                    anon,
+                    origin,
                     pgoff,
+                    pending_left: false,
+                    maybe_perms: PermsSet::default(),
                 },
             );
         }
     }
 
-    fn adopt_from_kernel(&mut self, now: Mapping, oracle: &mut dyn VmaOracle) {
-        let (start, end) = (now.start, now.end);
-        self.refresh_from_kernel(start, end, oracle);
-    }
-
-    /// The kernel grows a `[stack]` or MAP_GROWSDOWN mapping on faults, without a syscall:
-    /// bring such mappings' starts up to date before a dump.
+    /// Brings up to date, before a dump, what changes without a syscall or is left to the
+    /// kernel: the kernel grows a `[stack]` or MAP_GROWSDOWN mapping on faults; a file mapping
+    /// made while the kernel could no longer say what it maps (it had moved away by the time
+    /// it was asked) is named from where it is now; and every pending merge is settled by
+    /// where the kernel has boundaries now.
     pub fn refresh_growing_mappings(&mut self, oracle: &mut dyn VmaOracle) {
+        // Access first: naming and merging check the kernel's VMAs against it.
+        for vma in self.vmas.values_mut().filter(|v| !v.maybe_perms.is_empty()) {
+            let maybe = std::mem::take(&mut vma.maybe_perms);
+            let start = vma.mapping.start;
+            if let Some(now) = oracle
+                .vma_at(start)
+                .filter(|now| now.start <= start && now.end > start && maybe.contains(now.perms))
+            {
+                vma.mapping.perms = now.perms;
+            }
+        }
+        let unnamed: Vec<u64> = self
+            .vmas
+            .values()
+            .filter(|v| v.unknown & unknown::IDENTITY != 0)
+            .map(|v| v.mapping.start)
+            .collect();
+        for start in unnamed {
+            let vma = self.vmas.get_mut(&start).expect("unnamed VMA present");
+            let fits = |m: &Mapping| {
+                m.start <= start
+                    && m.end > start
+                    && m.perms == vma.mapping.perms
+                    && m.inode != 0
+                    && m.offset + (start - m.start) == vma.mapping.offset
+            };
+            if let Some(now) = oracle.vma_at(start).filter(fits) {
+                vma.mapping.device = now.device;
+                vma.mapping.inode = now.inode;
+                vma.mapping.name = now.name;
+                vma.unknown &= !unknown::IDENTITY;
+            }
+        }
+        let pending: Vec<u64> = self
+            .vmas
+            .values()
+            .filter(|v| v.pending_left)
+            .map(|v| v.mapping.start)
+            .collect();
+        for boundary in pending {
+            let (Some(right), Some((_, left))) = (
+                self.vmas.get(&boundary),
+                self.vmas.range(..boundary).next_back(),
+            ) else {
+                continue;
+            };
+            let merged = left.mapping.end == boundary
+                && oracle
+                    .vma_at(boundary)
+                    .is_some_and(|now| is_merge_of(&now, left, right));
+            if merged {
+                self.join(boundary);
+            } else {
+                self.vmas
+                    .get_mut(&boundary)
+                    .expect("pending VMA present")
+                    .pending_left = false;
+            }
+        }
         let growing: Vec<(u64, u64)> = self
             .vmas
             .values()
@@ -692,26 +1405,173 @@ impl AddressSpace {
                 self.vmas.insert(now.start, vma);
             }
         }
+        self.name_heap();
+    }
+
+    /// Names the heap as /proc does: `[heap]` is no stored name but any anonymous VMA that
+    /// overlaps `(start_brk, brk)` (vma_is_initial_heap()), such as the end of `.bss` merged
+    /// with the heap.
+    fn name_heap(&mut self) {
+        if self.start_brk == 0 {
+            return;
+        }
+        let (start_brk, brk) = (self.start_brk, self.brk);
+        for vma in self.vmas.values_mut() {
+            if vma.is_private_anon() && is_heap_or_unnamed(&vma.mapping) {
+                let heap = vma.mapping.start < brk && vma.mapping.end > start_brk;
+                vma.mapping.name = if heap { b"[heap]".to_vec() } else { Vec::new() };
+            }
+        }
     }
 }
 
-fn merge_verdict(left: &Vma, right: &Vma, fresh: bool) -> MergeVerdict {
+/// Whether the kernel may hold `mapping` as plain anonymous memory: no name, or the `[heap]`
+/// that /proc derives from the break.
+fn is_heap_or_unnamed(mapping: &Mapping) -> bool {
+    mapping.name.is_empty() || mapping.name == b"[heap]"
+}
+
+/// Whether the kernel may merge `left` and `right`, from what the table knows (is_mergeable_vma,
+/// is_mergeable_anon_vma and the pgoff checks of mm/vma.c).
+fn merge_verdict(left: &Vma, right: &Vma) -> MergeVerdict {
     let (l, r) = (&left.mapping, &right.mapping);
-    let attributes_equal = l.end == r.start
-        && l.perms == r.perms
-        && l.device == r.device
-        && l.inode == r.inode
-        && l.name == r.name
-        && left.flags == right.flags
-        && left.pgoff + l.len() / PAGE_SIZE == right.pgoff;
-    if !attributes_equal || left.flags.contains(HiddenFlags::GROWSDOWN) {
+    // Pieces of one mapping map one file, named or not.
+    let unknown = if left.origin == right.origin {
+        (left.unknown | right.unknown) & !unknown::IDENTITY
+    } else {
+        left.unknown | right.unknown
+    };
+    let identity_known = unknown & unknown::IDENTITY == 0;
+    let perms_settled = left.maybe_perms.is_empty() && right.maybe_perms.is_empty();
+    let (l_may, r_may) = (
+        left.maybe_perms.with(l.perms),
+        right.maybe_perms.with(r.perms),
+    );
+    let perms_may_match = l_may.0 & r_may.0 != 0;
+    let same_name =
+        l.name == r.name || (!left.has_file() && is_heap_or_unnamed(l) && is_heap_or_unnamed(r));
+    let printed_equal = l.end == r.start
+        && perms_may_match
+        && (!identity_known || (l.device == r.device && l.inode == r.inode && same_name));
+    let contiguous = left.pgoff + l.len() / PAGE_SIZE == right.pgoff;
+    // The offset of a mapping with a file is printed, so its pgoff is always known.
+    if !printed_equal || (left.has_file() && !contiguous) {
         return MergeVerdict::Separate;
     }
-    if fresh || left.lineage == right.lineage {
-        MergeVerdict::Merge
-    } else {
-        MergeVerdict::AskKernel
+    if (left.flags.0 ^ right.flags.0) & HiddenFlags::ALL & !unknown != 0 {
+        return MergeVerdict::Separate;
     }
+    if left.flags.contains(HiddenFlags::GROWSDOWN) {
+        return MergeVerdict::Separate;
+    }
+    if !contiguous && unknown & unknown::PGOFF == 0 {
+        return MergeVerdict::Separate;
+    }
+    if unknown != 0 || !perms_settled {
+        return MergeVerdict::AskKernel;
+    }
+    if left.has_file() && left.origin != right.origin {
+        // Perhaps another open of the same file.
+        return MergeVerdict::AskKernel;
+    }
+    match (left.anon, right.anon) {
+        (AnonVma::Never, AnonVma::Never) => MergeVerdict::Merge,
+        // A new VMA has no anon_vma, so it is compatible with any neighbour that is not a
+        // fork child (known not to be: the neighbour's origin is known).
+        (AnonVma::Fresh, _) | (_, AnonVma::Fresh) => MergeVerdict::Merge,
+        // Written pieces of one VMA can hold different anon_vmas once split (each written
+        // while apart), and then refuse to merge again: only the kernel knows.
+        _ => MergeVerdict::AskKernel,
+    }
+}
+
+/// Whether `now`, the kernel's VMA at the boundary of `left` and `right`, is the two merged: it
+/// spans the boundary with their access, and maps their file at their offset. The kernel is
+/// asked after the call, sometimes long after (a dump applies all pending events at once): a
+/// later mapping that spans the boundary by then fails this and leaves the two apart, rather
+/// than teaching the table that they are one VMA and equal. (Its extent is no test: later calls
+/// may have moved the far ends of the two since.)
+fn is_merge_of(now: &Mapping, left: &Vma, right: &Vma) -> bool {
+    let (l, r) = (&left.mapping, &right.mapping);
+    let boundary = r.start;
+    let same_file = left.unknown & unknown::IDENTITY != 0
+        || (now.device == l.device
+            && now.inode == l.inode
+            && (!left.has_file() || now.offset + (boundary - now.start) == r.offset));
+    now.start < boundary && now.end > boundary && now.perms == l.perms && same_file
+}
+
+/// Folds `right` into `left`, its left neighbour, once the kernel merged them: the merged VMA's
+/// hidden state is known wherever either side's was, since they were equal.
+fn absorb(left: &mut Vma, right: Vma) {
+    if !left.maybe_perms.is_empty() && right.maybe_perms.is_empty() {
+        // One VMA has one access: the side that knows its own tells the other's.
+        left.mapping.perms = right.mapping.perms;
+        left.maybe_perms = PermsSet::default();
+    }
+    if left.unknown & unknown::IDENTITY != 0 && right.unknown & unknown::IDENTITY == 0 {
+        left.mapping.device = right.mapping.device;
+        left.mapping.inode = right.mapping.inode;
+        left.mapping.name = right.mapping.name.clone();
+    }
+    left.mapping.end = right.mapping.end;
+    let known_left = !left.unknown & HiddenFlags::ALL;
+    left.flags = HiddenFlags((left.flags.0 & known_left) | (right.flags.0 & !known_left));
+    let left_pages = (right.mapping.start - left.mapping.start) / PAGE_SIZE;
+    if left.unknown & unknown::PGOFF != 0 && right.unknown & unknown::PGOFF == 0 {
+        left.pgoff = right.pgoff.wrapping_sub(left_pages);
+    }
+    left.unknown = (left.unknown & right.unknown & !unknown::ORIGIN)
+        | ((left.unknown | right.unknown) & unknown::ORIGIN);
+    left.anon = match (left.anon, right.anon) {
+        (AnonVma::Fresh, other) | (other, AnonVma::Fresh) => other,
+        (AnonVma::Never, AnonVma::Never) => AnonVma::Never,
+        _ => AnonVma::Unknown,
+    };
+    left.origin = left.origin.min(right.origin);
+}
+
+/// mprotect_fixup() on one VMA: new access bits, and the accounting that follows them.
+fn mprotect_vma(vma: &mut Vma, wanted: Perms) {
+    let old = vma.mapping.perms;
+    let new = Perms {
+        shared: old.shared,
+        ..wanted
+    };
+    if !std::mem::take(&mut vma.maybe_perms).is_empty() {
+        // The access before this call is uncertain, and so is what it changes.
+        vma.mapping.perms = new;
+        vma.unknown |= HiddenFlags::ACCOUNT;
+        if new.write {
+            vma.set_flag(HiddenFlags::MAYWRITE, Some(true));
+        }
+        return;
+    }
+    if new == old {
+        return;
+    }
+    if new.write {
+        // It was allowed, so the mapping may be written.
+        vma.set_flag(HiddenFlags::MAYWRITE, Some(true));
+        // Making a private mapping writable charges it, unless it is already accounted,
+        // writable, shared or MAP_NORESERVE.
+        if !(old.write || old.shared) {
+            let charged = match (
+                vma.flag(HiddenFlags::ACCOUNT),
+                vma.flag(HiddenFlags::NORESERVE),
+            ) {
+                (Some(true), _) | (_, Some(false)) => Some(true),
+                (Some(false), Some(true)) => Some(false),
+                _ => None,
+            };
+            vma.set_flag(HiddenFlags::ACCOUNT, charged);
+        }
+    } else if vma.is_private_anon() && vma.flag(HiddenFlags::ACCOUNT) != Some(false) {
+        // Making anonymous memory read-only uncharges it only if no page of it was ever
+        // written (no anon_vma), which the events cannot tell.
+        vma.set_flag(HiddenFlags::ACCOUNT, None);
+    }
+    vma.mapping.perms = new;
 }
 
 fn perms_from_prot(prot: u64) -> Perms {
@@ -726,6 +1586,9 @@ fn perms_from_prot(prot: u64) -> Perms {
 /// The hidden flags an madvise advice sets and clears, for the advices that change them.
 fn madvise_flag_change(advice: u64) -> Option<(u32, u32)> {
     Some(match advice {
+        MADV_NORMAL => (0, HiddenFlags::SEQ_READ | HiddenFlags::RAND_READ),
+        MADV_RANDOM => (HiddenFlags::RAND_READ, HiddenFlags::SEQ_READ),
+        MADV_SEQUENTIAL => (HiddenFlags::SEQ_READ, HiddenFlags::RAND_READ),
         MADV_HUGEPAGE => (HiddenFlags::HUGEPAGE, HiddenFlags::NOHUGEPAGE),
         MADV_NOHUGEPAGE => (HiddenFlags::NOHUGEPAGE, HiddenFlags::HUGEPAGE),
         MADV_DONTFORK => (HiddenFlags::DONTFORK, 0),
@@ -740,6 +1603,44 @@ fn madvise_flag_change(advice: u64) -> Option<(u32, u32)> {
     })
 }
 
+/// Whether mprotect refuses `vma` the access `wanted` (EACCES), if the table can tell: writing
+/// needs VM_MAYWRITE, which a shared mapping of a file opened read-only lacks; exec needs
+/// VM_MAYEXEC, which a file on a noexec mount lacks.
+fn refuses_access(vma: &Vma, wanted: Perms) -> Option<bool> {
+    let write = if wanted.write && vma.mapping.perms.shared && vma.has_file() {
+        vma.flag(HiddenFlags::MAYWRITE).map(|may| !may)
+    } else {
+        Some(false)
+    };
+    let exec = if wanted.exec && vma.has_file() && !vma.mapping.perms.exec {
+        None
+    } else {
+        Some(false)
+    };
+    match (write, exec) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), Some(false)) => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether madvise_vma_behavior() refuses `advice` on `vma`.
+fn madvise_refused(advice: u64, vma: &Vma) -> bool {
+    // can_madvise_modify(): DONTFORK and WIPEONFORK count as discarding data, which sealed
+    // read-only anonymous memory refuses (EPERM).
+    let sealed_discard = matches!(advice, MADV_DONTFORK | MADV_WIPEONFORK)
+        && vma.flag(HiddenFlags::SEALED) == Some(true)
+        && vma.is_private_anon()
+        && !vma.mapping.perms.write;
+    sealed_discard
+        || match advice {
+            // Only private anonymous memory can be wiped in a child (EINVAL).
+            MADV_WIPEONFORK => vma.has_file(),
+            MADV_DODUMP => vma.is_special(),
+            _ => false,
+        }
+}
+
 pub const PROT_READ: u64 = 0x1;
 pub const PROT_WRITE: u64 = 0x2;
 pub const PROT_EXEC: u64 = 0x4;
@@ -750,11 +1651,16 @@ pub const MAP_GROWSDOWN: u64 = 0x0100;
 pub const MAP_LOCKED: u64 = 0x2000;
 pub const MAP_NORESERVE: u64 = 0x4000;
 pub const MAP_STACK: u64 = 0x20000;
+pub const MAP_FIXED: u64 = 0x10;
+pub const MREMAP_FIXED: u64 = 2;
 pub const MREMAP_DONTUNMAP: u64 = 4;
 pub const MLOCK_ONFAULT: u64 = 1;
 pub const MCL_CURRENT: u64 = 1;
 pub const MCL_FUTURE: u64 = 2;
 pub const MCL_ONFAULT: u64 = 4;
+const MADV_NORMAL: u64 = 0;
+const MADV_RANDOM: u64 = 1;
+const MADV_SEQUENTIAL: u64 = 2;
 const MADV_MERGEABLE: u64 = 12;
 const MADV_UNMERGEABLE: u64 = 13;
 const MADV_HUGEPAGE: u64 = 14;
@@ -765,3 +1671,945 @@ const MADV_DONTDUMP: u64 = 16;
 const MADV_DODUMP: u64 = 17;
 const MADV_WIPEONFORK: u64 = 18;
 const MADV_KEEPONFORK: u64 = 19;
+
+#[cfg(test)]
+mod tests {
+    //! Each operation against hand-written tables. Addresses are in pages from 0x10000; the
+    //! expected lines are `start-end perms offset inode name`, offsets and inodes in hex.
+
+    use super::*;
+    use crate::decode::Call;
+
+    const P: u64 = PAGE_SIZE;
+    const NONE: u64 = 0;
+    const R: u64 = PROT_READ;
+    const RW: u64 = PROT_READ | PROT_WRITE;
+    const MAP_SHARED: u64 = 0x01;
+    const MREMAP_MAYMOVE: u64 = 1;
+    const PRIVATE_ANON: u64 = MAP_PRIVATE | MAP_ANONYMOUS;
+    const SHARED_ANON: u64 = MAP_SHARED | MAP_ANONYMOUS;
+    const OK: i64 = 0;
+    const EINVAL_RET: i64 = -EINVAL;
+    const ENOMEM_RET: i64 = -ENOMEM;
+    const EPERM_RET: i64 = -EPERM;
+    const EACCES_RET: i64 = -EACCES;
+
+    /// Address of page `n`.
+    fn at(n: u64) -> u64 {
+        0x10000 + n * P
+    }
+
+    fn perms(text: &str) -> Perms {
+        let b = text.as_bytes();
+        Perms {
+            read: b[0] == b'r',
+            write: b[1] == b'w',
+            exec: b[2] == b'x',
+            shared: b[3] == b's',
+        }
+    }
+
+    fn mapping(pages: (u64, u64), p: &str, offset: u64, inode: u64, name: &str) -> Mapping {
+        Mapping {
+            start: at(pages.0),
+            end: at(pages.1),
+            perms: perms(p),
+            offset,
+            device: Device {
+                major: if inode == 0 { 0 } else { 8 },
+                minor: 0,
+            },
+            inode,
+            name: name.as_bytes().to_vec(),
+        }
+    }
+
+    /// The kernel as a test states it: its VMAs now. Asked only where the table must ask.
+    #[derive(Default)]
+    struct Kernel(Vec<Mapping>);
+
+    impl VmaOracle for Kernel {
+        fn vma_at(&mut self, addr: u64) -> Option<Mapping> {
+            self.0
+                .iter()
+                .find(|m| m.start <= addr && addr < m.end)
+                .cloned()
+        }
+    }
+
+    fn lines(space: &AddressSpace) -> Vec<String> {
+        space
+            .mappings()
+            .map(|m| {
+                let p = m.perms;
+                let flag = |on: bool, c: char| if on { c } else { '-' };
+                format!(
+                    "{:x}-{:x} {}{}{}{} {:x} {:x} {}",
+                    m.start,
+                    m.end,
+                    flag(p.read, 'r'),
+                    flag(p.write, 'w'),
+                    flag(p.exec, 'x'),
+                    if p.shared { 's' } else { 'p' },
+                    m.offset,
+                    m.inode,
+                    String::from_utf8_lossy(&m.name)
+                )
+            })
+            .collect()
+    }
+
+    /// Expected lines, from `(first page, end page, perms, offset, inode, name)`.
+    fn table(rows: &[(u64, u64, &str, u64, u64, &str)]) -> Vec<String> {
+        rows.iter()
+            .map(|&(s, e, p, off, ino, name)| {
+                format!("{:x}-{:x} {p} {off:x} {ino:x} {name}", at(s), at(e))
+            })
+            .collect()
+    }
+
+    fn mmap(addr: u64, pages: u64, prot: u64, flags: u64, fd: i32, offset: u64) -> Call {
+        Call::Mmap {
+            addr,
+            len: pages * P,
+            prot,
+            flags,
+            fd,
+            offset,
+        }
+    }
+
+    fn anon(addr: u64, pages: u64, prot: u64) -> Call {
+        mmap(addr, pages, prot, PRIVATE_ANON | MAP_FIXED, -1, 0)
+    }
+
+    fn mprotect(addr: u64, pages: u64, prot: u64) -> Call {
+        Call::Mprotect {
+            addr,
+            len: pages * P,
+            prot,
+        }
+    }
+
+    fn madvise(addr: u64, pages: u64, advice: u64) -> Call {
+        Call::Madvise {
+            addr,
+            len: pages * P,
+            advice,
+        }
+    }
+
+    fn munmap(addr: u64, pages: u64) -> Call {
+        Call::Munmap {
+            addr,
+            len: pages * P,
+        }
+    }
+
+    fn mremap(addr: u64, old: u64, new: u64, flags: u64, new_addr: u64) -> Call {
+        Call::Mremap {
+            old_addr: addr,
+            old_len: old * P,
+            new_len: new * P,
+            flags,
+            new_addr,
+        }
+    }
+
+    fn mlock2(addr: u64, pages: u64, flags: u64) -> Call {
+        Call::Mlock2 {
+            addr,
+            len: pages * P,
+            flags,
+        }
+    }
+
+    /// An empty table: everything in it will have been made by traced calls.
+    fn empty() -> AddressSpace {
+        AddressSpace::from_mappings(Vec::new(), 0)
+    }
+
+    /// Applies calls that need no answer from the kernel, each with its result.
+    fn run(space: &mut AddressSpace, calls: &[(Call, i64)]) {
+        for (call, ret) in calls {
+            space.apply(call, *ret, &mut NoOracle);
+        }
+    }
+
+    fn vma(space: &AddressSpace, page: u64) -> &Vma {
+        space.vma_at(at(page)).expect("a VMA there")
+    }
+
+    // mmap
+
+    #[test]
+    fn new_anonymous_mappings_merge_with_an_equal_neighbour_made_by_the_process() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, RW), at(0) as i64),
+                (anon(at(2), 2, RW), at(2) as i64),
+            ],
+        );
+        // A new VMA has no anon_vma: the kernel merges it with any compatible neighbour.
+        assert_eq!(lines(&s), table(&[(0, 4, "rw-p", 0, 0, "")]));
+        run(&mut s, &[(anon(at(4), 1, R), at(4) as i64)]);
+        assert_eq!(
+            lines(&s),
+            table(&[(0, 4, "rw-p", 0, 0, ""), (4, 5, "r--p", 0, 0, "")])
+        );
+    }
+
+    #[test]
+    fn a_file_mapping_takes_its_identity_from_the_kernel_and_offsets_follow_pages() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping((0, 3), "r--p", 2 * P, 0x77, "/lib/x.so")]);
+        s.apply(
+            &mmap(0, 3, R, MAP_PRIVATE, 3, 2 * P),
+            at(0) as i64,
+            &mut kernel,
+        );
+        run(&mut s, &[(munmap(at(1), 1), OK)]);
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 1, "r--p", 0x2000, 0x77, "/lib/x.so"),
+                (2, 3, "r--p", 0x4000, 0x77, "/lib/x.so"),
+            ])
+        );
+    }
+
+    #[test]
+    fn map_fixed_replaces_the_middle_of_a_mapping() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 6, RW), at(0) as i64),
+                (anon(at(2), 2, R), at(2) as i64),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 2, "rw-p", 0, 0, ""),
+                (2, 4, "r--p", 0, 0, ""),
+                (4, 6, "rw-p", 0, 0, ""),
+            ])
+        );
+    }
+
+    #[test]
+    fn failed_calls_change_nothing() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 4, RW), at(0) as i64),
+                (munmap(at(1), 1), EINVAL_RET),
+                (mprotect(at(1), 1, R), EINVAL_RET),
+                (mremap(at(0), 4, 8, 0, 0), ENOMEM_RET),
+                (anon(at(2), 1, R), -17),
+            ],
+        );
+        assert_eq!(lines(&s), table(&[(0, 4, "rw-p", 0, 0, "")]));
+    }
+
+    // munmap
+
+    #[test]
+    fn munmap_cuts_the_head_the_tail_the_middle_and_across_holes() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 10, RW), at(0) as i64),
+                (munmap(at(0), 1), OK),
+                (munmap(at(9), 1), OK),
+                (munmap(at(4), 2), OK),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[(1, 4, "rw-p", 0, 0, ""), (6, 9, "rw-p", 0, 0, "")])
+        );
+        // Spanning both mappings and the hole between them, with pieces left outside.
+        run(&mut s, &[(munmap(at(3), 4), OK)]);
+        assert_eq!(
+            lines(&s),
+            table(&[(1, 3, "rw-p", 0, 0, ""), (7, 9, "rw-p", 0, 0, "")])
+        );
+    }
+
+    #[test]
+    fn a_munmap_refused_by_sealed_memory_still_splits_at_its_start() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 4, RW), at(0) as i64),
+                (anon(at(4), 2, R), at(4) as i64),
+                (
+                    Call::Mseal {
+                        addr: at(4),
+                        len: 2 * P,
+                        flags: 0,
+                    },
+                    OK,
+                ),
+                // vms_gather_munmap_vmas() splits the first VMA, then meets the sealed one.
+                (munmap(at(2), 3), EPERM_RET),
+                // Starting inside the sealed VMA: it refuses before splitting.
+                (munmap(at(5), 1), EPERM_RET),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 2, "rw-p", 0, 0, ""),
+                (2, 4, "rw-p", 0, 0, ""),
+                (4, 6, "r--p", 0, 0, ""),
+            ])
+        );
+    }
+
+    // mprotect
+
+    #[test]
+    fn mprotect_splits_and_restoring_shared_memory_merges_it_again() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping(
+            (0, 4),
+            "rw-s",
+            0,
+            0x99,
+            "/dev/zero (deleted)",
+        )]);
+        s.apply(
+            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
+            at(0) as i64,
+            &mut kernel,
+        );
+        run(&mut s, &[(mprotect(at(1), 2, R), OK)]);
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 1, "rw-s", 0, 0x99, "/dev/zero (deleted)"),
+                (1, 3, "r--s", 0x1000, 0x99, "/dev/zero (deleted)"),
+                (3, 4, "rw-s", 0x3000, 0x99, "/dev/zero (deleted)"),
+            ])
+        );
+        // Shared memory never has an anon_vma: the pieces merge again without asking.
+        run(&mut s, &[(mprotect(at(1), 2, RW), OK)]);
+        assert_eq!(
+            lines(&s),
+            table(&[(0, 4, "rw-s", 0, 0x99, "/dev/zero (deleted)")])
+        );
+    }
+
+    #[test]
+    fn restoring_private_memory_leaves_the_merge_to_the_kernel_at_the_dump() {
+        for (kernel_merged, expected) in [
+            (true, table(&[(0, 4, "rw-p", 0, 0, "")])),
+            // Written while apart, the pieces hold different anon_vmas and stay apart.
+            (
+                false,
+                table(&[
+                    (0, 1, "rw-p", 0, 0, ""),
+                    (1, 3, "rw-p", 0, 0, ""),
+                    (3, 4, "rw-p", 0, 0, ""),
+                ]),
+            ),
+        ] {
+            let mut s = empty();
+            run(
+                &mut s,
+                &[
+                    (anon(at(0), 4, RW), at(0) as i64),
+                    (mprotect(at(1), 2, R), OK),
+                    (mprotect(at(1), 2, RW), OK),
+                ],
+            );
+            assert_eq!(s.vmas.len(), 3, "kept apart until the dump");
+            assert!(vma(&s, 1).pending_left && vma(&s, 3).pending_left);
+            let mut kernel = Kernel(if kernel_merged {
+                vec![mapping((0, 4), "rw-p", 0, 0, "")]
+            } else {
+                vec![
+                    mapping((0, 1), "rw-p", 0, 0, ""),
+                    mapping((1, 3), "rw-p", 0, 0, ""),
+                    mapping((3, 4), "rw-p", 0, 0, ""),
+                ]
+            });
+            s.refresh_growing_mappings(&mut kernel);
+            assert_eq!(lines(&s), expected);
+        }
+    }
+
+    #[test]
+    fn an_unrelated_mapping_spanning_a_pending_boundary_is_no_merge() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 4, RW), at(0) as i64),
+                (mprotect(at(2), 2, R), OK),
+                (mprotect(at(2), 2, RW), OK),
+            ],
+        );
+        // By the dump another mapping (shared, here) spans the boundary.
+        let mut kernel = Kernel(vec![mapping((1, 3), "rw-s", 0, 0x5, "/dev/zero (deleted)")]);
+        s.refresh_growing_mappings(&mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[(0, 2, "rw-p", 0, 0, ""), (2, 4, "rw-p", 0, 0, "")])
+        );
+    }
+
+    #[test]
+    fn a_failed_mprotect_keeps_what_it_changed_before_a_hole() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, RW), at(0) as i64),
+                (anon(at(3), 2, RW), at(3) as i64),
+                (mprotect(at(1), 4, R), ENOMEM_RET),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 1, "rw-p", 0, 0, ""),
+                (1, 2, "r--p", 0, 0, ""),
+                (3, 5, "rw-p", 0, 0, ""),
+            ])
+        );
+        // Starting in a hole it changes nothing.
+        run(&mut s, &[(mprotect(at(2), 2, R), ENOMEM_RET)]);
+        assert_eq!(lines(&s).len(), 3);
+    }
+
+    #[test]
+    fn a_failed_mprotect_stops_at_a_sealed_vma_or_a_read_only_shared_file() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping((2, 4), "r--s", 0, 0x42, "/ro")]);
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, R), at(0) as i64),
+                (
+                    Call::Mseal {
+                        addr: at(1),
+                        len: P,
+                        flags: 0,
+                    },
+                    OK,
+                ),
+            ],
+        );
+        s.apply(
+            &mmap(at(2), 2, R, MAP_SHARED | MAP_FIXED, 5, 0),
+            at(2) as i64,
+            &mut kernel,
+        );
+        run(
+            &mut s,
+            &[
+                (mprotect(at(0), 4, PROT_READ | PROT_EXEC), EPERM_RET),
+                (mprotect(at(2), 2, RW), EACCES_RET),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 1, "r-xp", 0, 0, ""),
+                (1, 2, "r--p", 0, 0, ""),
+                (2, 4, "r--s", 0, 0x42, "/ro"),
+            ])
+        );
+        // The only VMA that could refuse writing did: its file was opened read-only.
+        assert_eq!(vma(&s, 2).flag(HiddenFlags::MAYWRITE), Some(false));
+    }
+
+    #[test]
+    fn how_far_a_failed_mprotect_got_is_settled_at_the_dump_when_the_table_cannot_tell() {
+        // Seeded VMAs' seals are unknown: any of them might have stopped it.
+        let seeded = vec![
+            mapping((0, 2), "r--p", 0, 0, ""),
+            mapping((2, 4), "r--p", 0, 0, ""),
+        ];
+        let mut s = AddressSpace::from_mappings(seeded, 0);
+        run(&mut s, &[(mprotect(at(0), 4, RW), EPERM_RET)]);
+        let mut kernel = Kernel(vec![
+            mapping((0, 2), "rw-p", 0, 0, ""),
+            mapping((2, 4), "r--p", 0, 0, ""),
+        ]);
+        s.refresh_growing_mappings(&mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[(0, 2, "rw-p", 0, 0, ""), (2, 4, "r--p", 0, 0, "")])
+        );
+    }
+
+    // mremap
+
+    #[test]
+    fn mremap_shrinks_and_grows_in_place() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 4, RW), at(0) as i64),
+                (mremap(at(0), 4, 2, 0, 0), at(0) as i64),
+            ],
+        );
+        assert_eq!(lines(&s), table(&[(0, 2, "rw-p", 0, 0, "")]));
+        run(&mut s, &[(mremap(at(0), 2, 6, 0, 0), at(0) as i64)]);
+        assert_eq!(lines(&s), table(&[(0, 6, "rw-p", 0, 0, "")]));
+    }
+
+    #[test]
+    fn mremap_moves_a_file_mapping_and_unmaps_a_fixed_destination_first() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping((0, 4), "r--p", 0x3000, 0x7, "/f")]);
+        s.apply(
+            &mmap(at(0), 4, R, MAP_PRIVATE | MAP_FIXED, 3, 0x3000),
+            at(0) as i64,
+            &mut kernel,
+        );
+        run(
+            &mut s,
+            &[
+                (anon(at(10), 6, RW), at(10) as i64),
+                // Grown on the way: the destination is unmapped for the new length.
+                (
+                    mremap(at(1), 2, 3, MREMAP_MAYMOVE | MREMAP_FIXED, at(12)),
+                    at(12) as i64,
+                ),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 1, "r--p", 0x3000, 0x7, "/f"),
+                (3, 4, "r--p", 0x6000, 0x7, "/f"),
+                (10, 12, "rw-p", 0, 0, ""),
+                (12, 15, "r--p", 0x4000, 0x7, "/f"),
+                (15, 16, "rw-p", 0, 0, ""),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_fixed_move_of_several_vmas_keeps_the_destination_gaps() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 1, RW), at(0) as i64),
+                (anon(at(2), 1, R), at(2) as i64),
+                (anon(at(11), 1, NONE), at(11) as i64),
+                // remap_move(): each source VMA moves on its own; the gap's destination
+                // (page 11) keeps what it had.
+                (
+                    mremap(at(0), 3, 3, MREMAP_MAYMOVE | MREMAP_FIXED, at(10)),
+                    at(10) as i64,
+                ),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (10, 11, "rw-p", 0, 0, ""),
+                (11, 12, "---p", 0, 0, ""),
+                (12, 13, "r--p", 0, 0, ""),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_fixed_move_stops_at_a_sealed_vma_keeping_the_moves_before() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 1, RW), at(0) as i64),
+                (anon(at(1), 1, R), at(1) as i64),
+                (
+                    Call::Mseal {
+                        addr: at(1),
+                        len: P,
+                        flags: 0,
+                    },
+                    OK,
+                ),
+                (
+                    mremap(at(0), 2, 2, MREMAP_MAYMOVE | MREMAP_FIXED, at(10)),
+                    EPERM_RET,
+                ),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[(1, 2, "r--p", 0, 0, ""), (10, 11, "rw-p", 0, 0, "")])
+        );
+    }
+
+    #[test]
+    fn dontunmap_keeps_the_source_and_clears_its_lock_after_merging_with_the_copy() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(4), 4, RW), at(4) as i64),
+                (mlock2(at(4), 4, 0), OK),
+                (
+                    mremap(at(5), 1, 1, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, 0),
+                    at(3) as i64,
+                ),
+            ],
+        );
+        // The copy at page 3 may merge with its own source VMA (pgoff of an unwritten VMA
+        // moves with it), which dontunmap_complete() then unlocks whole.
+        let mut kernel = Kernel(vec![mapping((3, 8), "rw-p", 0, 0, "")]);
+        s.refresh_growing_mappings(&mut kernel);
+        assert_eq!(lines(&s), table(&[(3, 8, "rw-p", 0, 0, "")]));
+        assert_eq!(vma(&s, 3).flag(HiddenFlags::LOCKED), Some(false));
+    }
+
+    #[test]
+    fn a_successful_move_shows_its_source_was_one_vma() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 4, RW), at(0) as i64),
+                (mprotect(at(2), 2, R), OK),
+                (mprotect(at(2), 2, RW), OK),
+            ],
+        );
+        assert!(vma(&s, 2).pending_left);
+        run(
+            &mut s,
+            &[(mremap(at(0), 4, 4, MREMAP_MAYMOVE, 0), at(20) as i64)],
+        );
+        assert_eq!(lines(&s), table(&[(20, 24, "rw-p", 0, 0, "")]));
+    }
+
+    // brk
+
+    #[test]
+    fn brk_makes_the_heap_grows_it_and_shrinks_it() {
+        let start_brk = at(0) + 0x123;
+        let mut s = AddressSpace::from_mappings(Vec::new(), start_brk);
+        let brk = |to: u64| (Call::Brk { addr: to }, to as i64);
+        run(&mut s, &[brk(start_brk), brk(at(2) + 8)]);
+        // The heap starts at the page start_brk is in: [PAGE_ALIGN(start_brk), PAGE_ALIGN(brk)).
+        assert_eq!(lines(&s), table(&[(1, 3, "rw-p", 0, 0, "[heap]")]));
+        run(&mut s, &[brk(at(6))]);
+        assert_eq!(lines(&s), table(&[(1, 6, "rw-p", 0, 0, "[heap]")]));
+        run(&mut s, &[brk(at(4) - 5)]);
+        assert_eq!(lines(&s), table(&[(1, 4, "rw-p", 0, 0, "[heap]")]));
+        // A refused brk returns the old break and changes nothing.
+        run(&mut s, &[(Call::Brk { addr: 1 }, (at(4) - 5) as i64)]);
+        assert_eq!(lines(&s), table(&[(1, 4, "rw-p", 0, 0, "[heap]")]));
+    }
+
+    #[test]
+    fn the_end_of_bss_merged_with_the_heap_is_named_heap() {
+        // No gap between .bss and the heap (no address randomization): once their flags are
+        // equal the kernel merges them, and /proc names the whole VMA from the break.
+        let seeded = vec![
+            mapping((0, 1), "rw-p", 0, 0, ""),
+            mapping((1, 3), "rw-p", 0, 0, "[heap]"),
+        ];
+        let mut s = AddressSpace::from_mappings(seeded, at(1));
+        run(&mut s, &[(Call::Mlockall { flags: MCL_CURRENT }, OK)]);
+        let mut kernel = Kernel(vec![mapping((0, 3), "rw-p", 0, 0, "[heap]")]);
+        s.refresh_growing_mappings(&mut kernel);
+        assert_eq!(lines(&s), table(&[(0, 3, "rw-p", 0, 0, "[heap]")]));
+    }
+
+    // madvise
+
+    #[test]
+    fn madvise_splits_by_hidden_flags_and_skips_holes() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
+        s.apply(
+            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
+            at(0) as i64,
+            &mut kernel,
+        );
+        run(
+            &mut s,
+            &[
+                (anon(at(5), 2, RW), at(5) as i64),
+                // Over a hole: ENOMEM, applied to every mapped part.
+                (madvise(at(3), 3, MADV_DONTFORK), ENOMEM_RET),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 3, "rw-s", 0, 0x9, "/dev/zero (deleted)"),
+                (3, 4, "rw-s", 0x3000, 0x9, "/dev/zero (deleted)"),
+                (5, 6, "rw-p", 0, 0, ""),
+                (6, 7, "rw-p", 0, 0, ""),
+            ])
+        );
+        // Undone on the shared memory: it merges back; the flag set again is no change.
+        run(
+            &mut s,
+            &[
+                (madvise(at(3), 1, MADV_DOFORK), OK),
+                (madvise(at(5), 1, MADV_DONTFORK), OK),
+            ],
+        );
+        assert_eq!(lines(&s).len(), 3);
+    }
+
+    #[test]
+    fn madvise_stops_at_the_vma_that_refuses_the_advice() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping((2, 3), "r--p", 0, 0x3, "/f")]);
+        run(&mut s, &[(anon(at(0), 2, RW), at(0) as i64)]);
+        s.apply(
+            &mmap(at(2), 1, R, MAP_PRIVATE | MAP_FIXED, 3, 0),
+            at(2) as i64,
+            &mut kernel,
+        );
+        run(
+            &mut s,
+            &[
+                (anon(at(3), 1, RW), at(3) as i64),
+                // Only private anonymous memory can be wiped on fork: the file refuses.
+                (madvise(at(1), 3, MADV_WIPEONFORK), EINVAL_RET),
+            ],
+        );
+        assert_eq!(vma(&s, 1).flag(HiddenFlags::WIPEONFORK), Some(true));
+        assert_eq!(vma(&s, 0).flag(HiddenFlags::WIPEONFORK), Some(false));
+        assert_eq!(vma(&s, 3).flag(HiddenFlags::WIPEONFORK), Some(false));
+        assert_eq!(lines(&s).len(), 4);
+    }
+
+    #[test]
+    fn mergeable_is_ignored_on_shared_memory() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
+        s.apply(
+            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
+            at(0) as i64,
+            &mut kernel,
+        );
+        run(&mut s, &[(madvise(at(1), 1, MADV_MERGEABLE), OK)]);
+        assert_eq!(lines(&s).len(), 1);
+    }
+
+    // mlock, mlockall
+
+    #[test]
+    fn mlock_that_cannot_populate_still_locks_up_to_the_first_hole() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 4, NONE), at(0) as i64),
+                (anon(at(5), 1, NONE), at(5) as i64),
+                // Faulting in PROT_NONE pages fails after the flags are set: ENOMEM.
+                (
+                    Call::Mlock {
+                        addr: at(1),
+                        len: 5 * P,
+                    },
+                    ENOMEM_RET,
+                ),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 1, "---p", 0, 0, ""),
+                (1, 4, "---p", 0, 0, ""),
+                (5, 6, "---p", 0, 0, ""),
+            ])
+        );
+        assert_eq!(vma(&s, 1).flag(HiddenFlags::LOCKED), Some(true));
+        assert_eq!(vma(&s, 5).flag(HiddenFlags::LOCKED), Some(false));
+    }
+
+    #[test]
+    fn mlock2_without_onfault_and_mlockall_reset_the_whole_lock_state() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, RW), at(0) as i64),
+                (mlock2(at(0), 2, MLOCK_ONFAULT), OK),
+                (mlock2(at(0), 1, 0), OK),
+            ],
+        );
+        assert_eq!(
+            vma(&s, 0).flags.0 & HiddenFlags::LOCKED_MASK,
+            HiddenFlags::LOCKED
+        );
+        assert_eq!(
+            vma(&s, 1).flags.0 & HiddenFlags::LOCKED_MASK,
+            HiddenFlags::LOCKED_MASK
+        );
+        run(
+            &mut s,
+            &[
+                (
+                    Call::Mlockall {
+                        flags: MCL_FUTURE | MCL_ONFAULT,
+                    },
+                    OK,
+                ),
+                (anon(at(4), 1, RW), at(4) as i64),
+            ],
+        );
+        assert_eq!(
+            vma(&s, 4).flags.0 & HiddenFlags::LOCKED_MASK,
+            HiddenFlags::LOCKED_MASK
+        );
+        // MCL_CURRENT alone ends MCL_FUTURE, and sets every VMA's lock bits to its own.
+        run(
+            &mut s,
+            &[
+                (Call::Mlockall { flags: MCL_CURRENT }, OK),
+                (anon(at(6), 1, RW), at(6) as i64),
+            ],
+        );
+        assert_eq!(
+            vma(&s, 1).flags.0 & HiddenFlags::LOCKED_MASK,
+            HiddenFlags::LOCKED
+        );
+        assert_eq!(vma(&s, 6).flags.0 & HiddenFlags::LOCKED_MASK, 0);
+    }
+
+    #[test]
+    fn a_call_that_changes_nothing_merges_nothing() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
+        s.apply(
+            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
+            at(0) as i64,
+            &mut kernel,
+        );
+        run(
+            &mut s,
+            &[
+                (mlock2(at(0), 4, 0), OK),
+                (
+                    Call::Mseal {
+                        addr: at(3),
+                        len: P,
+                        flags: 0,
+                    },
+                    OK,
+                ),
+                // Split at page 2 without being unmapped: equal pieces, apart.
+                (munmap(at(2), 2), EPERM_RET),
+                // mlock_fixup() leaves a VMA whose flags do not change alone.
+                (Call::Mlockall { flags: MCL_CURRENT }, OK),
+                (mlock2(at(0), 3, 0), OK),
+            ],
+        );
+        assert_eq!(lines(&s).len(), 3);
+        // A change to both merges them as the second is changed.
+        run(
+            &mut s,
+            &[(
+                Call::Munlock {
+                    addr: at(0),
+                    len: 3 * P,
+                },
+                OK,
+            )],
+        );
+        assert_eq!(lines(&s).len(), 2);
+    }
+
+    // What the kernel reports
+
+    #[test]
+    fn a_shared_memory_object_is_named_where_it_is_at_the_dump() {
+        let mut s = empty();
+        // Asked after the fact, the kernel shows a later object mapped at the same place.
+        let mut late = Kernel(vec![mapping(
+            (0, 1),
+            "rw-s",
+            0,
+            0xbbb,
+            "/dev/zero (deleted)",
+        )]);
+        s.apply(&mmap(0, 1, RW, SHARED_ANON, -1, 0), at(0) as i64, &mut late);
+        run(
+            &mut s,
+            &[(
+                mremap(at(0), 1, 1, MREMAP_MAYMOVE | MREMAP_FIXED, at(8)),
+                at(8) as i64,
+            )],
+        );
+        let mut kernel = Kernel(vec![mapping(
+            (8, 9),
+            "rw-s",
+            0,
+            0xaaa,
+            "/dev/zero (deleted)",
+        )]);
+        s.refresh_growing_mappings(&mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[(8, 9, "rw-s", 0, 0xaaa, "/dev/zero (deleted)")])
+        );
+    }
+
+    #[test]
+    fn a_file_named_by_its_last_component_gets_its_path_at_the_dump() {
+        let mut s = empty();
+        let mut record = Kernel(vec![mapping((0, 2), "r--p", 0, 0x5, "lib.so")]);
+        s.apply(&mmap(0, 2, R, MAP_PRIVATE, 3, 0), at(0) as i64, &mut record);
+        let mut kernel = Kernel(vec![mapping((0, 2), "r--p", 0, 0x5, "/usr/lib/lib.so")]);
+        s.refresh_growing_mappings(&mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[(0, 2, "r--p", 0, 0x5, "/usr/lib/lib.so")])
+        );
+    }
+
+    #[test]
+    fn naming_takes_the_kernels_vmas_around_holes() {
+        let seeded = vec![
+            mapping((0, 2), "rw-p", 0, 0, ""),
+            mapping((3, 5), "rw-p", 0, 0, ""),
+        ];
+        let mut s = AddressSpace::from_mappings(seeded, 0);
+        let mut kernel = Kernel(vec![
+            mapping((0, 1), "rw-p", 0, 0, ""),
+            mapping((1, 2), "rw-p", 0, 0, "[anon:x]"),
+            mapping((3, 4), "rw-p", 0, 0, "[anon:x]"),
+            mapping((4, 5), "rw-p", 0, 0, ""),
+        ]);
+        let name = Call::SetVmaAnonName {
+            attr: 0,
+            addr: at(1),
+            len: 3 * P,
+            name: 0x1,
+        };
+        // A hole in the range: ENOMEM, after naming every mapped part.
+        s.apply(&name, ENOMEM_RET, &mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 1, "rw-p", 0, 0, ""),
+                (1, 2, "rw-p", 0, 0, "[anon:x]"),
+                (3, 4, "rw-p", 0, 0, "[anon:x]"),
+                (4, 5, "rw-p", 0, 0, ""),
+            ])
+        );
+    }
+}

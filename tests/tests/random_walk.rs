@@ -1,0 +1,590 @@
+//! Differential test of the live table against the kernel: `pmap-random-walk` makes thousands of
+//! seeded random address-space calls (mmap of every kind and placement, partial munmap,
+//! mprotect, mremap, brk, madvise, mlock*, mseal, anon names, and calls that fail part-way),
+//! traced through the real eBPF programs, and the table built from the events must equal the
+//! kernel's address space.
+//!
+//! Three ways of applying the events, because the table asks the kernel (PROCMAP_QUERY) what the
+//! events cannot tell — a file's identity at the call, the rest when a dump settles it — and
+//! *when* it asks decides what the answer can hide:
+//! - `each call`: the walk stops after every call and its one event is applied then, so every
+//!   answer describes the moment right after that call. The table must equal `/proc/PID/maps`
+//!   (offsets, devices and inodes included) after every call, which names the first call that
+//!   diverges; at checkpoints the dump must equal `pmap PID` line for line.
+//! - `at checkpoints`: the walk stops only at checkpoints and everything since the last one is
+//!   applied while it is stopped, as a dump of a stopped process is made. Every answer then
+//!   describes the checkpoint, later than the call it is for.
+//! - `live`: the walk paces itself and events are applied as they arrive while it runs, as
+//!   pmap-trace does; answers come at whatever moment the tracer gets to them.
+//!
+//! Every walk prints how often the table asked the kernel, per call kind, so a model that leans
+//! on the kernel shows up even while it passes.
+//!
+//! CI runs a fixed set of seeds; `PMAP_TRACE_WALK_SEEDS` (a seed, a range `A..B`, or a list
+//! `A,B,C`) and `PMAP_TRACE_WALK_CALLS` run others, or more. A failure prints the seed, the
+//! calls leading to it and the difference.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    io::{BufRead, BufReader, Write},
+    os::unix::process::CommandExt,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pmap_integration_tests::{assert_same_text, real_pmap, require_root};
+use pmap_trace::{
+    capture::{Capture, CaptureOptions, check_machine},
+    decode::{Call, Event, EventKind},
+    process::{KnownFiles, TracedProcess},
+    procmap_query::VmaQuery,
+    render::{
+        maps_line,
+        pmap::{PmapOptions, write_default},
+    },
+    seed,
+    table::{Mapping, VmaOracle},
+};
+
+const WALK: &str = env!("CARGO_BIN_EXE_pmap-random-walk");
+/// Calls between checkpoints.
+const EVERY: u64 = 50;
+/// Calls shown before a divergence.
+const HISTORY: usize = 60;
+
+/// When the test applies the walk's events (see the module documentation).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    EachCall,
+    AtCheckpoints,
+    Live,
+}
+
+/// Seeds and calls per walk: the CI defaults unless the environment asks for more.
+fn plan(default_seeds: std::ops::Range<u64>, default_calls: u64) -> (Vec<u64>, u64) {
+    let seeds = match std::env::var("PMAP_TRACE_WALK_SEEDS") {
+        Ok(spec) => parse_seeds(&spec).unwrap_or_else(|| {
+            panic!("PMAP_TRACE_WALK_SEEDS={spec:?}: want a seed, A..B or A,B,C")
+        }),
+        Err(_) => default_seeds.collect(),
+    };
+    assert!(!seeds.is_empty(), "no seeds to walk");
+    let calls = match std::env::var("PMAP_TRACE_WALK_CALLS") {
+        Ok(n) => n
+            .parse()
+            .unwrap_or_else(|_| panic!("PMAP_TRACE_WALK_CALLS={n:?} is not a number")),
+        Err(_) => default_calls,
+    };
+    (seeds, calls)
+}
+
+fn parse_seeds(spec: &str) -> Option<Vec<u64>> {
+    if let Some((a, b)) = spec.split_once("..") {
+        return Some((a.trim().parse().ok()?..b.trim().parse().ok()?).collect());
+    }
+    spec.split(',').map(|s| s.trim().parse().ok()).collect()
+}
+
+/// The oracle the table uses, counting the questions it asks per kind of call. Like
+/// `TracedProcess::apply_with_file` (the session's path), it answers for the address a
+/// file-backed mmap just returned with the kernel's record of the call's file when the live
+/// mapping there is gone or is another file by now.
+struct CountingOracle {
+    query: VmaQuery,
+    current: &'static str,
+    mapped: Option<Mapping>,
+    asked: BTreeMap<&'static str, u64>,
+}
+
+impl VmaOracle for CountingOracle {
+    fn vma_at(&mut self, addr: u64) -> Option<Mapping> {
+        *self.asked.entry(self.current).or_default() += 1;
+        let live = self.query.vma_at(addr);
+        match &self.mapped {
+            Some(hint) if hint.start == addr => match live {
+                Some(now) if now.inode == hint.inode && now.device == hint.device => Some(now),
+                _ => Some(hint.clone()),
+            },
+            _ => live,
+        }
+    }
+}
+
+/// How a wait for the walk ended.
+enum Waited {
+    Stopped,
+    Exited(i32),
+}
+
+/// A running `pmap-random-walk`, killed if the test ends early so no stopped walk is left behind.
+struct Walker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    reaped: bool,
+}
+
+impl Walker {
+    fn start(seed: u64, calls: u64, stop: &str) -> Walker {
+        let mut command = Command::new(WALK);
+        command
+            .args([seed.to_string(), calls.to_string(), EVERY.to_string()])
+            .arg(stop)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        // SAFETY: personality(2) is async-signal-safe. Without address randomization a seed
+        // replays the same walk at the same addresses, so a reported failure reproduces.
+        unsafe {
+            command.pre_exec(|| {
+                libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
+                Ok(())
+            })
+        };
+        let mut child = command.spawn().expect("start pmap-random-walk");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), "ready", "pmap-random-walk did not start");
+        Walker {
+            child,
+            stdin,
+            stdout,
+            reaped: false,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn go(&mut self) {
+        self.stdin.write_all(b"go\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Waits for the walk to stop itself or exit; with `block` false, returns `None` if it is
+    /// still running.
+    fn wait(&mut self, block: bool) -> Option<Waited> {
+        let mut status = 0;
+        let flags = libc::WUNTRACED | if block { 0 } else { libc::WNOHANG };
+        // SAFETY: waiting for our own child.
+        let pid = unsafe { libc::waitpid(self.pid(), &mut status, flags) };
+        assert!(pid >= 0, "waitpid: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            return None;
+        }
+        if libc::WIFSTOPPED(status) {
+            return Some(Waited::Stopped);
+        }
+        self.reaped = true;
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        };
+        Some(Waited::Exited(code))
+    }
+
+    fn resume(&self) {
+        // SAFETY: signal to our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGCONT) };
+    }
+}
+
+impl Drop for Walker {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.stdout, &mut rest);
+    }
+}
+
+/// What one walk did, for the summary line.
+struct Summary {
+    calls: u64,
+    checkpoints: u64,
+    asked: BTreeMap<&'static str, u64>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: u64 = self.asked.values().sum();
+        write!(
+            f,
+            "{} calls, {} checkpoints, kernel asked {total} times",
+            self.calls, self.checkpoints
+        )?;
+        if total > 0 {
+            let per: Vec<String> = self.asked.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            write!(f, " ({})", per.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// One walk under test: the walker, the table fed from its events, and what went into it.
+struct Run {
+    seed: u64,
+    mode: Mode,
+    walker: Walker,
+    process: TracedProcess,
+    /// Paths of files seen mapped, to name a mapping from the kernel's record of its file.
+    files: KnownFiles,
+    oracle: CountingOracle,
+    /// The last calls applied, with their index in the walk, for failure reports.
+    history: VecDeque<(u64, String)>,
+    calls: u64,
+    checkpoints: u64,
+}
+
+impl Run {
+    fn start(capture: &mut Capture, seed: u64, calls: u64, mode: Mode) -> Run {
+        let stop = match mode {
+            Mode::EachCall => "each",
+            Mode::AtCheckpoints => "checkpoint",
+            Mode::Live => "paced",
+        };
+        let mut walker = Walker::start(seed, calls, stop);
+        let pid = walker.pid();
+        capture.add_target(pid as u32, false).unwrap();
+        let process = TracedProcess::seed(pid).unwrap();
+        let mut files = KnownFiles::default();
+        files.learn(process.table.mappings());
+        let oracle = CountingOracle {
+            query: VmaQuery::open(pid).unwrap(),
+            current: "",
+            mapped: None,
+            asked: BTreeMap::new(),
+        };
+        walker.go();
+        Run {
+            seed,
+            mode,
+            walker,
+            process,
+            files,
+            oracle,
+            history: VecDeque::with_capacity(HISTORY),
+            calls: 0,
+            checkpoints: 0,
+        }
+    }
+
+    /// Applies the walk's calls among `events`; returns how many there were.
+    fn apply(&mut self, events: &[Event]) -> u64 {
+        let pid = self.walker.pid() as u32;
+        let mut applied = 0;
+        for event in events.iter().filter(|e| e.tgid == pid) {
+            let EventKind::Call { call, ret } = &event.kind else {
+                // Only an exit can come: the wait reports how the walk ended.
+                assert_eq!(event.kind, EventKind::Exit, "seed {}", self.seed);
+                continue;
+            };
+            self.calls += 1;
+            applied += 1;
+            self.oracle.current = call.name();
+            self.oracle.mapped = event
+                .file
+                .as_ref()
+                .and_then(|f| self.files.mapping_for(call, *ret, f));
+            self.process.table.apply(call, *ret, &mut self.oracle);
+            if let Call::Mmap { fd, .. } = call
+                && *fd >= 0
+                && let Some(now) = self
+                    .process
+                    .table
+                    .mappings()
+                    .find(|m| m.start == *ret as u64 && !m.name.is_empty())
+            {
+                self.files.learn([now]);
+            }
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history
+                .push_back((self.calls, format!("{}", CallLine(call, *ret))));
+        }
+        applied
+    }
+
+    fn failure(&self, what: &str) -> String {
+        let calls: Vec<String> = self
+            .history
+            .iter()
+            .map(|(i, line)| format!("  #{i} {line}"))
+            .collect();
+        format!(
+            "seed {} ({:?}): {what} after call #{}\nrerun: PMAP_TRACE_WALK_SEEDS={} cargo test -p \
+             pmap-integration-tests --test random_walk -- --test-threads=1\nlast calls:\n{}\n",
+            self.seed,
+            self.mode,
+            self.calls,
+            self.seed,
+            calls.join("\n")
+        )
+    }
+
+    /// What a dump does first (`TracedProcess::refresh_growing`): settle what the table left
+    /// to the kernel, through the counting oracle.
+    fn settle(&mut self) {
+        self.oracle.current = "dump";
+        self.oracle.mapped = None;
+        self.process
+            .table
+            .refresh_growing_mappings(&mut self.oracle);
+    }
+
+    /// The table must hold exactly the kernel's VMAs, every field of `/proc/PID/maps` included.
+    fn check_maps(&mut self) {
+        self.settle();
+        let kernel = seed::read_mappings(self.walker.pid()).unwrap();
+        let ours = self.process.mappings();
+        if kernel == ours {
+            return;
+        }
+        let text = |ms: &[Mapping]| -> Vec<String> {
+            ms.iter()
+                .map(|m| {
+                    String::from_utf8_lossy(&maps_line(m))
+                        .trim_end()
+                        .to_string()
+                })
+                .collect()
+        };
+        let (k, o) = (text(&kernel), text(&ours));
+        let flags = vm_flags(self.walker.pid());
+        let mut diff = String::new();
+        for (m, line) in kernel.iter().zip(&k).filter(|(_, l)| !o.contains(l)) {
+            let flags = flags.get(&m.start).map_or("?", String::as_str);
+            diff.push_str(&format!("- {line}\n      VmFlags: {flags}\n"));
+        }
+        for (m, line) in ours.iter().zip(&o).filter(|(_, l)| !k.contains(l)) {
+            let state = self
+                .process
+                .table
+                .hidden_state_at(m.start)
+                .unwrap_or_default();
+            diff.push_str(&format!("+ {line}\n      {state}\n"));
+        }
+        panic!(
+            "{}table differs from /proc/PID/maps (- kernel only, + table only):\n{diff}",
+            self.failure("the table diverged")
+        );
+    }
+
+    /// The dump must equal what `pmap PID` prints now.
+    fn check_pmap(&mut self) {
+        self.checkpoints += 1;
+        self.settle();
+        let mappings = self.process.mappings();
+        let view = self.process.view(&mappings, seed::discover_shm_minor());
+        let mut ours = Vec::new();
+        write_default(&mut ours, &view, &PmapOptions::default()).unwrap();
+        let expected = real_pmap(&[], self.walker.pid());
+        let ours = String::from_utf8(ours).unwrap();
+        if expected != ours {
+            eprint!("{}", self.failure("the dump differs from pmap"));
+        }
+        assert_same_text("dump vs pmap", &expected, &ours);
+    }
+
+    fn summary(&self) -> Summary {
+        Summary {
+            calls: self.calls,
+            checkpoints: self.checkpoints,
+            asked: self.oracle.asked.clone(),
+        }
+    }
+}
+
+/// The `VmFlags` line of every VMA in `/proc/PID/smaps`, by start address: the hidden state
+/// behind a divergence.
+fn vm_flags(pid: i32) -> BTreeMap<u64, String> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut flags = BTreeMap::new();
+    let mut start = None;
+    for line in smaps.lines() {
+        if let Some(rest) = line.strip_prefix("VmFlags:") {
+            if let Some(start) = start.take() {
+                flags.insert(start, rest.trim().to_string());
+            }
+        } else if let Some((range, _)) = line.split_once(' ')
+            && let Some((from, _)) = range.split_once('-')
+            && let Ok(addr) = u64::from_str_radix(from, 16)
+        {
+            start = Some(addr);
+        }
+    }
+    flags
+}
+
+/// A call as a line of the failure report: `mmap(0x7ffff7ff0000, 0x3000, ...) = ret`.
+struct CallLine<'a>(&'a Call, i64);
+
+impl std::fmt::Display for CallLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let CallLine(call, ret) = *self;
+        let args: Vec<u64> = match *call {
+            Call::Mmap {
+                addr,
+                len,
+                prot,
+                flags,
+                fd,
+                offset,
+            } => vec![addr, len, prot, flags, fd as i64 as u64, offset],
+            Call::Munmap { addr, len }
+            | Call::Mlock { addr, len }
+            | Call::Munlock { addr, len } => vec![addr, len],
+            Call::Brk { addr } => vec![addr],
+            Call::Mremap {
+                old_addr,
+                old_len,
+                new_len,
+                flags,
+                new_addr,
+            } => vec![old_addr, old_len, new_len, flags, new_addr],
+            Call::Mprotect { addr, len, prot } => vec![addr, len, prot],
+            Call::PkeyMprotect {
+                addr,
+                len,
+                prot,
+                pkey,
+            } => vec![addr, len, prot, pkey as i64 as u64],
+            Call::Madvise { addr, len, advice } => vec![addr, len, advice],
+            Call::Mlock2 { addr, len, flags } | Call::Mseal { addr, len, flags } => {
+                vec![addr, len, flags]
+            }
+            Call::Mlockall { flags } => vec![flags],
+            Call::Munlockall => vec![],
+            Call::SetVmaAnonName {
+                attr,
+                addr,
+                len,
+                name,
+            } => vec![attr, addr, len, name],
+            other => panic!("the walk makes no {} call", other.name()),
+        };
+        let args: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
+        let ret = if (-4095..0).contains(&ret) {
+            format!("-{}", std::io::Error::from_raw_os_error(-ret as i32))
+        } else {
+            format!("{ret:#x}")
+        };
+        write!(f, "{}({}) = {ret}", call.name(), args.join(", "))
+    }
+}
+
+fn load() -> Capture {
+    let syscalls = check_machine().expect("machine can run pmap-trace");
+    Capture::load(CaptureOptions {
+        syscalls,
+        ring_size: 16 << 20,
+        debug_bpf: false,
+    })
+    .expect("load eBPF")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs one walk in `mode` to its end, checking at every stop.
+async fn walk(capture: &mut Capture, seed: u64, calls: u64, mode: Mode) -> Summary {
+    let mut run = Run::start(capture, seed, calls, mode);
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "seed {seed}: the walk hung");
+        let waited = if mode == Mode::Live {
+            // Apply what arrives while the walk runs, as pmap-trace does.
+            match run.walker.wait(false) {
+                Some(waited) => waited,
+                None => {
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(2), capture.readable()).await;
+                    events.clear();
+                    capture.drain(&mut events).unwrap();
+                    run.apply(&events);
+                    continue;
+                }
+            }
+        } else {
+            run.walker.wait(true).expect("blocking wait")
+        };
+        events.clear();
+        capture.drain(&mut events).unwrap();
+        let applied = run.apply(&events);
+        match waited {
+            Waited::Exited(code) => panic!(
+                "{}pmap-random-walk ended early with status {code}",
+                run.failure("the walk died")
+            ),
+            Waited::Stopped => {
+                if mode == Mode::EachCall {
+                    assert_eq!(
+                        applied,
+                        1,
+                        "{}one call per stop expected",
+                        run.failure("event count")
+                    );
+                }
+                run.check_maps();
+                if mode != Mode::EachCall || run.calls.is_multiple_of(EVERY) || run.calls == calls {
+                    run.check_pmap();
+                }
+                run.walker.resume();
+                if run.calls == calls {
+                    break;
+                }
+            }
+        }
+    }
+    // What it does after its last stop (cleaning up, exiting) is no part of the walk.
+    assert!(
+        matches!(run.walker.wait(true), Some(Waited::Exited(0))),
+        "seed {seed}: pmap-random-walk did not exit cleanly"
+    );
+    events.clear();
+    capture.drain(&mut events).unwrap();
+    assert_eq!(capture.dropped_total(), 0, "ring overflowed");
+    capture.remove_target(run.walker.pid() as u32);
+    assert_eq!(run.calls, calls, "seed {seed}: calls traced");
+    run.summary()
+}
+
+fn walk_seeds(mode: Mode, default_seeds: std::ops::Range<u64>, default_calls: u64) {
+    if !require_root() {
+        return;
+    }
+    let (seeds, calls) = plan(default_seeds, default_calls);
+    runtime().block_on(async {
+        let mut capture = load();
+        for seed in seeds {
+            let summary = walk(&mut capture, seed, calls, mode).await;
+            println!("seed {seed} ({mode:?}): {summary}");
+        }
+    });
+}
+
+#[test]
+fn every_call_of_random_walks_leaves_the_table_equal_to_the_kernel() {
+    walk_seeds(Mode::EachCall, 0..20, 2000);
+}
+
+#[test]
+fn random_walks_dumped_at_checkpoints_equal_pmap() {
+    walk_seeds(Mode::AtCheckpoints, 100..140, 2000);
+}
+
+#[test]
+fn random_walks_applied_live_equal_pmap_at_checkpoints() {
+    walk_seeds(Mode::Live, 200..220, 2000);
+}
