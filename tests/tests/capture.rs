@@ -79,11 +79,17 @@ fn render(process: &TracedProcess) -> String {
 }
 
 /// Applies `events` of `pid` to its table, in order.
+/// Applies `events` of `pid` to its table, in order, as the session does: an exec re-seeds.
+/// (`Command::spawn` returns once the child's exec has closed its close-on-exec descriptors,
+/// which can be before the kernel has mapped the new image, so the first seed may see a
+/// half-built address space and the exec record is what makes the table whole.)
 fn apply_all(process: &mut TracedProcess, events: &[Event]) {
     let pid = process.pid as u32;
     for event in events.iter().filter(|e| e.tgid == pid) {
-        if let EventKind::Call { call, ret } = &event.kind {
-            process.apply(call, *ret);
+        match &event.kind {
+            EventKind::Call { call, ret } => process.apply(call, *ret),
+            EventKind::Exec => *process = TracedProcess::seed(pid as i32).unwrap(),
+            _ => {}
         }
     }
 }
