@@ -8,8 +8,18 @@
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the hash map of traced thread-group ids (key: TGID, value: [`TargetFlags`] bits).
 pub const TARGETS_MAP: &str = "TARGETS";
-/// Name of the per-CPU array (one slot) counting records dropped because the ring was full.
+/// Name of the per-CPU array counting what the ring had no room for: slot
+/// [`DROPPED_RECORDS_SLOT`] counts records lost, slot [`DROPPED_STACKS_SLOT`] growth calls whose
+/// record went without its stack copy.
 pub const DROPPED_MAP: &str = "DROPPED";
+pub const DROPPED_RECORDS_SLOT: u32 = 0;
+pub const DROPPED_STACKS_SLOT: u32 = 1;
+/// Name of the LRU hash map from TGID to the program break the last `brk` returned, which tells
+/// a `brk` that grew the heap from one that shrank or only asked.
+pub const BRK_TOPS_MAP: &str = "BRK_TOPS";
+/// Name of the global holding how many bytes of user stack a growth call's record copies: 0 (no
+/// copy) or one of [`STACK_SIZES`].
+pub const STACK_BYTES_GLOBAL: &str = "STACK_BYTES";
 /// Name of the global that turns kernel-side aya-log output on (non-zero) or off.
 pub const DEBUG_GLOBAL: &str = "DEBUG_BPF";
 /// Name of the global holding how many unread bytes in the ring wake the reader. Below it a
@@ -38,6 +48,9 @@ pub mod record_kind {
     pub const EXIT: u32 = 3;
     /// The process forked a new process (not a thread); `aux` is its PID.
     pub const FORK: u32 = 4;
+    /// As [`SYSCALL`] for a call that may have grown anonymous memory, in a [`GrowthRecord`]
+    /// that also carries the caller's registers and a copy of its stack.
+    pub const SYSCALL_WITH_STACK: u32 = 5;
 }
 
 /// x86_64 numbers of the syscalls that change a process's mappings.
@@ -186,6 +199,37 @@ pub struct EventRecord {
 impl EventRecord {
     pub const SIZE: usize = core::mem::size_of::<EventRecord>();
 }
+
+/// The user registers an unwinder starts from, as saved at syscall entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserRegs {
+    /// The instruction after the `syscall` instruction.
+    pub rip: u64,
+    pub rsp: u64,
+    pub rbp: u64,
+}
+
+/// The sizes a stack copy can have (`--stack-bytes`). The kernel reserves a whole
+/// [`GrowthRecord`] of one of these sizes at once, and a reservation's size must be a constant
+/// the verifier sees, so each size is its own record type.
+pub const STACK_SIZES: [u32; 5] = [4096, 8192, 16384, 32768, 65536];
+
+/// A call that may have grown anonymous memory (kind [`record_kind::SYSCALL_WITH_STACK`]): the
+/// call's record, the caller's registers, and the user stack from `regs.rsp` up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrowthRecord<const N: usize> {
+    pub event: EventRecord,
+    pub regs: UserRegs,
+    /// How many bytes of `stack` were copied: user memory is copied in pieces from `regs.rsp`
+    /// up until `N` bytes or the first unreadable piece (the end of the stack's mapping).
+    pub stack_len: u64,
+    pub stack: [u8; N],
+}
+
+/// Bytes before `stack` in every [`GrowthRecord`].
+pub const GROWTH_HEADER_SIZE: usize = core::mem::size_of::<GrowthRecord<0>>();
 
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` integers and byte arrays, every bit pattern is valid.

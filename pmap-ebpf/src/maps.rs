@@ -1,6 +1,6 @@
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use pmap_common::{EventRecord, FileOffsets, MAX_TARGETS};
 
@@ -13,9 +13,14 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 #[map(name = "TARGETS")]
 pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
-/// Records lost because the ring was full, per CPU (slot 0).
+/// What the ring had no room for, per CPU: records (slot 0) and stack copies (slot 1).
 #[map(name = "DROPPED")]
-pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// The program break the last `brk` of each traced process returned. LRU, so processes that
+/// are gone make room without userspace having to remove them.
+#[map(name = "BRK_TOPS")]
+pub static BRK_TOPS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// Set to non-zero by userspace (`--debug-bpf`) to emit aya-log diagnostics.
 #[unsafe(no_mangle)]
@@ -28,6 +33,16 @@ static WAKEUP_BYTES: u64 = 0;
 pub fn wakeup_bytes() -> u64 {
     // SAFETY: as for DEBUG_BPF below.
     unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) }
+}
+
+/// Set by userspace (`--stack-bytes`): bytes of user stack a growth call's record copies, 0 or
+/// one of `pmap_common::STACK_SIZES`.
+#[unsafe(no_mangle)]
+static STACK_BYTES: u32 = 0;
+
+pub fn stack_bytes() -> u32 {
+    // SAFETY: as for DEBUG_BPF below.
+    unsafe { core::ptr::read_volatile(&STACK_BYTES) }
 }
 
 /// Set by userspace from the kernel's BTF: where to find a mapped file's identity.
@@ -45,9 +60,10 @@ pub fn debug_enabled() -> bool {
     unsafe { core::ptr::read_volatile(&DEBUG_BPF) != 0 }
 }
 
-/// Records that one record could not be written because the ring was full.
-pub fn count_drop() {
-    if let Some(counter) = DROPPED.get_ptr_mut(0) {
+/// Counts one record (`DROPPED_RECORDS_SLOT`) or stack copy (`DROPPED_STACKS_SLOT`) the ring
+/// had no room for.
+pub fn count_drop(slot: u32) {
+    if let Some(counter) = DROPPED.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe { *counter += 1 };
     }

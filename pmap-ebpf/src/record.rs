@@ -1,11 +1,15 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    cty::c_void,
     helpers::{
         bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_kernel_str_bytes, generated::bpf_probe_read_user,
     },
 };
-use pmap_common::{EventRecord, FILE_NAME_LEN, FileIdentity, TASK_COMM_LEN};
+use pmap_common::{
+    DROPPED_RECORDS_SLOT, EventRecord, FILE_NAME_LEN, FileIdentity, GrowthRecord, TASK_COMM_LEN,
+    UserRegs, record_kind,
+};
 
 use crate::maps::{EVENTS, count_drop, file_offsets, wakeup_bytes};
 
@@ -52,14 +56,152 @@ pub fn emit(
     mapped_fd: i32,
 ) {
     let Some(mut entry) = EVENTS.reserve::<EventRecord>(0) else {
-        count_drop();
+        count_drop(DROPPED_RECORDS_SLOT);
         return;
     };
-    let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    // SAFETY: the pointer is a reserved, writable EventRecord in the ring.
+    unsafe {
+        fill(
+            entry.as_mut_ptr(),
+            kind,
+            caller,
+            syscall_nr,
+            args,
+            ret,
+            aux,
+            mapped_fd,
+        )
+    };
+    entry.submit(wake_flag(urgency));
+}
+
+/// Writes a call that may have grown anonymous memory, with the caller's registers and a copy
+/// of its stack of `stack_bytes` (one of `STACK_SIZES`) for userspace to unwind. Returns false,
+/// having written nothing, when the ring has no room for it (or `stack_bytes` is no size): the
+/// caller then writes the call's plain record.
+#[inline(always)]
+pub fn emit_growth(
+    stack_bytes: u32,
+    caller: Caller,
+    syscall_nr: u32,
+    args: [u64; 6],
+    ret: i64,
+    regs: UserRegs,
+) -> bool {
+    // Each size is its own reservation: the verifier only takes a constant size.
+    match stack_bytes {
+        4096 => emit_growth_sized::<4096>(caller, syscall_nr, args, ret, regs),
+        8192 => emit_growth_sized::<8192>(caller, syscall_nr, args, ret, regs),
+        16384 => emit_growth_sized::<16384>(caller, syscall_nr, args, ret, regs),
+        32768 => emit_growth_sized::<32768>(caller, syscall_nr, args, ret, regs),
+        65536 => emit_growth_sized::<65536>(caller, syscall_nr, args, ret, regs),
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn emit_growth_sized<const N: usize>(
+    caller: Caller,
+    syscall_nr: u32,
+    args: [u64; 6],
+    ret: i64,
+    regs: UserRegs,
+) -> bool {
+    let Some(mut entry) = EVENTS.reserve::<GrowthRecord<N>>(0) else {
+        return false;
+    };
     let record = entry.as_mut_ptr();
-    // SAFETY: `record` points at a reserved, writable EventRecord in the ring; every field is
-    // written before submit. Fields are written in place because the whole record does not fit
-    // on the BPF stack next to the saved registers.
+    // SAFETY: `record` points at a reserved, writable GrowthRecord<N> in the ring; every field
+    // is written before submit (the stack bytes past `stack_len` are not read by userspace).
+    unsafe {
+        fill(
+            &raw mut (*record).event,
+            record_kind::SYSCALL_WITH_STACK,
+            caller,
+            syscall_nr,
+            args,
+            ret,
+            0,
+            -1,
+        );
+        (&raw mut (*record).regs).write(regs);
+        let copied = copy_user_stack::<N>((&raw mut (*record).stack).cast(), regs.rsp);
+        (&raw mut (*record).stack_len).write(copied as u64);
+    }
+    entry.submit(wake_flag(Urgency::Batched));
+    true
+}
+
+/// Bytes copied with one `bpf_probe_read_user` while the stack is readable: a read that runs
+/// past the end of the stack's mapping fails whole, so the last piece is found by halving.
+const STACK_CHUNK: usize = 4096;
+/// The finest piece the last read is narrowed to.
+const STACK_GRAIN: usize = 64;
+
+/// Copies user memory from `rsp` up into `dst` (`N` bytes of ring memory): whole chunks while
+/// they read, then halving pieces down to [`STACK_GRAIN`] bytes, so everything readable up to
+/// the end of the stack (short of at most one grain) arrives. Returns the bytes copied.
+///
+/// # Safety
+/// `dst` must point at `N` writable bytes.
+#[inline(always)]
+unsafe fn copy_user_stack<const N: usize>(dst: *mut u8, rsp: u64) -> usize {
+    let mut copied = 0usize;
+    for _ in 0..N / STACK_CHUNK {
+        // SAFETY: copied + STACK_CHUNK <= N, checked by the loop bound; a bad user address
+        // fails the helper instead of faulting.
+        let failed = unsafe {
+            bpf_probe_read_user(
+                dst.add(copied).cast(),
+                STACK_CHUNK as u32,
+                (rsp + copied as u64) as *const c_void,
+            )
+        } != 0;
+        if failed {
+            break;
+        }
+        copied += STACK_CHUNK;
+    }
+    let mut piece = STACK_CHUNK / 2;
+    while piece >= STACK_GRAIN {
+        // The explicit bound keeps the verifier's view of `copied` inside the reservation.
+        if copied <= N - piece {
+            // SAFETY: copied + piece <= N, checked just above.
+            let read = unsafe {
+                bpf_probe_read_user(
+                    dst.add(copied).cast(),
+                    piece as u32,
+                    (rsp + copied as u64) as *const c_void,
+                )
+            };
+            if read == 0 {
+                copied += piece;
+            }
+        }
+        piece /= 2;
+    }
+    copied
+}
+
+/// Fills the record at `record` with a call or lifecycle event.
+///
+/// # Safety
+/// `record` must point at a writable `EventRecord` in reserved ring memory.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn fill(
+    record: *mut EventRecord,
+    kind: u32,
+    caller: Caller,
+    syscall_nr: u32,
+    args: [u64; 6],
+    ret: i64,
+    aux: u64,
+    mapped_fd: i32,
+) {
+    let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    // SAFETY: per this function's contract. Fields are written in place because the whole
+    // record does not fit on the BPF stack next to the saved registers.
     unsafe {
         (&raw mut (*record).kind).write(kind);
         (&raw mut (*record).syscall_nr).write(syscall_nr);
@@ -81,13 +223,18 @@ pub fn emit(
             read_file_identity(mapped_fd, &mut *file);
         }
     }
+}
+
+/// Wake the reader for lifecycle records, and for calls only once the ring is a quarter full.
+#[inline(always)]
+fn wake_flag(urgency: Urgency) -> u64 {
     let wake =
         urgency == Urgency::Immediate || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes();
-    entry.submit(if wake {
+    (if wake {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
-    } as u64);
+    }) as u64
 }
 
 /// A lifecycle record (fork, exec, exit): no call arguments, and the reader is woken at once.

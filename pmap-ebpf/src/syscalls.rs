@@ -1,14 +1,19 @@
 //! Exit of every mapping-changing syscall: one program, attached to each `sys_exit_*` tracepoint.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use pmap_common::{PR_SET_VMA, record_kind, sys_exit_layout, syscall_nr};
+use pmap_common::{
+    DROPPED_STACKS_SLOT, PR_SET_VMA, UserRegs, record_kind, sys_exit_layout, syscall_nr,
+};
 
 use crate::{
-    maps::current_target,
-    record::{Caller, Urgency, emit},
+    maps::{BRK_TOPS, count_drop, current_target, stack_bytes},
+    record::{Caller, Urgency, emit, emit_growth},
     regs::{saved_user_regs, syscall_args},
 };
 
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_TYPE: u64 = 0x0f;
+const MAP_PRIVATE: u64 = 0x02;
+const PAGE_MASK: u64 = !0xfff;
 
 #[tracepoint]
 pub fn mm_syscall_exit(ctx: TracePointContext) -> u32 {
@@ -25,15 +30,28 @@ fn record_exit(ctx: &TracePointContext, caller: Caller) -> Result<(), i64> {
     let nr: i32 = unsafe { ctx.read_at(sys_exit_layout::SYSCALL_NR_OFFSET) }.map_err(i64::from)?;
     // SAFETY: as above.
     let ret: i64 = unsafe { ctx.read_at(sys_exit_layout::RET_OFFSET) }.map_err(i64::from)?;
-    let args = syscall_args(&saved_user_regs()?);
-    if nr as u32 == syscall_nr::PRCTL && args[0] != PR_SET_VMA {
+    let regs = saved_user_regs()?;
+    let args = syscall_args(&regs);
+    let nr = nr as u32;
+    if nr == syscall_nr::PRCTL && args[0] != PR_SET_VMA {
         return Ok(());
     }
+    // Only calls that may have grown anonymous memory pay for a stack copy.
+    let stack_bytes = stack_bytes();
+    if stack_bytes != 0 && may_grow_anon(nr, &args, ret, caller.tgid) {
+        let user = UserRegs {
+            rip: regs.rip,
+            rsp: regs.rsp,
+            rbp: regs.rbp,
+        };
+        if emit_growth(stack_bytes, caller, nr, args, ret, user) {
+            return Ok(());
+        }
+        // No room for the copy: the call itself must still reach the table.
+        count_drop(DROPPED_STACKS_SLOT);
+    }
     // A file mapping's identity is read now, while its descriptor is certainly open.
-    let mapped_fd = if nr as u32 == syscall_nr::MMAP
-        && !(-4095..0).contains(&ret)
-        && args[3] & MAP_ANONYMOUS == 0
-    {
+    let mapped_fd = if nr == syscall_nr::MMAP && succeeded(ret) && args[3] & MAP_ANONYMOUS == 0 {
         args[4] as i32
     } else {
         -1
@@ -42,11 +60,42 @@ fn record_exit(ctx: &TracePointContext, caller: Caller) -> Result<(), i64> {
         Urgency::Batched,
         record_kind::SYSCALL,
         caller,
-        nr as u32,
+        nr,
         args,
         ret,
         0,
         mapped_fd,
     );
     Ok(())
+}
+
+fn succeeded(ret: i64) -> bool {
+    !(-4095..0).contains(&ret)
+}
+
+/// Whether a completed call may have added private anonymous memory: a successful anonymous
+/// private mmap (MAP_FIXED or not), a brk that moved the break to a higher page, an mremap that
+/// grew. Userspace decides exactly (it knows which mapping an mremap grew); this only has to
+/// let every growth through and keep the copy off other calls.
+#[inline(always)]
+fn may_grow_anon(nr: u32, args: &[u64; 6], ret: i64, tgid: u32) -> bool {
+    match nr {
+        syscall_nr::MMAP => {
+            succeeded(ret) && args[3] & MAP_ANONYMOUS != 0 && args[3] & MAP_TYPE == MAP_PRIVATE
+        }
+        syscall_nr::BRK => {
+            // brk returns the break after the call, whatever it was asked: remembered, it tells
+            // the next call's growth from a shrink or a query.
+            let top = ret as u64;
+            // SAFETY: the value is a plain u64 copied out immediately.
+            let previous = unsafe { BRK_TOPS.get(&tgid).copied() };
+            let _ = BRK_TOPS.insert(&tgid, &top, 0);
+            let page_end = |brk: u64| (brk + 0xfff) & PAGE_MASK;
+            args[0] != 0
+                && top == args[0]
+                && previous.is_none_or(|before| page_end(top) > page_end(before))
+        }
+        syscall_nr::MREMAP => succeeded(ret) && args[2] > args[1],
+        _ => false,
+    }
 }

@@ -1,14 +1,21 @@
 //! Decoder: raw [`EventRecord`] bytes from the ring → typed [`Event`]s.
 
-use pmap_common::{EventRecord, FileIdentity, record_kind, syscall_nr};
+use pmap_common::{
+    EventRecord, FileIdentity, GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs, record_kind, syscall_nr,
+};
 use thiserror::Error;
 
 use crate::table::Device;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("ring record of {0} bytes, expected {expected}", expected = EventRecord::SIZE)]
+    #[error(
+        "ring record of {0} bytes, expected {expected} or a growth record",
+        expected = EventRecord::SIZE
+    )]
     WrongSize(usize),
+    #[error("growth record claims {0} stack bytes, more than it holds")]
+    StackOverrun(u64),
     #[error("ring record of unknown kind {0}")]
     UnknownKind(u32),
     #[error("ring record for unknown syscall number {0}")]
@@ -289,20 +296,88 @@ impl Call {
     }
 }
 
-/// Decodes one ring-buffer record.
+/// The caller's user registers and a copy of its stack from `rsp` up, taken by the kernel at a
+/// call that may have grown anonymous memory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserStack {
+    pub rip: u64,
+    pub rsp: u64,
+    pub rbp: u64,
+    /// User memory from `rsp` up, as far as it was copied.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for UserStack {
+    // The bytes are kilobytes of noise in a test failure; their length says enough.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserStack")
+            .field("rip", &format_args!("{:#x}", self.rip))
+            .field("rsp", &format_args!("{:#x}", self.rsp))
+            .field("rbp", &format_args!("{:#x}", self.rbp))
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// One ring record: the event, and for a growth record the stack it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    pub event: Event,
+    pub stack: Option<UserStack>,
+}
+
+/// Decodes one ring-buffer record, dropping a growth record's stack.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    if bytes.len() != EventRecord::SIZE {
+    decode_captured(bytes).map(|captured| captured.event)
+}
+
+/// Decodes one ring-buffer record: a plain [`EventRecord`], or a `GrowthRecord` of one of the
+/// stack sizes.
+pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
+    let growth = bytes.len() > EventRecord::SIZE;
+    if bytes.len() != EventRecord::SIZE
+        && !STACK_SIZES
+            .iter()
+            .any(|&size| bytes.len() == GROWTH_HEADER_SIZE + size as usize)
+    {
         return Err(DecodeError::WrongSize(bytes.len()));
     }
-    // SAFETY: the length matches and EventRecord is plain data valid for any bit pattern; the
-    // unaligned read copes with whatever alignment the ring gives the slice.
+    // SAFETY: the length is at least an EventRecord's, which starts every record and is plain
+    // data valid for any bit pattern; the unaligned read copes with whatever alignment the
+    // ring gives the slice.
     let record: EventRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    decode_record(&record)
+    let event = decode_record(&record)?;
+    if !growth {
+        return Ok(Captured { event, stack: None });
+    }
+    if record.kind != record_kind::SYSCALL_WITH_STACK {
+        return Err(DecodeError::WrongSize(bytes.len()));
+    }
+    // SAFETY: UserRegs follows the EventRecord inside the header, which the length covers;
+    // plain data, read unaligned as above.
+    let regs: UserRegs =
+        unsafe { std::ptr::read_unaligned(bytes.as_ptr().add(EventRecord::SIZE).cast()) };
+    let len_at = EventRecord::SIZE + std::mem::size_of::<UserRegs>();
+    let stack_len = u64::from_ne_bytes(bytes[len_at..len_at + 8].try_into().expect("8 bytes"));
+    let room = bytes.len() - GROWTH_HEADER_SIZE;
+    if stack_len > room as u64 {
+        return Err(DecodeError::StackOverrun(stack_len));
+    }
+    let stack = UserStack {
+        rip: regs.rip,
+        rsp: regs.rsp,
+        rbp: regs.rbp,
+        bytes: bytes[GROWTH_HEADER_SIZE..GROWTH_HEADER_SIZE + stack_len as usize].to_vec(),
+    };
+    Ok(Captured {
+        event,
+        stack: Some(stack),
+    })
 }
 
 pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
     let kind = match record.kind {
-        record_kind::SYSCALL => EventKind::Call {
+        record_kind::SYSCALL | record_kind::SYSCALL_WITH_STACK => EventKind::Call {
             call: Call::from_raw(record.syscall_nr, record.args)?,
             ret: record.ret,
         },
@@ -442,6 +517,65 @@ mod tests {
         assert_eq!(decode(&bytes_of(&r)).unwrap().kind, EventKind::Exec);
         let r = record(record_kind::EXIT, 0, [0; 6], 0);
         assert_eq!(decode(&bytes_of(&r)).unwrap().kind, EventKind::Exit);
+    }
+
+    fn growth_bytes(event: &EventRecord, size: usize, stack: &[u8]) -> Vec<u8> {
+        let mut event = *event;
+        event.kind = record_kind::SYSCALL_WITH_STACK;
+        let mut out = bytes_of(&event);
+        for value in [0x401000u64, 0x7ffc_0000_1000, 0x7ffc_0000_2000] {
+            out.extend_from_slice(&value.to_ne_bytes());
+        }
+        out.extend_from_slice(&(stack.len() as u64).to_ne_bytes());
+        assert_eq!(out.len(), GROWTH_HEADER_SIZE);
+        out.extend_from_slice(stack);
+        out.resize(GROWTH_HEADER_SIZE + size, 0xee);
+        out
+    }
+
+    #[test]
+    fn decodes_a_growth_record_with_its_registers_and_the_copied_stack_only() {
+        let r = record(
+            record_kind::SYSCALL,
+            syscall_nr::BRK,
+            [0x5000_0000, 0, 0, 0, 0, 0],
+            0x5000_0000,
+        );
+        let bytes = growth_bytes(&r, 4096, &[1, 2, 3, 4, 5]);
+        let captured = decode_captured(&bytes).unwrap();
+        assert_eq!(
+            captured.event.kind,
+            EventKind::Call {
+                call: Call::Brk { addr: 0x5000_0000 },
+                ret: 0x5000_0000
+            }
+        );
+        let stack = captured.stack.unwrap();
+        assert_eq!(
+            (stack.rip, stack.rsp, stack.rbp),
+            (0x401000, 0x7ffc_0000_1000, 0x7ffc_0000_2000)
+        );
+        assert_eq!(stack.bytes, [1, 2, 3, 4, 5]);
+        // The plain decoder takes the event and leaves the stack.
+        assert_eq!(decode(&bytes).unwrap(), captured.event);
+    }
+
+    #[test]
+    fn rejects_growth_records_of_other_sizes_or_claiming_more_than_they_hold() {
+        let r = record(record_kind::SYSCALL, syscall_nr::BRK, [1, 0, 0, 0, 0, 0], 1);
+        let mut bytes = growth_bytes(&r, 4096, &[]);
+        bytes.push(0);
+        assert_eq!(
+            decode_captured(&bytes),
+            Err(DecodeError::WrongSize(GROWTH_HEADER_SIZE + 4097))
+        );
+        let mut bytes = growth_bytes(&r, 4096, &[]);
+        let len_at = GROWTH_HEADER_SIZE - 8;
+        bytes[len_at..GROWTH_HEADER_SIZE].copy_from_slice(&4097u64.to_ne_bytes());
+        assert_eq!(
+            decode_captured(&bytes),
+            Err(DecodeError::StackOverrun(4097))
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use aya::{
     programs::TracePoint,
 };
 use pmap_common::{
-    DEBUG_GLOBAL, DROPPED_MAP, EVENTS_MAP, FILE_OFFSETS_GLOBAL, FileOffsets, TARGETS_MAP,
+    DEBUG_GLOBAL, DROPPED_MAP, DROPPED_RECORDS_SLOT, DROPPED_STACKS_SLOT, EVENTS_MAP,
+    FILE_OFFSETS_GLOBAL, FileOffsets, STACK_BYTES_GLOBAL, STACK_SIZES, TARGETS_MAP,
     WAKEUP_BYTES_GLOBAL, target_flags,
 };
 use thiserror::Error;
@@ -16,7 +17,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::btf::KernelTypes;
 use crate::{
-    decode::{DecodeError, Event, decode},
+    decode::{Captured, DecodeError, Event, decode_captured},
     fd_watch::watch_readable,
 };
 
@@ -42,6 +43,8 @@ pub enum CaptureError {
     Poll(#[from] io::Error),
     #[error("undecodable record from the kernel: {0}")]
     Decode(#[from] DecodeError),
+    #[error("stack copies of {0} bytes are not supported (0 or one of {STACK_SIZES:?})")]
+    StackBytes(u32),
 }
 
 /// Longest a call's record waits in the ring before the reader looks.
@@ -72,6 +75,19 @@ impl Capture {
     /// Loads the embedded object and attaches every program. Call [`super::check_machine`]
     /// first for clear errors about the machine.
     pub fn load(options: CaptureOptions) -> Result<Self, CaptureError> {
+        Capture::load_with_stacks(options, 0)
+    }
+
+    /// As [`Capture::load`], and every call that may grow anonymous memory also carries the
+    /// caller's registers and `stack_bytes` of its stack (0: none; else one of
+    /// [`STACK_SIZES`]), read by [`Capture::drain_captured`].
+    pub fn load_with_stacks(
+        options: CaptureOptions,
+        stack_bytes: u32,
+    ) -> Result<Self, CaptureError> {
+        if stack_bytes != 0 && !STACK_SIZES.contains(&stack_bytes) {
+            return Err(CaptureError::StackBytes(stack_bytes));
+        }
         let debug = u8::from(options.debug_bpf);
         // A quarter full wakes the reader early enough that a burst cannot fill the ring
         // between two polls.
@@ -86,6 +102,7 @@ impl Capture {
             .override_global(DEBUG_GLOBAL, &debug, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(FILE_OFFSETS_GLOBAL, &file_offsets, true)
+            .override_global(STACK_BYTES_GLOBAL, &stack_bytes, true)
             .load(crate::EBPF_OBJECT)?;
 
         let logger = if options.debug_bpf {
@@ -167,8 +184,18 @@ impl Capture {
 
     /// Records lost so far because the ring was full, summed over CPUs.
     pub fn dropped_total(&self) -> u64 {
+        self.dropped_sum(DROPPED_RECORDS_SLOT)
+    }
+
+    /// Growth calls so far whose record came without its stack copy because the ring had no
+    /// room for it, summed over CPUs.
+    pub fn dropped_stacks_total(&self) -> u64 {
+        self.dropped_sum(DROPPED_STACKS_SLOT)
+    }
+
+    fn dropped_sum(&self, slot: u32) -> u64 {
         self.dropped
-            .get(&0, 0)
+            .get(&slot, 0)
             .map(|per_cpu| per_cpu.iter().sum())
             .unwrap_or(0)
     }
@@ -178,7 +205,17 @@ impl Capture {
         self.flush_logs();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            out.push(decode(&item)?);
+            out.push(decode_captured(&item)?.event);
+        }
+        Ok(())
+    }
+
+    /// As [`Capture::drain`], keeping the stacks that growth records carry.
+    pub fn drain_captured(&mut self, out: &mut Vec<Captured>) -> Result<(), CaptureError> {
+        self.flush_logs();
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            out.push(decode_captured(&item)?);
         }
         Ok(())
     }
