@@ -15,6 +15,9 @@ Examples:
                                           JSON lines (events and dumps) into trace.jsonl
   sudo pmap-trace -x --diff -p 1234       dumps as `pmap -x`; each after the first lists what changed
   pmap-trace snapshot -XX 1234 5678       `pmap -XX 1234 5678`, without tracing
+  sudo pmap-trace --sites 10 --no-events -p 1234
+                                          with each dump, the 10 call sites holding the most
+                                          anonymous memory and the 10 that grew it most
   sudo pmap-trace demo                    trace a built-in demo program";
 
 #[derive(Debug, Parser)]
@@ -92,9 +95,29 @@ pub struct TraceArgs {
     #[arg(long)]
     pub diff: bool,
 
+    /// With each dump, the N call sites holding the most anonymous memory and the N that grew
+    /// it most since the previous dump. The kernel copies the caller's stack at every call that
+    /// grows anonymous memory; it is unwound with the binaries' unwind tables.
+    #[arg(long, value_name = "N", help_heading = SITES_HEADING)]
+    pub sites: Option<String>,
+
+    /// Bytes of user stack copied at each growth call for --sites: 0 (none), 4K, 8K, 16K (the
+    /// default), 32K or 64K. Deeper stacks need more; each growth call's record takes this much
+    /// room in the ring.
+    #[arg(long, value_name = "BYTES", requires = "sites", help_heading = SITES_HEADING)]
+    pub stack_bytes: Option<String>,
+
+    /// Keep the allocator's frames (malloc internals, the C library's mmap/brk wrappers, the
+    /// loader) in --sites stacks instead of starting each at the first frame of the program.
+    #[arg(long, requires = "sites", help_heading = SITES_HEADING)]
+    pub full_stacks: bool,
+
     #[command(flatten)]
     pub format: FormatArgs,
 }
+
+/// The help section of the call-site options.
+const SITES_HEADING: &str = "Call sites of anonymous memory";
 
 /// The help section of the format options (set on each: a section set for the whole struct would
 /// also take the arguments that follow it in `Cli`).

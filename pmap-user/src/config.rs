@@ -12,7 +12,13 @@ use thiserror::Error;
 use crate::{
     cli::{FormatArgs, SnapshotArgs, TraceArgs},
     render::pmap::{self, PmapFormat, PmapOptions},
+    sites::SitesSettings,
 };
+
+/// Stack bytes copied per growth call when `--sites` is given without `--stack-bytes`: deep
+/// enough for the frames of most programs from the allocator up to `main` (the README gives
+/// the measured cost).
+pub const DEFAULT_STACK_BYTES: u32 = 16 << 10;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -50,6 +56,10 @@ pub enum ConfigError {
     InvalidRange(String),
     #[error("no PID: give the process ids to print, such as `pmap-trace snapshot 1234`")]
     NoSnapshotPid,
+    #[error("invalid --sites '{0}': give how many call sites to list, such as 10")]
+    InvalidSites(String),
+    #[error("invalid --stack-bytes '{0}': give 0, 4K, 8K, 16K, 32K or 64K")]
+    InvalidStackBytes(String),
 }
 
 impl ConfigError {
@@ -100,6 +110,8 @@ pub struct Config {
     /// Pressing Enter or `d` dumps (only when stdin is a terminal that no launched child uses).
     pub key_dumps: bool,
     pub dump: DumpSettings,
+    /// `--sites`: call-site attribution of anonymous memory, reported with each dump.
+    pub sites: Option<SitesSettings>,
 }
 
 /// How dumps are printed.
@@ -194,6 +206,11 @@ impl Config {
             diff: args.diff,
         };
         let ring_size = parse_ring_size(&args.ring_size)?;
+        let sites = args
+            .sites
+            .as_deref()
+            .map(|top| parse_sites(top, args.stack_bytes.as_deref(), args.full_stacks))
+            .transpose()?;
         let interval = args.interval.as_deref().map(parse_interval).transpose()?;
         if let Some(path) = &args.output {
             check_output(path)?;
@@ -216,6 +233,7 @@ impl Config {
             debug_bpf: args.debug_bpf,
             verify: args.verify,
             dump,
+            sites,
         })
     }
 }
@@ -284,9 +302,33 @@ fn check_program(program: &OsString) -> Result<(), ConfigError> {
     }
 }
 
-/// Parses `4096`, `64K`, `4M`, `1G`: a power of two of at least one page.
-fn parse_ring_size(text: &str) -> Result<u32, ConfigError> {
-    let invalid = || ConfigError::InvalidRingSize(text.to_string());
+fn parse_sites(
+    top: &str,
+    stack_bytes: Option<&str>,
+    full_stacks: bool,
+) -> Result<SitesSettings, ConfigError> {
+    let top = top
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| ConfigError::InvalidSites(top.to_string()))?;
+    let stack_bytes = match stack_bytes {
+        None => DEFAULT_STACK_BYTES,
+        Some(text) => parse_bytes(text)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|&n| n == 0 || pmap_common::STACK_SIZES.contains(&n))
+            .ok_or_else(|| ConfigError::InvalidStackBytes(text.to_string()))?,
+    };
+    Ok(SitesSettings {
+        top,
+        stack_bytes,
+        full_stacks,
+    })
+}
+
+/// Parses `4096`, `64K`, `4M`, `1G` into bytes.
+fn parse_bytes(text: &str) -> Option<u64> {
     let trimmed = text.trim();
     let (digits, multiplier) = match trimmed.char_indices().last() {
         Some((i, 'k' | 'K')) => (&trimmed[..i], 1u64 << 10),
@@ -294,11 +336,16 @@ fn parse_ring_size(text: &str) -> Result<u32, ConfigError> {
         Some((i, 'g' | 'G')) => (&trimmed[..i], 1 << 30),
         _ => (trimmed, 1),
     };
-    let bytes = digits
+    digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(invalid)?;
+}
+
+/// Parses `4096`, `64K`, `4M`, `1G`: a power of two of at least one page.
+fn parse_ring_size(text: &str) -> Result<u32, ConfigError> {
+    let invalid = || ConfigError::InvalidRingSize(text.to_string());
+    let bytes = parse_bytes(text).ok_or_else(invalid)?;
     if bytes < 4096 || !bytes.is_power_of_two() || bytes > (1 << 31) {
         return Err(invalid());
     }
@@ -478,6 +525,48 @@ mod tests {
             SnapshotConfig::from_args(&bad).unwrap_err(),
             ConfigError::InvalidPid("x1".into())
         );
+    }
+
+    #[test]
+    fn sites_take_a_count_and_a_stack_size_from_the_supported_ones() {
+        let mut a = args(&["1"]);
+        assert_eq!(Config::from_args(&a, vec![]).unwrap().sites, None);
+        a.sites = Some("5".into());
+        assert_eq!(
+            Config::from_args(&a, vec![]).unwrap().sites,
+            Some(SitesSettings {
+                top: 5,
+                stack_bytes: DEFAULT_STACK_BYTES,
+                full_stacks: false
+            })
+        );
+        a.stack_bytes = Some("64K".into());
+        a.full_stacks = true;
+        let sites = Config::from_args(&a, vec![]).unwrap().sites.unwrap();
+        assert_eq!((sites.stack_bytes, sites.full_stacks), (65536, true));
+        a.stack_bytes = Some("0".into());
+        assert_eq!(
+            Config::from_args(&a, vec![])
+                .unwrap()
+                .sites
+                .unwrap()
+                .stack_bytes,
+            0
+        );
+        for bad in ["12K", "128K", "lots"] {
+            a.stack_bytes = Some(bad.into());
+            let err = Config::from_args(&a, vec![]).unwrap_err();
+            assert_eq!(err, ConfigError::InvalidStackBytes(bad.into()));
+            assert!(err.is_usage());
+        }
+        a.stack_bytes = None;
+        for bad in ["0", "-1", "x"] {
+            a.sites = Some(bad.into());
+            assert_eq!(
+                Config::from_args(&a, vec![]).unwrap_err(),
+                ConfigError::InvalidSites(bad.into())
+            );
+        }
     }
 
     #[test]

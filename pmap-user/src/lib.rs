@@ -2,6 +2,7 @@
 //! kernel hook (`pmap-ebpf`) → [`pmap_common::EventRecord`] → [`decode`] → [`table`] →
 //! [`render`] → [`sink`]; [`capture`] owns the kernel side and [`session`] drives the flow.
 
+pub mod attribution;
 pub mod capture;
 pub mod cli;
 pub mod config;
@@ -15,8 +16,11 @@ pub mod render;
 pub mod seed;
 pub mod session;
 pub mod sink;
+pub mod sites;
+pub mod symbolize;
 pub mod table;
 mod terminal;
+pub mod unwind;
 pub mod verify;
 
 /// The eBPF object built from `pmap-ebpf` by `build.rs`.

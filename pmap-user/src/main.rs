@@ -169,11 +169,15 @@ fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
         .build()
         .context("cannot start the event loop")?;
     runtime.block_on(async move {
-        let capture = Capture::load(CaptureOptions {
-            syscalls,
-            ring_size: config.ring_size,
-            debug_bpf: config.debug_bpf,
-        })?;
+        let stack_bytes = config.sites.map_or(0, |sites| sites.stack_bytes);
+        let capture = Capture::load_with_stacks(
+            CaptureOptions {
+                syscalls,
+                ring_size: config.ring_size,
+                debug_bpf: config.debug_bpf,
+            },
+            stack_bytes,
+        )?;
         let sink = Sink::open(config.output.as_deref()).with_context(|| {
             format!(
                 "cannot open output file {}",

@@ -13,7 +13,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::{
     capture::{Capture, CaptureError},
     config::{Config, DumpSettings, Format},
-    decode::{Call, Event, EventKind},
+    decode::{Call, Captured, Event, EventKind, UserStack},
     launch::{HeldChild, LaunchError, wait_exit_code},
     process::{KnownFiles, TracedProcess as Traced},
     render::{
@@ -25,6 +25,7 @@ use crate::{
     },
     seed::{self, SeedError},
     sink::{Sink, SinkError},
+    sites::{Origin, SiteTracker},
     table::Mapping,
     terminal::KeyReader,
     verify::{self, Divergence},
@@ -68,6 +69,10 @@ pub struct Session {
     /// Traced processes whose table could not be read (they ended first); their events are
     /// still printed.
     untabled: BTreeSet<u32>,
+    /// `--sites`: who owns the anonymous memory of each process.
+    sites: Option<SiteTracker>,
+    /// Stack copies lost so far, as last reported.
+    dropped_stacks_seen: u64,
 }
 
 impl Session {
@@ -93,6 +98,8 @@ impl Session {
             untabled: BTreeSet::new(),
             files: KnownFiles::default(),
             dump_style: DumpStyle::new(&config),
+            sites: config.sites.map(SiteTracker::new),
+            dropped_stacks_seen: 0,
             config,
         })
     }
@@ -106,6 +113,7 @@ impl Session {
             let traced = self
                 .seed(pid)
                 .map_err(|source| SessionError::Attach { pid, source })?;
+            self.track_seeded(&traced, Origin::BeforeTracing);
             self.processes.insert(pid as u32, traced);
         }
         self.announce();
@@ -120,6 +128,7 @@ impl Session {
         let traced = self
             .seed(pid)
             .map_err(|source| SessionError::Attach { pid, source })?;
+        self.track_seeded(&traced, Origin::BeforeTracing);
         self.processes.insert(pid as u32, traced);
         self.launched = Some(pid);
         // Said before the command runs, so the line comes before anything the command prints.
@@ -137,6 +146,20 @@ impl Session {
         self.files.learn(traced.table.mappings());
         release_freed_memory();
         Ok(traced)
+    }
+
+    /// `--sites`: a table read from scratch; its anonymous memory so far comes from `origin`.
+    fn track_seeded(&mut self, traced: &Traced, origin: Origin) {
+        if let Some(sites) = &mut self.sites {
+            sites.seeded(traced, origin);
+        }
+    }
+
+    /// `--sites`: a table read again; the owners of what is still anonymous stay.
+    fn track_reread(&mut self, traced: &Traced) {
+        if let Some(sites) = &mut self.sites {
+            sites.reread(traced);
+        }
     }
 
     fn announce(&self) {
@@ -209,18 +232,30 @@ impl Session {
     /// Reads and applies every record already in the ring.
     /// Returns the processes that had events.
     fn process_available(&mut self) -> Result<BTreeSet<u32>, SessionError> {
-        let mut events = Vec::new();
-        self.capture.drain(&mut events)?;
-        for event in &events {
-            self.process(event)?;
+        let mut records = Vec::new();
+        self.capture.drain_captured(&mut records)?;
+        for Captured { event, stack } in &records {
+            self.process(event, stack.as_ref())?;
         }
         self.check_dropped()?;
         self.sink.flush()?;
-        Ok(events.iter().map(|e| e.tgid).collect())
+        Ok(records.iter().map(|r| r.event.tgid).collect())
     }
 
     /// When the kernel lost records, every table may be stale: say so and re-read them.
     fn check_dropped(&mut self) -> Result<(), SessionError> {
+        if self.sites.is_some() {
+            let stacks = self.capture.dropped_stacks_total();
+            if stacks != self.dropped_stacks_seen {
+                let lost = stacks - self.dropped_stacks_seen;
+                self.dropped_stacks_seen = stacks;
+                self.notice(&format!(
+                    "{lost} stack copies lost (ring full; raise --ring-size or lower \
+                     --stack-bytes): that growth is listed as {}",
+                    Origin::CopyLost.describe()
+                ))?;
+            }
+        }
         let dropped = self.capture.dropped_total();
         if dropped == self.dropped_seen {
             return Ok(());
@@ -232,6 +267,7 @@ impl Session {
         for pid in pids {
             match self.seed(pid as i32) {
                 Ok(fresh) => {
+                    self.track_reread(&fresh);
                     self.processes.insert(pid, fresh);
                 }
                 Err(_) => gone.push(pid),
@@ -257,7 +293,8 @@ impl Session {
         Ok(())
     }
 
-    fn process(&mut self, event: &Event) -> Result<(), SessionError> {
+    /// Applies one event; `stack` is the caller's stack the kernel copied at a growth call.
+    fn process(&mut self, event: &Event, stack: Option<&UserStack>) -> Result<(), SessionError> {
         let tgid = event.tgid;
         if !self.processes.contains_key(&tgid) && !self.untabled.contains(&tgid) {
             // A followed child seen before its fork record was handled (or after it was lost).
@@ -274,6 +311,11 @@ impl Session {
                 // else what the kernel recorded at the call.
                 context.path = mapped.as_ref().map(|m| m.name.clone());
                 if let Some(traced) = self.processes.get_mut(&tgid) {
+                    // Before the table: the stack is unwound against the code mapped at the
+                    // call.
+                    if let Some(sites) = &mut self.sites {
+                        sites.apply(traced, call, *ret, stack);
+                    }
                     traced.apply_with_file(call, *ret, mapped);
                     if let Call::Mmap { fd, .. } = call
                         && *fd >= 0
@@ -292,9 +334,13 @@ impl Session {
                 self.emit(event, &context)?;
                 match self.seed(tgid as i32) {
                     Ok(fresh) => {
+                        self.track_seeded(&fresh, Origin::Exec);
                         self.processes.insert(tgid, fresh);
                     }
                     Err(_) => {
+                        if let Some(sites) = &mut self.sites {
+                            sites.forget(tgid);
+                        }
                         // The new image ran and ended before it could be read: its first
                         // mappings were made by exec itself, without a syscall to replay.
                         self.processes.remove(&tgid);
@@ -314,6 +360,12 @@ impl Session {
                 self.emit(event, &context)?;
                 if !self.processes.contains_key(child) {
                     self.adopt(*child);
+                    // The child's memory is a copy of its parent's, owners included.
+                    if let (Some(sites), Some(traced)) =
+                        (&mut self.sites, self.processes.get(child))
+                    {
+                        sites.forked(tgid, traced);
+                    }
                 }
             }
         }
@@ -328,6 +380,7 @@ impl Session {
         }
         match self.seed(tgid as i32) {
             Ok(traced) => {
+                self.track_seeded(&traced, Origin::BeforeTracing);
                 self.processes.insert(tgid, traced);
             }
             Err(_) => {
@@ -354,6 +407,10 @@ impl Session {
             traced.mark_gone();
             self.dump_style.write(&mut self.sink, &[&traced], false)?;
             self.dump_style.forget(tgid);
+            self.write_sites(tgid)?;
+        }
+        if let Some(sites) = &mut self.sites {
+            sites.forget(tgid);
         }
         self.untabled.remove(&tgid);
         self.capture.remove_target(tgid);
@@ -373,6 +430,10 @@ impl Session {
         // One pmap run over every process, in PID order.
         let processes: Vec<&Traced> = self.processes.values().collect();
         self.dump_style.write(&mut self.sink, &processes, true)?;
+        let pids: Vec<u32> = self.processes.keys().copied().collect();
+        for pid in pids {
+            self.write_sites(pid)?;
+        }
         if self.config.verify {
             let pids: Vec<u32> = self.processes.keys().copied().collect();
             for pid in pids {
@@ -404,6 +465,7 @@ impl Session {
             if !divergence.is_empty() {
                 // The alarm is raised; from here on the table is exact again.
                 if let Ok(fresh) = self.seed(pid as i32) {
+                    self.track_reread(&fresh);
                     self.processes.insert(pid, fresh);
                 }
             }
@@ -412,6 +474,22 @@ impl Session {
         self.notice(&format!(
             "verify {pid}: not compared: the process kept changing during {ATTEMPTS} attempts"
         ))
+    }
+
+    /// `--sites`: the call sites of `pid` after its dump.
+    fn write_sites(&mut self, pid: u32) -> Result<(), SessionError> {
+        let Some(report) = self.sites.as_mut().and_then(|sites| sites.report(pid)) else {
+            return Ok(());
+        };
+        match self.config.format {
+            Format::Text => {
+                for line in report.text() {
+                    self.sink.line(&line)?;
+                }
+            }
+            Format::Json => self.sink.line(&report.json().to_string())?,
+        }
+        Ok(())
     }
 
     fn report_verification(

@@ -1,0 +1,462 @@
+//! `--sites`: which code grew the anonymous memory. Each growth call's stack (copied by the
+//! kernel) is unwound when its event is applied and interned as a call site; each process's
+//! [`Attribution`] keeps every anonymous byte owned by the site that created or grew it; and
+//! each dump is followed by the top sites by live bytes and by growth since the previous dump,
+//! symbolized then (and cached), with allocator frames folded away.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::{
+    attribution::{Attribution, SiteId},
+    decode::{Call, UserStack},
+    process::TracedProcess,
+    symbolize::{SymbolFrame, Symbols, fold},
+    unwind::{FrameLoc, Modules, ProcessUnwinder},
+};
+
+/// Where memory came from when no stack names its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Mapped before pmap-trace attached.
+    BeforeTracing,
+    /// Mapped by exec itself (the new program's bss and heap start), without a call.
+    Exec,
+    /// Grown by a call whose stack was not copied (`--stack-bytes 0`).
+    NotCopied,
+    /// Grown by a call whose stack copy the full ring had no room for.
+    CopyLost,
+    /// Found anonymous when a table was read again after lost records, owner unknown.
+    Unknown,
+}
+
+impl Origin {
+    const ALL: [Origin; 5] = [
+        Origin::BeforeTracing,
+        Origin::Exec,
+        Origin::NotCopied,
+        Origin::CopyLost,
+        Origin::Unknown,
+    ];
+
+    fn site(self) -> SiteId {
+        SiteId(Origin::ALL.iter().position(|&o| o == self).expect("listed") as u32)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Origin::BeforeTracing => "(mapped before tracing started)",
+            Origin::Exec => "(mapped by exec)",
+            Origin::NotCopied => "(no stack copied: --stack-bytes 0)",
+            Origin::CopyLost => "(stack copy lost: ring full)",
+            Origin::Unknown => "(owner unknown: records were lost)",
+        }
+    }
+}
+
+/// Every distinct stack seen, by id; the first ids are the [`Origin`]s.
+struct Sites {
+    stacks: Vec<Vec<FrameLoc>>,
+    ids: HashMap<Vec<FrameLoc>, SiteId>,
+}
+
+impl Sites {
+    fn new() -> Sites {
+        Sites {
+            // Origins have no frames; their slots keep ids and indexes aligned.
+            stacks: vec![Vec::new(); Origin::ALL.len()],
+            ids: HashMap::new(),
+        }
+    }
+
+    fn intern(&mut self, frames: Vec<FrameLoc>) -> SiteId {
+        if let Some(&id) = self.ids.get(&frames) {
+            return id;
+        }
+        let id = SiteId(self.stacks.len() as u32);
+        self.stacks.push(frames.clone());
+        self.ids.insert(frames, id);
+        id
+    }
+
+    fn origin(&self, id: SiteId) -> Option<Origin> {
+        Origin::ALL.get(id.0 as usize).copied()
+    }
+}
+
+/// `--sites` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SitesSettings {
+    /// Sites listed in each ranking.
+    pub top: usize,
+    /// Bytes of stack the kernel copies per growth call (0: none).
+    pub stack_bytes: u32,
+    /// Keep allocator frames.
+    pub full_stacks: bool,
+}
+
+/// One process's owners, unwinder and previous report.
+struct ProcessSites {
+    attribution: Attribution,
+    unwinder: ProcessUnwinder,
+    /// Live bytes by displayed site at the previous report, for the growth ranking.
+    previous: HashMap<Vec<SymbolFrame>, u64>,
+}
+
+/// Call-site attribution for every traced process.
+pub struct SiteTracker {
+    settings: SitesSettings,
+    sites: Sites,
+    modules: Modules,
+    symbols: Symbols,
+    processes: HashMap<u32, ProcessSites>,
+}
+
+impl SiteTracker {
+    pub fn new(settings: SitesSettings) -> SiteTracker {
+        SiteTracker {
+            settings,
+            sites: Sites::new(),
+            modules: Modules::default(),
+            symbols: Symbols::default(),
+            processes: HashMap::new(),
+        }
+    }
+
+    /// A process whose table was just read from scratch (attach, exec, a new child): its
+    /// anonymous memory so far comes from `origin`.
+    pub fn seeded(&mut self, traced: &TracedProcess, origin: Origin) {
+        let mappings: Vec<_> = traced.table.mappings().cloned().collect();
+        let attribution = Attribution::seeded(&mappings, traced.table.start_brk(), origin.site());
+        self.processes.insert(
+            traced.pid as u32,
+            ProcessSites {
+                attribution,
+                unwinder: ProcessUnwinder::default(),
+                previous: HashMap::new(),
+            },
+        );
+    }
+
+    /// A child forked by `parent` has the parent's memory, owners included.
+    pub fn forked(&mut self, parent: u32, child: &TracedProcess) {
+        let Some(from) = self.processes.get(&parent) else {
+            return self.seeded(child, Origin::BeforeTracing);
+        };
+        let mut attribution = from.attribution.clone();
+        let mappings: Vec<_> = child.table.mappings().cloned().collect();
+        attribution.reconcile(&mappings, child.table.start_brk(), Origin::Unknown.site());
+        self.processes.insert(
+            child.pid as u32,
+            ProcessSites {
+                attribution,
+                unwinder: ProcessUnwinder::default(),
+                previous: HashMap::new(),
+            },
+        );
+    }
+
+    /// A table read again (after lost records, or `--verify` found it wrong): owners of
+    /// ranges still anonymous stay.
+    pub fn reread(&mut self, traced: &TracedProcess) {
+        let Some(process) = self.processes.get_mut(&(traced.pid as u32)) else {
+            return self.seeded(traced, Origin::BeforeTracing);
+        };
+        let mappings: Vec<_> = traced.table.mappings().cloned().collect();
+        process
+            .attribution
+            .reconcile(&mappings, traced.table.start_brk(), Origin::Unknown.site());
+        process.unwinder = ProcessUnwinder::default();
+    }
+
+    pub fn forget(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+    }
+
+    /// Applies a call of `traced` before its table applies it (the stack is unwound against
+    /// the code mapped when the call was made). `stack` is what the kernel copied.
+    pub fn apply(
+        &mut self,
+        traced: &TracedProcess,
+        call: &Call,
+        ret: i64,
+        stack: Option<&UserStack>,
+    ) {
+        let Some(ProcessSites {
+            attribution,
+            unwinder,
+            ..
+        }) = self.processes.get_mut(&(traced.pid as u32))
+        else {
+            return;
+        };
+        let (modules, sites) = (&mut self.modules, &mut self.sites);
+        let stack_bytes = self.settings.stack_bytes;
+        // Unwinding is what costs: the attribution asks for the site only when the call grew
+        // anonymous memory.
+        attribution.apply(call, ret, || match stack {
+            Some(stack) => {
+                let frames = unwinder.unwind(traced.pid, traced.table.mappings(), modules, stack);
+                sites.intern(frames)
+            }
+            None if stack_bytes == 0 => Origin::NotCopied.site(),
+            None => Origin::CopyLost.site(),
+        });
+        unwinder.note_call(call);
+    }
+
+    /// The call sites of `pid` by live bytes and by growth since the previous report (which
+    /// this one becomes).
+    pub fn report(&mut self, pid: u32) -> Option<SitesReport> {
+        let process = self.processes.get_mut(&pid)?;
+        let live_by_site = process.attribution.live_by_site();
+        self.symbols.prepare(
+            live_by_site
+                .keys()
+                .flat_map(|id| self.sites.stacks[id.0 as usize].iter()),
+            &self.modules,
+        );
+        // Stacks that differ only in allocator frames (or return addresses within one line)
+        // are one site to a reader.
+        let mut live: HashMap<Vec<SymbolFrame>, (u64, Option<Origin>)> = HashMap::new();
+        for (id, bytes) in live_by_site {
+            let origin = self.sites.origin(id);
+            let frames = match origin {
+                Some(origin) => vec![origin_frame(origin)],
+                None => {
+                    let all: Vec<SymbolFrame> = self.sites.stacks[id.0 as usize]
+                        .iter()
+                        .flat_map(|loc| self.symbols.frames(loc).to_vec())
+                        .collect();
+                    fold(&all, self.settings.full_stacks).to_vec()
+                }
+            };
+            live.entry(frames).or_insert((0, origin)).0 += bytes;
+        }
+        let mut lines: Vec<SiteLine> = live
+            .iter()
+            .map(|(frames, &(bytes, origin))| SiteLine {
+                live: bytes,
+                growth: bytes as i64 - process.previous.get(frames).copied().unwrap_or(0) as i64,
+                origin,
+                frames: frames.clone(),
+            })
+            .collect();
+        process.previous = live.into_iter().map(|(k, (bytes, _))| (k, bytes)).collect();
+        let total = lines.iter().map(|l| l.live).sum();
+        let sites = lines.len();
+        // Ties in a stable order: by frames' text.
+        lines.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.frames.cmp(&b.frames)));
+        let by_live: Vec<SiteLine> = lines.iter().take(self.settings.top).cloned().collect();
+        lines.retain(|l| l.growth > 0);
+        lines.sort_by(|a, b| {
+            b.growth
+                .cmp(&a.growth)
+                .then_with(|| a.frames.cmp(&b.frames))
+        });
+        lines.truncate(self.settings.top);
+        Some(SitesReport {
+            pid,
+            total_live: total,
+            sites,
+            by_live,
+            by_growth: lines,
+        })
+    }
+}
+
+/// A pseudo-frame naming an origin, so that origins rank and group like sites.
+fn origin_frame(origin: Origin) -> SymbolFrame {
+    SymbolFrame {
+        function: origin.describe().to_string(),
+        file: None,
+        line: None,
+        module: None,
+        inlined: false,
+    }
+}
+
+/// One line of a ranking: a site (or an origin) and its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteLine {
+    pub live: u64,
+    /// Live bytes now less live bytes at the previous report.
+    pub growth: i64,
+    pub origin: Option<Origin>,
+    /// The site's frames, innermost first (one pseudo-frame for an origin).
+    pub frames: Vec<SymbolFrame>,
+}
+
+/// What a dump prints about a process's call sites.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SitesReport {
+    pub pid: u32,
+    pub total_live: u64,
+    /// Distinct sites holding memory.
+    pub sites: usize,
+    pub by_live: Vec<SiteLine>,
+    pub by_growth: Vec<SiteLine>,
+}
+
+/// Frames shown per site in text; JSON has them all.
+const TEXT_FRAMES: usize = 8;
+
+impl SitesReport {
+    /// The report as text lines (see the README's `--sites`).
+    pub fn text(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "sites {}: {} anonymous in {} call sites; top {} by live bytes:",
+            self.pid,
+            units(self.total_live),
+            self.sites,
+            self.by_live.len()
+        )];
+        self.text_lines(&self.by_live, &mut out);
+        out.push(format!(
+            "sites {}: top {} by growth since the previous dump:",
+            self.pid,
+            self.by_growth.len()
+        ));
+        self.text_lines(&self.by_growth, &mut out);
+        out
+    }
+
+    fn text_lines(&self, lines: &[SiteLine], out: &mut Vec<String>) {
+        for line in lines {
+            let head = format!(
+                "  {:>8} {:>9}  ",
+                units(line.live),
+                signed_units(line.growth)
+            );
+            let indent = " ".repeat(head.len());
+            for (i, frame) in line.frames.iter().take(TEXT_FRAMES).enumerate() {
+                let text = frame.display();
+                out.push(if i == 0 {
+                    format!("{head}{text}")
+                } else {
+                    format!("{indent}< {text}")
+                });
+            }
+            if line.frames.len() > TEXT_FRAMES {
+                out.push(format!(
+                    "{indent}< ... {} more",
+                    line.frames.len() - TEXT_FRAMES
+                ));
+            }
+        }
+    }
+
+    /// The report as one JSON object of type `sites`.
+    pub fn json(&self) -> Value {
+        let lines = |lines: &[SiteLine]| -> Vec<Value> {
+            lines
+                .iter()
+                .map(|l| {
+                    json!({
+                        "live_bytes": l.live,
+                        "growth_bytes": l.growth,
+                        "origin": l.origin.map(Origin::describe),
+                        "frames": if l.origin.is_some() { Vec::new() } else { l.frames.clone() },
+                    })
+                })
+                .collect()
+        };
+        json!({
+            "type": "sites",
+            "pid": self.pid,
+            "live_bytes": self.total_live,
+            "sites": self.sites,
+            "by_live": lines(&self.by_live),
+            "by_growth": lines(&self.by_growth),
+        })
+    }
+}
+
+/// `16.0M`, `512K`, `100`: bytes in binary units, one decimal when not whole.
+fn units(bytes: u64) -> String {
+    for (unit, suffix) in [(1u64 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")] {
+        if bytes >= unit {
+            return if bytes.is_multiple_of(unit) {
+                format!("{}{suffix}", bytes / unit)
+            } else {
+                format!("{:.1}{suffix}", bytes as f64 / unit as f64)
+            };
+        }
+    }
+    bytes.to_string()
+}
+
+fn signed_units(bytes: i64) -> String {
+    let sign = if bytes < 0 { "-" } else { "+" };
+    format!("{sign}{}", units(bytes.unsigned_abs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_sizes_in_binary_units() {
+        assert_eq!(units(100), "100");
+        assert_eq!(units(4096), "4K");
+        assert_eq!(units(16 << 20), "16M");
+        assert_eq!(units(1536 << 10), "1.5M");
+        assert_eq!(signed_units(-(8 << 10)), "-8K");
+        assert_eq!(signed_units(0), "+0");
+    }
+
+    fn site(function: &str, live: u64, growth: i64) -> SiteLine {
+        SiteLine {
+            live,
+            growth,
+            origin: None,
+            frames: vec![
+                SymbolFrame {
+                    function: function.into(),
+                    file: Some("/src/app.rs".into()),
+                    line: Some(7),
+                    module: Some("app".into()),
+                    inlined: false,
+                },
+                SymbolFrame {
+                    function: "main".into(),
+                    file: None,
+                    line: None,
+                    module: Some("app".into()),
+                    inlined: false,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn text_lists_each_site_with_its_callers_indented() {
+        let report = SitesReport {
+            pid: 42,
+            total_live: 3 << 20,
+            sites: 2,
+            by_live: vec![
+                site("app::load", 2 << 20, 2 << 20),
+                site("app::grow", 1 << 20, 0),
+            ],
+            by_growth: vec![site("app::load", 2 << 20, 2 << 20)],
+        };
+        assert_eq!(
+            report.text(),
+            [
+                "sites 42: 3M anonymous in 2 call sites; top 2 by live bytes:",
+                "        2M       +2M  app::load (app.rs:7)",
+                "                      < main",
+                "        1M        +0  app::grow (app.rs:7)",
+                "                      < main",
+                "sites 42: top 1 by growth since the previous dump:",
+                "        2M       +2M  app::load (app.rs:7)",
+                "                      < main",
+            ]
+        );
+        let json = report.json();
+        assert_eq!(json["by_live"][1]["frames"][0]["function"], "app::grow");
+        assert_eq!(json["by_growth"][0]["growth_bytes"], 2 << 20);
+    }
+}
