@@ -583,8 +583,9 @@ impl AddressSpace {
     }
 
     /// Applies one completed call, with its raw return value (`-errno` when it failed). A
-    /// failed call changes what the kernel changed before failing: nothing for most, the
-    /// mapped run before the failure for mprotect, mlock and madvise.
+    /// failed call changes what the kernel changed before failing: nothing for most; the VMAs
+    /// before the hole or refusing VMA for mprotect, mlock and madvise; the split at its start
+    /// for an unmap refused by a seal; the VMAs moved before a seal for a fixed mremap.
     pub fn apply(&mut self, call: &crate::decode::Call, ret: i64, oracle: &mut dyn VmaOracle) {
         use crate::decode::Call;
         let errno = (-4095..0).contains(&ret).then_some(-ret);
@@ -1113,21 +1114,31 @@ impl AddressSpace {
             ..
         } = remap;
         let end = old_addr + old_len;
-        let sources: Vec<(u64, u64)> = self
+        // The kernel's VMAs of the source. Pieces joined by pending boundaries count as one:
+        // usually the kernel holds them as one, and which it does only matters to how far a
+        // move that fails part-way got.
+        let mut sources: Vec<(u64, u64)> = Vec::new();
+        for (_, v) in self
             .vmas
             .range(..end)
-            .map(|(_, v)| (v.mapping.start.max(old_addr), v.mapping.end.min(end)))
-            .filter(|&(start, end)| start < end)
-            .collect();
+            .filter(|(_, v)| v.mapping.end > old_addr)
+        {
+            let (from, to) = (v.mapping.start.max(old_addr), v.mapping.end.min(end));
+            match sources.last_mut() {
+                Some(last) if v.pending_left && last.1 == from => last.1 = to,
+                _ => sources.push((from, to)),
+            }
+        }
         // A hole at the start is EFAULT before anything moves.
         if sources.first().is_none_or(|&(start, _)| start != old_addr) {
             return;
         }
         for (start, end) in sources {
-            if self
-                .vma_at(start)
-                .is_none_or(|v| v.flag(HiddenFlags::SEALED) == Some(true))
-            {
+            let sealed = self
+                .vmas
+                .range(..end)
+                .any(|(_, v)| v.mapping.end > start && v.flag(HiddenFlags::SEALED) == Some(true));
+            if sealed {
                 return;
             }
             let dest = new_addr + (start - old_addr);
@@ -1135,17 +1146,22 @@ impl AddressSpace {
             if !self.unmap_unless_sealed(dest, dest_end) {
                 return;
             }
-            if flags & MREMAP_DONTUNMAP != 0 {
-                let source = self.vma_at(start).expect("source VMA present");
-                let piece = source.slice(start, end);
-                self.insert_moved(piece, dest);
-                self.merge_run(dest, dest_end);
-                self.dontunmap_complete(start);
+            let pieces: Vec<Vma> = if flags & MREMAP_DONTUNMAP != 0 {
+                self.vmas
+                    .range(..end)
+                    .filter(|(_, v)| v.mapping.end > start)
+                    .map(|(_, v)| v.slice(v.mapping.start.max(start), v.mapping.end.min(end)))
+                    .collect()
             } else {
-                for piece in self.remove_range(start, end) {
-                    self.insert_moved(piece, dest);
-                }
-                self.merge_run(dest, dest_end);
+                self.remove_range(start, end)
+            };
+            for piece in pieces {
+                let at = dest + (piece.mapping.start - start);
+                self.insert_moved(piece, at);
+            }
+            self.merge_run(dest, dest_end);
+            if flags & MREMAP_DONTUNMAP != 0 {
+                self.dontunmap_complete(start);
             }
         }
     }
