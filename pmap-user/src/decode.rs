@@ -586,4 +586,36 @@ mod tests {
         let r = record(record_kind::SYSCALL, 1, [0; 6], 0);
         assert_eq!(decode(&bytes_of(&r)), Err(DecodeError::UnknownSyscall(1)));
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn growth_sized() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(any::<u8>(), GROWTH_HEADER_SIZE + STACK_SIZES[0] as usize)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Whatever the ring hands over, decoding returns an event or an error: it never
+            /// panics, and a stack never claims more bytes than the record holds.
+            #[test]
+            fn decoding_arbitrary_bytes_never_panics(
+                bytes in prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..400),
+                    proptest::collection::vec(any::<u8>(), EventRecord::SIZE),
+                    growth_sized(),
+                ]
+            ) {
+                let _ = decode(&bytes);
+                if let Ok(captured) = decode_captured(&bytes) {
+                    if let Some(stack) = captured.stack {
+                        prop_assert!(stack.bytes.len() <= bytes.len());
+                    }
+                }
+            }
+        }
+    }
 }
