@@ -1114,21 +1114,17 @@ impl AddressSpace {
             ..
         } = remap;
         let end = old_addr + old_len;
-        // The kernel's VMAs of the source. Pieces joined by pending boundaries count as one:
-        // usually the kernel holds them as one, and which it does only matters to how far a
-        // move that fails part-way got.
-        let mut sources: Vec<(u64, u64)> = Vec::new();
-        for (_, v) in self
+        // The kernel's VMAs of the source, as far as the table knows them. Pieces it keeps
+        // apart pending the kernel's word count as separate, as they turn out more often than
+        // not (walk seeds 103, 1200, 1234 in checkpoint mode). Which they are matters only to
+        // how far a move that fails part-way at sealed memory got: when the kernel holds them
+        // as one VMA (seed 1068) it refuses the whole, and the table moves too much.
+        let sources: Vec<(u64, u64)> = self
             .vmas
             .range(..end)
-            .filter(|(_, v)| v.mapping.end > old_addr)
-        {
-            let (from, to) = (v.mapping.start.max(old_addr), v.mapping.end.min(end));
-            match sources.last_mut() {
-                Some(last) if v.pending_left && last.1 == from => last.1 = to,
-                _ => sources.push((from, to)),
-            }
-        }
+            .map(|(_, v)| (v.mapping.start.max(old_addr), v.mapping.end.min(end)))
+            .filter(|&(start, end)| start < end)
+            .collect();
         // A hole at the start is EFAULT before anything moves.
         if sources.first().is_none_or(|&(start, _)| start != old_addr) {
             return;

@@ -237,6 +237,9 @@ struct Run {
     oracle: CountingOracle,
     /// The last calls applied, with their index in the walk, for failure reports.
     history: VecDeque<(u64, String)>,
+    /// Successful mmaps of a file or of shared memory: the calls whose identity the table may
+    /// ask the kernel for, once each.
+    identity_questions: u64,
     calls: u64,
     checkpoints: u64,
 }
@@ -269,6 +272,7 @@ impl Run {
             files,
             oracle,
             history: VecDeque::with_capacity(HISTORY),
+            identity_questions: 0,
             calls: 0,
             checkpoints: 0,
         }
@@ -286,6 +290,12 @@ impl Run {
             };
             self.calls += 1;
             applied += 1;
+            if let Call::Mmap { flags, fd, .. } = call
+                && !(-4095..0).contains(ret)
+                && (*fd >= 0 || flags & libc::MAP_SHARED as u64 != 0)
+            {
+                self.identity_questions += 1;
+            }
             self.oracle.current = call.name();
             self.oracle.mapped = event
                 .file
@@ -390,6 +400,27 @@ impl Run {
             eprint!("{}", self.failure("the dump differs from pmap"));
         }
         assert_same_text("dump vs pmap", &expected, &ours);
+    }
+
+    /// What the table asked while applying calls: only a new mapping's identity (and, where
+    /// the kernel has anon names, what a naming did). Everything else the events decide, or
+    /// the dump settles; an answer about the past would hide a model that is wrong.
+    fn check_questions(&self) {
+        for (&call, &asked) in &self.oracle.asked {
+            match call {
+                "dump" | "prctl" => {}
+                "mmap" => assert!(
+                    asked <= self.identity_questions,
+                    "seed {}: mmap asked the kernel {asked} times for {} new files",
+                    self.seed,
+                    self.identity_questions
+                ),
+                other => panic!(
+                    "seed {}: applying {other} asked the kernel {asked} times",
+                    self.seed
+                ),
+            }
+        }
     }
 
     fn summary(&self) -> Summary {
@@ -557,6 +588,7 @@ async fn walk(capture: &mut Capture, seed: u64, calls: u64, mode: Mode) -> Summa
     assert_eq!(capture.dropped_total(), 0, "ring overflowed");
     capture.remove_target(run.walker.pid() as u32);
     assert_eq!(run.calls, calls, "seed {seed}: calls traced");
+    run.check_questions();
     run.summary()
 }
 
