@@ -368,3 +368,33 @@ impl Tracer {
         (status.code().unwrap_or(-1), out)
     }
 }
+
+/// A `sleep 30` to trace, ended and reaped at the latest when dropped.
+pub struct Sleeper(Child);
+
+impl Sleeper {
+    pub fn start() -> Sleeper {
+        Sleeper(
+            Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("start sleep"),
+        )
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    /// Ends it now (a traced target's exit also ends the trace).
+    pub fn end(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        self.end();
+    }
+}

@@ -8,7 +8,7 @@ use std::{
 };
 
 use pmap_integration_tests::{
-    Tracer, Workload, assert_same_text, pmap_trace_exe, real_pmap, require_root,
+    Sleeper, Tracer, Workload, assert_same_text, pmap_trace_exe, real_pmap, require_root,
 };
 use serde_json::Value;
 
@@ -250,15 +250,14 @@ fn sigterm_and_sigint_give_a_final_dump_and_exit_zero() {
     }
     let loaded_before = our_programs();
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-        let pid = sleeper.id() as i32;
+        let mut sleeper = Sleeper::start();
+        let pid = sleeper.pid();
         let tracer = Tracer::attach(&["-p", &pid.to_string()]);
         tracer.signal(signal);
         let (code, out, err) = tracer.finish();
         assert_eq!(code, 0, "signal {signal}: {err}");
         assert_same_text("final dump", &real_pmap(&[], pid), &last_dump(&out, pid));
-        sleeper.kill().unwrap();
-        sleeper.wait().unwrap();
+        sleeper.end();
         assert_nothing_left_since(&loaded_before);
     }
 }
@@ -268,8 +267,8 @@ fn interval_dumps_repeat_and_output_can_go_to_a_file() {
     if !require_root() {
         return;
     }
-    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-    let pid = sleeper.id() as i32;
+    let mut sleeper = Sleeper::start();
+    let pid = sleeper.pid();
     let path = std::env::temp_dir().join(format!("pmap-trace-interval-{}.txt", std::process::id()));
     let tracer = Tracer::attach(&[
         "--interval",
@@ -304,8 +303,7 @@ fn interval_dumps_repeat_and_output_can_go_to_a_file() {
         &last_dump(&text, pid),
     );
     std::fs::remove_file(&path).unwrap();
-    sleeper.kill().unwrap();
-    sleeper.wait().unwrap();
+    sleeper.end();
 }
 
 #[test]
@@ -430,8 +428,8 @@ fn a_key_press_on_the_terminal_dumps() {
     if !require_root() {
         return;
     }
-    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-    let pid = sleeper.id() as i32;
+    let mut sleeper = Sleeper::start();
+    let pid = sleeper.pid();
     // `script` gives pmap-trace a terminal on its stdin and relays our pipe into it.
     let command = format!("{} --no-events -p {pid}", pmap_trace_exe().display());
     let mut script = Command::new("script")
@@ -468,8 +466,7 @@ fn a_key_press_on_the_terminal_dumps() {
             &last_dump(&dump, pid),
         );
     }
-    sleeper.kill().unwrap();
-    sleeper.wait().unwrap();
+    sleeper.end();
     read_until(" total ");
     drop(stdin);
     assert!(script.wait().unwrap().success());
@@ -539,7 +536,7 @@ fn missing_capabilities_are_named() {
     if !require_root() {
         return;
     }
-    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let mut sleeper = Sleeper::start();
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -548,11 +545,10 @@ fn missing_capabilities_are_named() {
             "--inh-caps=-all",
         ])
         .arg(pmap_trace_exe())
-        .args(["-p", &sleeper.id().to_string()])
+        .args(["-p", &sleeper.pid().to_string()])
         .output()
         .unwrap();
-    sleeper.kill().unwrap();
-    sleeper.wait().unwrap();
+    sleeper.end();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -616,8 +612,8 @@ fn capabilities_without_root_are_enough_and_a_missing_one_is_named() {
     if !require_root() {
         return;
     }
-    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-    let pid = sleeper.id() as i32;
+    let mut sleeper = Sleeper::start();
+    let pid = sleeper.pid();
     let pid_arg = pid.to_string();
     let enough = ["bpf", "perfmon", "sys_ptrace", "dac_read_search"];
     let mut tracer = as_nobody_with(&enough, &["--no-events", "-p", &pid_arg])
@@ -649,8 +645,7 @@ fn capabilities_without_root_are_enough_and_a_missing_one_is_named() {
         "pmap-trace: cannot read /sys/kernel/tracing (tracefs is readable by root only): run \
          pmap-trace as root or with CAP_DAC_READ_SEARCH"
     );
-    sleeper.kill().unwrap();
-    sleeper.wait().unwrap();
+    sleeper.end();
 }
 
 #[test]
