@@ -610,10 +610,8 @@ mod tests {
                 ]
             ) {
                 let _ = decode(&bytes);
-                if let Ok(captured) = decode_captured(&bytes) {
-                    if let Some(stack) = captured.stack {
-                        prop_assert!(stack.bytes.len() <= bytes.len());
-                    }
+                if let Ok(Captured { stack: Some(stack), .. }) = decode_captured(&bytes) {
+                    prop_assert!(stack.bytes.len() <= bytes.len());
                 }
             }
         }
