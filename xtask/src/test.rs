@@ -104,9 +104,6 @@ pub fn run() -> Result<ExitCode> {
             failed.push(name);
         }
     }
-    // One closing line over every test binary, so a reader of the log need not add them up.
-    println!("tests: {} passed, {} failed", counts.passed, counts.failed);
-
     let skipped = if skip_privileged {
         format!("; integration tests skipped ({SKIP_PRIVILEGED}=1)")
     } else {
@@ -114,15 +111,21 @@ pub fn run() -> Result<ExitCode> {
     };
     if failed.is_empty() {
         println!("xtask test: all {total} steps passed{skipped}");
-        Ok(ExitCode::SUCCESS)
     } else {
         println!(
             "xtask test: FAILED: {} ({} of {total} steps passed){skipped}",
             failed.join(", "),
             total - failed.len()
         );
-        Ok(ExitCode::FAILURE)
     }
+    // The closing line counts every test binary's tests, so a reader of the log need not add
+    // them up.
+    println!("tests: {} passed, {} failed", counts.passed, counts.failed);
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Tests passed and failed, summed over every `test result:` line cargo printed.
