@@ -405,17 +405,7 @@ fn parse_maps_line(line: &[u8]) -> Option<Mapping> {
 
     let dash = range.iter().position(|&b| b == b'-')?;
     let colon = device.iter().position(|&b| b == b':')?;
-    let [r, w, x, s] = perms.try_into().ok()?;
-    let mapping_perms = Perms {
-        read: flag(r, b'r')?,
-        write: flag(w, b'w')?,
-        exec: flag(x, b'x')?,
-        shared: match s {
-            b's' => true,
-            b'p' => false,
-            _ => return None,
-        },
-    };
+    let mapping_perms = Perms::parse(perms)?;
     let name = if rest.is_empty() {
         Vec::new()
     } else {
@@ -438,14 +428,6 @@ fn parse_maps_line(line: &[u8]) -> Option<Mapping> {
         inode: std::str::from_utf8(inode).ok()?.parse().ok()?,
         name,
     })
-}
-
-fn flag(got: u8, on: u8) -> Option<bool> {
-    match got {
-        b'-' => Some(false),
-        b if b == on => Some(true),
-        _ => None,
-    }
 }
 
 fn hex(digits: &[u8]) -> Option<u64> {

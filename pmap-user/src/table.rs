@@ -26,6 +26,28 @@ pub struct Perms {
     pub shared: bool,
 }
 
+impl Perms {
+    /// Parses the permission column of `/proc/PID/maps` (`r-xp`, `rw-s`, ...).
+    pub fn parse(word: &[u8]) -> Option<Perms> {
+        let flag = |got: u8, set: u8| match got {
+            b'-' => Some(false),
+            _ if got == set => Some(true),
+            _ => None,
+        };
+        let [r, w, x, s] = word.try_into().ok()?;
+        Some(Perms {
+            read: flag(r, b'r')?,
+            write: flag(w, b'w')?,
+            exec: flag(x, b'x')?,
+            shared: match s {
+                b's' => true,
+                b'p' => false,
+                _ => return None,
+            },
+        })
+    }
+}
+
 /// A device number as `/proc/PID/maps` prints it (`fe:00`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Device {
@@ -1712,13 +1734,7 @@ mod tests {
     }
 
     fn perms(text: &str) -> Perms {
-        let b = text.as_bytes();
-        Perms {
-            read: b[0] == b'r',
-            write: b[1] == b'w',
-            exec: b[2] == b'x',
-            shared: b[3] == b's',
-        }
+        Perms::parse(text.as_bytes()).expect("a maps permission word")
     }
 
     fn mapping(pages: (u64, u64), p: &str, offset: u64, inode: u64, name: &str) -> Mapping {

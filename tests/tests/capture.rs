@@ -2,13 +2,14 @@
 //! scripted call arrives exactly once with its arguments and result, and that the table built
 //! from the events dumps exactly what `pmap` prints.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use pmap_integration_tests::{
     END_MARKER, START_MARKER, Workload, assert_same_text, real_pmap, require_root,
 };
 use pmap_trace::{
-    capture::{Capture, CaptureOptions, check_machine},
     decode::{Call, Event, EventKind},
     process::TracedProcess,
     render::pmap::{PmapOptions, write_default},
@@ -16,23 +17,6 @@ use pmap_trace::{
 };
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_pmap-workload");
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn load() -> Capture {
-    let syscalls = check_machine().expect("machine can run pmap-trace");
-    Capture::load(CaptureOptions {
-        syscalls,
-        ring_size: 16 << 20,
-        debug_bpf: false,
-    })
-    .expect("load eBPF")
-}
 
 /// The call as the workload reports it: `name arg... = ret`, arguments as signed integers.
 fn signature(call: &Call, ret: i64) -> String {
@@ -99,8 +83,8 @@ fn every_scripted_call_arrives_once_with_its_arguments_and_the_dump_equals_pmap(
     if !require_root() {
         return;
     }
-    runtime().block_on(async {
-        let mut capture = load();
+    common::runtime().block_on(async {
+        let mut capture = common::load();
         let mut workload = Workload::start(WORKLOAD, "scripted", &[]);
         let pid = workload.pid();
         capture.add_target(pid as u32, false).unwrap();
@@ -152,8 +136,8 @@ fn attaching_while_the_target_churns_loses_and_doubles_nothing() {
     if !require_root() {
         return;
     }
-    runtime().block_on(async {
-        let mut capture = load();
+    common::runtime().block_on(async {
+        let mut capture = common::load();
         let mut workload = Workload::start(WORKLOAD, "churn", &["300000"]);
         let pid = workload.pid();
         assert_eq!(workload.read_line(), "ready");

@@ -24,6 +24,8 @@
 //! `A,B,C`) and `PMAP_TRACE_WALK_CALLS` run others, or more. A failure prints the seed, the
 //! calls leading to it and the difference.
 
+mod common;
+
 use std::{
     collections::{BTreeMap, VecDeque},
     io::{BufRead, BufReader, Write},
@@ -34,7 +36,7 @@ use std::{
 
 use pmap_integration_tests::{assert_same_text, real_pmap, require_root};
 use pmap_trace::{
-    capture::{Capture, CaptureOptions, check_machine},
+    capture::Capture,
     decode::{Call, Event, EventKind},
     process::{KnownFiles, TracedProcess},
     procmap_query::VmaQuery,
@@ -510,23 +512,6 @@ impl std::fmt::Display for CallLine<'_> {
     }
 }
 
-fn load() -> Capture {
-    let syscalls = check_machine().expect("machine can run pmap-trace");
-    Capture::load(CaptureOptions {
-        syscalls,
-        ring_size: 16 << 20,
-        debug_bpf: false,
-    })
-    .expect("load eBPF")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Runs one walk in `mode` to its end, checking at every stop.
 async fn walk(capture: &mut Capture, seed: u64, calls: u64, mode: Mode) -> Summary {
     let mut run = Run::start(capture, seed, calls, mode);
@@ -597,8 +582,8 @@ fn walk_seeds(mode: Mode, default_seeds: std::ops::Range<u64>, default_calls: u6
         return;
     }
     let (seeds, calls) = plan(default_seeds, default_calls);
-    runtime().block_on(async {
-        let mut capture = load();
+    common::runtime().block_on(async {
+        let mut capture = common::load();
         for seed in seeds {
             let summary = walk(&mut capture, seed, calls, mode).await;
             println!("seed {seed} ({mode:?}): {summary}");

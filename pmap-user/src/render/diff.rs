@@ -386,16 +386,10 @@ mod tests {
     use crate::table::{Device, Perms};
 
     fn m(start: u64, end: u64, perms: &str, inode: u64, offset: u64, name: &str) -> Mapping {
-        let b = perms.as_bytes();
         Mapping {
             start,
             end,
-            perms: Perms {
-                read: b[0] == b'r',
-                write: b[1] == b'w',
-                exec: b[2] == b'x',
-                shared: b[3] == b's',
-            },
+            perms: Perms::parse(perms.as_bytes()).expect("a maps permission word"),
             offset,
             device: if inode == 0 {
                 Device::default()

@@ -66,16 +66,10 @@ mod tests {
         inode: u64,
         name: &[u8],
     ) -> Mapping {
-        let b = perms.as_bytes();
         Mapping {
             start,
             end,
-            perms: Perms {
-                read: b[0] == b'r',
-                write: b[1] == b'w',
-                exec: b[2] == b'x',
-                shared: b[3] == b's',
-            },
+            perms: Perms::parse(perms.as_bytes()).expect("a maps permission word"),
             offset,
             device: Device {
                 major: dev.0,

@@ -1,0 +1,21 @@
+//! What the in-process kernel tests share: the event loop they need and the loaded capture.
+
+use pmap_trace::capture::{Capture, CaptureOptions, check_machine};
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The real kernel side with a ring large enough that the tests lose no records.
+pub fn load() -> Capture {
+    let syscalls = check_machine().expect("machine can run pmap-trace");
+    Capture::load(CaptureOptions {
+        syscalls,
+        ring_size: 16 << 20,
+        debug_bpf: false,
+    })
+    .expect("load eBPF")
+}
