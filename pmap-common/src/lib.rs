@@ -56,6 +56,7 @@ pub mod record_kind {
 /// x86_64 numbers of the syscalls that change a process's mappings.
 pub mod syscall_nr {
     pub const MMAP: u32 = 9;
+    pub const IOCTL: u32 = 16;
     pub const MPROTECT: u32 = 10;
     pub const MUNMAP: u32 = 11;
     pub const BRK: u32 = 12;
@@ -97,7 +98,16 @@ pub const TRACED_SYSCALLS: &[(&str, u32)] = &[
     ("pkey_mprotect", syscall_nr::PKEY_MPROTECT),
     ("map_shadow_stack", syscall_nr::MAP_SHADOW_STACK),
     ("mseal", syscall_nr::MSEAL),
+    ("ioctl", syscall_nr::IOCTL),
 ];
+
+/// The `ioctl` requests that change mappings: userfaultfd registration sets (and unregistration
+/// clears) VMA flags, splitting and merging VMAs as mprotect does. Other ioctls are not
+/// recorded. For these two the kernel side replaces the record's unused argument slots 3..6
+/// with the `struct uffdio_range` (start, len) and, for UFFDIO_REGISTER, the mode, read from
+/// the caller's memory.
+pub const UFFDIO_REGISTER: u32 = 0xC020_AA00;
+pub const UFFDIO_UNREGISTER: u32 = 0x8010_AA01;
 
 /// `prctl` option that names anonymous mappings; other prctl calls are not recorded.
 pub const PR_SET_VMA: u64 = 0x53564d41;

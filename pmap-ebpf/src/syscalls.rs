@@ -1,13 +1,14 @@
 //! Exit of every mapping-changing syscall: one program, attached to each `sys_exit_*` tracepoint.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
 use pmap_common::{
-    DROPPED_STACKS_SLOT, PR_SET_VMA, UserRegs, record_kind, sys_exit_layout, syscall_nr,
+    DROPPED_STACKS_SLOT, PR_SET_VMA, UFFDIO_REGISTER, UFFDIO_UNREGISTER, record_kind,
+    sys_exit_layout, syscall_nr,
 };
 
 use crate::{
     maps::{BRK_TOPS, count_drop, current_target, stack_bytes},
     record::{Caller, Urgency, emit, emit_growth},
-    regs::{saved_user_regs, syscall_args},
+    regs::SavedRegs,
 };
 
 const MAP_ANONYMOUS: u64 = 0x20;
@@ -30,21 +31,19 @@ fn record_exit(ctx: &TracePointContext, caller: Caller) -> Result<(), i64> {
     let nr: i32 = unsafe { ctx.read_at(sys_exit_layout::SYSCALL_NR_OFFSET) }.map_err(i64::from)?;
     // SAFETY: as above.
     let ret: i64 = unsafe { ctx.read_at(sys_exit_layout::RET_OFFSET) }.map_err(i64::from)?;
-    let regs = saved_user_regs()?;
-    let args = syscall_args(&regs);
+    let regs = SavedRegs::current();
+    let mut args = regs.syscall_args();
     let nr = nr as u32;
     if nr == syscall_nr::PRCTL && args[0] != PR_SET_VMA {
+        return Ok(());
+    }
+    if nr == syscall_nr::IOCTL && !read_uffd_range(&mut args) {
         return Ok(());
     }
     // Only calls that may have grown anonymous memory pay for a stack copy.
     let stack_bytes = stack_bytes();
     if stack_bytes != 0 && may_grow_anon(nr, &args, ret, caller.tgid) {
-        let user = UserRegs {
-            rip: regs.rip,
-            rsp: regs.rsp,
-            rbp: regs.rbp,
-        };
-        if emit_growth(stack_bytes, caller, nr, args, ret, user) {
+        if emit_growth(stack_bytes, caller, nr, args, ret, regs.user()) {
             return Ok(());
         }
         // No room for the copy: the call itself must still reach the table.
@@ -67,6 +66,33 @@ fn record_exit(ctx: &TracePointContext, caller: Caller) -> Result<(), i64> {
         mapped_fd,
     );
     Ok(())
+}
+
+/// For a userfaultfd (un)registration, puts the range (and the mode) it names into the argument
+/// slots ioctl does not use, and returns true; false for every other ioctl. The struct is read
+/// at exit, when the kernel has only written its `ioctls` field, after the range and mode.
+#[inline(always)]
+fn read_uffd_range(args: &mut [u64; 6]) -> bool {
+    // The kernel takes the request as an unsigned int.
+    let words = match args[1] as u32 {
+        UFFDIO_REGISTER => 3,
+        UFFDIO_UNREGISTER => 2,
+        _ => return false,
+    };
+    let user = args[2] as *const [u64; 3];
+    // SAFETY: checked user read; an unreadable struct (the call failed with EFAULT) reads as
+    // zeros.
+    let fields = if words == 3 {
+        unsafe { bpf_probe_read_user(user) }.unwrap_or([0; 3])
+    } else {
+        unsafe { bpf_probe_read_user(user as *const [u64; 2]) }
+            .map(|[start, len]| [start, len, 0])
+            .unwrap_or([0; 3])
+    };
+    args[3] = fields[0];
+    args[4] = fields[1];
+    args[5] = fields[2];
+    true
 }
 
 fn succeeded(ret: i64) -> bool {

@@ -20,6 +20,8 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("ring record for unknown syscall number {0}")]
     UnknownSyscall(u32),
+    #[error("ring record for unknown ioctl request {0:#x}")]
+    UnknownIoctl(u32),
 }
 
 /// One thing that happened to a traced process.
@@ -165,6 +167,20 @@ pub enum Call {
         mode: u64,
         flags: u64,
     },
+    /// `ioctl(fd, UFFDIO_REGISTER, {range={start, len}, mode})`: `mode` is the
+    /// UFFDIO_REGISTER_MODE_* bits.
+    UffdRegister {
+        fd: i32,
+        start: u64,
+        len: u64,
+        mode: u64,
+    },
+    /// `ioctl(fd, UFFDIO_UNREGISTER, {start, len})`.
+    UffdUnregister {
+        fd: i32,
+        start: u64,
+        len: u64,
+    },
     MapShadowStack {
         addr: u64,
         size: u64,
@@ -200,6 +216,7 @@ impl Call {
             Call::Mbind { .. } => "mbind",
             Call::MapShadowStack { .. } => "map_shadow_stack",
             Call::Mseal { .. } => "mseal",
+            Call::UffdRegister { .. } | Call::UffdUnregister { .. } => "ioctl",
         }
     }
 
@@ -290,6 +307,20 @@ impl Call {
                 addr: a[0],
                 len: a[1],
                 flags: a[2],
+            },
+            syscall_nr::IOCTL => match a[1] as u32 {
+                pmap_common::UFFDIO_REGISTER => Call::UffdRegister {
+                    fd: a[0] as i32,
+                    start: a[3],
+                    len: a[4],
+                    mode: a[5],
+                },
+                pmap_common::UFFDIO_UNREGISTER => Call::UffdUnregister {
+                    fd: a[0] as i32,
+                    start: a[3],
+                    len: a[4],
+                },
+                request => return Err(DecodeError::UnknownIoctl(request)),
             },
             other => return Err(DecodeError::UnknownSyscall(other)),
         })

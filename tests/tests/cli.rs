@@ -671,7 +671,7 @@ fn verify_confirms_the_table_and_raises_the_alarm_on_an_untraced_change() {
     workload.finish();
     tracer.finish();
 
-    let mut workload = Workload::start(WORKLOAD, "untraced-split", &[]);
+    let mut workload = Workload::start(WORKLOAD, "untraced-merge", &[]);
     let pid = workload.pid();
     let mut tracer = Tracer::attach(&["--verify", "--no-events", "-p", &pid.to_string()]);
     workload.go();
@@ -690,12 +690,12 @@ fn verify_confirms_the_table_and_raises_the_alarm_on_an_untraced_change() {
     );
     assert_eq!(
         report.iter().filter(|l| l.contains("table only:")).count(),
-        1,
+        3,
         "{report:?}"
     );
     assert_eq!(
         report.iter().filter(|l| l.contains("kernel only:")).count(),
-        3,
+        1,
         "{report:?}"
     );
     // Re-read, so the second dump is exact and verified.
@@ -710,4 +710,54 @@ fn verify_confirms_the_table_and_raises_the_alarm_on_an_untraced_change() {
     workload.resume();
     workload.finish();
     tracer.finish();
+}
+
+#[test]
+fn userfaultfd_registrations_are_traced_and_the_table_follows_them() {
+    if !require_root() {
+        return;
+    }
+    let mut workload = Workload::start(WORKLOAD, "userfaultfd", &[]);
+    let pid = workload.pid();
+    let mut tracer = Tracer::attach(&["--verify", "-p", &pid.to_string()]);
+    workload.go();
+    let mut stream = String::new();
+    // Registered middle; a refused mode and half unregistered; all unregistered.
+    for step in 1..=3 {
+        workload.read_until_checkpoint();
+        workload.wait_stopped();
+        tracer.signal(libc::SIGUSR1);
+        let text = tracer.read_dump();
+        let dump = last_dump(&text, pid);
+        let kernel = real_pmap(&[], pid);
+        assert_same_text(&format!("dump after step {step}"), &kernel, &dump);
+        let mut verdict = String::new();
+        tracer.stdout.read_line(&mut verdict).unwrap();
+        assert!(
+            verdict.contains("the table matches"),
+            "step {step}: {verdict}"
+        );
+        stream.push_str(&text);
+        workload.resume();
+    }
+    workload.finish();
+    tracer.finish();
+    let calls: Vec<&str> = stream.lines().filter(|l| l.contains(" ioctl(")).collect();
+    assert_eq!(calls.len(), 4, "{calls:#?}");
+    assert!(
+        calls[0].contains("UFFDIO_REGISTER, {range={start=0x")
+            && calls[0].contains("len=8192 (8K)}, mode=UFFDIO_REGISTER_MODE_MISSING}) = 0"),
+        "{}",
+        calls[0]
+    );
+    assert!(
+        calls[1].contains("mode=UFFDIO_REGISTER_MODE_MINOR}) = -1 EINVAL"),
+        "{}",
+        calls[1]
+    );
+    assert!(
+        calls[2].contains("UFFDIO_UNREGISTER, {start=0x") && calls[2].ends_with(") = 0"),
+        "{}",
+        calls[2]
+    );
 }
