@@ -4,12 +4,14 @@
 //! binaries) as a PIE and as a fixed-address executable, with frame pointers, and with the
 //! medium blocks' grower in a shared library (`--cfg library_site`, library.rs).
 //!
-//! Protocol (as `pmap-workload`'s): waits for a line on stdin, grows, prints `checkpoint`,
-//! stops itself with SIGSTOP, and exits when continued.
+//! Protocol (as `pmap-workload`'s): waits for a line on stdin, grows (mode `grow`) or runs the
+//! ownership steps of ownership.rs (mode `ownership`), prints `checkpoint`, stops itself with
+//! SIGSTOP, and exits when continued.
 
 use std::io::{BufRead, Write};
 
 mod blocks;
+mod ownership;
 
 use blocks::{
     LARGE_BLOCK, LARGE_COUNT, MEDIUM_BLOCK, MEDIUM_COUNT, SMALL_BLOCK, SMALL_COUNT, allocate,
@@ -52,9 +54,14 @@ fn main() {
         .lock()
         .read_line(&mut line)
         .expect("read go");
-    grow_with_large_blocks();
-    grow_with_small_blocks();
-    grow_with_medium_blocks();
+    match std::env::args().nth(1).as_deref() {
+        Some("ownership") => ownership::run(),
+        _ => {
+            grow_with_large_blocks();
+            grow_with_small_blocks();
+            grow_with_medium_blocks();
+        }
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "checkpoint").unwrap();
     out.flush().unwrap();

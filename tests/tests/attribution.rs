@@ -5,6 +5,8 @@
 //! own frame (allocator frames folded away), and `--full-stacks` keeps those frames. The same
 //! holds for the program built with frame pointers, at a fixed address (not a PIE), and with a
 //! grower inside a shared library; `--folded` and `--flamegraph` write the same attribution.
+//! And ownership follows the memory to the page: partial munmap, brk down, an mremap that moves
+//! and grows, and MAP_FIXED overlays (anonymous and file) move or release exactly their bytes.
 
 use std::{fs, path::PathBuf};
 
@@ -179,6 +181,59 @@ fn the_same_with_a_call_site_inside_a_shared_library() {
         "libattribution_grower.so",
     );
     assert_attributed(&library);
+}
+
+#[test]
+fn ownership_moves_and_releases_exactly_the_bytes_each_call_touches() {
+    if !require_root() {
+        return;
+    }
+    const PAGE: u64 = 4096;
+    // What each function of attribution-target/ownership.rs owns at the end (its table).
+    let expected = [
+        ("map_region", 36 * PAGE),
+        ("overlay_anonymous", 8 * PAGE),
+        ("map_movable", 16 * PAGE),
+        ("grow_by_moving", 8 * PAGE),
+        ("raise_break", 16 * PAGE),
+        ("unmap_middle", 0),
+        ("overlay_file", 0),
+        ("lower_break", 0),
+    ];
+    let mut target = Workload::start(TARGET, "ownership", &[]);
+    let pid = target.pid().to_string();
+    let mut tracer = Tracer::attach(&["--sites", "100", "--no-events", "--json", "-p", &pid]);
+    target.go();
+    target.read_until_checkpoint();
+    target.wait_stopped();
+    tracer.signal(libc::SIGUSR1);
+    let sites = loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut tracer.stdout, &mut line).unwrap();
+        assert!(n > 0, "pmap-trace ended before its sites record");
+        let value: Value = serde_json::from_str(&line).unwrap();
+        if value["type"] == "sites" {
+            break value;
+        }
+    };
+    target.resume();
+    assert_eq!(target.finish(), 0);
+    let (code, _, err) = tracer.finish();
+    assert_eq!(code, 0, "stderr: {err}");
+    let by_live = sites["by_live"].as_array().unwrap();
+    assert!(
+        by_live.len() < 100,
+        "every site is listed, so absent means nothing owned"
+    );
+    for (function, bytes) in expected {
+        let name = format!("attribution_target::ownership::{function}");
+        let owned: u64 = by_live
+            .iter()
+            .filter(|site| functions(site).contains(&name.as_str()))
+            .map(|site| site["live_bytes"].as_u64().unwrap())
+            .sum();
+        assert_eq!(owned, bytes, "{name} owns {owned} bytes: {sites:#}");
+    }
 }
 
 /// A path in the test's temporary directory, removed first.
