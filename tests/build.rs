@@ -1,30 +1,96 @@
-//! Compiles `attribution-target/main.rs` without frame pointers, as distro binaries are built,
-//! for `tests/attribution.rs` (which finds it through `ATTRIBUTION_TARGET`). A per-binary
-//! codegen flag is not something cargo profiles can give one `[[bin]]`, so rustc is run
-//! directly: the program needs nothing but std.
-use std::{env, path::PathBuf, process::Command};
+//! Compiles the attribution target (`attribution-target/`) the ways `tests/attribution.rs`
+//! attributes it, each found through an environment variable:
+//!
+//! - `ATTRIBUTION_TARGET`: without frame pointers, as distro binaries are built; a PIE;
+//! - `ATTRIBUTION_TARGET_NOPIE`: the same at a fixed address (`relocation-model=static`);
+//! - `ATTRIBUTION_TARGET_FP`: with frame pointers;
+//! - `ATTRIBUTION_TARGET_LIBRARY`: one grower in `libattribution_grower.so`, found next to the
+//!   program through its run path and loaded by the dynamic loader at start.
+//!
+//! Per-binary codegen flags are not something cargo profiles can give one `[[bin]]`, so rustc
+//! is run directly: the programs need nothing but std.
+use std::{
+    env,
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-fn main() {
-    let source = "attribution-target/main.rs";
-    println!("cargo:rerun-if-changed={source}");
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let target = out.join("attribution-target");
+const MAIN: &str = "attribution-target/main.rs";
+const LIBRARY: &str = "attribution-target/library.rs";
+const BLOCKS: &str = "attribution-target/blocks.rs";
+const OWNERSHIP: &str = "attribution-target/ownership.rs";
+
+fn rustc(out: &Path, flags: &[&str], crate_name: &str, source: &str, output: &Path) {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let status = Command::new(rustc)
-        .args(["--edition", "2024", "--crate-name", "attribution_target"])
-        .args([
-            "-C",
-            "force-frame-pointers=no",
-            "-C",
-            "opt-level=2",
-            "-C",
-            "debuginfo=2",
-        ])
+        .args(["--edition", "2024", "--crate-name", crate_name])
+        .args(["-C", "opt-level=2", "-C", "debuginfo=2"])
+        .args(flags)
+        .arg("-L")
+        .arg(OsStr::new(&format!("native={}", out.display())))
         .arg("-o")
-        .arg(&target)
+        .arg(output)
         .arg(source)
         .status()
         .expect("run rustc");
-    assert!(status.success(), "compiling {source} failed");
-    println!("cargo:rustc-env=ATTRIBUTION_TARGET={}", target.display());
+    assert!(status.success(), "compiling {source} ({flags:?}) failed");
+}
+
+fn main() {
+    for source in [MAIN, LIBRARY, BLOCKS, OWNERSHIP] {
+        println!("cargo:rerun-if-changed={source}");
+    }
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let no_fp = ["-C", "force-frame-pointers=no"];
+    let builds: [(&str, &str, Vec<&str>); 3] = [
+        ("ATTRIBUTION_TARGET", "attribution-target", no_fp.to_vec()),
+        (
+            "ATTRIBUTION_TARGET_NOPIE",
+            "attribution-target-nopie",
+            [&no_fp[..], &["-C", "relocation-model=static"]].concat(),
+        ),
+        (
+            "ATTRIBUTION_TARGET_FP",
+            "attribution-target-fp",
+            vec!["-C", "force-frame-pointers=yes"],
+        ),
+    ];
+    for (variable, name, flags) in builds {
+        let target = out.join(name);
+        rustc(&out, &flags, "attribution_target", MAIN, &target);
+        println!("cargo:rustc-env={variable}={}", target.display());
+    }
+
+    let library = out.join("libattribution_grower.so");
+    rustc(
+        &out,
+        &[&no_fp[..], &["--crate-type", "cdylib"]].concat(),
+        "attribution_grower",
+        LIBRARY,
+        &library,
+    );
+    let target = out.join("attribution-target-library");
+    rustc(
+        &out,
+        &[
+            &no_fp[..],
+            &[
+                "--cfg",
+                "library_site",
+                "-l",
+                "dylib=attribution_grower",
+                "-C",
+                "link-arg=-Wl,-rpath,$ORIGIN",
+            ],
+        ]
+        .concat(),
+        "attribution_target",
+        MAIN,
+        &target,
+    );
+    println!(
+        "cargo:rustc-env=ATTRIBUTION_TARGET_LIBRARY={}",
+        target.display()
+    );
 }

@@ -169,6 +169,30 @@ impl FileOffsets {
     };
 }
 
+/// Name of the global holding the [`StackOffsets`] userspace found in the kernel's BTF.
+pub const STACK_OFFSETS_GLOBAL: &str = "STACK_OFFSETS";
+
+/// Byte offsets of the kernel struct fields followed to find the top of the main thread's
+/// stack: task → mm → `start_stack` (where the kernel put `argc` at exec; no frame lies above
+/// it). A growth call on the main thread copies its stack only up to there, so a shallow stack
+/// costs a small copy; other threads' stacks have no such field and copy the full size.
+/// `valid == 0` turns the bound off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackOffsets {
+    pub valid: u64,
+    pub task_mm: u64,
+    pub mm_start_stack: u64,
+}
+
+impl StackOffsets {
+    pub const UNKNOWN: StackOffsets = StackOffsets {
+        valid: 0,
+        task_mm: 0,
+        mm_start_stack: 0,
+    };
+}
+
 /// The file a successful file-backed `mmap` mapped, read in the kernel while the descriptor is
 /// still open. All zero when not applicable.
 #[repr(C)]
@@ -226,14 +250,17 @@ pub struct UserRegs {
 pub const STACK_SIZES: [u32; 5] = [4096, 8192, 16384, 32768, 65536];
 
 /// A call that may have grown anonymous memory (kind [`record_kind::SYSCALL_WITH_STACK`]): the
-/// call's record, the caller's registers, and the user stack from `regs.rsp` up.
+/// call's record, the caller's registers, and the user stack from `regs.rsp` up. The record
+/// has the smallest of [`STACK_SIZES`] that holds the copy (at most `--stack-bytes`), which is
+/// smaller than `--stack-bytes` when the main thread's stack ends sooner.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GrowthRecord<const N: usize> {
     pub event: EventRecord,
     pub regs: UserRegs,
     /// How many bytes of `stack` were copied: user memory is copied in pieces from `regs.rsp`
-    /// up until `N` bytes or the first unreadable piece (the end of the stack's mapping).
+    /// up until `N` bytes, the main thread's stack top (see [`StackOffsets`]) or the first
+    /// unreadable piece (the end of the stack's mapping).
     pub stack_len: u64,
     pub stack: [u8; N],
 }
@@ -248,3 +275,7 @@ unsafe impl aya::Pod for EventRecord {}
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` u64 fields, every bit pattern is valid.
 unsafe impl aya::Pod for FileOffsets {}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` u64 fields, every bit pattern is valid.
+unsafe impl aya::Pod for StackOffsets {}

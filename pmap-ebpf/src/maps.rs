@@ -2,7 +2,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use pmap_common::{EventRecord, FileOffsets, MAX_TARGETS};
+use pmap_common::{EventRecord, FileOffsets, MAX_TARGETS, StackOffsets};
 
 /// Completed calls and lifecycle records, in the order they happened on each CPU.
 /// Userspace sets the real size (`--ring-size`) before loading.
@@ -52,6 +52,15 @@ static FILE_OFFSETS: FileOffsets = FileOffsets::UNKNOWN;
 pub fn file_offsets() -> FileOffsets {
     // SAFETY: as for DEBUG_BPF below.
     unsafe { core::ptr::read_volatile(&FILE_OFFSETS) }
+}
+
+/// Set by userspace from the kernel's BTF: where to find the main thread's stack top.
+#[unsafe(no_mangle)]
+static STACK_OFFSETS: StackOffsets = StackOffsets::UNKNOWN;
+
+pub fn stack_offsets() -> StackOffsets {
+    // SAFETY: as for DEBUG_BPF below.
+    unsafe { core::ptr::read_volatile(&STACK_OFFSETS) }
 }
 
 pub fn debug_enabled() -> bool {

@@ -11,7 +11,7 @@ use pmap_common::{
     UserRegs, record_kind,
 };
 
-use crate::maps::{EVENTS, count_drop, file_offsets, wakeup_bytes};
+use crate::maps::{EVENTS, count_drop, file_offsets, stack_offsets, wakeup_bytes};
 
 /// Whether a record must reach the reader at once (lifecycle) or may wait for its next poll.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,9 +76,10 @@ pub fn emit(
 }
 
 /// Writes a call that may have grown anonymous memory, with the caller's registers and a copy
-/// of its stack of `stack_bytes` (one of `STACK_SIZES`) for userspace to unwind. Returns false,
-/// having written nothing, when the ring has no room for it (or `stack_bytes` is no size): the
-/// caller then writes the call's plain record.
+/// of at most `stack_bytes` (one of `STACK_SIZES`) of its stack for userspace to unwind: on the
+/// main thread only up to its stack top, in the smallest record that holds that. Returns
+/// false, having written nothing, when the ring has no room for it (or `stack_bytes` is no
+/// size): the caller then writes the call's plain record.
 #[inline(always)]
 pub fn emit_growth(
     stack_bytes: u32,
@@ -88,15 +89,46 @@ pub fn emit_growth(
     ret: i64,
     regs: UserRegs,
 ) -> bool {
+    let wanted = match main_stack_top() {
+        // No frame lies above the top; a grain more keeps the last frame's return address
+        // in even when the top is not aligned.
+        Some(top) if top > regs.rsp => (top - regs.rsp)
+            .saturating_add(STACK_GRAIN as u64)
+            .min(stack_bytes as u64) as usize,
+        _ => stack_bytes as usize,
+    };
     // Each size is its own reservation: the verifier only takes a constant size.
     match stack_bytes {
-        4096 => emit_growth_sized::<4096>(caller, syscall_nr, args, ret, regs),
-        8192 => emit_growth_sized::<8192>(caller, syscall_nr, args, ret, regs),
-        16384 => emit_growth_sized::<16384>(caller, syscall_nr, args, ret, regs),
-        32768 => emit_growth_sized::<32768>(caller, syscall_nr, args, ret, regs),
-        65536 => emit_growth_sized::<65536>(caller, syscall_nr, args, ret, regs),
+        0 => false,
+        _ if wanted <= 4096 => {
+            emit_growth_sized::<4096>(caller, syscall_nr, args, ret, regs, wanted)
+        }
+        _ if wanted <= 8192 => {
+            emit_growth_sized::<8192>(caller, syscall_nr, args, ret, regs, wanted)
+        }
+        _ if wanted <= 16384 => {
+            emit_growth_sized::<16384>(caller, syscall_nr, args, ret, regs, wanted)
+        }
+        _ if wanted <= 32768 => {
+            emit_growth_sized::<32768>(caller, syscall_nr, args, ret, regs, wanted)
+        }
+        _ if wanted <= 65536 => {
+            emit_growth_sized::<65536>(caller, syscall_nr, args, ret, regs, wanted)
+        }
         _ => false,
     }
+}
+
+/// `mm->start_stack` of the current process: the top of its main thread's stack.
+#[inline(always)]
+fn main_stack_top() -> Option<u64> {
+    let offsets = stack_offsets();
+    if offsets.valid == 0 {
+        return None;
+    }
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    kernel_u64(task, offsets.task_mm).and_then(|mm| kernel_u64(mm, offsets.mm_start_stack))
 }
 
 #[inline(always)]
@@ -106,6 +138,7 @@ fn emit_growth_sized<const N: usize>(
     args: [u64; 6],
     ret: i64,
     regs: UserRegs,
+    wanted: usize,
 ) -> bool {
     let Some(mut entry) = EVENTS.reserve::<GrowthRecord<N>>(0) else {
         return false;
@@ -125,7 +158,7 @@ fn emit_growth_sized<const N: usize>(
             -1,
         );
         (&raw mut (*record).regs).write(regs);
-        let copied = copy_user_stack::<N>((&raw mut (*record).stack).cast(), regs.rsp);
+        let copied = copy_user_stack::<N>((&raw mut (*record).stack).cast(), regs.rsp, wanted);
         (&raw mut (*record).stack_len).write(copied as u64);
     }
     entry.submit(wake_flag(Urgency::Batched));
@@ -138,16 +171,20 @@ const STACK_CHUNK: usize = 4096;
 /// The finest piece the last read is narrowed to.
 const STACK_GRAIN: usize = 64;
 
-/// Copies user memory from `rsp` up into `dst` (`N` bytes of ring memory): whole chunks while
-/// they read, then halving pieces down to [`STACK_GRAIN`] bytes, so everything readable up to
-/// the end of the stack (short of at most one grain) arrives. Returns the bytes copied.
+/// Copies user memory from `rsp` up into `dst` (`N` bytes of ring memory), `wanted` bytes at
+/// most: whole chunks while they read, then halving pieces down to [`STACK_GRAIN`] bytes, so
+/// everything readable up to the end of the stack (short of at most one grain) arrives. Returns
+/// the bytes copied.
 ///
 /// # Safety
 /// `dst` must point at `N` writable bytes.
 #[inline(always)]
-unsafe fn copy_user_stack<const N: usize>(dst: *mut u8, rsp: u64) -> usize {
+unsafe fn copy_user_stack<const N: usize>(dst: *mut u8, rsp: u64, wanted: usize) -> usize {
     let mut copied = 0usize;
     for _ in 0..N / STACK_CHUNK {
+        if copied + STACK_CHUNK > wanted {
+            break;
+        }
         // SAFETY: copied + STACK_CHUNK <= N, checked by the loop bound; a bad user address
         // fails the helper instead of faulting.
         let failed = unsafe {
@@ -165,7 +202,7 @@ unsafe fn copy_user_stack<const N: usize>(dst: *mut u8, rsp: u64) -> usize {
     let mut piece = STACK_CHUNK / 2;
     while piece >= STACK_GRAIN {
         // The explicit bound keeps the verifier's view of `copied` inside the reservation.
-        if copied <= N - piece {
+        if copied <= N - piece && copied + piece <= wanted {
             // SAFETY: copied + piece <= N, checked just above.
             let read = unsafe {
                 bpf_probe_read_user(

@@ -531,6 +531,94 @@ mod tests {
     }
 
     #[test]
+    fn releases_and_moves_touch_exactly_their_pages() {
+        let (a, b) = (SiteId(10), SiteId(11));
+        let mut owners = Attribution::seeded(&[], START_BRK, SiteId(0));
+        let anon = |addr: u64, pages: u64, fixed: u64| Call::Mmap {
+            addr,
+            len: pages * PAGE,
+            prot: RW,
+            flags: ANON_PRIVATE | fixed,
+            fd: -1,
+            offset: 0,
+        };
+        owners.apply(&anon(0, 16, 0), BASE as i64, || a);
+        let page = |n: u64| BASE + n * PAGE;
+        // Partial munmaps: the head, a middle piece, the tail; an unaligned length rounds up.
+        for (addr, len) in [(page(0), PAGE), (page(5), 2 * PAGE - 100), (page(15), PAGE)] {
+            owners.apply(&Call::Munmap { addr, len }, 0, || unreachable!());
+        }
+        // A file mapped over pages 8..10 releases them; a shared anonymous one over 12.
+        let file = Call::Mmap {
+            addr: page(8),
+            len: 2 * PAGE,
+            prot: 1,
+            flags: MAP_PRIVATE | MAP_FIXED,
+            fd: 3,
+            offset: 0,
+        };
+        owners.apply(&file, page(8) as i64, || unreachable!());
+        let shared = Call::Mmap {
+            addr: page(12),
+            len: PAGE,
+            prot: RW,
+            flags: ANON_SHARED | MAP_FIXED,
+            fd: -1,
+            offset: 0,
+        };
+        owners.apply(&shared, page(12) as i64, || unreachable!());
+        assert_eq!(
+            owners.ranges().collect::<Vec<_>>(),
+            [
+                (page(1), page(5), a),
+                (page(7), page(8), a),
+                (page(10), page(12), a),
+                (page(13), page(15), a),
+            ]
+        );
+        // mremap shrinks 13..15 to one page in place, then moves 1..5 with MREMAP_DONTUNMAP:
+        // the pages keep their owner at the new place, and the old range, still mapped (now
+        // empty), stays with the site that created it.
+        let shrink = Call::Mremap {
+            old_addr: page(13),
+            old_len: 2 * PAGE,
+            new_len: PAGE,
+            flags: 0,
+            new_addr: 0,
+        };
+        owners.apply(&shrink, page(13) as i64, || unreachable!());
+        let moved = BASE + 100 * PAGE;
+        let dontunmap = Call::Mremap {
+            old_addr: page(1),
+            old_len: 4 * PAGE,
+            new_len: 4 * PAGE,
+            flags: MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+            new_addr: moved,
+        };
+        owners.apply(&dontunmap, moved as i64, || b);
+        assert_eq!(
+            owners.ranges().collect::<Vec<_>>(),
+            [
+                (page(1), page(5), a),
+                (page(7), page(8), a),
+                (page(10), page(12), a),
+                (page(13), page(14), a),
+                (moved, moved + 4 * PAGE, a),
+            ]
+        );
+        // A failed munmap changes nothing.
+        owners.apply(
+            &Call::Munmap {
+                addr: page(1),
+                len: PAGE,
+            },
+            -22,
+            || unreachable!(),
+        );
+        assert_eq!(owners.live_by_site()[&a], 12 * PAGE);
+    }
+
+    #[test]
     fn a_reread_keeps_owners_of_what_is_still_anonymous() {
         let (a, unknown) = (SiteId(10), SiteId(1));
         let mut owners = Attribution::seeded(&[], START_BRK, SiteId(0));

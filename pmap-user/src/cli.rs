@@ -18,6 +18,9 @@ Examples:
   sudo pmap-trace --sites 10 --no-events -p 1234
                                           with each dump, the 10 call sites holding the most
                                           anonymous memory and the 10 that grew it most
+  sudo pmap-trace --folded mem.folded --flamegraph mem.svg -- ./server
+                                          anonymous memory by call stack, as collapsed stacks
+                                          and a flame graph, rewritten at each dump
   sudo pmap-trace demo                    trace a built-in demo program";
 
 #[derive(Debug, Parser)]
@@ -101,15 +104,25 @@ pub struct TraceArgs {
     #[arg(long, value_name = "N", help_heading = SITES_HEADING)]
     pub sites: Option<String>,
 
-    /// Bytes of user stack copied at each growth call for --sites: 0 (none), 4K, 8K, 16K (the
-    /// default), 32K or 64K. Deeper stacks need more; each growth call's record takes this much
-    /// room in the ring.
-    #[arg(long, value_name = "BYTES", requires = "sites", help_heading = SITES_HEADING)]
+    /// Write the call stacks holding anonymous memory to FILE at each dump and when a process
+    /// ends, as collapsed stacks for flame graph tools (`outer;...;inner BYTES`, live bytes).
+    /// Captures stacks as --sites does.
+    #[arg(long, value_name = "FILE", help_heading = SITES_HEADING)]
+    pub folded: Option<PathBuf>,
+
+    /// The same stacks as a flame graph (SVG) in FILE, rewritten when --folded would be.
+    #[arg(long, value_name = "FILE.svg", help_heading = SITES_HEADING)]
+    pub flamegraph: Option<PathBuf>,
+
+    /// Bytes of user stack copied at most at each growth call: 0 (none), 4K, 8K, 16K (the
+    /// default), 32K or 64K. Deeper stacks need more; the main thread's copy stops at the top
+    /// of its stack.
+    #[arg(long, value_name = "BYTES", help_heading = SITES_HEADING)]
     pub stack_bytes: Option<String>,
 
     /// Keep the allocator's frames (malloc internals, the C library's mmap/brk wrappers, the
-    /// loader) in --sites stacks instead of starting each at the first frame of the program.
-    #[arg(long, requires = "sites", help_heading = SITES_HEADING)]
+    /// loader) in call stacks instead of starting each at the first frame of the program.
+    #[arg(long, help_heading = SITES_HEADING)]
     pub full_stacks: bool,
 
     #[command(flatten)]

@@ -60,6 +60,19 @@ pub enum ConfigError {
     InvalidSites(String),
     #[error("invalid --stack-bytes '{0}': give 0, 4K, 8K, 16K, 32K or 64K")]
     InvalidStackBytes(String),
+    #[error(
+        "{0} sets how call stacks are captured: give it with --sites N, --folded FILE or \
+         --flamegraph FILE"
+    )]
+    StacksNotCaptured(&'static str),
+    #[error("--folded and --flamegraph name the same file {0}: give each its own")]
+    SameStackFile(String),
+    #[error("cannot write {flag} file {path}: {reason} (choose a path in a writable directory)")]
+    StackFile {
+        flag: &'static str,
+        path: String,
+        reason: String,
+    },
 }
 
 impl ConfigError {
@@ -74,6 +87,7 @@ impl ConfigError {
                 | ConfigError::Zombie(_)
                 | ConfigError::SelfTarget(_)
                 | ConfigError::Output { .. }
+                | ConfigError::StackFile { .. }
         )
     }
 }
@@ -110,8 +124,18 @@ pub struct Config {
     /// Pressing Enter or `d` dumps (only when stdin is a terminal that no launched child uses).
     pub key_dumps: bool,
     pub dump: DumpSettings,
-    /// `--sites`: call-site attribution of anonymous memory, reported with each dump.
+    /// `--sites`, `--folded`, `--flamegraph`: call-site attribution of anonymous memory,
+    /// reported with each dump.
     pub sites: Option<SitesSettings>,
+    /// `--folded`, `--flamegraph`: files rewritten with the call stacks at each dump.
+    pub stack_files: StackFilePaths,
+}
+
+/// Where `--folded` and `--flamegraph` write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackFilePaths {
+    pub folded: Option<PathBuf>,
+    pub flamegraph: Option<PathBuf>,
 }
 
 /// How dumps are printed.
@@ -206,11 +230,11 @@ impl Config {
             diff: args.diff,
         };
         let ring_size = parse_ring_size(&args.ring_size)?;
-        let sites = args
-            .sites
-            .as_deref()
-            .map(|top| parse_sites(top, args.stack_bytes.as_deref(), args.full_stacks))
-            .transpose()?;
+        let stack_files = StackFilePaths {
+            folded: args.folded.clone(),
+            flamegraph: args.flamegraph.clone(),
+        };
+        let sites = parse_sites(args, &stack_files)?;
         let interval = args.interval.as_deref().map(parse_interval).transpose()?;
         if let Some(path) = &args.output {
             check_output(path)?;
@@ -234,6 +258,7 @@ impl Config {
             verify: args.verify,
             dump,
             sites,
+            stack_files,
         })
     }
 }
@@ -302,29 +327,71 @@ fn check_program(program: &OsString) -> Result<(), ConfigError> {
     }
 }
 
+/// The call-site settings, when `--sites`, `--folded` or `--flamegraph` asks for stacks; the
+/// options that only shape stack capture are refused without them.
 fn parse_sites(
-    top: &str,
-    stack_bytes: Option<&str>,
-    full_stacks: bool,
-) -> Result<SitesSettings, ConfigError> {
-    let top = top
-        .trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| ConfigError::InvalidSites(top.to_string()))?;
-    let stack_bytes = match stack_bytes {
+    args: &TraceArgs,
+    files: &StackFilePaths,
+) -> Result<Option<SitesSettings>, ConfigError> {
+    let top = args
+        .sites
+        .as_deref()
+        .map(|top| {
+            top.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| ConfigError::InvalidSites(top.to_string()))
+        })
+        .transpose()?;
+    if top.is_none() && files.folded.is_none() && files.flamegraph.is_none() {
+        if args.stack_bytes.is_some() {
+            return Err(ConfigError::StacksNotCaptured("--stack-bytes"));
+        }
+        if args.full_stacks {
+            return Err(ConfigError::StacksNotCaptured("--full-stacks"));
+        }
+        return Ok(None);
+    }
+    if let (Some(folded), Some(flamegraph)) = (&files.folded, &files.flamegraph)
+        && same_file(folded, flamegraph)
+    {
+        return Err(ConfigError::SameStackFile(folded.display().to_string()));
+    }
+    for (flag, path) in [
+        ("--folded", &files.folded),
+        ("--flamegraph", &files.flamegraph),
+    ] {
+        if let Some(path) = path {
+            crate::folded::check_writable(path).map_err(|err| ConfigError::StackFile {
+                flag,
+                path: path.display().to_string(),
+                reason: err.to_string(),
+            })?;
+        }
+    }
+    let stack_bytes = match args.stack_bytes.as_deref() {
         None => DEFAULT_STACK_BYTES,
         Some(text) => parse_bytes(text)
             .and_then(|n| u32::try_from(n).ok())
             .filter(|&n| n == 0 || pmap_common::STACK_SIZES.contains(&n))
             .ok_or_else(|| ConfigError::InvalidStackBytes(text.to_string()))?,
     };
-    Ok(SitesSettings {
+    Ok(Some(SitesSettings {
         top,
         stack_bytes,
-        full_stacks,
-    })
+        full_stacks: args.full_stacks,
+    }))
+}
+
+/// Whether two paths name one file: the same text, or (when both exist) the same inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    a == b
+        || matches!(
+            (fs::metadata(a), fs::metadata(b)),
+            (Ok(x), Ok(y)) if (x.dev(), x.ino()) == (y.dev(), y.ino())
+        )
 }
 
 /// Parses `4096`, `64K`, `4M`, `1G` into bytes.
@@ -535,7 +602,7 @@ mod tests {
         assert_eq!(
             Config::from_args(&a, vec![]).unwrap().sites,
             Some(SitesSettings {
-                top: 5,
+                top: Some(5),
                 stack_bytes: DEFAULT_STACK_BYTES,
                 full_stacks: false
             })
@@ -567,6 +634,45 @@ mod tests {
                 ConfigError::InvalidSites(bad.into())
             );
         }
+    }
+
+    #[test]
+    fn stack_files_capture_stacks_and_stack_options_need_a_consumer() {
+        let mut a = args(&["1"]);
+        a.full_stacks = true;
+        let err = Config::from_args(&a, vec![]).unwrap_err();
+        assert_eq!(err, ConfigError::StacksNotCaptured("--full-stacks"));
+        assert!(err.is_usage());
+        a.full_stacks = false;
+        a.stack_bytes = Some("4K".into());
+        assert_eq!(
+            Config::from_args(&a, vec![]).unwrap_err(),
+            ConfigError::StacksNotCaptured("--stack-bytes")
+        );
+        let dir = std::env::temp_dir();
+        let folded = dir.join(format!("pmap-trace-config-{}.folded", std::process::id()));
+        a.folded = Some(folded.clone());
+        let config = Config::from_args(&a, vec![]).unwrap();
+        let sites = config.sites.unwrap();
+        assert_eq!((sites.top, sites.stack_bytes), (None, 4096));
+        assert_eq!(config.stack_files.folded, Some(folded.clone()));
+        // Checked, and nothing left behind.
+        assert!(!folded.exists());
+        a.flamegraph = Some(folded.clone());
+        assert!(matches!(
+            Config::from_args(&a, vec![]).unwrap_err(),
+            ConfigError::SameStackFile(_)
+        ));
+        a.flamegraph = Some("/nonexistent-dir/out.svg".into());
+        let err = Config::from_args(&a, vec![]).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::StackFile {
+                flag: "--flamegraph",
+                ..
+            }
+        ));
+        assert!(!err.is_usage());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 mod fd_watch;
+pub mod folded;
 pub mod launch;
 pub mod process;
 pub mod procmap_query;

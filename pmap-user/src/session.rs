@@ -14,6 +14,7 @@ use crate::{
     capture::{Capture, CaptureError},
     config::{Config, DumpSettings, Format},
     decode::{Call, Captured, Event, EventKind, UserStack},
+    folded::StackFiles,
     launch::{HeldChild, LaunchError, wait_exit_code},
     process::{KnownFiles, TracedProcess as Traced},
     render::{
@@ -78,6 +79,8 @@ pub struct Session {
     sites: Option<SiteTracker>,
     /// Stack copies lost so far, as last reported.
     dropped_stacks_seen: u64,
+    /// `--folded`, `--flamegraph`.
+    stack_files: Option<StackFiles>,
 }
 
 impl Session {
@@ -105,6 +108,10 @@ impl Session {
             dump_style: DumpStyle::new(&config),
             sites: config.sites.map(SiteTracker::new),
             dropped_stacks_seen: 0,
+            stack_files: StackFiles::new(
+                config.stack_files.folded.clone(),
+                config.stack_files.flamegraph.clone(),
+            ),
             config,
         })
     }
@@ -419,6 +426,7 @@ impl Session {
             self.dump_style.write(&mut self.sink, &[&traced], false)?;
             self.dump_style.forget(tgid);
             self.write_sites(tgid)?;
+            self.write_stack_files()?;
         }
         if let Some(sites) = &mut self.sites {
             sites.forget(tgid);
@@ -445,6 +453,7 @@ impl Session {
         for pid in pids {
             self.write_sites(pid)?;
         }
+        self.write_stack_files()?;
         if self.config.verify {
             let pids: Vec<u32> = self.processes.keys().copied().collect();
             for pid in pids {
@@ -487,11 +496,18 @@ impl Session {
         ))
     }
 
-    /// `--sites`: the call sites of `pid` after its dump.
+    /// `--sites`: the call sites of `pid` after its dump; `--folded`/`--flamegraph` take
+    /// them in too.
     fn write_sites(&mut self, pid: u32) -> Result<(), SessionError> {
         let Some(report) = self.sites.as_mut().and_then(|sites| sites.report(pid)) else {
             return Ok(());
         };
+        if let Some(files) = &mut self.stack_files {
+            files.update(pid, &report.all);
+        }
+        if self.config.sites.is_none_or(|sites| sites.top.is_none()) {
+            return Ok(());
+        }
         match self.config.format {
             Format::Text => {
                 for line in report.text() {
@@ -501,6 +517,18 @@ impl Session {
             Format::Json => self.sink.line(&report.json().to_string())?,
         }
         Ok(())
+    }
+
+    /// `--folded`/`--flamegraph`: rewrites the files. A write that fails is said and tracing
+    /// goes on: the next dump tries again.
+    fn write_stack_files(&mut self) -> Result<(), SessionError> {
+        let Some(files) = &self.stack_files else {
+            return Ok(());
+        };
+        match files.write() {
+            Ok(()) => Ok(()),
+            Err(err) => self.notice(&err.to_string()),
+        }
     }
 
     fn report_verification(

@@ -88,8 +88,9 @@ impl Sites {
 /// `--sites` settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SitesSettings {
-    /// Sites listed in each ranking.
-    pub top: usize,
+    /// Sites listed in each ranking (`--sites N`); `None` when stacks are captured only for
+    /// `--folded`/`--flamegraph`.
+    pub top: Option<usize>,
     /// Bytes of stack the kernel copies per growth call (0: none).
     pub stack_bytes: u32,
     /// Keep allocator frames.
@@ -248,20 +249,22 @@ impl SiteTracker {
         let sites = lines.len();
         // Ties in a stable order: by frames' text.
         lines.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.frames.cmp(&b.frames)));
-        let by_live: Vec<SiteLine> = lines.iter().take(self.settings.top).cloned().collect();
-        lines.retain(|l| l.growth > 0);
-        lines.sort_by(|a, b| {
+        let top = self.settings.top.unwrap_or(0);
+        let by_live: Vec<SiteLine> = lines.iter().take(top).cloned().collect();
+        let mut by_growth: Vec<SiteLine> = lines.iter().filter(|l| l.growth > 0).cloned().collect();
+        by_growth.sort_by(|a, b| {
             b.growth
                 .cmp(&a.growth)
                 .then_with(|| a.frames.cmp(&b.frames))
         });
-        lines.truncate(self.settings.top);
+        by_growth.truncate(top);
         Some(SitesReport {
             pid,
             total_live: total,
             sites,
             by_live,
-            by_growth: lines,
+            by_growth,
+            all: lines,
         })
     }
 }
@@ -297,6 +300,8 @@ pub struct SitesReport {
     pub sites: usize,
     pub by_live: Vec<SiteLine>,
     pub by_growth: Vec<SiteLine>,
+    /// Every site, by live bytes (what `--folded` writes).
+    pub all: Vec<SiteLine>,
 }
 
 /// Frames shown per site in text; JSON has them all.
@@ -441,6 +446,7 @@ mod tests {
                 site("app::grow", 1 << 20, 0),
             ],
             by_growth: vec![site("app::load", 2 << 20, 2 << 20)],
+            all: Vec::new(),
         };
         assert_eq!(
             report.text(),

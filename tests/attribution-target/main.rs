@@ -1,42 +1,21 @@
 //! The subject of `tests/tests/attribution.rs`: grows anonymous memory through glibc's malloc
-//! from three functions by known amounts, then stops. `tests/build.rs` compiles it with
-//! `-C force-frame-pointers=no`, so only unwind tables can walk its stack, as for most distro
-//! binaries.
+//! from three functions by known amounts, then stops. `tests/build.rs` compiles it several
+//! ways: without frame pointers (only unwind tables can walk its stack, as for most distro
+//! binaries) as a PIE and as a fixed-address executable, with frame pointers, and with the
+//! medium blocks' grower in a shared library (`--cfg library_site`, library.rs).
 //!
-//! Protocol (as `pmap-workload`'s): waits for a line on stdin, grows, prints `checkpoint`,
-//! stops itself with SIGSTOP, and exits when continued.
+//! Protocol (as `pmap-workload`'s): waits for a line on stdin, grows (mode `grow`) or runs the
+//! ownership steps of ownership.rs (mode `ownership`), prints `checkpoint`, stops itself with
+//! SIGSTOP, and exits when continued.
 
 use std::io::{BufRead, Write};
 
-unsafe extern "C" {
-    fn malloc(size: usize) -> *mut u8;
-}
+mod blocks;
+mod ownership;
 
-/// Above glibc's mmap threshold (128 KiB): each block is its own anonymous mmap.
-pub const LARGE_BLOCK: usize = 1 << 20;
-pub const LARGE_COUNT: usize = 24;
-/// Well below the threshold: carved from the heap, which grows by brk. With malloc's 8-byte
-/// header this makes 2 KiB chunks, so the heap grows by about the bytes asked for.
-pub const SMALL_BLOCK: usize = 2040;
-pub const SMALL_COUNT: usize = 4096;
-/// Below the threshold too: the heap again, from another function.
-pub const MEDIUM_BLOCK: usize = (64 << 10) - 8;
-pub const MEDIUM_COUNT: usize = 96;
-
-/// Allocates `count` blocks of `size` and writes to each, so that neither the compiler nor
-/// the allocator can skip them. Inlined into each caller: the caller is the call site.
-#[inline(always)]
-fn allocate(size: usize, count: usize) {
-    for _ in 0..count {
-        // SAFETY: malloc has no preconditions; the block is written within its size and kept.
-        unsafe {
-            let block = malloc(size);
-            assert!(!block.is_null(), "out of memory");
-            block.write_volatile(1);
-            std::hint::black_box(block);
-        }
-    }
-}
+use blocks::{
+    LARGE_BLOCK, LARGE_COUNT, MEDIUM_BLOCK, MEDIUM_COUNT, SMALL_BLOCK, SMALL_COUNT, allocate,
+};
 
 #[inline(never)]
 fn grow_with_large_blocks() {
@@ -48,9 +27,25 @@ fn grow_with_small_blocks() {
     allocate(SMALL_BLOCK, SMALL_COUNT);
 }
 
+#[cfg(not(library_site))]
 #[inline(never)]
 fn grow_with_medium_blocks() {
     allocate(MEDIUM_BLOCK, MEDIUM_COUNT);
+}
+
+#[cfg(library_site)]
+unsafe extern "C" {
+    /// In `libattribution_grower.so` (library.rs).
+    fn attribution_library_grow_medium();
+}
+
+/// The `library` build calls into its shared library for the medium blocks.
+#[cfg(library_site)]
+fn grow_with_medium_blocks() {
+    // SAFETY: a plain function of the library, no arguments.
+    unsafe { attribution_library_grow_medium() };
+    // Keeps the program's own constants used in this build too.
+    std::hint::black_box((MEDIUM_BLOCK, MEDIUM_COUNT));
 }
 
 fn main() {
@@ -59,9 +54,14 @@ fn main() {
         .lock()
         .read_line(&mut line)
         .expect("read go");
-    grow_with_large_blocks();
-    grow_with_small_blocks();
-    grow_with_medium_blocks();
+    match std::env::args().nth(1).as_deref() {
+        Some("ownership") => ownership::run(),
+        _ => {
+            grow_with_large_blocks();
+            grow_with_small_blocks();
+            grow_with_medium_blocks();
+        }
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "checkpoint").unwrap();
     out.flush().unwrap();

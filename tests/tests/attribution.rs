@@ -2,27 +2,49 @@
 //! glibc's malloc from three functions by known amounts (large blocks: one mmap each; small and
 //! medium blocks: the brk heap), then stops. Each amount must be attributed to a call site that
 //! names its function (at least 95 % of it, at most 110 %), the site must start at the program's
-//! own frame (allocator frames folded away), and `--full-stacks` keeps those frames.
+//! own frame (allocator frames folded away), and `--full-stacks` keeps those frames. The same
+//! holds for the program built with frame pointers, at a fixed address (not a PIE), and with a
+//! grower inside a shared library; `--folded` and `--flamegraph` write the same attribution.
+//! And ownership follows the memory to the page: partial munmap, brk down, an mremap that moves
+//! and grows, and MAP_FIXED overlays (anonymous and file) move or release exactly their bytes.
+
+use std::{fs, path::PathBuf};
 
 use pmap_integration_tests::{Tracer, Workload, require_root};
 use serde_json::Value;
 
 const TARGET: &str = env!("ATTRIBUTION_TARGET");
 
-/// The target's functions and the bytes each asks malloc for (see attribution-target/main.rs).
+/// The bytes each grower asks malloc for (see attribution-target/blocks.rs).
+const LARGE_BYTES: u64 = 24 << 20;
+const SMALL_BYTES: u64 = 4096 * 2040;
+const MEDIUM_BYTES: u64 = 96 * ((64 << 10) - 8);
+
+/// The target's functions and the bytes each asks malloc for.
 const GROWERS: [(&str, u64); 3] = [
-    ("attribution_target::grow_with_large_blocks", 24 << 20),
-    ("attribution_target::grow_with_small_blocks", 4096 * 2040),
-    (
-        "attribution_target::grow_with_medium_blocks",
-        96 * ((64 << 10) - 8),
-    ),
+    ("attribution_target::grow_with_large_blocks", LARGE_BYTES),
+    ("attribution_target::grow_with_small_blocks", SMALL_BYTES),
+    ("attribution_target::grow_with_medium_blocks", MEDIUM_BYTES),
 ];
+
+/// A build of the target and where each grower's site must start.
+struct Build {
+    exe: &'static str,
+    /// (function, bytes asked, module of the site's first frame).
+    growers: [(&'static str, u64, &'static str); 3],
+}
+
+fn build(exe: &'static str, module: &'static str) -> Build {
+    Build {
+        exe,
+        growers: GROWERS.map(|(function, bytes)| (function, bytes, module)),
+    }
+}
 
 /// Runs the target under `pmap-trace --sites 10 --json EXTRA...`, dumps once it has grown
 /// everything, and returns the `sites` record of that dump.
-fn sites_after_growth(extra: &[&str]) -> Value {
-    let mut target = Workload::start(TARGET, "grow", &[]);
+fn sites_after_growth(exe: &str, extra: &[&str]) -> Value {
+    let mut target = Workload::start(exe, "grow", &[]);
     let pid = target.pid().to_string();
     let mut args = vec!["--sites", "10", "--no-events", "--json"];
     args.extend_from_slice(extra);
@@ -58,14 +80,12 @@ fn functions(site: &Value) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-fn each_function_owns_what_it_grew_through_malloc_without_frame_pointers() {
-    if !require_root() {
-        return;
-    }
-    let sites = sites_after_growth(&[]);
+/// Each grower of `build` owns 95-110 % of what it asked for, in sites of its own that start
+/// in its module and reach `main`; and every grower is in the first dump's growth ranking.
+fn assert_attributed(build: &Build) {
+    let sites = sites_after_growth(build.exe, &[]);
     let by_live = sites["by_live"].as_array().unwrap();
-    for (function, asked) in GROWERS {
+    for (function, asked, module) in build.growers {
         let naming: Vec<&Value> = by_live
             .iter()
             .filter(|site| functions(site).contains(&function))
@@ -77,13 +97,14 @@ fn each_function_owns_what_it_grew_through_malloc_without_frame_pointers() {
         let share = owned as f64 / asked as f64;
         assert!(
             (0.95..=1.10).contains(&share),
-            "{function} asked for {asked} bytes, its sites own {owned} ({:.1} %): {sites:#}",
+            "{}: {function} asked for {asked} bytes, its sites own {owned} ({:.1} %): {sites:#}",
+            build.exe,
             share * 100.0
         );
         for site in naming {
             let frames = functions(site);
             // No site names two of the functions: each stack is its own.
-            for (other, _) in GROWERS.iter().filter(|(f, _)| *f != function) {
+            for (other, _, _) in build.growers.iter().filter(|(f, _, _)| *f != function) {
                 assert!(
                     !frames.contains(other),
                     "{function} and {other} in one site: {frames:?}"
@@ -91,11 +112,7 @@ fn each_function_owns_what_it_grew_through_malloc_without_frame_pointers() {
             }
             // Folded: the site starts in the program (`allocate` is inlined into each
             // function), not in malloc or the C library's mmap/brk wrappers.
-            let first = &site["frames"][0];
-            assert_eq!(
-                first["module"], "attribution-target",
-                "unfolded: {frames:?}"
-            );
+            assert_eq!(site["frames"][0]["module"], module, "unfolded: {frames:?}");
             assert!(
                 frames.contains(&"attribution_target::main"),
                 "the walk did not reach main: {frames:?}"
@@ -109,7 +126,7 @@ fn each_function_owns_what_it_grew_through_malloc_without_frame_pointers() {
         .iter()
         .flat_map(functions)
         .collect();
-    for (function, _) in GROWERS {
+    for (function, _, _) in build.growers {
         assert!(
             growth.contains(&function),
             "{function} missing from growth: {sites:#}"
@@ -118,11 +135,211 @@ fn each_function_owns_what_it_grew_through_malloc_without_frame_pointers() {
 }
 
 #[test]
+fn each_function_owns_what_it_grew_through_malloc_without_frame_pointers() {
+    if !require_root() {
+        return;
+    }
+    assert_attributed(&build(TARGET, "attribution-target"));
+}
+
+#[test]
+fn the_same_with_frame_pointers() {
+    if !require_root() {
+        return;
+    }
+    assert_attributed(&build(
+        env!("ATTRIBUTION_TARGET_FP"),
+        "attribution-target-fp",
+    ));
+}
+
+#[test]
+fn the_same_at_a_fixed_address_not_a_pie() {
+    if !require_root() {
+        return;
+    }
+    let exe = env!("ATTRIBUTION_TARGET_NOPIE");
+    // The build is what this test is about: an executable linked at a fixed address.
+    let elf = fs::read(exe).unwrap();
+    const ET_EXEC: u16 = 2;
+    assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), ET_EXEC, "{exe}");
+    assert_attributed(&build(exe, "attribution-target-nopie"));
+}
+
+#[test]
+fn the_same_with_a_call_site_inside_a_shared_library() {
+    if !require_root() {
+        return;
+    }
+    let mut library = build(
+        env!("ATTRIBUTION_TARGET_LIBRARY"),
+        "attribution-target-library",
+    );
+    library.growers[2] = (
+        "attribution_library_grow_medium",
+        MEDIUM_BYTES,
+        "libattribution_grower.so",
+    );
+    assert_attributed(&library);
+}
+
+#[test]
+fn ownership_moves_and_releases_exactly_the_bytes_each_call_touches() {
+    if !require_root() {
+        return;
+    }
+    const PAGE: u64 = 4096;
+    // What each function of attribution-target/ownership.rs owns at the end (its table).
+    let expected = [
+        ("map_region", 36 * PAGE),
+        ("overlay_anonymous", 8 * PAGE),
+        ("map_movable", 16 * PAGE),
+        ("grow_by_moving", 8 * PAGE),
+        ("raise_break", 16 * PAGE),
+        ("unmap_middle", 0),
+        ("overlay_file", 0),
+        ("lower_break", 0),
+    ];
+    let mut target = Workload::start(TARGET, "ownership", &[]);
+    let pid = target.pid().to_string();
+    let mut tracer = Tracer::attach(&["--sites", "100", "--no-events", "--json", "-p", &pid]);
+    target.go();
+    target.read_until_checkpoint();
+    target.wait_stopped();
+    tracer.signal(libc::SIGUSR1);
+    let sites = loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut tracer.stdout, &mut line).unwrap();
+        assert!(n > 0, "pmap-trace ended before its sites record");
+        let value: Value = serde_json::from_str(&line).unwrap();
+        if value["type"] == "sites" {
+            break value;
+        }
+    };
+    target.resume();
+    assert_eq!(target.finish(), 0);
+    let (code, _, err) = tracer.finish();
+    assert_eq!(code, 0, "stderr: {err}");
+    let by_live = sites["by_live"].as_array().unwrap();
+    assert!(
+        by_live.len() < 100,
+        "every site is listed, so absent means nothing owned"
+    );
+    for (function, bytes) in expected {
+        let name = format!("attribution_target::ownership::{function}");
+        let owned: u64 = by_live
+            .iter()
+            .filter(|site| functions(site).contains(&name.as_str()))
+            .map(|site| site["live_bytes"].as_u64().unwrap())
+            .sum();
+        assert_eq!(owned, bytes, "{name} owns {owned} bytes: {sites:#}");
+    }
+}
+
+/// A path in the test's temporary directory, removed first.
+fn scratch(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("pmap-trace-{}-{name}", std::process::id()));
+    let _ = fs::remove_file(&path);
+    path
+}
+
+/// `--folded` lines as (stack, bytes).
+fn folded_lines(path: &PathBuf) -> Vec<(String, u64)> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (stack, bytes) = line.rsplit_once(' ').expect("STACK BYTES");
+            (stack.to_string(), bytes.parse().expect("a byte count"))
+        })
+        .collect()
+}
+
+#[test]
+fn folded_stacks_and_the_flame_graph_carry_the_same_attribution() {
+    if !require_root() {
+        return;
+    }
+    let (folded, svg) = (scratch("sites.folded"), scratch("sites.svg"));
+    let mut target = Workload::start(TARGET, "grow", &[]);
+    let pid = target.pid().to_string();
+    // No --sites: the files alone ask for stacks, and no ranking is printed.
+    let mut tracer = Tracer::attach(&[
+        "--folded",
+        folded.to_str().unwrap(),
+        "--flamegraph",
+        svg.to_str().unwrap(),
+        "-p",
+        &pid,
+    ]);
+    target.go();
+    target.read_until_checkpoint();
+    target.wait_stopped();
+    tracer.signal(libc::SIGUSR1);
+    let dump = tracer.read_dump();
+    assert!(!dump.contains("sites "), "{dump}");
+    let at_dump = folded_lines(&folded);
+    for (function, asked) in GROWERS {
+        // Outermost first: main before the grower, the grower last but for inlined code.
+        let owned: u64 = at_dump
+            .iter()
+            .filter(|(stack, _)| {
+                let frames: Vec<&str> = stack.split(';').collect();
+                let at = frames.iter().position(|f| *f == function);
+                let main = frames.iter().position(|f| *f == "attribution_target::main");
+                matches!((main, at), (Some(m), Some(a)) if m < a)
+            })
+            .map(|(_, bytes)| bytes)
+            .sum();
+        let share = owned as f64 / asked as f64;
+        assert!(
+            (0.95..=1.10).contains(&share),
+            "{function}: {owned} of {asked} bytes in {at_dump:#?}"
+        );
+    }
+    let rendered = fs::read_to_string(&svg).unwrap();
+    assert!(rendered.starts_with("<?xml") && rendered.trim_end().ends_with("</svg>"));
+    for (function, _) in GROWERS {
+        assert!(rendered.contains(function), "{function} not in the SVG");
+    }
+    // At its exit the files are rewritten with what it held when it ended: the growers'
+    // stacks are still there, with the same bytes (nothing frees them).
+    fs::remove_file(&folded).unwrap();
+    target.resume();
+    assert_eq!(target.finish(), 0);
+    let (code, _, err) = tracer.finish();
+    assert_eq!(code, 0, "stderr: {err}");
+    let at_exit = folded_lines(&folded);
+    let of_growers = |lines: &[(String, u64)]| -> Vec<(String, u64)> {
+        lines
+            .iter()
+            .filter(|(stack, _)| GROWERS.iter().any(|(f, _)| stack.contains(f)))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(of_growers(&at_exit), of_growers(&at_dump));
+    // Written through temporary files renamed over them: none is left.
+    let names = [folded.file_name(), svg.file_name()].map(|n| n.unwrap().to_owned());
+    let leftovers: Vec<_> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|name| {
+            let name = name.to_string_lossy();
+            name.ends_with(".tmp") && names.iter().any(|n| name.contains(&*n.to_string_lossy()))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    fs::remove_file(&folded).unwrap();
+    fs::remove_file(&svg).unwrap();
+}
+
+#[test]
 fn full_stacks_keep_the_allocator_frames_and_no_copy_means_no_site() {
     if !require_root() {
         return;
     }
-    let sites = sites_after_growth(&["--full-stacks", "--stack-bytes", "8K"]);
+    let sites = sites_after_growth(TARGET, &["--full-stacks", "--stack-bytes", "8K"]);
     let large = sites["by_live"]
         .as_array()
         .unwrap()
@@ -142,7 +359,7 @@ fn full_stacks_keep_the_allocator_frames_and_no_copy_means_no_site() {
     );
 
     // Without a stack copy the growth is still counted, under an origin that says why.
-    let sites = sites_after_growth(&["--stack-bytes", "0"]);
+    let sites = sites_after_growth(TARGET, &["--stack-bytes", "0"]);
     let uncopied: u64 = sites["by_live"]
         .as_array()
         .unwrap()

@@ -1,6 +1,7 @@
 //! The kernel path for real: load the eBPF programs, trace the workload, and check that every
 //! scripted call arrives exactly once with its arguments and result, and that the table built
-//! from the events dumps exactly what `pmap` prints.
+//! from the events dumps exactly what `pmap` prints; and that a growth call's stack copy stops
+//! at the top of the main thread's stack.
 
 mod common;
 
@@ -10,7 +11,7 @@ use pmap_integration_tests::{
     END_MARKER, START_MARKER, Workload, assert_same_text, real_pmap, require_root,
 };
 use pmap_trace::{
-    decode::{Call, Event, EventKind},
+    decode::{Call, Event, EventKind, UserStack},
     process::TracedProcess,
     render::pmap::{PmapOptions, write_default},
     seed,
@@ -172,6 +173,44 @@ fn attaching_while_the_target_churns_loses_and_doubles_nothing() {
         );
         process.refresh_growing();
         assert_same_text("dump after churn", &real_pmap(&[], pid), &render(&process));
+        workload.resume();
+        assert_eq!(workload.finish(), 0);
+    });
+}
+
+#[test]
+fn a_main_thread_growth_copies_its_stack_only_up_to_the_stack_top() {
+    if !require_root() {
+        return;
+    }
+    common::runtime().block_on(async {
+        // The largest copy allowed: without the bound every copy would run to the end of the
+        // stack's mapping, above the top.
+        let mut capture = common::load_with_stacks(64 << 10);
+        let mut workload = Workload::start(WORKLOAD, "scripted", &[]);
+        let pid = workload.pid();
+        capture.add_target(pid as u32, false).unwrap();
+        let top = TracedProcess::seed(pid).unwrap().start_stack;
+        workload.go();
+        workload.read_until_checkpoint();
+        workload.wait_stopped();
+        let mut records = Vec::new();
+        capture.drain_captured(&mut records).unwrap();
+        let stacks: Vec<&UserStack> = records
+            .iter()
+            .filter(|r| r.event.tgid == pid as u32)
+            .filter_map(|r| r.stack.as_ref())
+            .collect();
+        assert!(!stacks.is_empty(), "the script grows anonymous memory");
+        for stack in stacks {
+            let extent = top - stack.rsp;
+            let copied = stack.bytes.len() as u64;
+            // Up to the top, and at most one 64-byte grain past it.
+            assert!(
+                (extent..=extent + 64).contains(&copied),
+                "{copied} bytes copied of a stack {extent} bytes deep: {stack:?}"
+            );
+        }
         workload.resume();
         assert_eq!(workload.finish(), 0);
     });

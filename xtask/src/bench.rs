@@ -928,15 +928,19 @@ enum Tracer {
     None,
     PmapNoEvents,
     PmapEvents,
+    /// `--no-events --sites 10`: every growth call carries its registers and stack, unwound and
+    /// attributed by pmap-trace.
+    PmapSites,
     Bpftrace,
     Strace,
 }
 
 impl Tracer {
-    const ALL: [Tracer; 5] = [
+    const ALL: [Tracer; 6] = [
         Tracer::None,
         Tracer::PmapNoEvents,
         Tracer::PmapEvents,
+        Tracer::PmapSites,
         Tracer::Bpftrace,
         Tracer::Strace,
     ];
@@ -946,6 +950,7 @@ impl Tracer {
             Tracer::None => "untraced",
             Tracer::PmapNoEvents => "pmap-trace --no-events",
             Tracer::PmapEvents => "pmap-trace, events to /dev/null",
+            Tracer::PmapSites => "pmap-trace --sites (stacks on)",
             Tracer::Bpftrace => "bpftrace (ustack)",
             Tracer::Strace => "strace -f -e trace=%memory",
         }
@@ -962,10 +967,13 @@ impl Tracer {
     fn command(self, env: &Env, argv: &[String]) -> Result<Command> {
         let mut cmd = match self {
             Tracer::None => Command::new(&argv[0]),
-            Tracer::PmapNoEvents | Tracer::PmapEvents => {
+            Tracer::PmapNoEvents | Tracer::PmapEvents | Tracer::PmapSites => {
                 let mut cmd = Command::new(&env.pmap_trace);
-                if self == Tracer::PmapNoEvents {
+                if self != Tracer::PmapEvents {
                     cmd.arg("--no-events");
+                }
+                if self == Tracer::PmapSites {
+                    cmd.args(["--sites", "10"]);
                 }
                 cmd.args(["-o", "/dev/null", "--"]).arg(&argv[0]);
                 cmd
@@ -1028,11 +1036,64 @@ fn calls_per_iteration(strace_out: &Path, iterations: f64) -> Option<f64> {
     None
 }
 
+/// Calls per iteration that may grow anonymous memory, as pmap-trace's kernel side picks the
+/// calls that carry a stack: a successful private anonymous `mmap`, a `brk` that raised the
+/// break, an `mremap` that grew. Counted from strace's output between the two markers.
+fn growth_calls_per_iteration(strace_out: &Path, iterations: f64) -> Option<f64> {
+    let text = fs::read_to_string(strace_out).ok()?;
+    let mut inside = false;
+    let mut growth = 0u64;
+    let mut brk: Option<u64> = None;
+    for line in text.lines() {
+        // strace -f prefixes each line with the thread id.
+        let call = line
+            .split_once(' ')
+            .filter(|(tid, _)| tid.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(line, |(_, rest)| rest.trim_start());
+        if call.starts_with("madvise(NULL, 0, MADV_NORMAL)") {
+            if inside {
+                return Some(growth as f64 / iterations);
+            }
+            inside = true;
+            continue;
+        }
+        let Some((head, ret)) = call.rsplit_once(" = ") else {
+            continue;
+        };
+        let ret = ret.split_whitespace().next().unwrap_or("");
+        let hex = |text: &str| u64::from_str_radix(text.trim_start_matches("0x"), 16).ok();
+        let grew = if head.starts_with("mmap(") {
+            head.contains("MAP_PRIVATE") && head.contains("MAP_ANONYMOUS") && ret.starts_with("0x")
+        } else if head.starts_with("brk(") {
+            let top = hex(ret);
+            let raised = matches!((brk, top), (Some(before), Some(now)) if now > before);
+            brk = top.or(brk);
+            raised
+        } else if let Some(args) = head.strip_prefix("mremap(") {
+            let sizes: Vec<u64> = args
+                .split(", ")
+                .skip(1)
+                .take(2)
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            ret.starts_with("0x") && matches!(sizes[..], [old, new] if new > old)
+        } else {
+            false
+        };
+        if inside && grew {
+            growth += 1;
+        }
+    }
+    None
+}
+
 #[derive(Default)]
 struct WorkloadResults {
     /// ns per iteration, every round.
     samples: BTreeMap<(Workload, Tracer), Vec<f64>>,
     calls_per_iter: BTreeMap<Workload, Vec<f64>>,
+    /// Calls per iteration that carry a stack under `--sites`.
+    growth_per_iter: BTreeMap<Workload, Vec<f64>>,
     /// Tools dropped after they failed to run, with the reason.
     failed: BTreeMap<Tracer, String>,
 }
@@ -1075,17 +1136,25 @@ fn workloads(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
                             .entry((workload, tracer))
                             .or_default()
                             .push(ns);
+                        let strace_out = env.bench_dir.join("strace.out");
                         if tracer == Tracer::Strace
-                            && let Some(calls) = calls_per_iteration(
-                                &env.bench_dir.join("strace.out"),
-                                result["iters"],
-                            )
+                            && let Some(calls) = calls_per_iteration(&strace_out, result["iters"])
                         {
                             results
                                 .calls_per_iter
                                 .entry(workload)
                                 .or_default()
                                 .push(calls);
+                        }
+                        if tracer == Tracer::Strace
+                            && let Some(growth) =
+                                growth_calls_per_iteration(&strace_out, result["iters"])
+                        {
+                            results
+                                .growth_per_iter
+                                .entry(workload)
+                                .or_default()
+                                .push(growth);
                         }
                     }
                     Err(err) if tracer.tool(env).is_some() => {
@@ -1669,6 +1738,52 @@ impl Report {
         }
         out.push_str(&table.render());
 
+        // Stack capture.
+        let _ = writeln!(
+            out,
+            "\n### Cost of stack capture (`--sites`)\n\nWhat `--sites` adds per call that \
+             carries a stack: (median with `--sites 10` − median with `--no-events`) / growth \
+             calls per iteration. Growth calls: successful private anonymous `mmap`, `brk` that \
+             raised the break, `mremap` that grew, counted from strace's output. Each copies \
+             the caller's stack up to the main thread's stack top, 16 KiB at most (the \
+             default).\n"
+        );
+        let mut table = Table::new([
+            "workload",
+            "growth calls/iter",
+            "pmap-trace --no-events",
+            "pmap-trace --sites",
+            "added per growth call",
+        ]);
+        for workload in Workload::ALL {
+            let growth = self
+                .workloads
+                .growth_per_iter
+                .get(&workload)
+                .and_then(|v| median(v));
+            let plain = self.median(workload, Tracer::PmapNoEvents);
+            let sites = self.median(workload, Tracer::PmapSites);
+            let per_call = match (growth, plain, sites) {
+                (Some(growth), Some(plain), Some(sites)) if growth > 0.0 => {
+                    let added = (sites - plain) / growth;
+                    format!(
+                        "{}{}",
+                        if added < 0.0 { "-" } else { "" },
+                        format_ns(added.abs())
+                    )
+                }
+                _ => "n/a".into(),
+            };
+            table.row(vec![
+                workload.label().to_owned(),
+                growth.map_or("n/a".into(), |g| format!("{g:.3}")),
+                plain.map_or("n/a".into(), format_ns),
+                sites.map_or("n/a".into(), format_ns),
+                per_call,
+            ]);
+        }
+        out.push_str(&table.render());
+
         // Event rate.
         let _ = writeln!(
             out,
@@ -2114,6 +2229,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(calls_per_iteration(&path, 2.0), Some(2.0));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn counts_growth_calls_as_the_kernel_side_picks_them() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-growth-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("strace.out");
+        fs::write(
+            &path,
+            "7 brk(NULL) = 0x5000\n\
+             7 madvise(NULL, 0, MADV_NORMAL) = 0\n\
+             7 mmap(NULL, 65536, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f00\n\
+             7 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 3, 0) = 0x7f10\n\
+             7 mmap(NULL, 1, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = -1 ENOMEM (Cannot allocate memory)\n\
+             7 brk(0x15000) = 0x15000\n\
+             7 brk(0x5000) = 0x5000\n\
+             7 mremap(0x7f00, 65536, 131072, MREMAP_MAYMOVE) = 0x7e00\n\
+             7 mremap(0x7e00, 131072, 4096, 0) = 0x7e00\n\
+             7 madvise(NULL, 0, MADV_NORMAL) = 0\n",
+        )
+        .unwrap();
+        // The anonymous mmap, the brk that raised the break and the growing mremap.
+        assert_eq!(growth_calls_per_iteration(&path, 1.0), Some(3.0));
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use pmap_common::FileOffsets;
+use pmap_common::{FileOffsets, StackOffsets};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -196,6 +196,15 @@ impl KernelTypes {
             dentry_name: self.offset_of("dentry", "d_name")? + self.offset_of("qstr", "name")?,
         })
     }
+
+    /// The offsets the kernel side follows to the main thread's stack top.
+    pub fn stack_offsets(&self) -> Result<StackOffsets, BtfError> {
+        Ok(StackOffsets {
+            valid: 1,
+            task_mm: self.offset_of("task_struct", "mm")?,
+            mm_start_stack: self.offset_of("mm_struct", "start_stack")?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -281,5 +290,11 @@ mod tests {
         // Layouts that have not moved in years: the first fields of these structs.
         assert_eq!(offsets.fdtable_max_fds, 0);
         assert!(offsets.task_files > 0 && offsets.inode_ino > 0);
+        let stack = KernelTypes::from_running_kernel()
+            .unwrap()
+            .stack_offsets()
+            .unwrap();
+        // Both deep inside their structs (mm_struct's fields sit in an anonymous struct).
+        assert!(stack.valid == 1 && stack.task_mm > 0 && stack.mm_start_stack > 0);
     }
 }

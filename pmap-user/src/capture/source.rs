@@ -9,8 +9,8 @@ use aya::{
 };
 use pmap_common::{
     DEBUG_GLOBAL, DROPPED_MAP, DROPPED_RECORDS_SLOT, DROPPED_STACKS_SLOT, EVENTS_MAP,
-    FILE_OFFSETS_GLOBAL, FileOffsets, STACK_BYTES_GLOBAL, STACK_SIZES, TARGETS_MAP,
-    WAKEUP_BYTES_GLOBAL, target_flags,
+    FILE_OFFSETS_GLOBAL, FileOffsets, STACK_BYTES_GLOBAL, STACK_OFFSETS_GLOBAL, STACK_SIZES,
+    StackOffsets, TARGETS_MAP, WAKEUP_BYTES_GLOBAL, target_flags,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -94,15 +94,23 @@ impl Capture {
         let wakeup_bytes = u64::from(options.ring_size / 4);
         // Without usable BTF offsets the kernel side leaves file identities out and the table
         // asks /proc instead, as it must anyway for a process that is still running.
-        let file_offsets = KernelTypes::from_running_kernel()
-            .and_then(|types| types.file_offsets())
+        let types = KernelTypes::from_running_kernel().ok();
+        let file_offsets = types
+            .as_ref()
+            .and_then(|types| types.file_offsets().ok())
             .unwrap_or(FileOffsets::UNKNOWN);
+        // Without them every growth call copies the full --stack-bytes.
+        let stack_offsets = types
+            .as_ref()
+            .and_then(|types| types.stack_offsets().ok())
+            .unwrap_or(StackOffsets::UNKNOWN);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, options.ring_size)
             .override_global(DEBUG_GLOBAL, &debug, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(FILE_OFFSETS_GLOBAL, &file_offsets, true)
             .override_global(STACK_BYTES_GLOBAL, &stack_bytes, true)
+            .override_global(STACK_OFFSETS_GLOBAL, &stack_offsets, true)
             .load(crate::EBPF_OBJECT)?;
 
         let logger = if options.debug_bpf {

@@ -11,11 +11,19 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// The real kernel side with a ring large enough that the tests lose no records.
 pub fn load() -> Capture {
+    load_with_stacks(0)
+}
+
+/// As [`load`], growth calls carrying up to `stack_bytes` of their stack (as `--stack-bytes`).
+pub fn load_with_stacks(stack_bytes: u32) -> Capture {
     let syscalls = check_machine().expect("machine can run pmap-trace");
-    Capture::load(CaptureOptions {
-        syscalls,
-        ring_size: 16 << 20,
-        debug_bpf: false,
-    })
+    Capture::load_with_stacks(
+        CaptureOptions {
+            syscalls,
+            ring_size: 16 << 20,
+            debug_bpf: false,
+        },
+        stack_bytes,
+    )
     .expect("load eBPF")
 }
