@@ -3,8 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    fs,
-    io::{self, Write as _},
+    fs, io,
 };
 
 use thiserror::Error;
@@ -627,13 +626,14 @@ impl DumpStyle {
             } else {
                 Vec::new()
             };
-            let dump = run.process(&view, &smaps);
             match self.format {
-                Format::Text => sink
-                    .writer()
-                    .write_all(&dump.text)
+                Format::Text => run
+                    .write_process(sink.writer(), &view, &smaps)
                     .map_err(SinkError::from)?,
-                Format::Json => sink.line(&dump_json(&view, opts.format, &dump).to_string())?,
+                Format::Json => {
+                    let dump = run.process(&view, &smaps);
+                    sink.line(&dump_json(&view, opts.format, &dump).to_string())?
+                }
             }
         }
         Ok(())
