@@ -497,12 +497,52 @@ mod tests {
     }
 
     #[test]
+    fn userfaultfd_ioctls_carry_their_range_and_other_requests_are_refused() {
+        let range = |request: u32| {
+            let r = record(
+                record_kind::SYSCALL,
+                syscall_nr::IOCTL,
+                [3, request as u64, 0x7ffd_0000, 0x1000, 0x2000, 1],
+                0,
+            );
+            decode(&bytes_of(&r)).map(|e| match e.kind {
+                EventKind::Call { call, .. } => call,
+                other => panic!("not a call: {other:?}"),
+            })
+        };
+        assert_eq!(
+            range(pmap_common::UFFDIO_REGISTER),
+            Ok(Call::UffdRegister {
+                fd: 3,
+                start: 0x1000,
+                len: 0x2000,
+                mode: 1
+            })
+        );
+        assert_eq!(
+            range(pmap_common::UFFDIO_UNREGISTER),
+            Ok(Call::UffdUnregister {
+                fd: 3,
+                start: 0x1000,
+                len: 0x2000
+            })
+        );
+        assert_eq!(range(0x5401), Err(DecodeError::UnknownIoctl(0x5401)));
+    }
+
+    #[test]
     fn decodes_every_traced_syscall_to_its_own_name() {
         for &(name, nr) in pmap_common::TRACED_SYSCALLS {
+            // The calls the kernel side lets through: prctl(PR_SET_VMA), a userfaultfd ioctl.
+            let first_args = if nr == syscall_nr::IOCTL {
+                [3, pmap_common::UFFDIO_REGISTER as u64]
+            } else {
+                [pmap_common::PR_SET_VMA, 0]
+            };
             let r = record(
                 record_kind::SYSCALL,
                 nr,
-                [pmap_common::PR_SET_VMA, 0, 0, 0, 0, 0],
+                [first_args[0], first_args[1], 0, 0, 0, 0],
                 0,
             );
             let EventKind::Call { call, .. } = decode(&bytes_of(&r)).unwrap().kind else {
