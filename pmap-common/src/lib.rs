@@ -51,6 +51,9 @@ pub mod record_kind {
     /// As [`SYSCALL`] for a call that may have grown anonymous memory, in a [`GrowthRecord`]
     /// that also carries the caller's registers and a copy of its stack.
     pub const SYSCALL_WITH_STACK: u32 = 5;
+    /// As [`SYSCALL`] for a successful file-backed mmap, in a [`FileMmapRecord`] that also
+    /// names the file.
+    pub const FILE_MMAP: u32 = 6;
 }
 
 /// x86_64 numbers of the syscalls that change a process's mappings.
@@ -194,7 +197,7 @@ impl StackOffsets {
 }
 
 /// The file a successful file-backed `mmap` mapped, read in the kernel while the descriptor is
-/// still open. All zero when not applicable.
+/// still open. All zero when it could not be read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileIdentity {
@@ -226,12 +229,24 @@ pub struct EventRecord {
     pub aux: u64,
     /// The calling thread's `comm`, NUL-padded.
     pub comm: [u8; TASK_COMM_LEN],
-    /// For a successful file-backed `mmap`, the file it mapped.
-    pub file: FileIdentity,
 }
 
 impl EventRecord {
     pub const SIZE: usize = core::mem::size_of::<EventRecord>();
+}
+
+/// A successful file-backed `mmap` (kind [`record_kind::FILE_MMAP`]): the call's record and the
+/// file it mapped. Only these calls carry the identity, so the records of all others stay small
+/// (every byte of a record is a store the traced thread pays for).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMmapRecord {
+    pub event: EventRecord,
+    pub file: FileIdentity,
+}
+
+impl FileMmapRecord {
+    pub const SIZE: usize = core::mem::size_of::<FileMmapRecord>();
 }
 
 /// The user registers an unwinder starts from, as saved at syscall entry.

@@ -7,7 +7,7 @@ use pmap_common::{
 
 use crate::{
     maps::{BRK_TOPS, count_drop, current_target, stack_bytes},
-    record::{Caller, Urgency, emit, emit_growth},
+    record::{Caller, Urgency, emit, emit_file_mmap, emit_growth},
     regs::SavedRegs,
 };
 
@@ -49,22 +49,19 @@ fn record_exit(ctx: &TracePointContext, caller: Caller) -> Result<(), i64> {
         // No room for the copy: the call itself must still reach the table.
         count_drop(DROPPED_STACKS_SLOT);
     }
-    // A file mapping's identity is read now, while its descriptor is certainly open.
-    let mapped_fd = if nr == syscall_nr::MMAP && succeeded(ret) && args[3] & MAP_ANONYMOUS == 0 {
-        args[4] as i32
+    if nr == syscall_nr::MMAP && succeeded(ret) && args[3] & MAP_ANONYMOUS == 0 {
+        emit_file_mmap(caller, args, ret, args[4] as i32);
     } else {
-        -1
-    };
-    emit(
-        Urgency::Batched,
-        record_kind::SYSCALL,
-        caller,
-        nr,
-        args,
-        ret,
-        0,
-        mapped_fd,
-    );
+        emit(
+            Urgency::Batched,
+            record_kind::SYSCALL,
+            caller,
+            nr,
+            args,
+            ret,
+            0,
+        );
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! Decoder: raw [`EventRecord`] bytes from the ring → typed [`Event`]s.
 
 use pmap_common::{
-    EventRecord, FileIdentity, GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs, record_kind, syscall_nr,
+    EventRecord, FileIdentity, FileMmapRecord, GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs,
+    record_kind, syscall_nr,
 };
 use thiserror::Error;
 
@@ -10,7 +11,7 @@ use crate::table::Device;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "ring record of {0} bytes, expected {expected} or a growth record",
+        "ring record of {0} bytes, which its kind does not have (a call record has {expected})",
         expected = EventRecord::SIZE
     )]
     WrongSize(usize),
@@ -362,27 +363,34 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     decode_captured(bytes).map(|captured| captured.event)
 }
 
-/// Decodes one ring-buffer record: a plain [`EventRecord`], or a `GrowthRecord` of one of the
-/// stack sizes.
+/// Decodes one ring-buffer record: a plain [`EventRecord`], a [`FileMmapRecord`], or a
+/// `GrowthRecord` of one of the stack sizes; the kind says which, and the length must fit it.
 pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
-    let growth = bytes.len() > EventRecord::SIZE;
-    if bytes.len() != EventRecord::SIZE
-        && !STACK_SIZES
-            .iter()
-            .any(|&size| bytes.len() == GROWTH_HEADER_SIZE + size as usize)
-    {
+    if bytes.len() < EventRecord::SIZE {
         return Err(DecodeError::WrongSize(bytes.len()));
     }
     // SAFETY: the length is at least an EventRecord's, which starts every record and is plain
     // data valid for any bit pattern; the unaligned read copes with whatever alignment the
     // ring gives the slice.
     let record: EventRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    let event = decode_record(&record)?;
-    if !growth {
-        return Ok(Captured { event, stack: None });
+    let fits = match record.kind {
+        record_kind::FILE_MMAP => bytes.len() == FileMmapRecord::SIZE,
+        record_kind::SYSCALL_WITH_STACK => STACK_SIZES
+            .iter()
+            .any(|&size| bytes.len() == GROWTH_HEADER_SIZE + size as usize),
+        _ => bytes.len() == EventRecord::SIZE,
+    };
+    if !fits {
+        return Err(DecodeError::WrongSize(bytes.len()));
+    }
+    let mut event = decode_record(&record)?;
+    if record.kind == record_kind::FILE_MMAP {
+        // SAFETY: the length is a FileMmapRecord's, plain data read unaligned as above.
+        let whole: FileMmapRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        event.file = MappedFile::from_record(&whole.file);
     }
     if record.kind != record_kind::SYSCALL_WITH_STACK {
-        return Err(DecodeError::WrongSize(bytes.len()));
+        return Ok(Captured { event, stack: None });
     }
     // SAFETY: UserRegs follows the EventRecord inside the header, which the length covers;
     // plain data, read unaligned as above.
@@ -408,10 +416,12 @@ pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
 
 pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
     let kind = match record.kind {
-        record_kind::SYSCALL | record_kind::SYSCALL_WITH_STACK => EventKind::Call {
-            call: Call::from_raw(record.syscall_nr, record.args)?,
-            ret: record.ret,
-        },
+        record_kind::SYSCALL | record_kind::SYSCALL_WITH_STACK | record_kind::FILE_MMAP => {
+            EventKind::Call {
+                call: Call::from_raw(record.syscall_nr, record.args)?,
+                ret: record.ret,
+            }
+        }
         record_kind::EXEC => EventKind::Exec,
         record_kind::EXIT => EventKind::Exit,
         record_kind::FORK => EventKind::Fork {
@@ -430,7 +440,7 @@ pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
         tid: record.tid,
         comm: record.comm[..comm_len].to_vec(),
         kind,
-        file: MappedFile::from_record(&record.file),
+        file: None,
     })
 }
 
@@ -451,12 +461,6 @@ mod tests {
             ret,
             aux: 0,
             comm,
-            file: FileIdentity {
-                dev: 0,
-                _pad: 0,
-                ino: 0,
-                name: [0; pmap_common::FILE_NAME_LEN],
-            },
         }
     }
 
@@ -554,17 +558,50 @@ mod tests {
 
     #[test]
     fn decodes_the_kernels_file_identity() {
-        let mut r = record(
-            record_kind::SYSCALL,
+        let event = record(
+            record_kind::FILE_MMAP,
             syscall_nr::MMAP,
             [0, 4096, 1, 2, 3, 0],
             0x1000,
         );
-        assert_eq!(decode(&bytes_of(&r)).unwrap().file, None);
+        let mut r = FileMmapRecord {
+            event,
+            file: FileIdentity {
+                dev: 0,
+                _pad: 0,
+                ino: 0,
+                name: [0; pmap_common::FILE_NAME_LEN],
+            },
+        };
+        let file_bytes = |r: &FileMmapRecord| {
+            // SAFETY: a plain repr(C) struct viewed as its bytes.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (r as *const FileMmapRecord).cast::<u8>(),
+                    FileMmapRecord::SIZE,
+                )
+            }
+            .to_vec()
+        };
+        // The kernel could not read it: no identity.
+        assert_eq!(decode(&file_bytes(&r)).unwrap().file, None);
+        // A file record cut to a call record's size is refused.
+        assert_eq!(
+            decode(&bytes_of(&event)),
+            Err(DecodeError::WrongSize(EventRecord::SIZE))
+        );
         r.file.dev = (0xfe << 20) | 1;
         r.file.ino = 4242;
         r.file.name[..9].copy_from_slice(b"libc.so.6");
-        let file = decode(&bytes_of(&r)).unwrap().file.unwrap();
+        let decoded = decode(&file_bytes(&r)).unwrap();
+        assert!(matches!(
+            decoded.kind,
+            EventKind::Call {
+                call: Call::Mmap { fd: 3, .. },
+                ret: 0x1000
+            }
+        ));
+        let file = decoded.file.unwrap();
         assert_eq!(
             file.device,
             Device {
@@ -677,6 +714,7 @@ mod tests {
                 bytes in prop_oneof![
                     proptest::collection::vec(any::<u8>(), 0..400),
                     proptest::collection::vec(any::<u8>(), EventRecord::SIZE),
+                    proptest::collection::vec(any::<u8>(), FileMmapRecord::SIZE),
                     growth_sized(),
                 ]
             ) {
