@@ -279,22 +279,62 @@ impl Session {
         }
         let lost = dropped - self.dropped_seen;
         self.dropped_seen = dropped;
+        self.notice(&format!(
+            "{lost} records lost (ring full; raise --ring-size): mapping tables re-read from /proc"
+        ))?;
         let pids: Vec<u32> = self.processes.keys().copied().collect();
         let mut gone = Vec::new();
         for pid in pids {
             match self.seed(pid as i32) {
                 Ok(fresh) => {
+                    let before = self.processes[&pid].table.to_mappings();
+                    let divergence = verify::compare(&before, &fresh.table.to_mappings());
                     self.track_reread(&fresh);
                     self.processes.insert(pid, fresh);
+                    self.report_resync(pid, &divergence)?;
                 }
                 Err(_) => gone.push(pid),
             }
         }
-        self.notice(&format!(
-            "{lost} records lost (ring full; raise --ring-size): mapping tables re-read from /proc"
-        ))?;
         for pid in gone {
             self.end_process(pid)?;
+        }
+        Ok(())
+    }
+
+    /// What a re-read after lost records changed in `pid`'s table: the lines it had that the
+    /// kernel has not, and the other way round (the first [`RESYNC_LINES_SHOWN`] of each).
+    fn report_resync(&mut self, pid: u32, divergence: &Divergence) -> Result<(), SessionError> {
+        let escape = |lines: &[Vec<u8>]| lines.iter().map(|l| escape_bytes(l)).collect::<Vec<_>>();
+        if self.config.format == Format::Json {
+            let object = serde_json::json!({
+                "type": "resync",
+                "pid": pid,
+                "only_in_table": escape(&divergence.only_in_table),
+                "only_in_kernel": escape(&divergence.only_in_kernel),
+            });
+            return Ok(self.sink.line(&object.to_string())?);
+        }
+        let (stale, missed) = (
+            divergence.only_in_table.len(),
+            divergence.only_in_kernel.len(),
+        );
+        self.notice(&format!(
+            "re-read {pid}: {stale} lines of its table were stale, {missed} missing"
+        ))?;
+        for (label, lines) in [
+            ("stale:  ", &divergence.only_in_table),
+            ("missing:", &divergence.only_in_kernel),
+        ] {
+            for line in escape(&lines[..lines.len().min(RESYNC_LINES_SHOWN)]) {
+                self.notice(&format!("  {label} {line}"))?;
+            }
+            if lines.len() > RESYNC_LINES_SHOWN {
+                self.notice(&format!(
+                    "  {label} ... {} more",
+                    lines.len() - RESYNC_LINES_SHOWN
+                ))?;
+            }
         }
         Ok(())
     }
@@ -570,6 +610,9 @@ impl Session {
         Ok(())
     }
 }
+
+/// Lines of each kind a re-read after lost records lists; a heavy loss can change thousands.
+const RESYNC_LINES_SHOWN: usize = 10;
 
 /// How dumps are printed, what pmap looks up once per run, and for `--diff` each process's
 /// table at its previous dump.

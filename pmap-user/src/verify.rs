@@ -1,6 +1,8 @@
 //! `--verify`: the table against the kernel's own `/proc/PID/maps`, line by line. A feature
 //! for users who want proof, and pmap-trace's own alarm.
 
+use std::collections::HashSet;
+
 use crate::{render::maps_line, table::Mapping};
 
 /// Where the table and the kernel disagree, as `/proc/PID/maps` lines.
@@ -29,15 +31,20 @@ pub fn compare(table: &[Mapping], kernel: &[Mapping]) -> Divergence {
             .collect()
     };
     let (ours, theirs) = (lines(table), lines(kernel));
+    // Sets, not scans: tables of 100 000 mappings are compared.
+    let (our_set, their_set): (HashSet<&[u8]>, HashSet<&[u8]>) = (
+        ours.iter().map(Vec::as_slice).collect(),
+        theirs.iter().map(Vec::as_slice).collect(),
+    );
     Divergence {
         only_in_table: ours
             .iter()
-            .filter(|l| !theirs.contains(l))
+            .filter(|l| !their_set.contains(l.as_slice()))
             .cloned()
             .collect(),
         only_in_kernel: theirs
             .iter()
-            .filter(|l| !ours.contains(l))
+            .filter(|l| !our_set.contains(l.as_slice()))
             .cloned()
             .collect(),
     }

@@ -356,6 +356,32 @@ fn a_full_ring_is_counted_reported_and_the_table_resynchronised() {
             .any(|l| l.starts_with("pmap-trace: ") && l.contains("records lost")),
         "lost records were not reported"
     );
+    // Each re-read says what it changed: counts, then the lines themselves.
+    let reread = format!("pmap-trace: re-read {pid}: ");
+    let lines: Vec<&str> = output.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(&reread))
+        .unwrap_or_else(|| panic!("no re-read report:\n{output}"));
+    let report = lines[at];
+    let counts: Vec<usize> = report[reread.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let details: Vec<&str> = lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("pmap-trace:   "))
+        .copied()
+        .collect();
+    let listed = |label: &str| {
+        details
+            .iter()
+            .filter(|l| l.starts_with(&format!("pmap-trace:   {label}")) && !l.contains(" more"))
+            .count()
+    };
+    assert_eq!(counts.len(), 2, "{report}");
+    assert_eq!(listed("stale:").min(10), counts[0].min(10), "{output}");
+    assert_eq!(listed("missing:").min(10), counts[1].min(10), "{output}");
     assert_same_text(
         "dump after loss",
         &real_pmap(&[], pid),
