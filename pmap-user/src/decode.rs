@@ -1,7 +1,8 @@
 //! Decoder: raw [`EventRecord`] bytes from the ring → typed [`Event`]s.
 
 use pmap_common::{
-    EventRecord, FileIdentity, GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs, record_kind, syscall_nr,
+    EventRecord, FaultRecord, FileIdentity, GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs, record_kind,
+    syscall_nr,
 };
 use thiserror::Error;
 
@@ -10,7 +11,7 @@ use crate::table::Device;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "ring record of {0} bytes, expected {expected} or a growth record",
+        "ring record of {0} bytes, expected {expected}, a growth record or a fault sample",
         expected = EventRecord::SIZE
     )]
     WrongSize(usize),
@@ -326,6 +327,37 @@ pub struct Captured {
     pub stack: Option<UserStack>,
 }
 
+/// A sampled first touch of a page by a traced process (`--faults`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirstTouch {
+    pub tgid: u32,
+    pub address: u64,
+}
+
+/// One ring record of any kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Captured(Captured),
+    FirstTouch(FirstTouch),
+}
+
+/// Decodes one ring-buffer record of any kind.
+pub fn decode_ring_record(bytes: &[u8]) -> Result<Record, DecodeError> {
+    if bytes.len() != FaultRecord::SIZE {
+        return decode_captured(bytes).map(Record::Captured);
+    }
+    // SAFETY: the length is a FaultRecord's, plain data valid for any bit pattern, read
+    // unaligned as below.
+    let record: FaultRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    if record.kind != record_kind::FIRST_TOUCH {
+        return Err(DecodeError::UnknownKind(record.kind));
+    }
+    Ok(Record::FirstTouch(FirstTouch {
+        tgid: record.tgid,
+        address: record.address,
+    }))
+}
+
 /// Decodes one ring-buffer record, dropping a growth record's stack.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     decode_captured(bytes).map(|captured| captured.event)
@@ -587,6 +619,27 @@ mod tests {
         assert_eq!(decode(&bytes_of(&r)), Err(DecodeError::UnknownSyscall(1)));
     }
 
+    #[test]
+    fn a_fault_sample_is_its_own_small_record() {
+        let mut bytes = Vec::new();
+        for word in [record_kind::FIRST_TOUCH, 77] {
+            bytes.extend_from_slice(&word.to_ne_bytes());
+        }
+        bytes.extend_from_slice(&0x7f00_1234_5000u64.to_ne_bytes());
+        assert_eq!(
+            decode_ring_record(&bytes),
+            Ok(Record::FirstTouch(FirstTouch {
+                tgid: 77,
+                address: 0x7f00_1234_5000
+            }))
+        );
+        bytes[0] = 99;
+        assert_eq!(
+            decode_ring_record(&bytes),
+            Err(DecodeError::UnknownKind(99))
+        );
+    }
+
     mod fuzz {
         use proptest::prelude::*;
 
@@ -606,10 +659,12 @@ mod tests {
                 bytes in prop_oneof![
                     proptest::collection::vec(any::<u8>(), 0..400),
                     proptest::collection::vec(any::<u8>(), EventRecord::SIZE),
+                    proptest::collection::vec(any::<u8>(), FaultRecord::SIZE),
                     growth_sized(),
                 ]
             ) {
                 let _ = decode(&bytes);
+                let _ = decode_ring_record(&bytes);
                 if let Ok(Captured { stack: Some(stack), .. }) = decode_captured(&bytes) {
                     prop_assert!(stack.bytes.len() <= bytes.len());
                 }
