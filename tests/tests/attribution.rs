@@ -239,6 +239,11 @@ fn ownership_moves_and_releases_exactly_the_bytes_each_call_touches() {
 
 /// The `sites` record of the first dump of the target's `mode` traced with `args`.
 fn sites_of_mode(mode: &str, args: &[&str]) -> Value {
+    sites_and_notices_of_mode(mode, args).0
+}
+
+/// As [`sites_of_mode`], with the notices printed before the record.
+fn sites_and_notices_of_mode(mode: &str, args: &[&str]) -> (Value, Vec<String>) {
     let mut target = Workload::start(TARGET, mode, &[]);
     let pid = target.pid().to_string();
     let mut all = args.to_vec();
@@ -248,11 +253,15 @@ fn sites_of_mode(mode: &str, args: &[&str]) -> Value {
     target.read_until_checkpoint();
     target.wait_stopped();
     tracer.signal(libc::SIGUSR1);
+    let mut notices = Vec::new();
     let sites = loop {
         let mut line = String::new();
         let n = std::io::BufRead::read_line(&mut tracer.stdout, &mut line).unwrap();
         assert!(n > 0, "pmap-trace ended before its sites record");
         let value: Value = serde_json::from_str(&line).unwrap();
+        if value["type"] == "notice" {
+            notices.push(value["message"].as_str().unwrap().to_string());
+        }
         if value["type"] == "sites" {
             break value;
         }
@@ -261,7 +270,7 @@ fn sites_of_mode(mode: &str, args: &[&str]) -> Value {
     assert_eq!(target.finish(), 0);
     let (code, _, err) = tracer.finish();
     assert_eq!(code, 0, "stderr: {err}");
-    sites
+    (sites, notices)
 }
 
 #[test]
@@ -298,6 +307,36 @@ fn faults_count_the_touched_quarter_of_a_large_reservation() {
             .iter()
             .all(|site| site["touched_bytes"].is_null())
     );
+}
+
+#[test]
+fn fault_samples_give_way_to_the_calls_when_the_ring_fills() {
+    if !require_root() {
+        return;
+    }
+    // 4096 first touches in a few milliseconds into a 16 KiB ring read every 25 ms: samples
+    // stop at half the ring, and the calls' records still all arrive.
+    let (sites, notices) = sites_and_notices_of_mode(
+        "touch",
+        &["--sites", "20", "--faults", "--ring-size", "16K"],
+    );
+    assert!(
+        notices.iter().any(|n| n.contains("fault samples left out")),
+        "{notices:?}"
+    );
+    assert!(
+        !notices.iter().any(|n| n.contains("records lost")),
+        "{notices:?}"
+    );
+    let reserver = sites["by_live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|site| functions(site).contains(&"attribution_target::touch::reserve_large"))
+        .unwrap_or_else(|| panic!("no site for the reservation: {sites:#}"));
+    assert_eq!(reserver["live_bytes"], 64u64 << 20, "{sites:#}");
+    let touched = reserver["touched_bytes"].as_u64().unwrap();
+    assert!(touched < 16 << 20, "{touched} bytes counted: {sites:#}");
 }
 
 /// A path in the test's temporary directory, removed first.
