@@ -59,8 +59,11 @@ pub mod record_kind {
     /// As [`SYSCALL`] for a call that may have grown anonymous memory, in a [`GrowthRecord`]
     /// that also carries the caller's registers and a copy of its stack.
     pub const SYSCALL_WITH_STACK: u32 = 5;
+    /// As [`SYSCALL`] for a successful file-backed mmap, in a [`FileMmapRecord`] that also
+    /// names the file.
+    pub const FILE_MMAP: u32 = 6;
     /// A sampled first touch of a page (`--faults`), in a [`FaultRecord`].
-    pub const FIRST_TOUCH: u32 = 6;
+    pub const FIRST_TOUCH: u32 = 7;
 }
 
 /// Byte offsets inside the `exceptions:page_fault_user` tracepoint record that the kernel side
@@ -92,6 +95,7 @@ impl FaultRecord {
 /// x86_64 numbers of the syscalls that change a process's mappings.
 pub mod syscall_nr {
     pub const MMAP: u32 = 9;
+    pub const IOCTL: u32 = 16;
     pub const MPROTECT: u32 = 10;
     pub const MUNMAP: u32 = 11;
     pub const BRK: u32 = 12;
@@ -133,7 +137,16 @@ pub const TRACED_SYSCALLS: &[(&str, u32)] = &[
     ("pkey_mprotect", syscall_nr::PKEY_MPROTECT),
     ("map_shadow_stack", syscall_nr::MAP_SHADOW_STACK),
     ("mseal", syscall_nr::MSEAL),
+    ("ioctl", syscall_nr::IOCTL),
 ];
+
+/// The `ioctl` requests that change mappings: userfaultfd registration sets (and unregistration
+/// clears) VMA flags, splitting and merging VMAs as mprotect does. Other ioctls are not
+/// recorded. For these two the kernel side replaces the record's unused argument slots 3..6
+/// with the `struct uffdio_range` (start, len) and, for UFFDIO_REGISTER, the mode, read from
+/// the caller's memory.
+pub const UFFDIO_REGISTER: u32 = 0xC020_AA00;
+pub const UFFDIO_UNREGISTER: u32 = 0x8010_AA01;
 
 /// `prctl` option that names anonymous mappings; other prctl calls are not recorded.
 pub const PR_SET_VMA: u64 = 0x53564d41;
@@ -220,7 +233,7 @@ impl StackOffsets {
 }
 
 /// The file a successful file-backed `mmap` mapped, read in the kernel while the descriptor is
-/// still open. All zero when not applicable.
+/// still open. All zero when it could not be read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileIdentity {
@@ -252,12 +265,24 @@ pub struct EventRecord {
     pub aux: u64,
     /// The calling thread's `comm`, NUL-padded.
     pub comm: [u8; TASK_COMM_LEN],
-    /// For a successful file-backed `mmap`, the file it mapped.
-    pub file: FileIdentity,
 }
 
 impl EventRecord {
     pub const SIZE: usize = core::mem::size_of::<EventRecord>();
+}
+
+/// A successful file-backed `mmap` (kind [`record_kind::FILE_MMAP`]): the call's record and the
+/// file it mapped. Only these calls carry the identity, so the records of all others stay small
+/// (every byte of a record is a store the traced thread pays for).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMmapRecord {
+    pub event: EventRecord,
+    pub file: FileIdentity,
+}
+
+impl FileMmapRecord {
+    pub const SIZE: usize = core::mem::size_of::<FileMmapRecord>();
 }
 
 /// The user registers an unwinder starts from, as saved at syscall entry.

@@ -6,7 +6,7 @@ use pmap_common::{record_kind, sched_layout, target_flags};
 use crate::{
     maps::{TARGETS, current_target, debug_enabled},
     record::{Caller, emit_lifecycle},
-    regs::saved_user_regs,
+    regs::SavedRegs,
 };
 
 const SYS_CLONE: u64 = 56;
@@ -19,14 +19,13 @@ const CLONE_THREAD: u64 = 0x0001_0000;
 /// flags of the clone call in progress. Tasks the kernel creates outside these syscalls (io_uring
 /// workers) are threads.
 fn creates_thread() -> bool {
-    let Ok(regs) = saved_user_regs() else {
-        return true;
-    };
-    let flags = match regs.orig_rax {
+    let regs = SavedRegs::current();
+    let first_arg = regs.syscall_args()[0];
+    let flags = match regs.syscall_nr() {
         SYS_FORK | SYS_VFORK => 0,
-        SYS_CLONE => regs.rdi,
+        SYS_CLONE => first_arg,
         // SAFETY: checked read of the first field (flags) of the user's struct clone_args.
-        SYS_CLONE3 => unsafe { bpf_probe_read_user(regs.rdi as *const u64) }.unwrap_or(0),
+        SYS_CLONE3 => unsafe { bpf_probe_read_user(first_arg as *const u64) }.unwrap_or(0),
         _ => CLONE_THREAD,
     };
     flags & CLONE_THREAD != 0

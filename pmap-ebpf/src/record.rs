@@ -7,8 +7,8 @@ use aya_ebpf::{
     },
 };
 use pmap_common::{
-    DROPPED_RECORDS_SLOT, EventRecord, FILE_NAME_LEN, FileIdentity, GrowthRecord, TASK_COMM_LEN,
-    UserRegs, record_kind,
+    DROPPED_RECORDS_SLOT, EventRecord, FILE_NAME_LEN, FileIdentity, FileMmapRecord, GrowthRecord,
+    TASK_COMM_LEN, UserRegs, record_kind, syscall_nr,
 };
 
 use crate::maps::{EVENTS, count_drop, file_offsets, stack_offsets, wakeup_bytes};
@@ -39,9 +39,7 @@ impl Caller {
     }
 }
 
-/// Writes one record into the ring, or counts it as dropped when the ring is full. With
-/// `mapped_fd >= 0` (a successful file-backed mmap) the record also names the file behind that
-/// descriptor.
+/// Writes one record into the ring, or counts it as dropped when the ring is full.
 #[allow(clippy::too_many_arguments)]
 // BPF calls take at most five arguments: inlined, the arguments stay in registers.
 #[inline(always)]
@@ -53,26 +51,46 @@ pub fn emit(
     args: [u64; 6],
     ret: i64,
     aux: u64,
-    mapped_fd: i32,
 ) {
     let Some(mut entry) = EVENTS.reserve::<EventRecord>(0) else {
         count_drop(DROPPED_RECORDS_SLOT);
         return;
     };
     // SAFETY: the pointer is a reserved, writable EventRecord in the ring.
+    unsafe { fill(entry.as_mut_ptr(), kind, caller, syscall_nr, args, ret, aux) };
+    entry.submit(wake_flag(urgency));
+}
+
+/// Writes a successful file-backed mmap with the identity of the file behind `fd`, read now,
+/// while the descriptor is certainly open.
+#[inline(always)]
+pub fn emit_file_mmap(caller: Caller, args: [u64; 6], ret: i64, fd: i32) {
+    let Some(mut entry) = EVENTS.reserve::<FileMmapRecord>(0) else {
+        count_drop(DROPPED_RECORDS_SLOT);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` points at a reserved, writable FileMmapRecord in the ring.
     unsafe {
         fill(
-            entry.as_mut_ptr(),
-            kind,
+            &raw mut (*record).event,
+            record_kind::FILE_MMAP,
             caller,
-            syscall_nr,
+            syscall_nr::MMAP,
             args,
             ret,
-            aux,
-            mapped_fd,
-        )
-    };
-    entry.submit(wake_flag(urgency));
+            0,
+        );
+        let file = &raw mut (*record).file;
+        file.write(FileIdentity {
+            dev: 0,
+            _pad: 0,
+            ino: 0,
+            name: [0; FILE_NAME_LEN],
+        });
+        read_file_identity(fd, &mut *file);
+    }
+    entry.submit(wake_flag(Urgency::Batched));
 }
 
 /// Writes a call that may have grown anonymous memory, with the caller's registers and a copy
@@ -155,7 +173,6 @@ fn emit_growth_sized<const N: usize>(
             args,
             ret,
             0,
-            -1,
         );
         (&raw mut (*record).regs).write(regs);
         let copied = copy_user_stack::<N>((&raw mut (*record).stack).cast(), regs.rsp, wanted);
@@ -234,7 +251,6 @@ unsafe fn fill(
     args: [u64; 6],
     ret: i64,
     aux: u64,
-    mapped_fd: i32,
 ) {
     let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
     // SAFETY: per this function's contract. Fields are written in place because the whole
@@ -249,16 +265,6 @@ unsafe fn fill(
         (&raw mut (*record).ret).write(ret);
         (&raw mut (*record).aux).write(aux);
         (&raw mut (*record).comm).write(comm);
-        let file = &raw mut (*record).file;
-        file.write(FileIdentity {
-            dev: 0,
-            _pad: 0,
-            ino: 0,
-            name: [0; FILE_NAME_LEN],
-        });
-        if mapped_fd >= 0 {
-            read_file_identity(mapped_fd, &mut *file);
-        }
     }
 }
 
@@ -276,7 +282,7 @@ fn wake_flag(urgency: Urgency) -> u64 {
 
 /// A lifecycle record (fork, exec, exit): no call arguments, and the reader is woken at once.
 pub fn emit_lifecycle(kind: u32, caller: Caller, aux: u64) {
-    emit(Urgency::Immediate, kind, caller, 0, [0; 6], 0, aux, -1);
+    emit(Urgency::Immediate, kind, caller, 0, [0; 6], 0, aux);
 }
 
 /// Reads a pointer-sized field at `base + offset` of a kernel object.

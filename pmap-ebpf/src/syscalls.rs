@@ -1,13 +1,14 @@
 //! Exit of every mapping-changing syscall: one program, attached to each `sys_exit_*` tracepoint.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
 use pmap_common::{
-    DROPPED_STACKS_SLOT, PR_SET_VMA, UserRegs, record_kind, sys_exit_layout, syscall_nr,
+    DROPPED_STACKS_SLOT, PR_SET_VMA, UFFDIO_REGISTER, UFFDIO_UNREGISTER, record_kind,
+    sys_exit_layout, syscall_nr,
 };
 
 use crate::{
     maps::{BRK_TOPS, count_drop, current_target, stack_bytes},
-    record::{Caller, Urgency, emit, emit_growth},
-    regs::{saved_user_regs, syscall_args},
+    record::{Caller, Urgency, emit, emit_file_mmap, emit_growth},
+    regs::SavedRegs,
 };
 
 const MAP_ANONYMOUS: u64 = 0x20;
@@ -17,56 +18,91 @@ const PAGE_MASK: u64 = !0xfff;
 
 #[tracepoint]
 pub fn mm_syscall_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets checked against the tracepoint's format file by userspace before attach.
+    let Ok(nr) = (unsafe { ctx.read_at::<i32>(sys_exit_layout::SYSCALL_NR_OFFSET) }) else {
+        return 0;
+    };
+    let nr = nr as u32;
+    let regs = SavedRegs::current();
+    let mut args = regs.syscall_args();
+    // Every process's ioctls and prctls come here: the few that change mappings are told
+    // apart by their arguments before the (dearer) lookup of the caller in the filter.
+    if nr == syscall_nr::IOCTL && !is_uffd_request(args[1]) {
+        return 0;
+    }
+    if nr == syscall_nr::PRCTL && args[0] != PR_SET_VMA {
+        return 0;
+    }
     let caller = Caller::current();
     if current_target(caller.tgid).is_none() {
         return 0;
     }
-    let _ = record_exit(&ctx, caller);
+    if nr == syscall_nr::IOCTL {
+        read_uffd_range(&mut args);
+    }
+    let _ = record_exit(&ctx, caller, nr, args, &regs);
     0
 }
 
-fn record_exit(ctx: &TracePointContext, caller: Caller) -> Result<(), i64> {
-    // SAFETY: offsets checked against the tracepoint's format file by userspace before attach.
-    let nr: i32 = unsafe { ctx.read_at(sys_exit_layout::SYSCALL_NR_OFFSET) }.map_err(i64::from)?;
+fn record_exit(
+    ctx: &TracePointContext,
+    caller: Caller,
+    nr: u32,
+    args: [u64; 6],
+    regs: &SavedRegs,
+) -> Result<(), i64> {
     // SAFETY: as above.
     let ret: i64 = unsafe { ctx.read_at(sys_exit_layout::RET_OFFSET) }.map_err(i64::from)?;
-    let regs = saved_user_regs()?;
-    let args = syscall_args(&regs);
-    let nr = nr as u32;
-    if nr == syscall_nr::PRCTL && args[0] != PR_SET_VMA {
-        return Ok(());
-    }
     // Only calls that may have grown anonymous memory pay for a stack copy.
     let stack_bytes = stack_bytes();
     if stack_bytes != 0 && may_grow_anon(nr, &args, ret, caller.tgid) {
-        let user = UserRegs {
-            rip: regs.rip,
-            rsp: regs.rsp,
-            rbp: regs.rbp,
-        };
-        if emit_growth(stack_bytes, caller, nr, args, ret, user) {
+        if emit_growth(stack_bytes, caller, nr, args, ret, regs.user()) {
             return Ok(());
         }
         // No room for the copy: the call itself must still reach the table.
         count_drop(DROPPED_STACKS_SLOT);
     }
-    // A file mapping's identity is read now, while its descriptor is certainly open.
-    let mapped_fd = if nr == syscall_nr::MMAP && succeeded(ret) && args[3] & MAP_ANONYMOUS == 0 {
-        args[4] as i32
+    if nr == syscall_nr::MMAP && succeeded(ret) && args[3] & MAP_ANONYMOUS == 0 {
+        emit_file_mmap(caller, args, ret, args[4] as i32);
     } else {
-        -1
-    };
-    emit(
-        Urgency::Batched,
-        record_kind::SYSCALL,
-        caller,
-        nr,
-        args,
-        ret,
-        0,
-        mapped_fd,
-    );
+        emit(
+            Urgency::Batched,
+            record_kind::SYSCALL,
+            caller,
+            nr,
+            args,
+            ret,
+            0,
+        );
+    }
     Ok(())
+}
+
+/// Whether an ioctl request is a userfaultfd (un)registration (the kernel takes the request as
+/// an unsigned int).
+#[inline(always)]
+fn is_uffd_request(request: u64) -> bool {
+    matches!(request as u32, UFFDIO_REGISTER | UFFDIO_UNREGISTER)
+}
+
+/// For a userfaultfd (un)registration, puts the range (and the mode) it names into the argument
+/// slots ioctl does not use. The struct is read at exit, when the kernel has only written its
+/// `ioctls` field, after the range and mode.
+#[inline(always)]
+fn read_uffd_range(args: &mut [u64; 6]) {
+    let user = args[2] as *const [u64; 3];
+    // SAFETY: checked user reads; an unreadable struct (the call failed with EFAULT) reads as
+    // zeros. The unregister struct is only the range: reading more could fail at a page end.
+    let fields = if args[1] as u32 == UFFDIO_REGISTER {
+        unsafe { bpf_probe_read_user(user) }.unwrap_or([0; 3])
+    } else {
+        unsafe { bpf_probe_read_user(user as *const [u64; 2]) }
+            .map(|[start, len]| [start, len, 0])
+            .unwrap_or([0; 3])
+    };
+    args[3] = fields[0];
+    args[4] = fields[1];
+    args[5] = fields[2];
 }
 
 fn succeeded(ret: i64) -> bool {

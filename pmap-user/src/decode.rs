@@ -1,8 +1,8 @@
 //! Decoder: raw [`EventRecord`] bytes from the ring → typed [`Event`]s.
 
 use pmap_common::{
-    EventRecord, FaultRecord, FileIdentity, GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs, record_kind,
-    syscall_nr,
+    EventRecord, FaultRecord, FileIdentity, FileMmapRecord, GROWTH_HEADER_SIZE, STACK_SIZES,
+    UserRegs, record_kind, syscall_nr,
 };
 use thiserror::Error;
 
@@ -11,7 +11,7 @@ use crate::table::Device;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "ring record of {0} bytes, expected {expected}, a growth record or a fault sample",
+        "ring record of {0} bytes, which its kind does not have (a call record has {expected})",
         expected = EventRecord::SIZE
     )]
     WrongSize(usize),
@@ -21,6 +21,8 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("ring record for unknown syscall number {0}")]
     UnknownSyscall(u32),
+    #[error("ring record for unknown ioctl request {0:#x}")]
+    UnknownIoctl(u32),
 }
 
 /// One thing that happened to a traced process.
@@ -166,6 +168,20 @@ pub enum Call {
         mode: u64,
         flags: u64,
     },
+    /// `ioctl(fd, UFFDIO_REGISTER, {range={start, len}, mode})`: `mode` is the
+    /// UFFDIO_REGISTER_MODE_* bits.
+    UffdRegister {
+        fd: i32,
+        start: u64,
+        len: u64,
+        mode: u64,
+    },
+    /// `ioctl(fd, UFFDIO_UNREGISTER, {start, len})`.
+    UffdUnregister {
+        fd: i32,
+        start: u64,
+        len: u64,
+    },
     MapShadowStack {
         addr: u64,
         size: u64,
@@ -201,6 +217,7 @@ impl Call {
             Call::Mbind { .. } => "mbind",
             Call::MapShadowStack { .. } => "map_shadow_stack",
             Call::Mseal { .. } => "mseal",
+            Call::UffdRegister { .. } | Call::UffdUnregister { .. } => "ioctl",
         }
     }
 
@@ -292,6 +309,20 @@ impl Call {
                 len: a[1],
                 flags: a[2],
             },
+            syscall_nr::IOCTL => match a[1] as u32 {
+                pmap_common::UFFDIO_REGISTER => Call::UffdRegister {
+                    fd: a[0] as i32,
+                    start: a[3],
+                    len: a[4],
+                    mode: a[5],
+                },
+                pmap_common::UFFDIO_UNREGISTER => Call::UffdUnregister {
+                    fd: a[0] as i32,
+                    start: a[3],
+                    len: a[4],
+                },
+                request => return Err(DecodeError::UnknownIoctl(request)),
+            },
             other => return Err(DecodeError::UnknownSyscall(other)),
         })
     }
@@ -343,15 +374,19 @@ pub enum Record {
 
 /// Decodes one ring-buffer record of any kind.
 pub fn decode_ring_record(bytes: &[u8]) -> Result<Record, DecodeError> {
-    if bytes.len() != FaultRecord::SIZE {
+    // Every record starts with its kind.
+    let kind = bytes
+        .first_chunk::<4>()
+        .map(|kind| u32::from_ne_bytes(*kind));
+    if kind != Some(record_kind::FIRST_TOUCH) {
         return decode_captured(bytes).map(Record::Captured);
+    }
+    if bytes.len() != FaultRecord::SIZE {
+        return Err(DecodeError::WrongSize(bytes.len()));
     }
     // SAFETY: the length is a FaultRecord's, plain data valid for any bit pattern, read
     // unaligned as below.
     let record: FaultRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    if record.kind != record_kind::FIRST_TOUCH {
-        return Err(DecodeError::UnknownKind(record.kind));
-    }
     Ok(Record::FirstTouch(FirstTouch {
         tgid: record.tgid,
         address: record.address,
@@ -363,27 +398,34 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     decode_captured(bytes).map(|captured| captured.event)
 }
 
-/// Decodes one ring-buffer record: a plain [`EventRecord`], or a `GrowthRecord` of one of the
-/// stack sizes.
+/// Decodes one ring-buffer record: a plain [`EventRecord`], a [`FileMmapRecord`], or a
+/// `GrowthRecord` of one of the stack sizes; the kind says which, and the length must fit it.
 pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
-    let growth = bytes.len() > EventRecord::SIZE;
-    if bytes.len() != EventRecord::SIZE
-        && !STACK_SIZES
-            .iter()
-            .any(|&size| bytes.len() == GROWTH_HEADER_SIZE + size as usize)
-    {
+    if bytes.len() < EventRecord::SIZE {
         return Err(DecodeError::WrongSize(bytes.len()));
     }
     // SAFETY: the length is at least an EventRecord's, which starts every record and is plain
     // data valid for any bit pattern; the unaligned read copes with whatever alignment the
     // ring gives the slice.
     let record: EventRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    let event = decode_record(&record)?;
-    if !growth {
-        return Ok(Captured { event, stack: None });
+    let fits = match record.kind {
+        record_kind::FILE_MMAP => bytes.len() == FileMmapRecord::SIZE,
+        record_kind::SYSCALL_WITH_STACK => STACK_SIZES
+            .iter()
+            .any(|&size| bytes.len() == GROWTH_HEADER_SIZE + size as usize),
+        _ => bytes.len() == EventRecord::SIZE,
+    };
+    if !fits {
+        return Err(DecodeError::WrongSize(bytes.len()));
+    }
+    let mut event = decode_record(&record)?;
+    if record.kind == record_kind::FILE_MMAP {
+        // SAFETY: the length is a FileMmapRecord's, plain data read unaligned as above.
+        let whole: FileMmapRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        event.file = MappedFile::from_record(&whole.file);
     }
     if record.kind != record_kind::SYSCALL_WITH_STACK {
-        return Err(DecodeError::WrongSize(bytes.len()));
+        return Ok(Captured { event, stack: None });
     }
     // SAFETY: UserRegs follows the EventRecord inside the header, which the length covers;
     // plain data, read unaligned as above.
@@ -409,10 +451,12 @@ pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
 
 pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
     let kind = match record.kind {
-        record_kind::SYSCALL | record_kind::SYSCALL_WITH_STACK => EventKind::Call {
-            call: Call::from_raw(record.syscall_nr, record.args)?,
-            ret: record.ret,
-        },
+        record_kind::SYSCALL | record_kind::SYSCALL_WITH_STACK | record_kind::FILE_MMAP => {
+            EventKind::Call {
+                call: Call::from_raw(record.syscall_nr, record.args)?,
+                ret: record.ret,
+            }
+        }
         record_kind::EXEC => EventKind::Exec,
         record_kind::EXIT => EventKind::Exit,
         record_kind::FORK => EventKind::Fork {
@@ -431,7 +475,7 @@ pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
         tid: record.tid,
         comm: record.comm[..comm_len].to_vec(),
         kind,
-        file: MappedFile::from_record(&record.file),
+        file: None,
     })
 }
 
@@ -452,12 +496,6 @@ mod tests {
             ret,
             aux: 0,
             comm,
-            file: FileIdentity {
-                dev: 0,
-                _pad: 0,
-                ino: 0,
-                name: [0; pmap_common::FILE_NAME_LEN],
-            },
         }
     }
 
@@ -498,12 +536,52 @@ mod tests {
     }
 
     #[test]
+    fn userfaultfd_ioctls_carry_their_range_and_other_requests_are_refused() {
+        let range = |request: u32| {
+            let r = record(
+                record_kind::SYSCALL,
+                syscall_nr::IOCTL,
+                [3, request as u64, 0x7ffd_0000, 0x1000, 0x2000, 1],
+                0,
+            );
+            decode(&bytes_of(&r)).map(|e| match e.kind {
+                EventKind::Call { call, .. } => call,
+                other => panic!("not a call: {other:?}"),
+            })
+        };
+        assert_eq!(
+            range(pmap_common::UFFDIO_REGISTER),
+            Ok(Call::UffdRegister {
+                fd: 3,
+                start: 0x1000,
+                len: 0x2000,
+                mode: 1
+            })
+        );
+        assert_eq!(
+            range(pmap_common::UFFDIO_UNREGISTER),
+            Ok(Call::UffdUnregister {
+                fd: 3,
+                start: 0x1000,
+                len: 0x2000
+            })
+        );
+        assert_eq!(range(0x5401), Err(DecodeError::UnknownIoctl(0x5401)));
+    }
+
+    #[test]
     fn decodes_every_traced_syscall_to_its_own_name() {
         for &(name, nr) in pmap_common::TRACED_SYSCALLS {
+            // The calls the kernel side lets through: prctl(PR_SET_VMA), a userfaultfd ioctl.
+            let first_args = if nr == syscall_nr::IOCTL {
+                [3, pmap_common::UFFDIO_REGISTER as u64]
+            } else {
+                [pmap_common::PR_SET_VMA, 0]
+            };
             let r = record(
                 record_kind::SYSCALL,
                 nr,
-                [pmap_common::PR_SET_VMA, 0, 0, 0, 0, 0],
+                [first_args[0], first_args[1], 0, 0, 0, 0],
                 0,
             );
             let EventKind::Call { call, .. } = decode(&bytes_of(&r)).unwrap().kind else {
@@ -515,17 +593,50 @@ mod tests {
 
     #[test]
     fn decodes_the_kernels_file_identity() {
-        let mut r = record(
-            record_kind::SYSCALL,
+        let event = record(
+            record_kind::FILE_MMAP,
             syscall_nr::MMAP,
             [0, 4096, 1, 2, 3, 0],
             0x1000,
         );
-        assert_eq!(decode(&bytes_of(&r)).unwrap().file, None);
+        let mut r = FileMmapRecord {
+            event,
+            file: FileIdentity {
+                dev: 0,
+                _pad: 0,
+                ino: 0,
+                name: [0; pmap_common::FILE_NAME_LEN],
+            },
+        };
+        let file_bytes = |r: &FileMmapRecord| {
+            // SAFETY: a plain repr(C) struct viewed as its bytes.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (r as *const FileMmapRecord).cast::<u8>(),
+                    FileMmapRecord::SIZE,
+                )
+            }
+            .to_vec()
+        };
+        // The kernel could not read it: no identity.
+        assert_eq!(decode(&file_bytes(&r)).unwrap().file, None);
+        // A file record cut to a call record's size is refused.
+        assert_eq!(
+            decode(&bytes_of(&event)),
+            Err(DecodeError::WrongSize(EventRecord::SIZE))
+        );
         r.file.dev = (0xfe << 20) | 1;
         r.file.ino = 4242;
         r.file.name[..9].copy_from_slice(b"libc.so.6");
-        let file = decode(&bytes_of(&r)).unwrap().file.unwrap();
+        let decoded = decode(&file_bytes(&r)).unwrap();
+        assert!(matches!(
+            decoded.kind,
+            EventKind::Call {
+                call: Call::Mmap { fd: 3, .. },
+                ret: 0x1000
+            }
+        ));
+        let file = decoded.file.unwrap();
         assert_eq!(
             file.device,
             Device {
@@ -633,11 +744,8 @@ mod tests {
                 address: 0x7f00_1234_5000
             }))
         );
-        bytes[0] = 99;
-        assert_eq!(
-            decode_ring_record(&bytes),
-            Err(DecodeError::UnknownKind(99))
-        );
+        bytes.push(0);
+        assert_eq!(decode_ring_record(&bytes), Err(DecodeError::WrongSize(17)));
     }
 
     mod fuzz {
@@ -659,6 +767,7 @@ mod tests {
                 bytes in prop_oneof![
                     proptest::collection::vec(any::<u8>(), 0..400),
                     proptest::collection::vec(any::<u8>(), EventRecord::SIZE),
+                    proptest::collection::vec(any::<u8>(), FileMmapRecord::SIZE),
                     proptest::collection::vec(any::<u8>(), FaultRecord::SIZE),
                     growth_sized(),
                 ]

@@ -137,10 +137,12 @@ fn snapshot(args: SnapshotArgs) -> anyhow::Result<i32> {
             sysv_shm_minor,
             mappings: &mappings,
         };
-        let dump = run.process(&view, &smaps);
         let written = match config.format {
-            Format::Text => out.write_all(&dump.text),
-            Format::Json => writeln!(out, "{}", dump_json(&view, config.pmap.format, &dump)),
+            Format::Text => run.write_process(&mut out, &view, &smaps),
+            Format::Json => {
+                let dump = run.process(&view, &smaps);
+                writeln!(out, "{}", dump_json(&view, config.pmap.format, &dump))
+            }
         };
         if let Err(err) = written {
             return closed_pipe_is_the_end(err);

@@ -176,6 +176,19 @@ pub fn read_process_header_with(pid: i32, codeset: Codeset) -> Result<Vec<u8>, S
 
 /// `startstack` of `/proc/PID/stat`: the address pmap uses to tell the main stack (`[ stack ]`)
 /// from other unnamed memory.
+/// Whether `pid` is gone or a zombie (its exit has happened), from `/proc/PID/stat`.
+pub fn has_exited(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // The state follows the command name, which is in parentheses and may contain either.
+    let state = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .and_then(|close| stat.get(close + 2));
+    matches!(state, None | Some(b'Z' | b'X'))
+}
+
 pub fn read_start_stack(pid: i32) -> Result<u64, SeedError> {
     let process = open(pid)?;
     let stat = process

@@ -3,8 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    fs,
-    io::{self, Write as _},
+    fs, io,
 };
 
 use thiserror::Error;
@@ -42,6 +41,11 @@ pub enum SessionError {
     Launch(#[from] LaunchError),
     #[error("cannot attach to {pid}: {source}")]
     Attach { pid: i32, source: SeedError },
+    #[error(
+        "PID {0} exited while pmap-trace was attaching to it: nothing is left to trace (to see \
+         a short-lived program from its start, launch it: pmap-trace -- CMD)"
+    )]
+    ExitedDuringAttach(i32),
     #[error("cannot watch signals: {0}")]
     Signals(io::Error),
 }
@@ -120,9 +124,15 @@ impl Session {
     pub fn attach(&mut self, pids: &[i32]) -> Result<(), SessionError> {
         for &pid in pids {
             self.capture.add_target(pid as u32, self.config.follow)?;
-            let traced = self
-                .seed(pid)
-                .map_err(|source| SessionError::Attach { pid, source })?;
+            let traced = self.seed(pid).map_err(|source| match source {
+                SeedError::NoSuchProcess { .. } => SessionError::ExitedDuringAttach(pid),
+                source => SessionError::Attach { pid, source },
+            })?;
+            // A process that exited before it entered the filter will send no exit record:
+            // alive now, its exit is certain to be seen.
+            if seed::has_exited(pid) {
+                return Err(SessionError::ExitedDuringAttach(pid));
+            }
             self.track_seeded(&traced, Origin::BeforeTracing);
             self.processes.insert(pid as u32, traced);
         }
@@ -641,13 +651,14 @@ impl DumpStyle {
             } else {
                 Vec::new()
             };
-            let dump = run.process(&view, &smaps);
             match self.format {
-                Format::Text => sink
-                    .writer()
-                    .write_all(&dump.text)
+                Format::Text => run
+                    .write_process(sink.writer(), &view, &smaps)
                     .map_err(SinkError::from)?,
-                Format::Json => sink.line(&dump_json(&view, opts.format, &dump).to_string())?,
+                Format::Json => {
+                    let dump = run.process(&view, &smaps);
+                    sink.line(&dump_json(&view, opts.format, &dump).to_string())?
+                }
             }
         }
         Ok(())

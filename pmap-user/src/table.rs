@@ -122,8 +122,14 @@ impl HiddenFlags {
     /// `VM_MAYWRITE`: the mapping may be made writable. Cleared for a shared mapping of a file
     /// opened read-only, which mprotect(PROT_WRITE) then refuses with EACCES.
     pub const MAYWRITE: u32 = 1 << 14;
+    /// `VM_UFFD_MISSING`, `VM_UFFD_WP`, `VM_UFFD_MINOR`: registered with a userfaultfd in that
+    /// mode (the UFFDIO_REGISTER_MODE_* bits, in the same order).
+    pub const UFFD_MISSING: u32 = 1 << 15;
+    pub const UFFD_WP: u32 = 1 << 16;
+    pub const UFFD_MINOR: u32 = 1 << 17;
+    pub const UFFD: u32 = Self::UFFD_MISSING | Self::UFFD_WP | Self::UFFD_MINOR;
     /// Every flag above.
-    pub const ALL: u32 = (1 << 15) - 1;
+    pub const ALL: u32 = (1 << 18) - 1;
     const LOCKED_MASK: u32 = Self::LOCKED | Self::LOCKONFAULT;
 
     pub fn contains(self, bits: u32) -> bool {
@@ -680,6 +686,10 @@ impl AddressSpace {
                 })
             }
             Call::Shmdt { addr } if ok => self.apply_shmdt(addr),
+            Call::UffdRegister {
+                start, len, mode, ..
+            } if ok => self.apply_uffd(start, len, uffd_flags(mode)),
+            Call::UffdUnregister { start, len, .. } if ok => self.apply_uffd(start, len, 0),
             Call::Shmat { .. } | Call::MapShadowStack { .. } if ok => {
                 if let Some(now) = oracle.vma_at(ret as u64) {
                     self.refresh_from_kernel(now.start, now.end, oracle);
@@ -961,6 +971,24 @@ impl AddressSpace {
         });
     }
 
+    /// UFFDIO_REGISTER (`bits`: the mode's flags) and UFFDIO_UNREGISTER (0) over
+    /// `[start, start + len)`, both page-aligned once the call succeeded. Both check every VMA
+    /// before changing any, so a failed call changed nothing.
+    fn apply_uffd(&mut self, start: u64, len: u64, bits: u32) {
+        self.update_range(start, start.saturating_add(len), |v| {
+            if bits == 0 {
+                // userfaultfd_unregister() skips VMAs no userfaultfd holds.
+                if (v.flags.0 | v.unknown) & HiddenFlags::UFFD != 0 {
+                    v.change_flags(0, HiddenFlags::UFFD);
+                }
+            } else if v.flag(bits) != Some(true) {
+                // userfaultfd_register_range() skips a VMA this userfaultfd holds with every
+                // bit asked for already (another userfaultfd's would have made the call fail).
+                v.change_flags(bits, HiddenFlags::UFFD & !bits);
+            }
+        });
+    }
+
     /// mlock, mlock2 and munlock: set the VMAs' lock bits to `bits`.
     fn apply_mlock(&mut self, addr: u64, len: u64, bits: u32, errno: Option<i64>) {
         if len == 0 {
@@ -1190,6 +1218,11 @@ impl AddressSpace {
         piece.mapping.start = dest;
         piece.mapping.end = dest + len;
         piece.pending_left = false;
+        // mremap_userfaultfd_prep() unregisters a moved VMA unless its userfaultfd asked for
+        // remap events, which the table does not see.
+        if piece.flags.0 & HiddenFlags::UFFD != 0 {
+            piece.unknown |= HiddenFlags::UFFD;
+        }
         if piece.is_private_anon() {
             // copy_vma() gives an anonymous VMA without anon_vma the new address as its pgoff,
             // and keeps the old one otherwise.
@@ -1498,6 +1531,11 @@ fn merge_verdict(left: &Vma, right: &Vma) -> MergeVerdict {
     if left.flags.contains(HiddenFlags::GROWSDOWN) {
         return MergeVerdict::Separate;
     }
+    // Equal userfaultfd modes merge only under the same userfaultfd, which the events do not
+    // tell (two descriptors may share one).
+    if (left.flags.0 | right.flags.0) & HiddenFlags::UFFD & !unknown != 0 {
+        return MergeVerdict::AskKernel;
+    }
     if !contiguous && unknown & unknown::PGOFF == 0 {
         return MergeVerdict::Separate;
     }
@@ -1606,6 +1644,11 @@ fn mprotect_vma(vma: &mut Vma, wanted: Perms) {
         vma.set_flag(HiddenFlags::ACCOUNT, None);
     }
     vma.mapping.perms = new;
+}
+
+/// The VMA flags of a UFFDIO_REGISTER mode (MISSING 1, WP 2, MINOR 4).
+fn uffd_flags(mode: u64) -> u32 {
+    ((mode & 7) as u32) << HiddenFlags::UFFD_MISSING.trailing_zeros()
 }
 
 fn perms_from_prot(prot: u64) -> Perms {
@@ -2358,6 +2401,108 @@ mod tests {
         let mut kernel = Kernel(vec![mapping((0, 3), "rw-p", 0, 0, "[heap]")]);
         s.refresh_growing_mappings(&mut kernel);
         assert_eq!(lines(&s), table(&[(0, 3, "rw-p", 0, 0, "[heap]")]));
+    }
+
+    // userfaultfd
+
+    fn uffd_register(page: u64, pages: u64, mode: u64) -> Call {
+        Call::UffdRegister {
+            fd: 3,
+            start: at(page),
+            len: pages * P,
+            mode,
+        }
+    }
+
+    fn uffd_unregister(page: u64, pages: u64) -> Call {
+        Call::UffdUnregister {
+            fd: 3,
+            start: at(page),
+            len: pages * P,
+        }
+    }
+
+    const UFFD_MISSING: u64 = 1;
+    const UFFD_WP: u64 = 2;
+
+    #[test]
+    fn userfaultfd_registration_splits_and_unregistration_merges_back() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
+        s.apply(
+            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
+            at(0) as i64,
+            &mut kernel,
+        );
+        let split = table(&[
+            (0, 1, "rw-s", 0, 0x9, "/dev/zero (deleted)"),
+            (1, 3, "rw-s", 0x1000, 0x9, "/dev/zero (deleted)"),
+            (3, 4, "rw-s", 0x3000, 0x9, "/dev/zero (deleted)"),
+        ]);
+        run(&mut s, &[(uffd_register(1, 2, UFFD_MISSING), OK)]);
+        assert_eq!(lines(&s), split);
+        run(
+            &mut s,
+            &[
+                // Registered already with that mode: skipped, no split.
+                (uffd_register(2, 1, UFFD_MISSING), OK),
+                // Refused before any VMA changed.
+                (uffd_register(0, 4, UFFD_WP), EINVAL_RET),
+            ],
+        );
+        assert_eq!(lines(&s), split);
+        // Another mode replaces the flags of the part it covers.
+        run(&mut s, &[(uffd_register(2, 1, UFFD_WP), OK)]);
+        assert_eq!(lines(&s).len(), 4);
+        run(&mut s, &[(uffd_unregister(0, 4), OK)]);
+        assert_eq!(
+            lines(&s),
+            table(&[(0, 4, "rw-s", 0, 0x9, "/dev/zero (deleted)")])
+        );
+    }
+
+    #[test]
+    fn equal_userfaultfd_registrations_merge_only_when_the_kernel_says_so() {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
+        s.apply(
+            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
+            at(0) as i64,
+            &mut kernel,
+        );
+        run(
+            &mut s,
+            &[
+                (uffd_register(1, 1, UFFD_MISSING), OK),
+                (uffd_register(2, 1, UFFD_MISSING), OK),
+            ],
+        );
+        // Two descriptors of one userfaultfd, or two userfaultfds: only the kernel knows.
+        assert_eq!(lines(&s).len(), 4);
+        let mut kernel = Kernel(vec![
+            mapping((0, 1), "rw-s", 0, 0x9, "/dev/zero (deleted)"),
+            mapping((1, 3), "rw-s", 0x1000, 0x9, "/dev/zero (deleted)"),
+            mapping((3, 4), "rw-s", 0x3000, 0x9, "/dev/zero (deleted)"),
+        ]);
+        s.refresh_growing_mappings(&mut kernel);
+        assert_eq!(lines(&s).len(), 3);
+    }
+
+    #[test]
+    fn a_moved_userfaultfd_registration_is_no_longer_known() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, RW), at(0) as i64),
+                (uffd_register(0, 2, UFFD_MISSING), OK),
+                (
+                    mremap(at(0), 2, 2, MREMAP_MAYMOVE | MREMAP_FIXED, at(8)),
+                    at(8) as i64,
+                ),
+            ],
+        );
+        assert_eq!(vma(&s, 8).flag(HiddenFlags::UFFD_MISSING), None);
     }
 
     // madvise

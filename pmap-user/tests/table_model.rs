@@ -194,6 +194,12 @@ enum Op {
         page: u64,
         pages: u64,
     },
+    /// UFFDIO_REGISTER with `mode` (MISSING 1, WP 2), or UFFDIO_UNREGISTER when `mode` is 0.
+    Userfaultfd {
+        page: u64,
+        pages: u64,
+        mode: u64,
+    },
     /// mremap of `pages` at `page` to `new_pages`, in place (`to` None) or to a fixed place.
     Mremap {
         page: u64,
@@ -230,6 +236,7 @@ fn op() -> impl Strategy<Value = Op> {
             page,
             pages: pages.min(PAGES - page),
         }),
+        2 => (range(), 0..3u64).prop_map(|((page, pages), mode)| Op::Userfaultfd { page, pages, mode }),
         3 => (range(), 1..6u64, proptest::option::of(0..PAGES)).prop_map(
             |((page, pages), new_pages, to)| Op::Mremap { page, pages, new_pages, to }
         ),
@@ -362,6 +369,31 @@ fn step(model: &mut Model, op: &Op) -> (Call, i64) {
                 model.pages.get_mut(&p).expect("mapped").sealed = true;
             }
             (call, 0)
+        }
+        Op::Userfaultfd { page, pages, mode } => {
+            let (start, len) = (addr(page), pages * PAGE_SIZE);
+            let call = if mode == 0 {
+                Call::UffdUnregister { fd: 3, start, len }
+            } else {
+                Call::UffdRegister {
+                    fd: 3,
+                    start,
+                    len,
+                    mode,
+                }
+            };
+            // Registration changes no printed attribute; regular files cannot be registered,
+            // and the calls check the whole range first.
+            let ret = if !model.mapped(page, page + pages) {
+                ENOMEM
+            } else if (page..page + pages)
+                .any(|p| matches!(model.pages[&p].object, Object::File(_)))
+            {
+                EINVAL
+            } else {
+                0
+            };
+            (call, ret)
         }
         Op::Mremap {
             page,

@@ -5,6 +5,7 @@
  *   workloads brk     MS        sbrk(+64 KiB) + write its first page + sbrk(-64 KiB)
  *   workloads malloc  MS        malloc/free churn over 4096 live blocks of 16 B..1 MiB
  *   workloads getppid MS        getppid() (an untraced syscall, for the bystander test)
+ *   workloads ioctl   MS        ioctl(FIONREAD) on a pipe (an ioctl pmap-trace filters out)
  *   workloads rate    CALLS MS  paced mmap(4 KiB) + munmap pairs at CALLS calls/s (0: flat out)
  *   workloads maps    N         make N mappings, say READY on stderr, then wait for a signal
  *
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -124,6 +126,17 @@ static void malloc_once(void)
 static void getppid_once(void)
 {
 	syscall(SYS_getppid);
+}
+
+/* --- ioctl: a bystander's ioctls (pmap-trace's program runs on every ioctl exit) ------------ */
+
+static int ioctl_fd = -1;
+
+static void ioctl_once(void)
+{
+	int unread;
+	if (ioctl(ioctl_fd, FIONREAD, &unread) != 0)
+		die("ioctl(FIONREAD)");
 }
 
 /* --- the timed loop -------------------------------------------------------------------------- */
@@ -229,12 +242,19 @@ int main(int argc, char **argv)
 		timed(malloc_once, 1024, number(argv[2]));
 	else if (argc == 3 && !strcmp(argv[1], "getppid"))
 		timed(getppid_once, 256, number(argv[2]));
+	else if (argc == 3 && !strcmp(argv[1], "ioctl")) {
+		int fds[2];
+		if (pipe(fds) != 0)
+			die("pipe");
+		ioctl_fd = fds[0];
+		timed(ioctl_once, 256, number(argv[2]));
+	}
 	else if (argc == 4 && !strcmp(argv[1], "rate"))
 		rate(number(argv[2]), number(argv[3]));
 	else if (argc == 3 && !strcmp(argv[1], "maps"))
 		maps(number(argv[2]));
 	else {
-		fprintf(stderr, "usage: workloads mmap|brk|malloc|getppid MS | rate CALLS_PER_SEC MS | maps N\n");
+		fprintf(stderr, "usage: workloads mmap|brk|malloc|getppid|ioctl MS | rate CALLS_PER_SEC MS | maps N\n");
 		return 2;
 	}
 	return 0;

@@ -29,30 +29,6 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::process::{cargo, find_in_path, is_root, probe, run_cmd, run_cmd_ok, workspace_root};
 
-/// The syscalls pmap-trace attaches `sys_exit_*` tracepoints to (pmap-common's
-/// `TRACED_SYSCALLS`); the bpftrace script uses the same ones that exist on this kernel.
-const TRACED_SYSCALLS: &[&str] = &[
-    "mmap",
-    "mprotect",
-    "munmap",
-    "brk",
-    "mremap",
-    "madvise",
-    "shmat",
-    "shmdt",
-    "mlock",
-    "munlock",
-    "mlockall",
-    "munlockall",
-    "prctl",
-    "remap_file_pages",
-    "mbind",
-    "mlock2",
-    "pkey_mprotect",
-    "map_shadow_stack",
-    "mseal",
-];
-
 const RESULTS_BEGIN: &str = "<!-- BEGIN RESULTS: written by `cargo xtask bench --write` -->";
 const RESULTS_END: &str = "<!-- END RESULTS -->";
 
@@ -197,6 +173,8 @@ struct Env {
     /// bpftrace script for launch mode (filters on `cpid`) and for a running PID (`$1`).
     bt_launch: PathBuf,
     bt_pid: PathBuf,
+    /// bpftrace programs on the same tracepoints that do nothing but compare the PID.
+    bt_floor: PathBuf,
     bt_script: String,
     versions: Vec<(String, String)>,
 }
@@ -222,8 +200,10 @@ impl Env {
         let bpftrace = ensure_tool("bpftrace", "bpftrace");
         let strace = ensure_tool("strace", "strace");
 
-        let probes: Vec<String> = TRACED_SYSCALLS
+        // The same tracepoints as pmap-trace, where this kernel has them.
+        let probes: Vec<String> = pmap_common::TRACED_SYSCALLS
             .iter()
+            .map(|&(name, _)| name)
             .filter(|name| {
                 Path::new(&format!(
                     "/sys/kernel/tracing/events/syscalls/sys_exit_{name}"
@@ -243,8 +223,25 @@ impl Env {
         };
         let bt_launch = bench_dir.join("launch.bt");
         let bt_pid = bench_dir.join("pid.bt");
+        let bt_floor = bench_dir.join("floor.bt");
         fs::write(&bt_launch, bt("pid == cpid"))?;
         fs::write(&bt_pid, bt("pid == $1"))?;
+        // Programs that only compare the PID: what attaching to these tracepoints costs before
+        // any work is done, the floor under every design that hooks them.
+        fs::write(
+            &bt_floor,
+            format!(
+                "{}
+/pid == cpid/
+{{
+}}
+",
+                probes.join(
+                    ",
+"
+                )
+            ),
+        )?;
 
         let first_line = |cmd: &mut Command| {
             probe(cmd)
@@ -289,6 +286,7 @@ impl Env {
             strace,
             bt_launch,
             bt_pid,
+            bt_floor,
             bt_script: bt("pid == cpid"),
             versions,
         })
@@ -931,16 +929,19 @@ enum Tracer {
     /// `--no-events --sites 10`: every growth call carries its registers and stack, unwound and
     /// attributed by pmap-trace.
     PmapSites,
+    /// Empty programs (a PID compare) on the same tracepoints: the cost of the hook alone.
+    Floor,
     Bpftrace,
     Strace,
 }
 
 impl Tracer {
-    const ALL: [Tracer; 6] = [
+    const ALL: [Tracer; 7] = [
         Tracer::None,
         Tracer::PmapNoEvents,
         Tracer::PmapEvents,
         Tracer::PmapSites,
+        Tracer::Floor,
         Tracer::Bpftrace,
         Tracer::Strace,
     ];
@@ -951,6 +952,7 @@ impl Tracer {
             Tracer::PmapNoEvents => "pmap-trace --no-events",
             Tracer::PmapEvents => "pmap-trace, events to /dev/null",
             Tracer::PmapSites => "pmap-trace --sites (stacks on)",
+            Tracer::Floor => "empty programs, same tracepoints (floor)",
             Tracer::Bpftrace => "bpftrace (ustack)",
             Tracer::Strace => "strace -f -e trace=%memory",
         }
@@ -958,7 +960,7 @@ impl Tracer {
 
     fn tool(self, env: &Env) -> Option<&Tool> {
         match self {
-            Tracer::Bpftrace => Some(&env.bpftrace),
+            Tracer::Bpftrace | Tracer::Floor => Some(&env.bpftrace),
             Tracer::Strace => Some(&env.strace),
             _ => None,
         }
@@ -978,15 +980,19 @@ impl Tracer {
                 cmd.args(["-o", "/dev/null", "--"]).arg(&argv[0]);
                 cmd
             }
-            Tracer::Bpftrace => {
+            Tracer::Bpftrace | Tracer::Floor => {
                 // bpftrace -c splits its argument on spaces, with no quoting.
                 if argv.iter().any(|arg| arg.contains(char::is_whitespace)) {
                     bail!("bpftrace -c cannot run a command whose paths contain spaces");
                 }
                 let mut cmd = Command::new(env.bpftrace.as_ref().map_err(|e| anyhow!("{e}"))?);
-                cmd.args(["-o", "/dev/null", "-c"])
-                    .arg(argv.join(" "))
-                    .arg(&env.bt_launch);
+                cmd.args(["-o", "/dev/null", "-c"]).arg(argv.join(" ")).arg(
+                    if self == Tracer::Floor {
+                        &env.bt_floor
+                    } else {
+                        &env.bt_launch
+                    },
+                );
                 return Ok(cmd);
             }
             Tracer::Strace => {
@@ -1539,9 +1545,43 @@ impl Bystander {
     }
 }
 
+/// What the process that is not traced does.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum BystanderLoop {
+    /// A syscall no tracer hooks: only the syscall slow path that any attached syscall
+    /// tracepoint turns on for every task.
+    Getppid,
+    /// mmap + munmap, whose tracepoints run the tracer's program (which finds no target).
+    Mmap,
+    /// ioctl, whose tracepoint pmap-trace hooks for userfaultfd registrations.
+    Ioctl,
+}
+
+impl BystanderLoop {
+    const ALL: [BystanderLoop; 3] = [
+        BystanderLoop::Getppid,
+        BystanderLoop::Mmap,
+        BystanderLoop::Ioctl,
+    ];
+
+    fn mode(self) -> &'static str {
+        match self {
+            BystanderLoop::Getppid => "getppid",
+            BystanderLoop::Mmap => "mmap",
+            BystanderLoop::Ioctl => "ioctl",
+        }
+    }
+}
+
 #[derive(Default)]
 struct BystanderResults {
-    samples: BTreeMap<Bystander, Vec<f64>>,
+    samples: BTreeMap<(Bystander, BystanderLoop), Vec<f64>>,
+}
+
+impl BystanderResults {
+    fn median(&self, which: Bystander, load: BystanderLoop) -> Option<f64> {
+        self.samples.get(&(which, load)).and_then(|v| median(v))
+    }
 }
 
 /// Starts a tracer on `sleeper` and waits until it is live.
@@ -1578,7 +1618,8 @@ fn start_tracer(env: &Env, which: Bystander, sleeper: i32) -> Result<Option<Guar
 
 fn bystander(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
     println!(
-        "\n==> a process that is not traced: a getppid loop while a tracer watches an idle process"
+        "\n==> a process that is not traced: getppid, mmap and ioctl loops while a tracer watches \
+         an idle process"
     );
     let sleeper = Guarded::spawn(
         Command::new("sleep")
@@ -1594,24 +1635,44 @@ fn bystander(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
         for i in 0..configs.len() {
             check_interrupted()?;
             let which = configs[(i + round) % configs.len()];
-            let ns = quietly("getppid loop", || {
+            let per_loop = quietly("bystander loops", || {
                 let tracer = start_tracer(env, which, sleeper.pid())?;
-                let result = run_workload(
-                    Command::new(&env.workloads).args(["getppid", &plan.bystander_ms.to_string()]),
-                );
+                let mut per_loop = Vec::new();
+                for load in BystanderLoop::ALL {
+                    let result = run_workload(
+                        Command::new(&env.workloads)
+                            .args([load.mode(), &plan.bystander_ms.to_string()]),
+                    );
+                    per_loop.push((load, result));
+                }
                 if let Some(tracer) = tracer {
                     tracer.stop(which.label())?;
                 }
-                Ok(result.context("getppid loop")?.0["ns_per_iter"])
+                per_loop
+                    .into_iter()
+                    .map(|(load, result)| {
+                        let ns = result.with_context(|| format!("{} loop", load.mode()))?.0
+                            ["ns_per_iter"];
+                        Ok((load, ns))
+                    })
+                    .collect::<Result<Vec<_>>>()
             })?;
-            println!(
-                "[round {}/{}] getppid, {:<36} {}/call",
-                round + 1,
-                plan.rounds,
-                which.label(),
-                format_ns(ns)
-            );
-            report.bystander.samples.entry(which).or_default().push(ns);
+            for (load, ns) in per_loop {
+                println!(
+                    "[round {}/{}] {:<8} {:<36} {}/iteration",
+                    round + 1,
+                    plan.rounds,
+                    load.mode(),
+                    which.label(),
+                    format_ns(ns)
+                );
+                report
+                    .bystander
+                    .samples
+                    .entry((which, load))
+                    .or_default()
+                    .push(ns);
+            }
         }
     }
     Ok(())
@@ -1889,25 +1950,39 @@ impl Report {
         // Bystander.
         let _ = writeln!(
             out,
-            "\n### A process that is not traced\n\nA `getppid` loop (not a traced call, not a \
-             traced process) while a tracer watches an idle `sleep`; median ns per call.\n"
+            "\n### A process that is not traced\n\nLoops of a process that is not traced, while a \
+             tracer watches an idle `sleep`; median ns per iteration: `getppid` (a syscall no \
+             tracer hooks), the `mmap 64K + touch + munmap` loop (hooked calls of another \
+             process), `ioctl(FIONREAD)` on a pipe (an ioctl pmap-trace's program filters \
+             out).\n"
         );
-        let alone = self
+        let mut table = Table::new([
+            "",
+            "getppid",
+            "ratio",
+            "mmap loop",
+            "ratio",
+            "ioctl",
+            "ratio",
+        ]);
+        let tracers: std::collections::BTreeSet<Bystander> = self
             .bystander
             .samples
-            .get(&Bystander::Alone)
-            .and_then(|v| median(v));
-        let mut table = Table::new(["", "getppid", "ratio"]);
-        for (which, samples) in &self.bystander.samples {
-            let ns = median(samples);
-            table.row(vec![
-                which.label().into(),
-                ns.map_or("n/a".into(), format_ns),
-                match (ns, alone) {
+            .keys()
+            .map(|&(which, _)| which)
+            .collect();
+        for which in tracers {
+            let mut row = vec![which.label().to_string()];
+            for load in BystanderLoop::ALL {
+                let ns = self.bystander.median(which, load);
+                let alone = self.bystander.median(Bystander::Alone, load);
+                row.push(ns.map_or("n/a".into(), format_ns));
+                row.push(match (ns, alone) {
                     (Some(ns), Some(alone)) => format_ratio(ns / alone),
                     _ => "n/a".into(),
-                },
-            ]);
+                });
+            }
+            table.row(row);
         }
         out.push_str(&table.render());
 
@@ -1954,16 +2029,27 @@ impl Report {
     fn targets(&self) -> Vec<(String, String, Option<bool>)> {
         let mut targets = Vec::new();
         let overhead = |r: f64| (r - 1.0) * 100.0;
-        for tracer in [Tracer::PmapEvents, Tracer::PmapNoEvents] {
+        // What the hook costs with programs that do nothing: no design on these tracepoints
+        // can go below it.
+        let floor = self.ratio(Workload::Mmap, Tracer::Floor);
+        let floor_text = floor.map_or(String::new(), |f| {
+            format!(
+                "; empty programs on the same tracepoints: {:+.1} %",
+                overhead(f)
+            )
+        });
+        for tracer in [Tracer::PmapEvents, Tracer::PmapNoEvents, Tracer::PmapSites] {
             let ratio = self.ratio(Workload::Mmap, tracer);
             targets.push((
                 format!("mmap loop ≤ +10 % ({})", tracer.label()),
-                ratio.map_or("n/a".into(), |r| format!("{:+.1} %", overhead(r))),
+                ratio.map_or("n/a".into(), |r| {
+                    format!("{:+.1} %{floor_text}", overhead(r))
+                }),
                 ratio.map(|r| r <= 1.10),
             ));
         }
         let bpftrace = self.ratio(Workload::Mmap, Tracer::Bpftrace);
-        for tracer in [Tracer::PmapEvents, Tracer::PmapNoEvents] {
+        for tracer in [Tracer::PmapEvents, Tracer::PmapNoEvents, Tracer::PmapSites] {
             let ours = self.ratio(Workload::Mmap, tracer);
             let (measured, met) = match (ours, bpftrace) {
                 (Some(ours), Some(bt)) if bt > 1.0 => (
@@ -2002,22 +2088,16 @@ impl Report {
             // The rate counts only if the traced loop really made it (within 2 %).
             at_target.map(|r| r.lost == 0 && r.achieved >= 0.98 * TARGET_RATE as f64),
         ));
-        let alone = self
-            .bystander
-            .samples
-            .get(&Bystander::Alone)
-            .and_then(|v| median(v));
-        let with = self
-            .bystander
-            .samples
-            .get(&Bystander::PmapTrace)
-            .and_then(|v| median(v));
-        let ratio = alone.zip(with).map(|(a, w)| w / a);
-        targets.push((
-            "untraced process slowed < 2 % (getppid loop)".into(),
-            ratio.map_or("n/a".into(), |r| format!("{:+.1} %", overhead(r))),
-            ratio.map(|r| r < 1.02),
-        ));
+        for load in BystanderLoop::ALL {
+            let alone = self.bystander.median(Bystander::Alone, load);
+            let with = self.bystander.median(Bystander::PmapTrace, load);
+            let ratio = alone.zip(with).map(|(a, w)| w / a);
+            targets.push((
+                format!("untraced process slowed < 2 % ({} loop)", load.mode()),
+                ratio.map_or("n/a".into(), |r| format!("{:+.1} %", overhead(r))),
+                ratio.map(|r| r < 1.02),
+            ));
+        }
         let d = &self.dumps;
         let attach = median(&d.attach);
         let pmap = median(&d.pmap);

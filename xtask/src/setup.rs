@@ -13,7 +13,7 @@ const BPF_LINKER_VERSION: &str = "0.10.0";
 pub fn run() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
-    pmap()?;
+    packages()?;
     Ok(())
 }
 
@@ -86,10 +86,58 @@ fn bpf_linker_version() -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The integration tests check pmap-trace's dumps against procps' `pmap`.
-fn pmap() -> Result<()> {
-    if find_in_path("pmap").is_some() {
-        println!("setup: pmap (procps): already installed");
+/// A program the integration tests run, and the Debian package that installs it.
+struct Needed {
+    /// Found on PATH by name, or at this exact path when it starts with `/`.
+    program: &'static str,
+    package: &'static str,
+    why: &'static str,
+}
+
+/// What the integration tests run besides pmap-trace: the reference `pmap`, and real programs
+/// nobody here wrote, traced under load (Debian's own python3, not another one PATH may find
+/// first; a multi-threaded redis driven by redis-benchmark).
+const NEEDED: &[Needed] = &[
+    Needed {
+        program: "pmap",
+        package: "procps",
+        why: "the reference every dump is compared with",
+    },
+    Needed {
+        program: "/usr/bin/python3",
+        package: "python3",
+        why: "a real program traced while it imports",
+    },
+    Needed {
+        program: "redis-server",
+        package: "redis-server",
+        why: "a real multi-threaded server traced under load",
+    },
+    Needed {
+        program: "redis-benchmark",
+        package: "redis-tools",
+        why: "the load on that server",
+    },
+];
+
+fn installed(program: &str) -> bool {
+    if program.starts_with('/') {
+        std::path::Path::new(program).is_file()
+    } else {
+        find_in_path(program).is_some()
+    }
+}
+
+/// Installs the packages of the programs that are missing, all in one apt-get run.
+fn packages() -> Result<()> {
+    let missing: Vec<&Needed> = NEEDED.iter().filter(|n| !installed(n.program)).collect();
+    for needed in NEEDED.iter().filter(|n| installed(n.program)) {
+        println!(
+            "setup: {} ({}): already installed",
+            needed.program, needed.package
+        );
+    }
+    if missing.is_empty() {
         return Ok(());
     }
     let apt_get = |args: &[&str]| -> Result<Command> {
@@ -97,17 +145,27 @@ fn pmap() -> Result<()> {
         cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         Ok(cmd)
     };
-    let install = ["install", "-y", "--no-install-recommends", "procps"];
+    let mut install = vec!["install", "-y", "--no-install-recommends"];
+    install.extend(missing.iter().map(|n| n.package));
     // An empty or stale package list is what makes the install fail; refreshing it is a network
-    // round trip, so it happens only when the list does not know procps or the install failed.
-    let listed = probe(Command::new("apt-cache").args(["show", "procps"])).is_some();
+    // round trip, so it happens only when the list does not know a package or the install failed.
+    let listed = missing
+        .iter()
+        .all(|n| probe(Command::new("apt-cache").args(["show", n.package])).is_some());
     if !(listed && run_cmd(&mut apt_get(&install)?)?.success()) {
         run_cmd_ok(&mut apt_get(&["update"])?)?;
         run_cmd_ok(&mut apt_get(&install)?)?;
     }
-    if find_in_path("pmap").is_none() {
-        bail!("installed procps, but `pmap` is still not on PATH");
+    for needed in missing {
+        if !installed(needed.program) {
+            bail!(
+                "installed {}, but `{}` ({}) is still not there",
+                needed.package,
+                needed.program,
+                needed.why
+            );
+        }
+        println!("setup: {} ({}): installed", needed.program, needed.package);
     }
-    println!("setup: pmap (procps): installed");
     Ok(())
 }

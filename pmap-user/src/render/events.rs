@@ -196,6 +196,11 @@ const MREMAP: &[(u64, &str)] = &[
 ];
 const MLOCKALL: &[(u64, &str)] = &[(1, "MCL_CURRENT"), (2, "MCL_FUTURE"), (4, "MCL_ONFAULT")];
 const MLOCK2: &[(u64, &str)] = &[(1, "MLOCK_ONFAULT")];
+const UFFDIO_REGISTER_MODE: &[(u64, &str)] = &[
+    (1, "UFFDIO_REGISTER_MODE_MISSING"),
+    (2, "UFFDIO_REGISTER_MODE_WP"),
+    (4, "UFFDIO_REGISTER_MODE_MINOR"),
+];
 const SHMAT: &[(u64, &str)] = &[
     (0o10000, "SHM_RDONLY"),
     (0o20000, "SHM_RND"),
@@ -439,6 +444,22 @@ fn args_text(call: &Call, context: &EventContext) -> String {
             len,
             flags,
         } => format!("{}, {}, {flags:#x}", addr(a), size(len)),
+        Call::UffdRegister {
+            fd,
+            start,
+            len,
+            mode,
+        } => format!(
+            "{fd}, UFFDIO_REGISTER, {{range={{start={}, len={}}}, mode={}}}",
+            addr(start),
+            size(len),
+            joined(flag_names(mode, UFFDIO_REGISTER_MODE), "0")
+        ),
+        Call::UffdUnregister { fd, start, len } => format!(
+            "{fd}, UFFDIO_UNREGISTER, {{start={}, len={}}}",
+            addr(start),
+            size(len)
+        ),
     }
 }
 
@@ -552,6 +573,17 @@ fn args_json(call: &Call, context: &EventContext) -> Value {
             json!({ "addr": addr, "size": size, "flags": flags })
         }
         Call::Mseal { addr, len, flags } => json!({ "addr": addr, "len": len, "flags": flags }),
+        Call::UffdRegister {
+            fd,
+            start,
+            len,
+            mode,
+        } => json!({
+            "fd": fd, "request": "UFFDIO_REGISTER", "start": start, "len": len, "mode": mode,
+        }),
+        Call::UffdUnregister { fd, start, len } => {
+            json!({ "fd": fd, "request": "UFFDIO_UNREGISTER", "start": start, "len": len })
+        }
     }
 }
 

@@ -3,52 +3,92 @@
 //! current from events long after the process is gone.
 
 pub mod diff;
+pub mod digits;
 pub mod events;
 pub mod json;
 pub mod pmap;
 pub mod smaps;
 
-use std::io::{self, Write};
-
 use crate::table::Mapping;
+use digits::{dec_len, hex_len, push_dec, push_hex};
 
 /// What the kernel pads the fixed columns of a `/proc/PID/maps` line to before the path column
 /// (`25 + sizeof(void *) * 6 - 1` in `show_vma_header_prefix`).
 pub(crate) const MAPS_NAME_COLUMN: usize = 72;
 
-/// Writes `mapping` as its line of `/proc/PID/maps`, newline included, byte for byte as the
-/// kernel prints it.
-pub fn write_maps_line(out: &mut impl Write, mapping: &Mapping) -> io::Result<()> {
-    let p = mapping.perms;
-    let flag = |on: bool, c: char| if on { c } else { '-' };
-    let fixed = format!(
-        "{:08x}-{:08x} {}{}{}{} {:08x} {:02x}:{:02x} {} ",
-        mapping.start,
-        mapping.end,
-        flag(p.read, 'r'),
-        flag(p.write, 'w'),
-        flag(p.exec, 'x'),
-        if p.shared { 's' } else { 'p' },
-        mapping.offset,
-        mapping.device.major,
-        mapping.device.minor,
-        mapping.inode,
-    );
-    out.write_all(fixed.as_bytes())?;
-    if !mapping.name.is_empty() {
-        // The kernel pads only when there is a name, then adds one more space: a line whose fixed
-        // part is already wider than the column gets a second space after the inode's.
-        let pad = MAPS_NAME_COLUMN.saturating_sub(fixed.len()) + 1;
-        out.write_all(&b" ".repeat(pad))?;
-        out.write_all(&mapping.name)?;
-    }
-    out.write_all(b"\n")
+/// Length of the fixed columns of `mapping`'s maps line, including the space after the inode.
+fn maps_fixed_len(mapping: &Mapping) -> usize {
+    let hex8 = |v: u64| hex_len(v).max(8);
+    let hex2 = |v: u32| hex_len(v.into()).max(2);
+    hex8(mapping.start)
+        + 1
+        + hex8(mapping.end)
+        + 6
+        + hex8(mapping.offset)
+        + 1
+        + hex2(mapping.device.major)
+        + 1
+        + hex2(mapping.device.minor)
+        + 1
+        + dec_len(mapping.inode)
+        + 1
 }
 
-/// The `/proc/PID/maps` line of `mapping`, as [`write_maps_line`] writes it.
+/// Spaces the kernel puts between the fixed columns and a name. It pads only when there is a
+/// name, then adds one more space: a line whose fixed part is already wider than the column
+/// gets a second space after the inode's.
+fn maps_name_pad(fixed_len: usize) -> usize {
+    MAPS_NAME_COLUMN.saturating_sub(fixed_len) + 1
+}
+
+/// Length of `mapping`'s `/proc/PID/maps` line, newline included, without building it.
+pub fn maps_line_len(mapping: &Mapping) -> usize {
+    let fixed = maps_fixed_len(mapping);
+    let name = if mapping.name.is_empty() {
+        0
+    } else {
+        maps_name_pad(fixed) + mapping.name.len()
+    };
+    fixed + name + 1
+}
+
+/// Appends `mapping`'s line of `/proc/PID/maps`, newline included, byte for byte as the kernel
+/// prints it.
+pub fn push_maps_line(out: &mut Vec<u8>, mapping: &Mapping) {
+    let line_start = out.len();
+    let p = mapping.perms;
+    let flag = |on: bool, c: u8| if on { c } else { b'-' };
+    push_hex(out, mapping.start, 8);
+    out.push(b'-');
+    push_hex(out, mapping.end, 8);
+    out.extend_from_slice(&[
+        b' ',
+        flag(p.read, b'r'),
+        flag(p.write, b'w'),
+        flag(p.exec, b'x'),
+        if p.shared { b's' } else { b'p' },
+        b' ',
+    ]);
+    push_hex(out, mapping.offset, 8);
+    out.push(b' ');
+    push_hex(out, mapping.device.major.into(), 2);
+    out.push(b':');
+    push_hex(out, mapping.device.minor.into(), 2);
+    out.push(b' ');
+    push_dec(out, mapping.inode, 0);
+    out.push(b' ');
+    if !mapping.name.is_empty() {
+        let fixed_len = out.len() - line_start;
+        out.resize(out.len() + maps_name_pad(fixed_len), b' ');
+        out.extend_from_slice(&mapping.name);
+    }
+    out.push(b'\n');
+}
+
+/// The `/proc/PID/maps` line of `mapping`, as [`push_maps_line`] writes it.
 pub fn maps_line(mapping: &Mapping) -> Vec<u8> {
-    let mut line = Vec::with_capacity(MAPS_NAME_COLUMN + 1 + mapping.name.len() + 1);
-    write_maps_line(&mut line, mapping).expect("writing to a Vec cannot fail");
+    let mut line = Vec::with_capacity(maps_line_len(mapping));
+    push_maps_line(&mut line, mapping);
     line
 }
 
@@ -115,6 +155,34 @@ mod tests {
             "{line:?}"
         );
         assert_eq!(line.find("[x]"), Some(73));
+    }
+
+    #[test]
+    fn the_length_is_that_of_the_line() {
+        let names: [&[u8]; 3] = [b"", b"[heap]", b"/usr/lib/x86_64-linux-gnu/libc.so.6"];
+        for (start, end, offset, dev, inode) in [
+            (0x1000, 0x2000, 0, (0, 0), 0),
+            (0x7f0000000000, 0x7f0000001000, 0x1234, (0xfe, 1), 247003),
+            (
+                0x10000000,
+                0x100000000,
+                0xffffffff,
+                (0x100, 0xfffff),
+                99999999,
+            ),
+            (
+                u64::MAX - 0xfff,
+                u64::MAX,
+                u64::MAX,
+                (u32::MAX, u32::MAX),
+                u64::MAX,
+            ),
+        ] {
+            for name in names {
+                let m = mapping(start, end, "rw-p", offset, dev, inode, name);
+                assert_eq!(maps_line_len(&m), maps_line(&m).len(), "{m:?}");
+            }
+        }
     }
 
     #[test]

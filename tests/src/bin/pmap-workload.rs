@@ -276,25 +276,26 @@ fn threads_mapping(threads: usize) {
     checkpoint();
 }
 
-/// Splits a mapping with a call pmap-trace does not trace (userfaultfd registration sets a VMA
-/// flag, so the registered middle becomes a mapping of its own), stops, and exits when continued.
-fn untraced_split() {
-    const UFFDIO_API: libc::c_ulong = 0xC018_AA3F;
-    const UFFDIO_REGISTER: libc::c_ulong = 0xC020_AA00;
-    const UFFD_API: u64 = 0xAA;
-    const REGISTER_MODE_MISSING: u64 = 1;
-    wait_for_go();
-    // SAFETY: a fresh anonymous mapping and a userfaultfd registered on its middle page; the
-    // structs are the kernel's uffdio_api and uffdio_register.
+const UFFDIO_API: libc::c_ulong = 0xC018_AA3F;
+const UFFDIO_REGISTER: libc::c_ulong = 0xC020_AA00;
+const UFFDIO_UNREGISTER: libc::c_ulong = 0x8010_AA01;
+const UFFD_API: u64 = 0xAA;
+const REGISTER_MODE_MISSING: u64 = 1;
+const REGISTER_MODE_MINOR: u64 = 4;
+
+/// A fresh anonymous mapping of `pages` pages and a userfaultfd, handshaken.
+fn mapping_and_userfaultfd(pages: u64) -> (u64, libc::c_int) {
+    // SAFETY: plain syscalls; the struct is the kernel's uffdio_api.
     unsafe {
         let base = libc::mmap(
             std::ptr::null_mut(),
-            3 * PAGE as usize,
+            (pages * PAGE) as usize,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
-        ) as u64;
+        );
+        assert_ne!(base, libc::MAP_FAILED);
         let uffd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) as libc::c_int;
         assert!(
             uffd >= 0,
@@ -303,9 +304,56 @@ fn untraced_split() {
         );
         let mut api = [UFFD_API, 0, 0];
         assert_eq!(libc::ioctl(uffd, UFFDIO_API, api.as_mut_ptr()), 0);
-        let mut register = [base + PAGE, PAGE, REGISTER_MODE_MISSING, 0];
-        assert_eq!(libc::ioctl(uffd, UFFDIO_REGISTER, register.as_mut_ptr()), 0);
+        (base as u64, uffd)
     }
+}
+
+/// UFFDIO_REGISTER of `[start, start + len)`; the ioctl's result (0 or -1).
+fn uffd_register(uffd: libc::c_int, start: u64, len: u64, mode: u64) -> libc::c_int {
+    let mut register = [start, len, mode, 0];
+    // SAFETY: the struct is the kernel's uffdio_register.
+    unsafe { libc::ioctl(uffd, UFFDIO_REGISTER, register.as_mut_ptr()) }
+}
+
+fn uffd_unregister(uffd: libc::c_int, start: u64, len: u64) {
+    let mut range = [start, len];
+    // SAFETY: the struct is the kernel's uffdio_range.
+    assert_eq!(
+        unsafe { libc::ioctl(uffd, UFFDIO_UNREGISTER, range.as_mut_ptr()) },
+        0
+    );
+}
+
+/// Userfaultfd registrations, which split and merge VMAs as flag changes do, with a checkpoint
+/// after each step: a middle registered; a refused mode (MINOR on private anonymous memory);
+/// part unregistered; all unregistered.
+fn userfaultfd() {
+    wait_for_go();
+    let (base, uffd) = mapping_and_userfaultfd(4);
+    assert_eq!(
+        uffd_register(uffd, base + PAGE, 2 * PAGE, REGISTER_MODE_MISSING),
+        0
+    );
+    checkpoint();
+    assert_eq!(uffd_register(uffd, base, 4 * PAGE, REGISTER_MODE_MINOR), -1);
+    uffd_unregister(uffd, base + 2 * PAGE, PAGE);
+    checkpoint();
+    uffd_unregister(uffd, base, 4 * PAGE);
+    checkpoint();
+}
+
+/// Changes the mappings in a way pmap-trace does not see: a userfaultfd registered on the
+/// middle of a mapping (traced: the middle becomes a mapping of its own) is closed, and the
+/// kernel, releasing it, merges the three again. Stops, and exits when continued.
+fn untraced_merge() {
+    wait_for_go();
+    let (base, uffd) = mapping_and_userfaultfd(3);
+    assert_eq!(
+        uffd_register(uffd, base + PAGE, PAGE, REGISTER_MODE_MISSING),
+        0
+    );
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(uffd) };
     checkpoint();
 }
 
@@ -321,15 +369,16 @@ fn main() {
             let seconds = args.next().and_then(|n| n.parse().ok()).unwrap_or(10.0);
             churn(Until::Elapsed(std::time::Duration::from_secs_f64(seconds)))
         }
-        Some("untraced-split") => untraced_split(),
+        Some("untraced-merge") => untraced_merge(),
+        Some("userfaultfd") => userfaultfd(),
         Some("threads") => {
             let threads = args.next().and_then(|n| n.parse().ok()).unwrap_or(1000);
             threads_mapping(threads)
         }
         other => {
             eprintln!(
-                "pmap-workload: unknown mode {other:?}; use scripted, churn N, churn-seconds S \
-                 or threads N"
+                "pmap-workload: unknown mode {other:?}; use scripted, churn N, churn-seconds S, \
+                 threads N, userfaultfd or untraced-merge"
             );
             std::process::exit(2);
         }

@@ -1,10 +1,11 @@
 //! procps-ng `pmap` 4.0.2 output, byte for byte.
 //!
 //! pmap does not print mappings, it prints what its `fgets`/`sscanf` loops make of the lines of
-//! `/proc/PID/maps` (default format, `-d`) or `/proc/PID/smaps` (`-x`, `-X`, `-XX`). So rather
-//! than formatting [`Mapping`] fields directly, this module rebuilds the text pmap would read
-//! (each mapping's maps line from the table, plus the smaps lines read at dump time) and replays
-//! pmap's loops on it, quirks included: a line longer than pmap's 1023-byte buffer is read as
+//! `/proc/PID/maps` (default format, `-d`) or `/proc/PID/smaps` (`-x`, `-X`, `-XX`). So this
+//! module replays pmap's loops on the text pmap would read (each mapping's maps line from the
+//! table, plus the smaps lines read at dump time), quirks included, except where the result is
+//! known without the text: a maps line that is one plain record prints from the table's fields
+//! (see `one_proc`). The quirks: a line longer than pmap's 1023-byte buffer is read as
 //! several records; a continuation record is rescanned into fields that keep whatever the
 //! previous record left in them, or taken for an smaps key when it starts with a capital; `-x`
 //! prints a mapping's name through a pointer into the line buffer after later lines were read
@@ -20,11 +21,11 @@ mod smaps_table;
 use std::io::{self, Write};
 
 use super::{
-    maps_line,
+    digits::push_dec,
     smaps::{SmapsEntry, SmapsLayout, smaps_text},
 };
 use crate::table::Mapping;
-use one_proc::OneProc;
+use one_proc::{OneProc, Source};
 use smaps_table::SmapsColumns;
 
 /// What pmap knows about a process when it prints it.
@@ -226,32 +227,58 @@ impl<'l> PmapRun<'l> {
         }
     }
 
-    /// The next process's block. `smaps` is what `/proc/PID/smaps` held at dump time (empty
-    /// when the process is gone); only `-x`, `-X` and `-XX` use it.
+    /// The next process's block, as text and as rows. `smaps` is what `/proc/PID/smaps` held
+    /// at dump time (empty when the process is gone); only `-x`, `-X` and `-XX` use it.
     pub fn process(&mut self, view: &ProcessView, smaps: &[SmapsEntry]) -> ProcessDump {
-        let mut text = format!("{}:   ", view.pid as u32).into_bytes();
-        text.extend_from_slice(view.header);
-        text.push(b'\n');
+        let mut text = Vec::new();
+        let table = self
+            .render(&mut text, view, smaps, true)
+            .expect("writing to a Vec cannot fail");
+        ProcessDump { text, table }
+    }
+
+    /// Writes the next process's block to `out` as it is made, keeping no rows: a dump of
+    /// many mappings never exists in memory as a whole (`-X` and `-XX` excepted: pmap sizes
+    /// their columns over every mapping before printing the first).
+    pub fn write_process(
+        &mut self,
+        out: &mut dyn Write,
+        view: &ProcessView,
+        smaps: &[SmapsEntry],
+    ) -> io::Result<()> {
+        self.render(out, view, smaps, false).map(drop)
+    }
+
+    fn render(
+        &mut self,
+        out: &mut dyn Write,
+        view: &ProcessView,
+        smaps: &[SmapsEntry],
+        keep_rows: bool,
+    ) -> io::Result<Table> {
+        let mut pid_line = Vec::with_capacity(view.header.len() + 16);
+        push_dec(&mut pid_line, (view.pid as u32).into(), 0);
+        pid_line.extend_from_slice(b":   ");
+        pid_line.extend_from_slice(view.header);
+        pid_line.push(b'\n');
+        out.write_all(&pid_line)?;
         let opts = &self.opts;
-        let table = if opts.format.needs_smaps() {
+        Ok(if opts.format.needs_smaps() {
             let lines = smaps_text(view.mappings, smaps, self.layout);
             if opts.format == PmapFormat::Extended {
-                let (body, rows, totals) = OneProc::new(view, opts).run(&lines);
-                text.extend(body);
+                let (rows, totals) =
+                    OneProc::new(view, opts, out, keep_rows).run(Source::Text(&lines))?;
                 Table::Maps { rows, totals }
             } else {
                 let (body, rows) = self.columns.print(&lines, opts);
-                text.extend(body);
+                out.write_all(&body)?;
                 Table::Smaps { rows }
             }
         } else {
-            let lines: Vec<(usize, Vec<u8>)> =
-                view.mappings.iter().map(maps_line).enumerate().collect();
-            let (body, rows, totals) = OneProc::new(view, opts).run(&lines);
-            text.extend(body);
+            let (rows, totals) =
+                OneProc::new(view, opts, out, keep_rows).run(Source::Maps(view.mappings))?;
             Table::Maps { rows, totals }
-        };
-        ProcessDump { text, table }
+        })
     }
 }
 
@@ -263,9 +290,7 @@ pub fn write_default(
     opts: &PmapOptions,
 ) -> io::Result<()> {
     let layout = SmapsLayout::default();
-    let dump = PmapRun::new(*opts, &layout).process(view, &[]);
-    // Written once, so a sink shared with other output gets the dump in one piece.
-    out.write_all(&dump.text)
+    PmapRun::new(*opts, &layout).write_process(out, view, &[])
 }
 
 #[cfg(test)]
@@ -713,6 +738,122 @@ mod tests {
             rows_for("fffffffffffffffffffff-1 r x/y"),
             "ffffffffffffffff      0K r y"
         );
+    }
+
+    mod printed_from_fields {
+        //! The default format and `-d` print a one-record maps line from the table's fields;
+        //! that must be what replaying pmap on the line prints, for any mix of mappings.
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::render::{maps_line, pmap::one_proc::Source};
+
+        /// pmap replayed on every mapping's maps line: the default format and `-d` as they were
+        /// printed before any line was printed from fields.
+        fn replayed(view: &ProcessView, opts: &PmapOptions) -> (Vec<u8>, Vec<Row>, Totals) {
+            let lines: Vec<(usize, Vec<u8>)> =
+                view.mappings.iter().map(maps_line).enumerate().collect();
+            let mut text = Vec::new();
+            let (rows, totals) = OneProc::new(view, opts, &mut text, true)
+                .run(Source::Text(&lines))
+                .unwrap();
+            (text, rows, totals)
+        }
+
+        /// Path columns made of pieces that matter to pmap: slashes, `/SYSV`, bytes it prints
+        /// as `?`, newlines and NULs (which end an `fgets` record or a C string), and runs long
+        /// enough to push a line past pmap's 1023-byte buffer.
+        fn name() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"/".to_vec()),
+                Just(b"/SYSV00000000 (deleted)".to_vec()),
+                Just(b"[heap]".to_vec()),
+                Just(b"lib x.so".to_vec()),
+                Just(b"\t\x7f\xc3\xa9".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"\0".to_vec()),
+                Just(b"7f00-8000 rw-s 10 0:1 77 ".to_vec()),
+                (1usize..1100).prop_map(|n| vec![b'a'; n]),
+            ];
+            prop_oneof![
+                Just(Vec::new()),
+                proptest::collection::vec(piece, 1..5).prop_map(|p| p.concat()),
+            ]
+        }
+
+        fn mapping() -> impl Strategy<Value = Mapping> {
+            (
+                (0u64..0x20, 1u64..4, any::<bool>()),
+                (any::<[bool; 4]>(), prop_oneof![Just(0u64), any::<u64>()]),
+                (0u32..2, 0u32..3, prop_oneof![Just(0u64), any::<u64>()]),
+                name(),
+            )
+                .prop_map(
+                    |((page, pages, high), (p, offset), (major, minor, inode), name)| {
+                        let base = if high { 0x7fff_0000_0000 } else { 0 };
+                        let start = base + page * 0x1000;
+                        Mapping {
+                            start,
+                            end: start + pages * 0x1000,
+                            perms: Perms {
+                                read: p[0],
+                                write: p[1],
+                                exec: p[2],
+                                shared: p[3],
+                            },
+                            offset,
+                            device: Device { major, minor },
+                            inode,
+                            name,
+                        }
+                    },
+                )
+        }
+
+        fn options() -> impl Strategy<Value = PmapOptions> {
+            (
+                prop_oneof![Just(PmapFormat::Default), Just(PmapFormat::Device)],
+                any::<bool>(),
+                any::<bool>(),
+                prop_oneof![
+                    Just(AddressRange::default()),
+                    (0u64..0x30000, 0u64..0x30000)
+                        .prop_map(|(low, high)| AddressRange { low, high }),
+                ],
+            )
+                .prop_map(|(format, quiet, show_path, range)| PmapOptions {
+                    format,
+                    quiet,
+                    show_path,
+                    range,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+            #[test]
+            fn equals_the_replay_of_the_maps_lines(
+                mappings in proptest::collection::vec(mapping(), 0..12),
+                opts in options(),
+                start_stack in prop_oneof![Just(0u64), 0u64..0x30000],
+                shm_minor in prop_oneof![Just(None), (0u32..3).prop_map(Some)],
+            ) {
+                let view = ProcessView {
+                    pid: 7,
+                    header: b"cmd",
+                    start_stack,
+                    sysv_shm_minor: shm_minor,
+                    mappings: &mappings,
+                };
+                let layout = SmapsLayout::default();
+                let dump = PmapRun::new(opts, &layout).process(&view, &[]);
+                let (text, rows, totals) = replayed(&view, &opts);
+                let body = &dump.text[dump.text.iter().position(|&b| b == b'\n').unwrap() + 1..];
+                prop_assert!(body == text, "{}", line_diff(&text, body));
+                prop_assert_eq!(dump.table, Table::Maps { rows, totals });
+            }
+        }
     }
 
     // Live comparisons with procps-ng pmap, in the formats whose values do not depend on which
