@@ -20,6 +20,7 @@ const MAIN: &str = "attribution-target/main.rs";
 const LIBRARY: &str = "attribution-target/library.rs";
 const BLOCKS: &str = "attribution-target/blocks.rs";
 const OWNERSHIP: &str = "attribution-target/ownership.rs";
+const TOUCH: &str = "attribution-target/touch.rs";
 
 fn rustc(out: &Path, flags: &[&str], crate_name: &str, source: &str, output: &Path) {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
@@ -38,7 +39,7 @@ fn rustc(out: &Path, flags: &[&str], crate_name: &str, source: &str, output: &Pa
 }
 
 fn main() {
-    for source in [MAIN, LIBRARY, BLOCKS, OWNERSHIP] {
+    for source in [MAIN, LIBRARY, BLOCKS, OWNERSHIP, TOUCH] {
         println!("cargo:rerun-if-changed={source}");
     }
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

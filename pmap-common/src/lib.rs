@@ -10,10 +10,18 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const TARGETS_MAP: &str = "TARGETS";
 /// Name of the per-CPU array counting what the ring had no room for: slot
 /// [`DROPPED_RECORDS_SLOT`] counts records lost, slot [`DROPPED_STACKS_SLOT`] growth calls whose
-/// record went without its stack copy.
+/// record went without its stack copy, slot [`DROPPED_FAULTS_SLOT`] sampled first-touch faults
+/// left out because the ring was too full to spare room for them.
 pub const DROPPED_MAP: &str = "DROPPED";
 pub const DROPPED_RECORDS_SLOT: u32 = 0;
 pub const DROPPED_STACKS_SLOT: u32 = 1;
+pub const DROPPED_FAULTS_SLOT: u32 = 2;
+pub const DROPPED_SLOTS: u32 = 3;
+/// Name of the global holding `N` of `--faults=N`: one first-touch fault in N is recorded.
+pub const FAULT_PERIOD_GLOBAL: &str = "FAULT_PERIOD";
+/// Name of the global holding how many unread bytes in the ring stop fault records: faults are
+/// only an estimate, and must never take the room the records the tables depend on need.
+pub const FAULT_ROOM_GLOBAL: &str = "FAULT_ROOM";
 /// Name of the LRU hash map from TGID to the program break the last `brk` returned, which tells
 /// a `brk` that grew the heap from one that shrank or only asked.
 pub const BRK_TOPS_MAP: &str = "BRK_TOPS";
@@ -54,6 +62,34 @@ pub mod record_kind {
     /// As [`SYSCALL`] for a successful file-backed mmap, in a [`FileMmapRecord`] that also
     /// names the file.
     pub const FILE_MMAP: u32 = 6;
+    /// A sampled first touch of a page (`--faults`), in a [`FaultRecord`].
+    pub const FIRST_TOUCH: u32 = 7;
+}
+
+/// Byte offsets inside the `exceptions:page_fault_user` tracepoint record that the kernel side
+/// reads (`--faults`). Userspace checks them against the tracepoint's `format` file.
+pub mod fault_layout {
+    pub const ADDRESS_OFFSET: usize = 8;
+    pub const ERROR_CODE_OFFSET: usize = 24;
+    /// x86 page-fault error code bit: set when the page was present (a protection fault),
+    /// clear when the access found no page, a first touch.
+    pub const PF_PROTECTION: u64 = 1;
+}
+
+/// A sampled user page fault on a page that was not present (kind
+/// [`record_kind::FIRST_TOUCH`]). Small, because a program touching memory faults far more
+/// often than it makes calls.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultRecord {
+    pub kind: u32,
+    pub tgid: u32,
+    /// The faulting address.
+    pub address: u64,
+}
+
+impl FaultRecord {
+    pub const SIZE: usize = core::mem::size_of::<FaultRecord>();
 }
 
 /// x86_64 numbers of the syscalls that change a process's mappings.

@@ -2,7 +2,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use pmap_common::{EventRecord, FileOffsets, MAX_TARGETS, StackOffsets};
+use pmap_common::{DROPPED_SLOTS, EventRecord, FileOffsets, MAX_TARGETS, StackOffsets};
 
 /// Completed calls and lifecycle records, in the order they happened on each CPU.
 /// Userspace sets the real size (`--ring-size`) before loading.
@@ -13,9 +13,14 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 #[map(name = "TARGETS")]
 pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
-/// What the ring had no room for, per CPU: records (slot 0) and stack copies (slot 1).
+/// What the ring had no room for, per CPU: records (slot 0), stack copies (slot 1) and fault
+/// samples (slot 2).
 #[map(name = "DROPPED")]
-pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+pub static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROPPED_SLOTS, 0);
+
+/// First-touch faults seen since the last one sampled, per CPU (`--faults=N`).
+#[map(name = "FAULT_TICKS")]
+pub static FAULT_TICKS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// The program break the last `brk` of each traced process returned. LRU, so processes that
 /// are gone make room without userspace having to remove them.
@@ -52,6 +57,24 @@ static FILE_OFFSETS: FileOffsets = FileOffsets::UNKNOWN;
 pub fn file_offsets() -> FileOffsets {
     // SAFETY: as for DEBUG_BPF below.
     unsafe { core::ptr::read_volatile(&FILE_OFFSETS) }
+}
+
+/// Set by userspace (`--faults=N`): one first-touch fault in N is recorded.
+#[unsafe(no_mangle)]
+static FAULT_PERIOD: u32 = 1;
+
+pub fn fault_period() -> u32 {
+    // SAFETY: as for DEBUG_BPF below.
+    unsafe { core::ptr::read_volatile(&FAULT_PERIOD) }
+}
+
+/// Set by userspace: unread bytes in the ring at which fault samples stop (half the ring).
+#[unsafe(no_mangle)]
+static FAULT_ROOM: u64 = 0;
+
+pub fn fault_room() -> u64 {
+    // SAFETY: as for DEBUG_BPF below.
+    unsafe { core::ptr::read_volatile(&FAULT_ROOM) }
 }
 
 /// Set by userspace from the kernel's BTF: where to find the main thread's stack top.

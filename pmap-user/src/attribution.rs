@@ -193,7 +193,8 @@ impl Attribution {
             .map(|(&start, owned)| (start, owned.end, owned.site))
     }
 
-    fn owner_at(&self, addr: u64) -> Option<SiteId> {
+    /// The site that owns the byte at `addr`, if it is owned anonymous memory.
+    pub fn owner_at(&self, addr: u64) -> Option<SiteId> {
         self.owners
             .range(..=addr)
             .next_back()

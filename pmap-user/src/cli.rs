@@ -125,6 +125,20 @@ pub struct TraceArgs {
     #[arg(long, help_heading = SITES_HEADING)]
     pub full_stacks: bool,
 
+    /// With --sites: also count first touches of pages (page faults on pages not yet present)
+    /// for the call site owning each page, sampling one fault in N (default: every fault), and
+    /// show the bytes each site had touched since the previous dump: who used memory, not only
+    /// who reserved it.
+    #[arg(
+        long,
+        value_name = "N",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "1",
+        help_heading = SITES_HEADING
+    )]
+    pub faults: Option<String>,
+
     #[command(flatten)]
     pub format: FormatArgs,
 }

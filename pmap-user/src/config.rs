@@ -65,6 +65,10 @@ pub enum ConfigError {
          --flamegraph FILE"
     )]
     StacksNotCaptured(&'static str),
+    #[error("--faults counts touched memory for the --sites report: give it with --sites N")]
+    FaultsWithoutSites,
+    #[error("invalid --faults '{0}': give how many faults make one sample, such as --faults=10")]
+    InvalidFaults(String),
     #[error("--folded and --flamegraph name the same file {0}: give each its own")]
     SameStackFile(String),
     #[error("cannot write {flag} file {path}: {reason} (choose a path in a writable directory)")]
@@ -344,6 +348,20 @@ fn parse_sites(
                 .ok_or_else(|| ConfigError::InvalidSites(top.to_string()))
         })
         .transpose()?;
+    let fault_period = args
+        .faults
+        .as_deref()
+        .map(|n| {
+            n.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| ConfigError::InvalidFaults(n.to_string()))
+        })
+        .transpose()?;
+    if fault_period.is_some() && top.is_none() {
+        return Err(ConfigError::FaultsWithoutSites);
+    }
     if top.is_none() && files.folded.is_none() && files.flamegraph.is_none() {
         if args.stack_bytes.is_some() {
             return Err(ConfigError::StacksNotCaptured("--stack-bytes"));
@@ -381,6 +399,7 @@ fn parse_sites(
         top,
         stack_bytes,
         full_stacks: args.full_stacks,
+        fault_period,
     }))
 }
 
@@ -604,7 +623,8 @@ mod tests {
             Some(SitesSettings {
                 top: Some(5),
                 stack_bytes: DEFAULT_STACK_BYTES,
-                full_stacks: false
+                full_stacks: false,
+                fault_period: None,
             })
         );
         a.stack_bytes = Some("64K".into());
@@ -673,6 +693,28 @@ mod tests {
             }
         ));
         assert!(!err.is_usage());
+    }
+
+    #[test]
+    fn faults_take_a_sampling_period_and_need_the_sites_report() {
+        let mut a = args(&["1"]);
+        a.faults = Some("1".into());
+        assert_eq!(
+            Config::from_args(&a, vec![]).unwrap_err(),
+            ConfigError::FaultsWithoutSites
+        );
+        a.sites = Some("10".into());
+        let sites = Config::from_args(&a, vec![]).unwrap().sites.unwrap();
+        assert_eq!(sites.fault_period, Some(1));
+        a.faults = Some("16".into());
+        let sites = Config::from_args(&a, vec![]).unwrap().sites.unwrap();
+        assert_eq!(sites.fault_period, Some(16));
+        for bad in ["0", "x", "-2"] {
+            a.faults = Some(bad.into());
+            let err = Config::from_args(&a, vec![]).unwrap_err();
+            assert_eq!(err, ConfigError::InvalidFaults(bad.into()));
+            assert!(err.is_usage());
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Decoder: raw [`EventRecord`] bytes from the ring → typed [`Event`]s.
 
 use pmap_common::{
-    EventRecord, FileIdentity, FileMmapRecord, GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs,
-    record_kind, syscall_nr,
+    EventRecord, FaultRecord, FileIdentity, FileMmapRecord, GROWTH_HEADER_SIZE, STACK_SIZES,
+    UserRegs, record_kind, syscall_nr,
 };
 use thiserror::Error;
 
@@ -358,6 +358,41 @@ pub struct Captured {
     pub stack: Option<UserStack>,
 }
 
+/// A sampled first touch of a page by a traced process (`--faults`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirstTouch {
+    pub tgid: u32,
+    pub address: u64,
+}
+
+/// One ring record of any kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Captured(Captured),
+    FirstTouch(FirstTouch),
+}
+
+/// Decodes one ring-buffer record of any kind.
+pub fn decode_ring_record(bytes: &[u8]) -> Result<Record, DecodeError> {
+    // Every record starts with its kind.
+    let kind = bytes
+        .first_chunk::<4>()
+        .map(|kind| u32::from_ne_bytes(*kind));
+    if kind != Some(record_kind::FIRST_TOUCH) {
+        return decode_captured(bytes).map(Record::Captured);
+    }
+    if bytes.len() != FaultRecord::SIZE {
+        return Err(DecodeError::WrongSize(bytes.len()));
+    }
+    // SAFETY: the length is a FaultRecord's, plain data valid for any bit pattern, read
+    // unaligned as below.
+    let record: FaultRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    Ok(Record::FirstTouch(FirstTouch {
+        tgid: record.tgid,
+        address: record.address,
+    }))
+}
+
 /// Decodes one ring-buffer record, dropping a growth record's stack.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     decode_captured(bytes).map(|captured| captured.event)
@@ -695,6 +730,24 @@ mod tests {
         assert_eq!(decode(&bytes_of(&r)), Err(DecodeError::UnknownSyscall(1)));
     }
 
+    #[test]
+    fn a_fault_sample_is_its_own_small_record() {
+        let mut bytes = Vec::new();
+        for word in [record_kind::FIRST_TOUCH, 77] {
+            bytes.extend_from_slice(&word.to_ne_bytes());
+        }
+        bytes.extend_from_slice(&0x7f00_1234_5000u64.to_ne_bytes());
+        assert_eq!(
+            decode_ring_record(&bytes),
+            Ok(Record::FirstTouch(FirstTouch {
+                tgid: 77,
+                address: 0x7f00_1234_5000
+            }))
+        );
+        bytes.push(0);
+        assert_eq!(decode_ring_record(&bytes), Err(DecodeError::WrongSize(17)));
+    }
+
     mod fuzz {
         use proptest::prelude::*;
 
@@ -715,10 +768,12 @@ mod tests {
                     proptest::collection::vec(any::<u8>(), 0..400),
                     proptest::collection::vec(any::<u8>(), EventRecord::SIZE),
                     proptest::collection::vec(any::<u8>(), FileMmapRecord::SIZE),
+                    proptest::collection::vec(any::<u8>(), FaultRecord::SIZE),
                     growth_sized(),
                 ]
             ) {
                 let _ = decode(&bytes);
+                let _ = decode_ring_record(&bytes);
                 if let Ok(Captured { stack: Some(stack), .. }) = decode_captured(&bytes) {
                     prop_assert!(stack.bytes.len() <= bytes.len());
                 }

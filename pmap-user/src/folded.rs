@@ -179,6 +179,7 @@ mod tests {
             growth: 0,
             origin: None,
             frames: functions.iter().map(|f| frame(f)).collect(),
+            touched: None,
         }
     }
 

@@ -10,7 +10,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser as _;
 use pmap_trace::{
-    capture::{Capture, CaptureOptions, check_machine},
+    capture::{Capture, CaptureOptions, check_fault_tracepoint, check_machine},
     cli::{Cli, Command, SnapshotArgs, TraceArgs},
     config::{Config, ConfigError, Format, SnapshotConfig, Targets},
     demo,
@@ -172,11 +172,16 @@ fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
         .context("cannot start the event loop")?;
     runtime.block_on(async move {
         let stack_bytes = config.sites.map_or(0, |sites| sites.stack_bytes);
+        let fault_period = config.sites.and_then(|sites| sites.fault_period);
+        if fault_period.is_some() {
+            check_fault_tracepoint()?;
+        }
         let capture = Capture::load_with_stacks(
             CaptureOptions {
                 syscalls,
                 ring_size: config.ring_size,
                 debug_bpf: config.debug_bpf,
+                fault_period,
             },
             stack_bytes,
         )?;

@@ -12,7 +12,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::{
     capture::{Capture, CaptureError},
     config::{Config, DumpSettings, Format},
-    decode::{Call, Captured, Event, EventKind, UserStack},
+    decode::{Call, Captured, Event, EventKind, Record, UserStack},
     folded::StackFiles,
     launch::{HeldChild, LaunchError, wait_exit_code},
     process::{KnownFiles, TracedProcess as Traced},
@@ -78,6 +78,8 @@ pub struct Session {
     sites: Option<SiteTracker>,
     /// Stack copies lost so far, as last reported.
     dropped_stacks_seen: u64,
+    /// Fault samples left out so far, as last reported.
+    dropped_faults_seen: u64,
     /// `--folded`, `--flamegraph`.
     stack_files: Option<StackFiles>,
 }
@@ -107,6 +109,7 @@ impl Session {
             dump_style: DumpStyle::new(&config),
             sites: config.sites.map(SiteTracker::new),
             dropped_stacks_seen: 0,
+            dropped_faults_seen: 0,
             stack_files: StackFiles::new(
                 config.stack_files.folded.clone(),
                 config.stack_files.flamegraph.clone(),
@@ -250,17 +253,39 @@ impl Session {
     /// Returns the processes that had events.
     fn process_available(&mut self) -> Result<BTreeSet<u32>, SessionError> {
         let mut records = Vec::new();
-        self.capture.drain_captured(&mut records)?;
-        for Captured { event, stack } in &records {
-            self.process(event, stack.as_ref())?;
+        self.capture.drain_records(&mut records)?;
+        let mut changed = BTreeSet::new();
+        for record in &records {
+            match record {
+                Record::Captured(Captured { event, stack }) => {
+                    changed.insert(event.tgid);
+                    self.process(event, stack.as_ref())?;
+                }
+                Record::FirstTouch(touch) => {
+                    if let Some(sites) = &mut self.sites {
+                        sites.first_touch(touch.tgid, touch.address);
+                    }
+                }
+            }
         }
         self.check_dropped()?;
         self.sink.flush()?;
-        Ok(records.iter().map(|r| r.event.tgid).collect())
+        Ok(changed)
     }
 
     /// When the kernel lost records, every table may be stale: say so and re-read them.
     fn check_dropped(&mut self) -> Result<(), SessionError> {
+        if self.config.sites.is_some_and(|s| s.fault_period.is_some()) {
+            let faults = self.capture.dropped_faults_total();
+            if faults != self.dropped_faults_seen {
+                let lost = faults - self.dropped_faults_seen;
+                self.dropped_faults_seen = faults;
+                self.notice(&format!(
+                    "{lost} fault samples left out (ring half full; raise --ring-size or \
+                     sample with --faults=N): touched bytes are underestimated"
+                ))?;
+            }
+        }
         if self.sites.is_some() {
             let stacks = self.capture.dropped_stacks_total();
             if stacks != self.dropped_stacks_seen {

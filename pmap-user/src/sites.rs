@@ -13,6 +13,7 @@ use crate::{
     decode::{Call, UserStack},
     process::TracedProcess,
     symbolize::{SymbolFrame, Symbols, fold},
+    table::PAGE_SIZE,
     unwind::{FrameLoc, Modules, ProcessUnwinder},
 };
 
@@ -95,6 +96,9 @@ pub struct SitesSettings {
     pub stack_bytes: u32,
     /// Keep allocator frames.
     pub full_stacks: bool,
+    /// `--faults=N`: one first-touch page fault in N is sampled and counted for the site that
+    /// owns the page.
+    pub fault_period: Option<u32>,
 }
 
 /// One process's owners, unwinder and previous report.
@@ -103,6 +107,8 @@ struct ProcessSites {
     unwinder: ProcessUnwinder,
     /// Live bytes by displayed site at the previous report, for the growth ranking.
     previous: HashMap<Vec<SymbolFrame>, u64>,
+    /// `--faults`: first-touch samples by owning site since the previous report.
+    touches: HashMap<SiteId, u64>,
 }
 
 /// Call-site attribution for every traced process.
@@ -136,6 +142,7 @@ impl SiteTracker {
                 attribution,
                 unwinder: ProcessUnwinder::default(),
                 previous: HashMap::new(),
+                touches: HashMap::new(),
             },
         );
     }
@@ -154,6 +161,7 @@ impl SiteTracker {
                 attribution,
                 unwinder: ProcessUnwinder::default(),
                 previous: HashMap::new(),
+                touches: HashMap::new(),
             },
         );
     }
@@ -207,46 +215,77 @@ impl SiteTracker {
         unwinder.note_call(call);
     }
 
+    /// `--faults`: a sampled first touch of `address` by process `tgid` counts for the site
+    /// that owns the page now. A page no site owns (file or shared memory, the stack) is not
+    /// anonymous memory a call created.
+    pub fn first_touch(&mut self, tgid: u32, address: u64) {
+        let Some(process) = self.processes.get_mut(&tgid) else {
+            return;
+        };
+        if let Some(site) = process.attribution.owner_at(address) {
+            *process.touches.entry(site).or_insert(0) += 1;
+        }
+    }
+
     /// The call sites of `pid` by live bytes and by growth since the previous report (which
     /// this one becomes).
     pub fn report(&mut self, pid: u32) -> Option<SitesReport> {
         let process = self.processes.get_mut(&pid)?;
         let live_by_site = process.attribution.live_by_site();
+        let touches = std::mem::take(&mut process.touches);
         self.symbols.prepare(
             live_by_site
                 .keys()
+                .chain(touches.keys())
                 .flat_map(|id| self.sites.stacks[id.0 as usize].iter()),
             &self.modules,
         );
+        let frames_of = |id: SiteId| match self.sites.origin(id) {
+            Some(origin) => vec![origin_frame(origin)],
+            None => {
+                let all: Vec<SymbolFrame> = self.sites.stacks[id.0 as usize]
+                    .iter()
+                    .flat_map(|loc| self.symbols.frames(loc).to_vec())
+                    .collect();
+                fold(&all, self.settings.full_stacks).to_vec()
+            }
+        };
         // Stacks that differ only in allocator frames (or return addresses within one line)
         // are one site to a reader.
-        let mut live: HashMap<Vec<SymbolFrame>, (u64, Option<Origin>)> = HashMap::new();
+        let mut merged: HashMap<Vec<SymbolFrame>, Merged> = HashMap::new();
         for (id, bytes) in live_by_site {
-            let origin = self.sites.origin(id);
-            let frames = match origin {
-                Some(origin) => vec![origin_frame(origin)],
-                None => {
-                    let all: Vec<SymbolFrame> = self.sites.stacks[id.0 as usize]
-                        .iter()
-                        .flat_map(|loc| self.symbols.frames(loc).to_vec())
-                        .collect();
-                    fold(&all, self.settings.full_stacks).to_vec()
-                }
-            };
-            live.entry(frames).or_insert((0, origin)).0 += bytes;
+            let site = merged.entry(frames_of(id)).or_default();
+            site.live += bytes;
+            site.origin = self.sites.origin(id);
         }
-        let mut lines: Vec<SiteLine> = live
+        for (id, samples) in touches {
+            let site = merged.entry(frames_of(id)).or_default();
+            site.touches += samples;
+            site.origin = self.sites.origin(id);
+        }
+        let touched_bytes = |samples: u64| {
+            self.settings
+                .fault_period
+                .map(|period| samples * u64::from(period) * PAGE_SIZE)
+        };
+        let mut lines: Vec<SiteLine> = merged
             .iter()
-            .map(|(frames, &(bytes, origin))| SiteLine {
-                live: bytes,
-                growth: bytes as i64 - process.previous.get(frames).copied().unwrap_or(0) as i64,
-                origin,
+            .map(|(frames, site)| SiteLine {
+                live: site.live,
+                growth: site.live as i64
+                    - process.previous.get(frames).copied().unwrap_or(0) as i64,
+                origin: site.origin,
                 frames: frames.clone(),
+                touched: touched_bytes(site.touches),
             })
             .collect();
-        process.previous = live.into_iter().map(|(k, (bytes, _))| (k, bytes)).collect();
+        process.previous = merged
+            .into_iter()
+            .filter(|(_, site)| site.live > 0)
+            .map(|(frames, site)| (frames, site.live))
+            .collect();
         let total = lines.iter().map(|l| l.live).sum();
-        let sites = lines.len();
+        let sites = lines.iter().filter(|l| l.live > 0).count();
         // Ties in a stable order: by frames' text.
         lines.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.frames.cmp(&b.frames)));
         let top = self.settings.top.unwrap_or(0);
@@ -262,11 +301,20 @@ impl SiteTracker {
             pid,
             total_live: total,
             sites,
+            fault_period: self.settings.fault_period,
             by_live,
             by_growth,
             all: lines,
         })
     }
+}
+
+/// What the stacks that fold to one displayed site hold together.
+#[derive(Default)]
+struct Merged {
+    live: u64,
+    touches: u64,
+    origin: Option<Origin>,
 }
 
 /// A pseudo-frame naming an origin, so that origins rank and group like sites.
@@ -289,6 +337,9 @@ pub struct SiteLine {
     pub origin: Option<Origin>,
     /// The site's frames, innermost first (one pseudo-frame for an origin).
     pub frames: Vec<SymbolFrame>,
+    /// `--faults`: bytes of its pages first touched since the previous report, estimated as
+    /// samples × N × page size.
+    pub touched: Option<u64>,
 }
 
 /// What a dump prints about a process's call sites.
@@ -298,6 +349,8 @@ pub struct SitesReport {
     pub total_live: u64,
     /// Distinct sites holding memory.
     pub sites: usize,
+    /// `--faults=N`.
+    pub fault_period: Option<u32>,
     pub by_live: Vec<SiteLine>,
     pub by_growth: Vec<SiteLine>,
     /// Every site, by live bytes (what `--folded` writes).
@@ -310,8 +363,12 @@ const TEXT_FRAMES: usize = 8;
 impl SitesReport {
     /// The report as text lines (see the README's `--sites`).
     pub fn text(&self) -> Vec<String> {
+        let columns = match self.fault_period {
+            Some(_) => " (live, growth, first touched since the previous dump)",
+            None => "",
+        };
         let mut out = vec![format!(
-            "sites {}: {} anonymous in {} call sites; top {} by live bytes:",
+            "sites {}: {} anonymous in {} call sites; top {} by live bytes{columns}:",
             self.pid,
             units(self.total_live),
             self.sites,
@@ -319,7 +376,7 @@ impl SitesReport {
         )];
         self.text_lines(&self.by_live, &mut out);
         out.push(format!(
-            "sites {}: top {} by growth since the previous dump:",
+            "sites {}: top {} by growth since the previous dump{columns}:",
             self.pid,
             self.by_growth.len()
         ));
@@ -329,8 +386,11 @@ impl SitesReport {
 
     fn text_lines(&self, lines: &[SiteLine], out: &mut Vec<String>) {
         for line in lines {
+            let touched = line
+                .touched
+                .map_or(String::new(), |bytes| format!(" {:>9}", units(bytes)));
             let head = format!(
-                "  {:>8} {:>9}  ",
+                "  {:>8} {:>9}{touched}  ",
                 units(line.live),
                 signed_units(line.growth)
             );
@@ -362,6 +422,7 @@ impl SitesReport {
                         "live_bytes": l.live,
                         "growth_bytes": l.growth,
                         "origin": l.origin.map(Origin::describe),
+                        "touched_bytes": l.touched,
                         "frames": if l.origin.is_some() { Vec::new() } else { l.frames.clone() },
                     })
                 })
@@ -372,6 +433,7 @@ impl SitesReport {
             "pid": self.pid,
             "live_bytes": self.total_live,
             "sites": self.sites,
+            "fault_period": self.fault_period,
             "by_live": lines(&self.by_live),
             "by_growth": lines(&self.by_growth),
         })
@@ -416,6 +478,7 @@ mod tests {
             live,
             growth,
             origin: None,
+            touched: None,
             frames: vec![
                 SymbolFrame {
                     function: function.into(),
@@ -441,6 +504,7 @@ mod tests {
             pid: 42,
             total_live: 3 << 20,
             sites: 2,
+            fault_period: None,
             by_live: vec![
                 site("app::load", 2 << 20, 2 << 20),
                 site("app::grow", 1 << 20, 0),
@@ -464,5 +528,34 @@ mod tests {
         let json = report.json();
         assert_eq!(json["by_live"][1]["frames"][0]["function"], "app::grow");
         assert_eq!(json["by_growth"][0]["growth_bytes"], 2 << 20);
+        assert_eq!(json["by_growth"][0]["touched_bytes"], Value::Null);
+    }
+
+    #[test]
+    fn with_faults_a_column_gives_the_bytes_first_touched() {
+        let mut line = site("app::load", 2 << 20, 2 << 20);
+        line.touched = Some(512 << 10);
+        let report = SitesReport {
+            pid: 42,
+            total_live: 2 << 20,
+            sites: 1,
+            fault_period: Some(4),
+            by_live: vec![line.clone()],
+            by_growth: vec![],
+            all: vec![line],
+        };
+        let text = report.text();
+        assert_eq!(
+            text[0],
+            "sites 42: 2M anonymous in 1 call sites; top 1 by live bytes (live, growth, first \
+             touched since the previous dump):"
+        );
+        assert_eq!(
+            text[1],
+            "        2M       +2M      512K  app::load (app.rs:7)"
+        );
+        let json = report.json();
+        assert_eq!(json["fault_period"], 4);
+        assert_eq!(json["by_live"][0]["touched_bytes"], 512 << 10);
     }
 }

@@ -4,14 +4,16 @@
 //! binaries) as a PIE and as a fixed-address executable, with frame pointers, and with the
 //! medium blocks' grower in a shared library (`--cfg library_site`, library.rs).
 //!
-//! Protocol (as `pmap-workload`'s): waits for a line on stdin, grows (mode `grow`) or runs the
-//! ownership steps of ownership.rs (mode `ownership`), prints `checkpoint`, stops itself with
-//! SIGSTOP, and exits when continued.
+//! Protocol (as `pmap-workload`'s): waits for a line on stdin, grows (mode `grow`), runs the
+//! ownership steps of ownership.rs (mode `ownership`) or touches part of a large region
+//! (touch.rs, mode `touch`), prints `checkpoint`, stops itself with SIGSTOP, and exits when
+//! continued.
 
 use std::io::{BufRead, Write};
 
 mod blocks;
 mod ownership;
+mod touch;
 
 use blocks::{
     LARGE_BLOCK, LARGE_COUNT, MEDIUM_BLOCK, MEDIUM_COUNT, SMALL_BLOCK, SMALL_COUNT, allocate,
@@ -56,6 +58,7 @@ fn main() {
         .expect("read go");
     match std::env::args().nth(1).as_deref() {
         Some("ownership") => ownership::run(),
+        Some("touch") => touch::run(),
         _ => {
             grow_with_large_blocks();
             grow_with_small_blocks();

@@ -6,7 +6,8 @@
 //! holds for the program built with frame pointers, at a fixed address (not a PIE), and with a
 //! grower inside a shared library; `--folded` and `--flamegraph` write the same attribution.
 //! And ownership follows the memory to the page: partial munmap, brk down, an mremap that moves
-//! and grows, and MAP_FIXED overlays (anonymous and file) move or release exactly their bytes.
+//! and grows, and MAP_FIXED overlays (anonymous and file) move or release exactly their bytes;
+//! `--faults` counts the part of a large reservation that was touched.
 
 use std::{fs, path::PathBuf};
 
@@ -234,6 +235,108 @@ fn ownership_moves_and_releases_exactly_the_bytes_each_call_touches() {
             .sum();
         assert_eq!(owned, bytes, "{name} owns {owned} bytes: {sites:#}");
     }
+}
+
+/// The `sites` record of the first dump of the target's `mode` traced with `args`.
+fn sites_of_mode(mode: &str, args: &[&str]) -> Value {
+    sites_and_notices_of_mode(mode, args).0
+}
+
+/// As [`sites_of_mode`], with the notices printed before the record.
+fn sites_and_notices_of_mode(mode: &str, args: &[&str]) -> (Value, Vec<String>) {
+    let mut target = Workload::start(TARGET, mode, &[]);
+    let pid = target.pid().to_string();
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--no-events", "--json", "-p", &pid]);
+    let mut tracer = Tracer::attach(&all);
+    target.go();
+    target.read_until_checkpoint();
+    target.wait_stopped();
+    tracer.signal(libc::SIGUSR1);
+    let mut notices = Vec::new();
+    let sites = loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut tracer.stdout, &mut line).unwrap();
+        assert!(n > 0, "pmap-trace ended before its sites record");
+        let value: Value = serde_json::from_str(&line).unwrap();
+        if value["type"] == "notice" {
+            notices.push(value["message"].as_str().unwrap().to_string());
+        }
+        if value["type"] == "sites" {
+            break value;
+        }
+    };
+    target.resume();
+    assert_eq!(target.finish(), 0);
+    let (code, _, err) = tracer.finish();
+    assert_eq!(code, 0, "stderr: {err}");
+    (sites, notices)
+}
+
+#[test]
+fn faults_count_the_touched_quarter_of_a_large_reservation() {
+    if !require_root() {
+        return;
+    }
+    const RESERVED: u64 = 64 << 20;
+    const TOUCHED: u64 = RESERVED / 4;
+    // Every fault, then one in 8: the estimate is samples x 8 pages.
+    for (flag, tolerance) in [("--faults", 0.0), ("--faults=8", 0.05)] {
+        let sites = sites_of_mode("touch", &["--sites", "20", flag]);
+        let reserver = sites["by_live"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|site| functions(site).contains(&"attribution_target::touch::reserve_large"))
+            .unwrap_or_else(|| panic!("no site for the reservation: {sites:#}"));
+        assert_eq!(reserver["live_bytes"], RESERVED, "{sites:#}");
+        let touched = reserver["touched_bytes"].as_u64().unwrap();
+        let share = touched as f64 / TOUCHED as f64;
+        assert!(
+            (share - 1.0).abs() <= tolerance + 1e-9,
+            "{flag}: {touched} bytes counted as touched of {TOUCHED}: {sites:#}"
+        );
+    }
+    // Without --faults nothing is counted.
+    let sites = sites_of_mode("touch", &["--sites", "20"]);
+    assert_eq!(sites["fault_period"], Value::Null);
+    assert!(
+        sites["by_live"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|site| site["touched_bytes"].is_null())
+    );
+}
+
+#[test]
+fn fault_samples_give_way_to_the_calls_when_the_ring_fills() {
+    if !require_root() {
+        return;
+    }
+    // 4096 first touches in a few milliseconds into a 16 KiB ring read every 25 ms: samples
+    // stop at half the ring, and the calls' records still all arrive.
+    let (sites, notices) = sites_and_notices_of_mode(
+        "touch",
+        &["--sites", "20", "--faults", "--ring-size", "16K"],
+    );
+    assert!(
+        notices.iter().any(|n| n.contains("fault samples left out")),
+        "{notices:?}"
+    );
+    assert!(
+        !notices.iter().any(|n| n.contains("records lost")),
+        "{notices:?}"
+    );
+    let reserver = sites["by_live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|site| functions(site).contains(&"attribution_target::touch::reserve_large"))
+        .unwrap_or_else(|| panic!("no site for the reservation: {sites:#}"));
+    assert_eq!(reserver["live_bytes"], 64u64 << 20, "{sites:#}");
+    let touched = reserver["touched_bytes"].as_u64().unwrap();
+    assert!(touched < 16 << 20, "{touched} bytes counted: {sites:#}");
 }
 
 /// A path in the test's temporary directory, removed first.

@@ -11,7 +11,7 @@ use pmap_integration_tests::{
     END_MARKER, START_MARKER, Workload, assert_same_text, real_pmap, require_root,
 };
 use pmap_trace::{
-    decode::{Call, Event, EventKind, UserStack},
+    decode::{Call, Event, EventKind, Record, UserStack},
     process::TracedProcess,
     render::pmap::{PmapOptions, write_default},
     seed,
@@ -195,11 +195,15 @@ fn a_main_thread_growth_copies_its_stack_only_up_to_the_stack_top() {
         workload.read_until_checkpoint();
         workload.wait_stopped();
         let mut records = Vec::new();
-        capture.drain_captured(&mut records).unwrap();
+        capture.drain_records(&mut records).unwrap();
         let stacks: Vec<&UserStack> = records
             .iter()
-            .filter(|r| r.event.tgid == pid as u32)
-            .filter_map(|r| r.stack.as_ref())
+            .filter_map(|record| match record {
+                Record::Captured(captured) if captured.event.tgid == pid as u32 => {
+                    captured.stack.as_ref()
+                }
+                _ => None,
+            })
             .collect();
         assert!(!stacks.is_empty(), "the script grows anonymous memory");
         for stack in stacks {

@@ -36,6 +36,7 @@ fn our_programs() -> std::collections::BTreeSet<u32> {
         "process_fork",
         "process_exec",
         "process_exit",
+        "page_fault_user",
     ];
     aya::programs::loaded_programs()
         .filter_map(Result::ok)

@@ -5,5 +5,5 @@ mod btf;
 mod preflight;
 mod source;
 
-pub use preflight::{PreflightError, check_machine};
+pub use preflight::{PreflightError, check_fault_tracepoint, check_machine};
 pub use source::{Capture, CaptureError, CaptureOptions};

@@ -3,7 +3,7 @@
 
 use std::{ffi::CString, fs, io, path::Path};
 
-use pmap_common::{TRACED_SYSCALLS, sched_layout, sys_exit_layout};
+use pmap_common::{TRACED_SYSCALLS, fault_layout, sched_layout, sys_exit_layout};
 use thiserror::Error;
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -211,6 +211,27 @@ fn read_format(category: &str, name: &str) -> Result<Vec<Field>, PreflightError>
             tracepoint: format!("{category}:{name}"),
             source,
         })
+}
+
+/// `--faults`: checks that `exceptions:page_fault_user` exists with the layout its program
+/// reads. Call after [`check_machine`] (which mounts tracefs).
+pub fn check_fault_tracepoint() -> Result<(), PreflightError> {
+    let tracepoint = "exceptions:page_fault_user";
+    let fields = read_format("exceptions", "page_fault_user")?;
+    expect_field(
+        &fields,
+        tracepoint,
+        "address",
+        fault_layout::ADDRESS_OFFSET,
+        8,
+    )?;
+    expect_field(
+        &fields,
+        tracepoint,
+        "error_code",
+        fault_layout::ERROR_CODE_OFFSET,
+        8,
+    )
 }
 
 fn check_layouts() -> Result<Vec<&'static str>, PreflightError> {

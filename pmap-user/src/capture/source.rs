@@ -8,16 +8,17 @@ use aya::{
     programs::TracePoint,
 };
 use pmap_common::{
-    DEBUG_GLOBAL, DROPPED_MAP, DROPPED_RECORDS_SLOT, DROPPED_STACKS_SLOT, EVENTS_MAP,
-    FILE_OFFSETS_GLOBAL, FileOffsets, STACK_BYTES_GLOBAL, STACK_OFFSETS_GLOBAL, STACK_SIZES,
-    StackOffsets, TARGETS_MAP, WAKEUP_BYTES_GLOBAL, target_flags,
+    DEBUG_GLOBAL, DROPPED_FAULTS_SLOT, DROPPED_MAP, DROPPED_RECORDS_SLOT, DROPPED_STACKS_SLOT,
+    EVENTS_MAP, FAULT_PERIOD_GLOBAL, FAULT_ROOM_GLOBAL, FILE_OFFSETS_GLOBAL, FileOffsets,
+    STACK_BYTES_GLOBAL, STACK_OFFSETS_GLOBAL, STACK_SIZES, StackOffsets, TARGETS_MAP,
+    WAKEUP_BYTES_GLOBAL, target_flags,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
 use super::btf::KernelTypes;
 use crate::{
-    decode::{Captured, DecodeError, Event, decode_captured},
+    decode::{DecodeError, Event, Record, decode_ring_record},
     fd_watch::watch_readable,
 };
 
@@ -59,6 +60,9 @@ pub struct CaptureOptions {
     pub ring_size: u32,
     /// Turn on and forward the eBPF programs' aya-log output.
     pub debug_bpf: bool,
+    /// `--faults=N`: record one in N first-touch page faults of the targets (see
+    /// [`super::check_fault_tracepoint`]); `None` leaves the fault tracepoint alone.
+    pub fault_period: Option<u32>,
 }
 
 /// The loaded, attached kernel side. Dropping it detaches every program and frees every map.
@@ -92,6 +96,9 @@ impl Capture {
         // A quarter full wakes the reader early enough that a burst cannot fill the ring
         // between two polls.
         let wakeup_bytes = u64::from(options.ring_size / 4);
+        // Fault samples stop at half full: the other half is the calls' room.
+        let fault_room = u64::from(options.ring_size / 2);
+        let fault_period = options.fault_period.unwrap_or(1).max(1);
         // Without usable BTF offsets the kernel side leaves file identities out and the table
         // asks /proc instead, as it must anyway for a process that is still running.
         let types = KernelTypes::from_running_kernel().ok();
@@ -111,6 +118,8 @@ impl Capture {
             .override_global(FILE_OFFSETS_GLOBAL, &file_offsets, true)
             .override_global(STACK_BYTES_GLOBAL, &stack_bytes, true)
             .override_global(STACK_OFFSETS_GLOBAL, &stack_offsets, true)
+            .override_global(FAULT_PERIOD_GLOBAL, &fault_period, true)
+            .override_global(FAULT_ROOM_GLOBAL, &fault_room, true)
             .load(crate::EBPF_OBJECT)?;
 
         let logger = if options.debug_bpf {
@@ -141,6 +150,13 @@ impl Capture {
             "process_exit",
             &[("sched", "sched_process_exit".to_string())],
         )?;
+        if options.fault_period.is_some() {
+            attach(
+                &mut ebpf,
+                "page_fault_user",
+                &[("exceptions", "page_fault_user".to_string())],
+            )?;
+        }
 
         let ring = RingBuf::try_from(take_map(&mut ebpf, EVENTS_MAP)?).map_err(|source| {
             CaptureError::Map {
@@ -201,6 +217,11 @@ impl Capture {
         self.dropped_sum(DROPPED_STACKS_SLOT)
     }
 
+    /// Sampled first-touch faults left out so far because the ring was half full.
+    pub fn dropped_faults_total(&self) -> u64 {
+        self.dropped_sum(DROPPED_FAULTS_SLOT)
+    }
+
     fn dropped_sum(&self, slot: u32) -> u64 {
         self.dropped
             .get(&slot, 0)
@@ -208,22 +229,24 @@ impl Capture {
             .unwrap_or(0)
     }
 
-    /// Appends every record already in the ring to `out`, without waiting.
+    /// Appends every event already in the ring to `out`, without waiting.
     pub fn drain(&mut self, out: &mut Vec<Event>) -> Result<(), CaptureError> {
-        self.flush_logs();
-        let ring = self.ring.get_mut();
-        while let Some(item) = ring.next() {
-            out.push(decode_captured(&item)?.event);
-        }
+        let mut records = Vec::new();
+        self.drain_records(&mut records)?;
+        out.extend(records.into_iter().filter_map(|record| match record {
+            Record::Captured(captured) => Some(captured.event),
+            Record::FirstTouch(_) => None,
+        }));
         Ok(())
     }
 
-    /// As [`Capture::drain`], keeping the stacks that growth records carry.
-    pub fn drain_captured(&mut self, out: &mut Vec<Captured>) -> Result<(), CaptureError> {
+    /// As [`Capture::drain`], keeping the stacks that growth records carry and the fault
+    /// samples, in ring order.
+    pub fn drain_records(&mut self, out: &mut Vec<Record>) -> Result<(), CaptureError> {
         self.flush_logs();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            out.push(decode_captured(&item)?);
+            out.push(decode_ring_record(&item)?);
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ pub fn load_with_stacks(stack_bytes: u32) -> Capture {
             syscalls,
             ring_size: 16 << 20,
             debug_bpf: false,
+            fault_period: None,
         },
         stack_bytes,
     )
