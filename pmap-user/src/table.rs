@@ -2405,6 +2405,25 @@ mod tests {
 
     // userfaultfd
 
+    /// A table holding one shared anonymous mapping of `pages` pages at page 0 (shared memory
+    /// never has an anon_vma, so its merges need no kernel answer).
+    fn shared_zero_pages(pages: u64) -> AddressSpace {
+        let mut s = empty();
+        let mut kernel = Kernel(vec![mapping(
+            (0, pages),
+            "rw-s",
+            0,
+            0x9,
+            "/dev/zero (deleted)",
+        )]);
+        s.apply(
+            &mmap(0, pages, RW, SHARED_ANON, -1, 0),
+            at(0) as i64,
+            &mut kernel,
+        );
+        s
+    }
+
     fn uffd_register(page: u64, pages: u64, mode: u64) -> Call {
         Call::UffdRegister {
             fd: 3,
@@ -2427,13 +2446,7 @@ mod tests {
 
     #[test]
     fn userfaultfd_registration_splits_and_unregistration_merges_back() {
-        let mut s = empty();
-        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
-        s.apply(
-            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
-            at(0) as i64,
-            &mut kernel,
-        );
+        let mut s = shared_zero_pages(4);
         let split = table(&[
             (0, 1, "rw-s", 0, 0x9, "/dev/zero (deleted)"),
             (1, 3, "rw-s", 0x1000, 0x9, "/dev/zero (deleted)"),
@@ -2463,13 +2476,7 @@ mod tests {
 
     #[test]
     fn equal_userfaultfd_registrations_merge_only_when_the_kernel_says_so() {
-        let mut s = empty();
-        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
-        s.apply(
-            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
-            at(0) as i64,
-            &mut kernel,
-        );
+        let mut s = shared_zero_pages(4);
         run(
             &mut s,
             &[
@@ -2509,13 +2516,7 @@ mod tests {
 
     #[test]
     fn madvise_splits_by_hidden_flags_and_skips_holes() {
-        let mut s = empty();
-        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
-        s.apply(
-            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
-            at(0) as i64,
-            &mut kernel,
-        );
+        let mut s = shared_zero_pages(4);
         run(
             &mut s,
             &[
@@ -2570,13 +2571,7 @@ mod tests {
 
     #[test]
     fn mergeable_is_ignored_on_shared_memory() {
-        let mut s = empty();
-        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
-        s.apply(
-            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
-            at(0) as i64,
-            &mut kernel,
-        );
+        let mut s = shared_zero_pages(4);
         run(&mut s, &[(madvise(at(1), 1, MADV_MERGEABLE), OK)]);
         assert_eq!(lines(&s).len(), 1);
     }
@@ -2665,13 +2660,7 @@ mod tests {
 
     #[test]
     fn a_call_that_changes_nothing_merges_nothing() {
-        let mut s = empty();
-        let mut kernel = Kernel(vec![mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)")]);
-        s.apply(
-            &mmap(0, 4, RW, SHARED_ANON, -1, 0),
-            at(0) as i64,
-            &mut kernel,
-        );
+        let mut s = shared_zero_pages(4);
         run(
             &mut s,
             &[
