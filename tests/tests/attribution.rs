@@ -45,9 +45,17 @@ fn build(exe: &'static str, module: &'static str) -> Build {
 /// Runs the target under `pmap-trace --sites 10 --json EXTRA...`, dumps once it has grown
 /// everything, and returns the `sites` record of that dump.
 fn sites_after_growth(exe: &str, extra: &[&str]) -> Value {
-    let mut target = Workload::start(exe, "grow", &[]);
+    let mut args = vec!["--sites", "10"];
+    args.extend_from_slice(extra);
+    sites_at_checkpoint(exe, "grow", &args)
+}
+
+/// Runs the target's `mode` under `pmap-trace --no-events --json ARGS...`, dumps at its
+/// checkpoint, and returns the `sites` record of that dump.
+fn sites_at_checkpoint(exe: &str, mode: &str, extra: &[&str]) -> Value {
+    let mut target = Workload::start(exe, mode, &[]);
     let pid = target.pid().to_string();
-    let mut args = vec!["--sites", "10", "--no-events", "--json"];
+    let mut args = vec!["--no-events", "--json"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-p", &pid]);
     let mut tracer = Tracer::attach(&args);
@@ -201,26 +209,7 @@ fn ownership_moves_and_releases_exactly_the_bytes_each_call_touches() {
         ("overlay_file", 0),
         ("lower_break", 0),
     ];
-    let mut target = Workload::start(TARGET, "ownership", &[]);
-    let pid = target.pid().to_string();
-    let mut tracer = Tracer::attach(&["--sites", "100", "--no-events", "--json", "-p", &pid]);
-    target.go();
-    target.read_until_checkpoint();
-    target.wait_stopped();
-    tracer.signal(libc::SIGUSR1);
-    let sites = loop {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut tracer.stdout, &mut line).unwrap();
-        assert!(n > 0, "pmap-trace ended before its sites record");
-        let value: Value = serde_json::from_str(&line).unwrap();
-        if value["type"] == "sites" {
-            break value;
-        }
-    };
-    target.resume();
-    assert_eq!(target.finish(), 0);
-    let (code, _, err) = tracer.finish();
-    assert_eq!(code, 0, "stderr: {err}");
+    let sites = sites_at_checkpoint(TARGET, "ownership", &["--sites", "100"]);
     let by_live = sites["by_live"].as_array().unwrap();
     assert!(
         by_live.len() < 100,
