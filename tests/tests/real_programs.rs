@@ -292,9 +292,9 @@ fn python_importing_the_standard_library_attached_mid_run_equals_pmap_when_stopp
     if !require_root() {
         return;
     }
-    // 10 ms after each module: about 2 s of importing, most of it after pmap-trace attaches.
+    // 20 ms after each module: 3 to 4 s of importing, most of it after pmap-trace attaches.
     let mut child = Command::new(PYTHON)
-        .args(["-c", IMPORTER, "0", "0.01"])
+        .args(["-c", IMPORTER, "0", "0.02"])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
