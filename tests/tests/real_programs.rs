@@ -429,10 +429,11 @@ fn thread_names(pid: i32) -> BTreeSet<String> {
         .collect()
 }
 
-/// Stops redis-server six times while the benchmark runs and compares each dump with pmap;
-/// the address space must have kept changing meanwhile. (Which threads make the calls varies
+/// Stops redis-server six times while the benchmark runs and compares each tracer's dump with
+/// pmap; the address space must have kept changing meanwhile (the call lines of the tracers
+/// that print them say so). (Which threads make the calls varies
 /// from run to run: all of redis's threads, or only its main thread, allocate new extents.)
-fn stop_under_load(tracing: &mut Tracing, pid: i32, what: &str) {
+fn stop_under_load(tracers: &mut [Tracing], pid: i32, what: &str) {
     const CHECKPOINTS: usize = 6;
     let mut callers = BTreeSet::new();
     let mut calls = 0;
@@ -453,15 +454,18 @@ fn stop_under_load(tracing: &mut Tracing, pid: i32, what: &str) {
                 "{what}: redis-server's threads are {names:?}"
             );
         }
-        let (_, lines) = tracing.checkpoint(pid, &format!("{what}, stop {n}"));
-        if n > 1 {
-            calls += lines.len();
-            // "HH:MM:SS.micros PID/TID COMM call(...)"
-            callers.extend(
-                lines
-                    .iter()
-                    .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned)),
-            );
+        for tracing in tracers.iter_mut() {
+            let what = format!("{what}, pmap {}, stop {n}", tracing.format.join(" "));
+            let (_, lines) = tracing.checkpoint(pid, &what);
+            if n > 1 {
+                calls += lines.len();
+                // "HH:MM:SS.micros PID/TID COMM call(...)"
+                callers.extend(
+                    lines
+                        .iter()
+                        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned)),
+                );
+            }
         }
         signal(pid, libc::SIGCONT);
     }
@@ -473,7 +477,7 @@ fn stop_under_load(tracing: &mut Tracing, pid: i32, what: &str) {
 }
 
 #[test]
-fn redis_under_load_traced_from_launch_equals_pmap_x_at_each_stop() {
+fn redis_under_load_traced_from_launch_equals_pmap_at_each_stop() {
     if !require_root() {
         return;
     }
@@ -481,18 +485,23 @@ fn redis_under_load_traced_from_launch_equals_pmap_x_at_each_stop() {
     let mut args = vec!["--".to_owned(), REDIS_SERVER.to_owned()];
     args.extend(redis_args(&dir.0));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut tracing = Tracing::start(&["-x"], true, &args);
+    let launcher = Tracing::start(&["-x"], true, &args);
     let mut redis = Launched {
-        pid: tracing.attached_pid(),
+        pid: launcher.attached_pid(),
         ended: false,
     };
+    // The default format from a second tracer, attached to the launched server.
+    let attached = Tracing::start(&[], false, &["-p", &redis.pid.to_string()]);
+    let mut tracers = [launcher, attached];
     let benchmark = start_load(&dir.0, redis.pid);
-    stop_under_load(&mut tracing, redis.pid, "redis-server launched (-x)");
+    stop_under_load(&mut tracers, redis.pid, "redis-server launched");
     drop(benchmark);
     signal(redis.pid, libc::SIGTERM);
-    let (code, rest) = tracing.finish();
+    for tracing in &mut tracers {
+        let (code, rest) = tracing.finish();
+        assert_eq!(code, 0, "pmap-trace {:?}; output:\n{rest}", tracing.format);
+    }
     redis.ended = true;
-    assert_eq!(code, 0, "redis-server's exit status; output:\n{rest}");
 }
 
 #[test]
@@ -512,11 +521,17 @@ fn redis_under_load_attached_mid_run_equals_pmap_at_each_stop() {
     let benchmark = start_load(&dir.0, pid);
     // Attached while the load runs.
     std::thread::sleep(Duration::from_millis(300));
-    let mut tracing = Tracing::start(&[], true, &["-p", &pid.to_string()]);
-    stop_under_load(&mut tracing, pid, "redis-server attached");
+    let pid_arg = pid.to_string();
+    let mut tracers = [
+        Tracing::start(&[], true, &["-p", &pid_arg]),
+        Tracing::start(&["-x"], false, &["-p", &pid_arg]),
+    ];
+    stop_under_load(&mut tracers, pid, "redis-server attached");
     drop(benchmark);
     signal(pid, libc::SIGTERM);
     assert_eq!(redis.0.wait().unwrap().code(), Some(0), "redis-server");
-    let (code, _) = tracing.finish();
-    assert_eq!(code, 0);
+    for tracing in &mut tracers {
+        let (code, _) = tracing.finish();
+        assert_eq!(code, 0, "pmap-trace {:?}", tracing.format);
+    }
 }
