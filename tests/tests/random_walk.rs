@@ -18,14 +18,14 @@
 //!   pmap-trace does; answers come at whatever moment the tracer gets to them.
 //!
 //! A fourth test stops at checkpoints as `at checkpoints` does and compares the dump in every
-//! pmap format — default, `-x`, `-X`, `-XX`, `-d`, `-q`, and `-A` ranges cutting through
-//! mappings — byte for byte with `pmap` given the same flags. The smaps values (`-x`, `-X`,
-//! `-XX`) are read at the checkpoint as a dump reads them; `Pss` divides each page among the
-//! processes mapping it, so the walk and `pmap` run on private copies of their libraries
-//! ([`Isolated`]) and share no page with each other or with the machine's other processes —
-//! but for the vdso, whose pages every process maps: a format whose dump differs is compared
-//! again (up to 5 times), and a difference fails the walk when it is there with the dump the
-//! same before and after pmap's run.
+//! pmap format — default, `-x`, `-X`, `-XX`, `-d`, `-q`, `-p` (pmap-trace's `--show-path`) and
+//! `-A` ranges cutting through mappings — byte for byte with `pmap` given the same flags. The
+//! smaps values (`-x`, `-X`, `-XX`) are read at the checkpoint as a dump reads them; `Pss`
+//! divides each page among the processes mapping it, so the walk and `pmap` run on private
+//! copies of their libraries ([`Isolated`]) and share no page with each other or with the
+//! machine's other processes — but for the vdso, whose pages every process maps: a format whose
+//! dump differs is compared again (up to 5 times), and a difference fails the walk when it is
+//! there with the dump the same before and after pmap's run.
 //!
 //! Every walk prints how often the table asked the kernel, per call kind, so a model that leans
 //! on the kernel shows up even while it passes.
@@ -688,6 +688,8 @@ const FORMATS: &[&[&str]] = &[
     &["-q"],
     &["-x", "-q"],
     &["-XX", "-q"],
+    &["-p"],
+    &["-x", "-p"],
 ];
 
 /// The options pmap takes from `flags` (those of [`FORMATS`] and `-A`).
@@ -701,6 +703,7 @@ fn pmap_options(flags: &[&str]) -> PmapOptions {
             "-XX" => opts.format = PmapFormat::AllSmaps,
             "-d" => opts.format = PmapFormat::Device,
             "-q" => opts.quiet = true,
+            "-p" => opts.show_path = true,
             "-A" => opts.range = parse_range(flags.next().expect("-A takes a range")).unwrap(),
             other => panic!("no pmap flag {other} here"),
         }
