@@ -328,7 +328,20 @@ impl<'a> Run<'a> {
                 .file
                 .as_ref()
                 .and_then(|f| self.files.mapping_for(call, *ret, f));
+            let asked_before = self.oracle.asked.get("mremap").copied().unwrap_or(0);
             self.process.table.apply(call, *ret, &mut self.oracle);
+            if self.oracle.asked.get("mremap").copied().unwrap_or(0) > asked_before {
+                // Only a fixed move refused part-way may ask: whether memory the table keeps
+                // apart pending the kernel's word was one VMA, refused as a whole.
+                let refused_move = matches!(call, Call::Mremap { flags, .. }
+                    if flags & libc::MREMAP_FIXED as u64 != 0)
+                    && *ret == -i64::from(libc::EPERM);
+                assert!(
+                    refused_move,
+                    "{}applying this mremap asked the kernel",
+                    self.failure("a question")
+                );
+            }
             if let Call::Mmap { fd, .. } = call
                 && *fd >= 0
                 && let Some(now) = self
@@ -504,7 +517,8 @@ impl<'a> Run<'a> {
     fn check_questions(&self) {
         for (&call, &asked) in &self.oracle.asked {
             match call {
-                "dump" | "prctl" => {}
+                // mremap is checked call by call as it is applied.
+                "dump" | "prctl" | "mremap" => {}
                 "mmap" => assert!(
                     asked <= self.identity_questions,
                     "seed {}: mmap asked the kernel {asked} times for {} new files",
