@@ -71,6 +71,22 @@ impl TracedProcess {
         }
     }
 
+    /// Re-reads what pmap reads afresh on every run besides the mappings: the command line,
+    /// which a running process may rewrite (servers such as redis put their state there, as
+    /// `setproctitle` does), and the main stack's start. Kept as they were once the process is
+    /// gone, for its final dump.
+    pub fn refresh_header(&mut self) {
+        if self.query.is_none() {
+            return;
+        }
+        if let Ok(header) = seed::read_process_header(self.pid) {
+            self.header = header;
+        }
+        if let Ok(start_stack) = seed::read_start_stack(self.pid) {
+            self.start_stack = start_stack;
+        }
+    }
+
     /// The process has exited: nothing is left to query.
     pub fn mark_gone(&mut self) {
         self.query = None;
@@ -175,4 +191,69 @@ fn read_start_brk(pid: i32) -> Option<u64> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     // Field 3 (state) is the first after the command name, so field 47 is the 45th.
     after_comm.split_whitespace().nth(44)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{BufRead, BufReader, Write},
+        process::{Command, Stdio},
+    };
+
+    use super::*;
+    use crate::seed::fixtures::Child;
+
+    /// Overwrites its own argument area through /proc/self/mem, as setproctitle does, when
+    /// told to on stdin.
+    const RETITLE: &str = r#"
+import sys
+stat = open("/proc/self/stat").read()
+fields = stat[stat.rindex(")") + 2:].split()
+arg_start, arg_end = int(fields[45]), int(fields[46])
+print("ready", flush=True)
+sys.stdin.readline()
+title = b"retitled: serving"
+with open("/proc/self/mem", "r+b", buffering=0) as mem:
+    mem.seek(arg_start)
+    mem.write(title + bytes(arg_end - arg_start - len(title)))
+print("done", flush=True)
+sys.stdin.readline()
+"#;
+
+    #[test]
+    fn a_dump_shows_the_command_line_the_process_has_now() {
+        let mut command = Command::new("python3");
+        command
+            .args(["-c", RETITLE, "with", "its", "original", "arguments"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = Child::spawn(command);
+        let mut stdin = child.take_stdin();
+        let mut stdout = BufReader::new(child.take_stdout());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+
+        let mut traced = TracedProcess::seed(child.pid()).unwrap();
+        assert!(
+            traced.header.ends_with(b"with its original arguments"),
+            "{}",
+            String::from_utf8_lossy(&traced.header)
+        );
+        stdin.write_all(b"retitle\n").unwrap();
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "done\n");
+        traced.refresh_header();
+        let now = seed::read_process_header(child.pid()).unwrap();
+        assert!(now.starts_with(b"retitled: serving"));
+        assert_eq!(traced.header, now);
+
+        // Once the process is gone, its last command line stays for the final dump.
+        traced.mark_gone();
+        drop(stdin);
+        drop(child);
+        traced.refresh_header();
+        assert_eq!(traced.header, now);
+    }
 }

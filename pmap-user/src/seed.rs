@@ -552,6 +552,16 @@ pub(crate) mod fixtures {
             self.0.id() as i32
         }
 
+        /// Its stdin, which the command must have piped.
+        pub fn take_stdin(&mut self) -> std::process::ChildStdin {
+            self.0.stdin.take().expect("stdin is piped")
+        }
+
+        /// Its stdout, which the command must have piped.
+        pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+            self.0.stdout.take().expect("stdout is piped")
+        }
+
         /// Stops the child (SIGSTOP) and waits until the kernel reports it stopped, so that its
         /// mappings hold still while they are compared.
         pub fn stop(&self) {

@@ -509,6 +509,7 @@ impl Session {
         self.process_available()?;
         for traced in self.processes.values_mut() {
             traced.refresh_growing();
+            traced.refresh_header();
         }
         // One pmap run over every process, in PID order.
         let processes: Vec<&Traced> = self.processes.values().collect();

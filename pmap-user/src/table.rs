@@ -11,7 +11,8 @@
 //! and the kernel ([`VmaOracle`]) is asked where the boundary is at the next dump
 //! ([`AddressSpace::refresh_growing_mappings`]). Asking right away would ask too late: the events
 //! are applied after the fact (a dump applies all pending ones at once), when later calls may
-//! have moved or replaced that memory.
+//! have moved or replaced that memory. The one call that must ask when applied is a fixed
+//! mremap refused at such a boundary: how much it moved depends on the answer (`remap_move`).
 
 /// Page size of the traced machine (x86_64); every mapping bound is a multiple of it.
 pub const PAGE_SIZE: u64 = 4096;
@@ -1062,7 +1063,7 @@ impl AddressSpace {
         let fixed = flags & MREMAP_FIXED != 0;
         if fixed && old_len == new_len {
             // Whatever the result: a failure part-way keeps the VMAs moved before it.
-            self.remap_move(remap);
+            self.remap_move(remap, errno, oracle);
             return;
         }
         match errno {
@@ -1155,7 +1156,7 @@ impl AddressSpace {
     /// own, to the same offset from `new_addr`, and leaves the destination's gaps (the holes
     /// of the source) as they were. It stops at a sealed VMA, or at one whose destination
     /// holds sealed memory, keeping the moves before.
-    fn remap_move(&mut self, remap: Remap) {
+    fn remap_move(&mut self, remap: Remap, errno: Option<i64>, oracle: &mut dyn VmaOracle) {
         let Remap {
             old_addr,
             old_len,
@@ -1164,11 +1165,8 @@ impl AddressSpace {
             ..
         } = remap;
         let end = old_addr + old_len;
-        // The kernel's VMAs of the source, as far as the table knows them. Pieces it keeps
-        // apart pending the kernel's word count as separate, as they turn out more often than
-        // not (walk seeds 103, 1200, 1234 in checkpoint mode). Which they are matters only to
-        // how far a move that fails part-way at sealed memory got: when the kernel holds them
-        // as one VMA (seed 1068) it refuses the whole, and the table moves too much.
+        // The source's VMAs as far as the table knows them; pieces it keeps apart only
+        // pending the kernel's word are settled below where that matters.
         let sources: Vec<(u64, u64)> = self
             .vmas
             .range(..end)
@@ -1179,19 +1177,26 @@ impl AddressSpace {
         if sources.first().is_none_or(|&(start, _)| start != old_addr) {
             return;
         }
-        for (start, end) in sources {
-            let sealed = self
-                .vmas
-                .range(..end)
-                .any(|(_, v)| v.mapping.end > start && v.flag(HiddenFlags::SEALED) == Some(true));
-            if sealed {
-                return;
+        let dest_of = |addr: u64| new_addr + (addr - old_addr);
+        // The first VMA refused: sealed, or bound for sealed memory. Moving the VMAs before it
+        // changes neither (sources and destinations do not overlap), so it is found first.
+        let refused = sources.iter().position(|&(start, end)| {
+            self.sealed_in(start, end) || self.sealed_in(dest_of(start), dest_of(end))
+        });
+        let mut moved = refused.unwrap_or(sources.len());
+        if refused.is_some() && errno == Some(EPERM) {
+            // A piece kept apart from the refused one pending the kernel's word was refused
+            // with it if the kernel held the two as one VMA; then nothing of that VMA moved
+            // and the kernel still has it across the boundary. (Had the piece moved, the
+            // kernel would have a hole there.)
+            while moved > 0 && self.kernel_joins(sources[moved].0, oracle) {
+                moved -= 1;
             }
-            let dest = new_addr + (start - old_addr);
-            let dest_end = dest + (end - start);
-            if !self.unmap_unless_sealed(dest, dest_end) {
-                return;
-            }
+        }
+        for &(start, end) in &sources[..moved] {
+            let dest = dest_of(start);
+            let dest_end = dest_of(end);
+            self.remove_range(dest, dest_end);
             let pieces: Vec<Vma> = if flags & MREMAP_DONTUNMAP != 0 {
                 self.vmas
                     .range(..end)
@@ -1210,6 +1215,40 @@ impl AddressSpace {
                 self.dontunmap_complete(start);
             }
         }
+        if let Some(refused) = refused {
+            // The refused VMA: a sealed one stops before anything; otherwise mremap_to() tried
+            // to unmap its destination first, which split there and stopped at the seal.
+            let (start, end) = (sources[moved].0, sources[refused].1);
+            if !self.sealed_in(start, end) {
+                self.refused_unmap(dest_of(start), dest_of(end));
+            }
+        }
+    }
+
+    /// Whether the table holds memory in `[start, end)` known to be sealed.
+    fn sealed_in(&self, start: u64, end: u64) -> bool {
+        self.vmas
+            .range(..end)
+            .any(|(_, v)| v.mapping.end > start && v.flag(HiddenFlags::SEALED) == Some(true))
+    }
+
+    /// At a boundary the table keeps pending: whether the kernel holds the two sides as one
+    /// VMA now, asked as a dump asks ([`is_merge_of`]); if it does, they are joined.
+    fn kernel_joins(&mut self, boundary: u64, oracle: &mut dyn VmaOracle) -> bool {
+        let (Some(right), Some((_, left))) = (
+            self.vmas.get(&boundary).filter(|v| v.pending_left),
+            self.vmas.range(..boundary).next_back(),
+        ) else {
+            return false;
+        };
+        let joined = left.mapping.end == boundary
+            && oracle
+                .vma_at(boundary)
+                .is_some_and(|now| is_merge_of(&now, left, right));
+        if joined {
+            self.join(boundary);
+        }
+        joined
     }
 
     /// Places `piece` (cut from a VMA being moved) at `dest`; copy_vma().
@@ -2325,6 +2364,72 @@ mod tests {
         assert_eq!(
             lines(&s),
             table(&[(1, 2, "r--p", 0, 0, ""), (10, 11, "rw-p", 0, 0, "")])
+        );
+    }
+
+    /// Two written pieces of one mapping that the table keeps apart pending the kernel's word,
+    /// the second bound for sealed memory by a fixed move of both.
+    fn pieces_before_a_sealed_destination() -> AddressSpace {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 4, RW), at(0) as i64),
+                (mprotect(at(2), 2, R), OK),
+                (mprotect(at(2), 2, RW), OK),
+                (anon(at(12), 1, R), at(12) as i64),
+                (
+                    Call::Mseal {
+                        addr: at(12),
+                        len: P,
+                        flags: 0,
+                    },
+                    OK,
+                ),
+            ],
+        );
+        assert!(vma(&s, 2).pending_left);
+        s
+    }
+
+    /// Pages 0-4 to 10-14: the second piece's destination holds the seal.
+    fn move_onto_the_seal(s: &mut AddressSpace, kernel: &mut Kernel) {
+        let call = mremap(at(0), 4, 4, MREMAP_MAYMOVE | MREMAP_FIXED, at(10));
+        s.apply(&call, EPERM_RET, kernel);
+    }
+
+    #[test]
+    fn a_fixed_move_refused_at_a_piece_the_kernel_holds_with_the_one_before_moves_neither() {
+        // Seen in the random walk (seed 346, every-format mode): the kernel had the two as one
+        // VMA, whose destination held the seal, and moved nothing.
+        let mut s = pieces_before_a_sealed_destination();
+        let mut kernel = Kernel(vec![
+            mapping((0, 4), "rw-p", 0, 0, ""),
+            mapping((12, 13), "r--p", 0, 0, ""),
+        ]);
+        move_onto_the_seal(&mut s, &mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[(0, 4, "rw-p", 0, 0, ""), (12, 13, "r--p", 0, 0, "")])
+        );
+    }
+
+    #[test]
+    fn a_fixed_move_refused_at_a_piece_the_kernel_holds_apart_keeps_the_move_before() {
+        let mut s = pieces_before_a_sealed_destination();
+        let mut kernel = Kernel(vec![
+            mapping((2, 4), "rw-p", 0, 0, ""),
+            mapping((10, 12), "rw-p", 0, 0, ""),
+            mapping((12, 13), "r--p", 0, 0, ""),
+        ]);
+        move_onto_the_seal(&mut s, &mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (2, 4, "rw-p", 0, 0, ""),
+                (10, 12, "rw-p", 0, 0, ""),
+                (12, 13, "r--p", 0, 0, ""),
+            ])
         );
     }
 

@@ -17,6 +17,16 @@
 //! - `live`: the walk paces itself and events are applied as they arrive while it runs, as
 //!   pmap-trace does; answers come at whatever moment the tracer gets to them.
 //!
+//! A fourth test stops at checkpoints as `at checkpoints` does and compares the dump in every
+//! pmap format — default, `-x`, `-X`, `-XX`, `-d`, `-q`, `-p` (pmap-trace's `--show-path`) and
+//! `-A` ranges cutting through mappings — byte for byte with `pmap` given the same flags. The
+//! smaps values (`-x`, `-X`, `-XX`) are read at the checkpoint as a dump reads them; `Pss`
+//! divides each page among the processes mapping it, so the walk and `pmap` run on private
+//! copies of their libraries ([`Isolated`]) and share no page with each other or with the
+//! machine's other processes — but for the vdso, whose pages every process maps: a format whose
+//! dump differs is compared again (up to 5 times), and a difference fails the walk when it is
+//! there with the dump the same before and after pmap's run.
+//!
 //! Every walk prints how often the table asked the kernel, per call kind, so a model that leans
 //! on the kernel shows up even while it passes.
 //!
@@ -34,7 +44,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pmap_integration_tests::{assert_same_text, real_pmap, require_root};
+use pmap_integration_tests::{Isolated, assert_same_text, output_of, real_pmap, require_root};
 use pmap_trace::{
     capture::Capture,
     decode::{Call, Event, EventKind},
@@ -42,13 +52,15 @@ use pmap_trace::{
     procmap_query::VmaQuery,
     render::{
         maps_line,
-        pmap::{PmapOptions, write_default},
+        pmap::{PmapFormat, PmapOptions, PmapRun, parse_range, write_default},
+        smaps::SmapsLayout,
     },
     seed,
     table::{Mapping, VmaOracle},
 };
 
 const WALK: &str = env!("CARGO_BIN_EXE_pmap-random-walk");
+const PMAP: &str = "/usr/bin/pmap";
 /// Calls between checkpoints.
 const EVERY: u64 = 50;
 /// Calls shown before a divergence.
@@ -127,8 +139,12 @@ struct Walker {
 }
 
 impl Walker {
-    fn start(seed: u64, calls: u64, stop: &str) -> Walker {
-        let mut command = Command::new(WALK);
+    /// Runs the walk on `libraries`' copies of its libraries when given.
+    fn start(seed: u64, calls: u64, stop: &str, libraries: Option<&Isolated>) -> Walker {
+        let mut command = match libraries {
+            Some(libraries) => libraries.command(std::path::Path::new(WALK)),
+            None => Command::new(WALK),
+        };
         command
             .args([seed.to_string(), calls.to_string(), EVERY.to_string()])
             .arg(stop)
@@ -229,7 +245,7 @@ impl std::fmt::Display for Summary {
 }
 
 /// One walk under test: the walker, the table fed from its events, and what went into it.
-struct Run {
+struct Run<'a> {
     seed: u64,
     mode: Mode,
     walker: Walker,
@@ -244,16 +260,24 @@ struct Run {
     identity_questions: u64,
     calls: u64,
     checkpoints: u64,
+    /// Set when checkpoints compare every format.
+    every_format: Option<&'a EveryFormat>,
 }
 
-impl Run {
-    fn start(capture: &mut Capture, seed: u64, calls: u64, mode: Mode) -> Run {
+impl<'a> Run<'a> {
+    fn start(
+        capture: &mut Capture,
+        seed: u64,
+        calls: u64,
+        mode: Mode,
+        every_format: Option<&'a EveryFormat>,
+    ) -> Run<'a> {
         let stop = match mode {
             Mode::EachCall => "each",
             Mode::AtCheckpoints => "checkpoint",
             Mode::Live => "paced",
         };
-        let mut walker = Walker::start(seed, calls, stop);
+        let mut walker = Walker::start(seed, calls, stop, every_format.map(|e| &e.walk_libraries));
         let pid = walker.pid();
         capture.add_target(pid as u32, false).unwrap();
         let process = TracedProcess::seed(pid).unwrap();
@@ -277,6 +301,7 @@ impl Run {
             identity_questions: 0,
             calls: 0,
             checkpoints: 0,
+            every_format,
         }
     }
 
@@ -303,7 +328,20 @@ impl Run {
                 .file
                 .as_ref()
                 .and_then(|f| self.files.mapping_for(call, *ret, f));
+            let asked_before = self.oracle.asked.get("mremap").copied().unwrap_or(0);
             self.process.table.apply(call, *ret, &mut self.oracle);
+            if self.oracle.asked.get("mremap").copied().unwrap_or(0) > asked_before {
+                // Only a fixed move refused part-way may ask: whether memory the table keeps
+                // apart pending the kernel's word was one VMA, refused as a whole.
+                let refused_move = matches!(call, Call::Mremap { flags, .. }
+                    if flags & libc::MREMAP_FIXED as u64 != 0)
+                    && *ret == -i64::from(libc::EPERM);
+                assert!(
+                    refused_move,
+                    "{}applying this mremap asked the kernel",
+                    self.failure("a question")
+                );
+            }
             if let Call::Mmap { fd, .. } = call
                 && *fd >= 0
                 && let Some(now) = self
@@ -388,10 +426,13 @@ impl Run {
         );
     }
 
-    /// The dump must equal what `pmap PID` prints now.
+    /// The dump must equal what `pmap PID` prints now (in every format, for walks that ask).
     fn check_pmap(&mut self) {
         self.checkpoints += 1;
         self.settle();
+        if let Some(every) = self.every_format {
+            return self.check_every_format(every);
+        }
         let mappings = self.process.mappings();
         let view = self.process.view(&mappings, seed::discover_shm_minor());
         let mut ours = Vec::new();
@@ -404,13 +445,80 @@ impl Run {
         assert_same_text("dump vs pmap", &expected, &ours);
     }
 
+    /// Each format's dump, rendered as a dump renders it (smaps read now), must equal what
+    /// `pmap` prints with the same flags.
+    fn check_every_format(&self, every: &EveryFormat) {
+        let pid = self.walker.pid();
+        let mappings = self.process.mappings();
+        let view = self.process.view(&mappings, seed::discover_shm_minor());
+        // Ends inside mappings: from the middle of the mapping a third of the way up to the middle
+        // of the one two thirds up; and one address alone, the middle of the middle mapping.
+        let middle = |m: &Mapping| format!("{:x}", m.start + (m.end - m.start) / 2);
+        let n = mappings.len();
+        let through = format!(
+            "{},{}",
+            middle(&mappings[n / 3]),
+            middle(&mappings[2 * n / 3])
+        );
+        let one = middle(&mappings[n / 2]);
+        let mut formats: Vec<Vec<&str>> = FORMATS.iter().map(|f| f.to_vec()).collect();
+        for flags in [&[][..], &["-d"], &["-q"]] {
+            formats.push([flags, &["-A", &through]].concat());
+        }
+        formats.push(vec!["-A", &one]);
+        for flags in formats {
+            let opts = pmap_options(&flags);
+            let dump = || {
+                let smaps = if opts.format.needs_smaps() {
+                    seed::read_smaps(pid).unwrap()
+                } else {
+                    Vec::new()
+                };
+                let text = PmapRun::new(opts, &every.layout)
+                    .process(&view, &smaps)
+                    .text;
+                String::from_utf8_lossy(&text).into_owned()
+            };
+            let pmap = || {
+                let mut pmap = every.pmap_libraries.command(std::path::Path::new(PMAP));
+                pmap.args(&flags).arg(pid.to_string());
+                String::from_utf8_lossy(&output_of(pmap)).into_owned()
+            };
+            // The vdso's pages are every process's: its Pss moves as the machine's other
+            // processes come and go, and no copy of it can be made. A difference counts when
+            // it stays while nothing else moved: the same dump before and after pmap's run.
+            let mut matched = false;
+            let mut stable_difference = None;
+            for _ in 0..5 {
+                let before = dump();
+                let expected = pmap();
+                if before == expected {
+                    matched = true;
+                    break;
+                }
+                if dump() == before {
+                    stable_difference = Some((expected, before));
+                }
+            }
+            if matched {
+                continue;
+            }
+            let what = format!("dump vs pmap {}", flags.join(" "));
+            eprint!("{}", self.failure(&format!("the {what} differs")));
+            let (expected, ours) =
+                stable_difference.unwrap_or_else(|| panic!("{what}: the walk never held still"));
+            assert_same_text(&what, &expected, &ours);
+        }
+    }
+
     /// What the table asked while applying calls: only a new mapping's identity (and, where
     /// the kernel has anon names, what a naming did). Everything else the events decide, or
     /// the dump settles; an answer about the past would hide a model that is wrong.
     fn check_questions(&self) {
         for (&call, &asked) in &self.oracle.asked {
             match call {
-                "dump" | "prctl" => {}
+                // mremap is checked call by call as it is applied.
+                "dump" | "prctl" | "mremap" => {}
                 "mmap" => assert!(
                     asked <= self.identity_questions,
                     "seed {}: mmap asked the kernel {asked} times for {} new files",
@@ -513,8 +621,14 @@ impl std::fmt::Display for CallLine<'_> {
 }
 
 /// Runs one walk in `mode` to its end, checking at every stop.
-async fn walk(capture: &mut Capture, seed: u64, calls: u64, mode: Mode) -> Summary {
-    let mut run = Run::start(capture, seed, calls, mode);
+async fn walk(
+    capture: &mut Capture,
+    seed: u64,
+    calls: u64,
+    mode: Mode,
+    every_format: Option<&EveryFormat>,
+) -> Summary {
+    let mut run = Run::start(capture, seed, calls, mode, every_format);
     let mut events = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -577,15 +691,71 @@ async fn walk(capture: &mut Capture, seed: u64, calls: u64, mode: Mode) -> Summa
     run.summary()
 }
 
+/// pmap's flags for the formats `every format` walks compare at each checkpoint; `-A` ranges
+/// through the mappings of the moment are added then.
+const FORMATS: &[&[&str]] = &[
+    &[],
+    &["-x"],
+    &["-X"],
+    &["-XX"],
+    &["-d"],
+    &["-q"],
+    &["-x", "-q"],
+    &["-XX", "-q"],
+    &["-p"],
+    &["-x", "-p"],
+];
+
+/// The options pmap takes from `flags` (those of [`FORMATS`] and `-A`).
+fn pmap_options(flags: &[&str]) -> PmapOptions {
+    let mut opts = PmapOptions::default();
+    let mut flags = flags.iter();
+    while let Some(&flag) = flags.next() {
+        match flag {
+            "-x" => opts.format = PmapFormat::Extended,
+            "-X" => opts.format = PmapFormat::Smaps,
+            "-XX" => opts.format = PmapFormat::AllSmaps,
+            "-d" => opts.format = PmapFormat::Device,
+            "-q" => opts.quiet = true,
+            "-p" => opts.show_path = true,
+            "-A" => opts.range = parse_range(flags.next().expect("-A takes a range")).unwrap(),
+            other => panic!("no pmap flag {other} here"),
+        }
+    }
+    opts
+}
+
+/// What comparing every format needs: private copies of the libraries for the walk and for
+/// pmap (see the module documentation), and the kernel's smaps layout.
+struct EveryFormat {
+    walk_libraries: Isolated,
+    pmap_libraries: Isolated,
+    layout: SmapsLayout,
+}
+
 fn walk_seeds(mode: Mode, default_seeds: std::ops::Range<u64>, default_calls: u64) {
+    walk_seeds_checking(mode, default_seeds, default_calls, false);
+}
+
+fn walk_seeds_checking(
+    mode: Mode,
+    default_seeds: std::ops::Range<u64>,
+    default_calls: u64,
+    every_format: bool,
+) {
     if !require_root() {
         return;
     }
     let (seeds, calls) = plan(default_seeds, default_calls);
+    let every_format = every_format.then(|| EveryFormat {
+        walk_libraries: Isolated::new(&[std::path::Path::new(WALK)]),
+        pmap_libraries: Isolated::new(&[std::path::Path::new(PMAP)]),
+        layout: seed::discover_smaps_layout(),
+    });
     common::runtime().block_on(async {
         let mut capture = common::load();
         for seed in seeds {
-            let summary = walk(&mut capture, seed, calls, mode).await;
+            let summary = walk(&mut capture, seed, calls, mode, every_format.as_ref()).await;
             println!("seed {seed} ({mode:?}): {summary}");
         }
     });
@@ -604,4 +774,9 @@ fn random_walks_dumped_at_checkpoints_equal_pmap() {
 #[test]
 fn random_walks_applied_live_equal_pmap_at_checkpoints() {
     walk_seeds(Mode::Live, 200..220, 2000);
+}
+
+#[test]
+fn random_walks_dumped_at_checkpoints_equal_pmap_in_every_format() {
+    walk_seeds_checking(Mode::AtCheckpoints, 300..306, 2000, true);
 }
