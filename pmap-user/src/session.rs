@@ -327,8 +327,8 @@ impl Session {
                         && *fd >= 0
                         && let Some(now) = traced
                             .table
-                            .mappings()
-                            .find(|m| m.start == *ret as u64 && !m.name.is_empty())
+                            .mapping_starting_at(*ret as u64)
+                            .filter(|m| !m.name.is_empty())
                     {
                         context.path = Some(now.name.clone());
                         self.files.learn([now]);

@@ -378,6 +378,11 @@ impl AddressSpace {
         self.vmas.values().map(|v| &v.mapping)
     }
 
+    /// The mapping that starts at `start`, if one does.
+    pub fn mapping_starting_at(&self, start: u64) -> Option<&Mapping> {
+        self.vmas.get(&start).map(|v| &v.mapping)
+    }
+
     pub fn to_mappings(&self) -> Vec<Mapping> {
         self.mappings().cloned().collect()
     }
@@ -419,6 +424,20 @@ impl AddressSpace {
             .next_back()
             .map(|(_, v)| v)
             .filter(|v| v.mapping.end > addr)
+    }
+
+    /// The VMAs that overlap `[start, end)`, in address order. The search starts at the VMA
+    /// holding `start`: a call's cost does not grow with the VMAs below it.
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
+        let first = self
+            .vmas
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(&key, _)| key);
+        self.vmas
+            .range(first..end.max(first))
+            .map(|(_, v)| v)
+            .filter(move |v| v.mapping.end > start)
     }
 
     /// Cuts the VMA that straddles `addr` (if any) in two at `addr`.
@@ -473,9 +492,8 @@ impl AddressSpace {
             return;
         }
         let overlapping: Vec<(u64, u64)> = self
-            .vmas
-            .range(..end)
-            .map(|(_, v)| (v.mapping.start.max(start), v.mapping.end.min(end)))
+            .overlapping(start, end)
+            .map(|v| (v.mapping.start.max(start), v.mapping.end.min(end)))
             .filter(|&(from, to)| from < to)
             .collect();
         let mut boundaries = Vec::new();
@@ -939,10 +957,7 @@ impl AddressSpace {
             None | Some(ENOMEM) => end,
             Some(EINVAL | EPERM) => {
                 let refusing = self
-                    .vmas
-                    .range(..end)
-                    .map(|(_, v)| v)
-                    .filter(|v| v.mapping.end > addr)
+                    .overlapping(addr, end)
                     .find(|v| madvise_refused(advice, v));
                 match refusing {
                     Some(v) => v.mapping.start.max(addr),
@@ -1142,9 +1157,8 @@ impl AddressSpace {
         // how far a move that fails part-way at sealed memory got: when the kernel holds them
         // as one VMA (seed 1068) it refuses the whole, and the table moves too much.
         let sources: Vec<(u64, u64)> = self
-            .vmas
-            .range(..end)
-            .map(|(_, v)| (v.mapping.start.max(old_addr), v.mapping.end.min(end)))
+            .overlapping(old_addr, end)
+            .map(|v| (v.mapping.start.max(old_addr), v.mapping.end.min(end)))
             .filter(|&(start, end)| start < end)
             .collect();
         // A hole at the start is EFAULT before anything moves.
@@ -1153,9 +1167,8 @@ impl AddressSpace {
         }
         for (start, end) in sources {
             let sealed = self
-                .vmas
-                .range(..end)
-                .any(|(_, v)| v.mapping.end > start && v.flag(HiddenFlags::SEALED) == Some(true));
+                .overlapping(start, end)
+                .any(|v| v.flag(HiddenFlags::SEALED) == Some(true));
             if sealed {
                 return;
             }
@@ -1165,10 +1178,8 @@ impl AddressSpace {
                 return;
             }
             let pieces: Vec<Vma> = if flags & MREMAP_DONTUNMAP != 0 {
-                self.vmas
-                    .range(..end)
-                    .filter(|(_, v)| v.mapping.end > start)
-                    .map(|(_, v)| v.slice(v.mapping.start.max(start), v.mapping.end.min(end)))
+                self.overlapping(start, end)
+                    .map(|v| v.slice(v.mapping.start.max(start), v.mapping.end.min(end)))
                     .collect()
             } else {
                 self.remove_range(start, end)
@@ -1223,9 +1234,8 @@ impl AddressSpace {
     /// if sealed memory is in the way, fails as [`Self::refused_unmap`] says.
     fn unmap_unless_sealed(&mut self, start: u64, end: u64) -> bool {
         let sealed = self
-            .vmas
-            .range(..end)
-            .any(|(_, v)| v.mapping.end > start && v.flag(HiddenFlags::SEALED) == Some(true));
+            .overlapping(start, end)
+            .any(|v| v.flag(HiddenFlags::SEALED) == Some(true));
         if sealed {
             self.refused_unmap(start, end);
         } else {
