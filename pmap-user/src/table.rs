@@ -442,18 +442,17 @@ impl AddressSpace {
 
     /// Cuts the VMA that straddles `addr` (if any) in two at `addr`.
     fn split_at(&mut self, addr: u64) {
-        let Some((_, vma)) = self.vmas.range(..addr).next_back() else {
+        let Some((_, vma)) = self.vmas.range_mut(..addr).next_back() else {
             return;
         };
         if vma.mapping.end <= addr {
             return;
         }
-        let vma = vma.clone();
-        let left = vma.slice(vma.mapping.start, addr);
         let mut right = vma.slice(addr, vma.mapping.end);
         right.pending_left = false;
-        self.vmas.insert(left.mapping.start, left);
-        self.vmas.insert(right.mapping.start, right);
+        // The left piece keeps its start, so only its end changes.
+        vma.mapping.end = addr;
+        self.vmas.insert(addr, right);
     }
 
     /// Removes `[start, end)` and returns the removed pieces in address order.
@@ -463,10 +462,11 @@ impl AddressSpace {
         }
         self.split_at(start);
         self.split_at(end);
-        let keys: Vec<u64> = self.vmas.range(start..end).map(|(&k, _)| k).collect();
-        keys.into_iter()
-            .filter_map(|k| self.vmas.remove(&k))
-            .collect()
+        let mut removed = Vec::new();
+        while let Some((&key, _)) = self.vmas.range(start..end).next() {
+            removed.extend(self.vmas.remove(&key));
+        }
+        removed
     }
 
     /// Where the run of VMAs that starts at `start` and leaves no hole ends (at most `end`),
