@@ -4,7 +4,7 @@ use std::io::Write as _;
 
 use serde_json::{Value, json};
 
-use super::digits::{push_dec, push_prefixed_hex, push_signed};
+use super::digits::{push_dec, push_dec_zero_padded, push_prefixed_hex, push_signed};
 use crate::decode::{Call, Event, EventKind};
 
 /// What the table knows about an event at the moment it was applied.
@@ -82,13 +82,7 @@ fn local_hms(secs: libc::time_t) -> [u8; 8] {
 /// `.micros`, six digits.
 fn push_micros(out: &mut Vec<u8>, micros: u64) {
     out.push(b'.');
-    let at = out.len();
-    push_dec(out, micros, 6);
-    for b in &mut out[at..] {
-        if *b == b' ' {
-            *b = b'0';
-        }
-    }
+    push_dec_zero_padded(out, micros, 6);
 }
 
 /// Bytes from the kernel (command names, paths) made safe to print: control characters and
@@ -165,7 +159,8 @@ fn push_flags(out: &mut Vec<u8>, value: u64, table: &[(u64, &str)], none: &str) 
     let mut rest = value;
     for &(bit, name) in table {
         if bit != 0 && value & bit == bit {
-            push_flag(out, start, name.as_bytes());
+            push_separator(out, start);
+            out.extend_from_slice(name.as_bytes());
             rest &= !bit;
         }
     }
@@ -185,18 +180,13 @@ fn push_separator(out: &mut Vec<u8>, start: usize) {
     }
 }
 
-fn push_flag(out: &mut Vec<u8>, start: usize, name: &[u8]) {
-    push_separator(out, start);
-    out.extend_from_slice(name);
-}
-
 fn push_prot(out: &mut Vec<u8>, prot: u64) {
     push_flags(out, prot, PROT, "PROT_NONE");
 }
 
 /// mmap's flags as [`map_flag_names`] names them, joined by `|`.
 fn push_map_flags(out: &mut Vec<u8>, flags: u64) {
-    let start = out.len();
+    // The type comes first and is never empty, so every later name follows a '|'.
     match map_kind(flags) {
         Some(kind) => out.extend_from_slice(kind.as_bytes()),
         None => push_prefixed_hex(out, flags & 0x0f),
@@ -208,7 +198,7 @@ fn push_map_flags(out: &mut Vec<u8>, flags: u64) {
     }
     let huge_shift = map_huge_shift(flags);
     if huge_shift != 0 {
-        push_separator(out, start);
+        out.push(b'|');
         match map_huge_name(huge_shift) {
             Some(name) => out.extend_from_slice(name.as_bytes()),
             None => {
