@@ -90,13 +90,19 @@ pub fn read_smaps(pid: i32) -> Result<Vec<SmapsEntry>, SeedError> {
     Ok(read_smaps_file(pid)?.into_iter().map(|(_, e)| e).collect())
 }
 
+/// Reads `/proc/PID/smaps` line by line: with many mappings the file is large (70 MB for
+/// 100 000), and holding it whole beside what is parsed from it doubled pmap-trace's memory.
 fn read_smaps_file(pid: i32) -> Result<Vec<(Mapping, SmapsEntry)>, SeedError> {
-    let process = open(pid)?;
-    let text = read_all(&process, pid, "smaps", None)?;
-    parse_smaps(&text).map_err(|detail| SeedError::Malformed {
-        pid,
-        file: "smaps",
-        detail,
+    let file = open(pid)?
+        .open_relative("smaps")
+        .map_err(|e| SeedError::from_proc(pid, "smaps", e))?;
+    parse_smaps(io::BufReader::with_capacity(1 << 16, file)).map_err(|err| match err {
+        SmapsError::Io(err) => SeedError::from_io(pid, "smaps", err),
+        SmapsError::Malformed(detail) => SeedError::Malformed {
+            pid,
+            file: "smaps",
+            detail,
+        },
     })
 }
 
@@ -136,7 +142,7 @@ pub fn read_snapshot(pid: i32, smaps: bool) -> Result<Snapshot, SeedError> {
 pub fn discover_smaps_layout() -> SmapsLayout {
     std::fs::read("/proc/self/smaps")
         .ok()
-        .and_then(|text| parse_smaps(&text).ok())
+        .and_then(|text| parse_smaps(&text[..]).ok())
         .and_then(|entries| {
             entries
                 .first()
@@ -370,17 +376,32 @@ fn escape(text: &[u8], codeset: Codeset) -> Vec<u8> {
 
 /// Parses the text of a `/proc/PID/smaps` file: each mapping's maps line, then its `Key: value`
 /// lines, which (unlike maps lines, which start with a hex digit) start with a capital.
-fn parse_smaps(text: &[u8]) -> Result<Vec<(Mapping, SmapsEntry)>, String> {
+enum SmapsError {
+    Io(io::Error),
+    Malformed(String),
+}
+
+/// Parses the text of a `/proc/PID/smaps` file as it is read.
+fn parse_smaps(mut input: impl io::BufRead) -> Result<Vec<(Mapping, SmapsEntry)>, SmapsError> {
     let mut entries: Vec<(Mapping, SmapsEntry)> = Vec::new();
-    for line in text.split_inclusive(|&b| b == b'\n') {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).map_err(SmapsError::Io)? == 0 {
+            break;
+        }
         if line.first().is_some_and(u8::is_ascii_uppercase) {
-            let (_, entry) = entries
-                .last_mut()
-                .ok_or_else(|| "a value line before any mapping".to_string())?;
-            entry.details.extend_from_slice(line);
+            let (_, entry) = entries.last_mut().ok_or_else(|| {
+                SmapsError::Malformed("a value line before any mapping".to_string())
+            })?;
+            entry.details.extend_from_slice(&line);
         } else {
-            let mapping = parse_maps_line(line)
-                .ok_or_else(|| format!("bad line {:?}", String::from_utf8_lossy(line)))?;
+            if let Some((_, done)) = entries.last_mut() {
+                done.details.shrink_to_fit();
+            }
+            let mapping = parse_maps_line(&line).ok_or_else(|| {
+                SmapsError::Malformed(format!("bad line {:?}", String::from_utf8_lossy(&line)))
+            })?;
             let entry = SmapsEntry {
                 start: mapping.start,
                 end: mapping.end,
@@ -388,6 +409,9 @@ fn parse_smaps(text: &[u8]) -> Result<Vec<(Mapping, SmapsEntry)>, String> {
             };
             entries.push((mapping, entry));
         }
+    }
+    if let Some((_, done)) = entries.last_mut() {
+        done.details.shrink_to_fit();
     }
     Ok(entries)
 }
@@ -881,7 +905,9 @@ Size:                188 kB\n\
 VmFlags: rd mr mw me \n\
 7ff71f67a000-7ff71f73e000 rw-p 00000000 00:00 0 \n\
 Rss:                   4 kB\n";
-        let entries = parse_smaps(text).unwrap();
+        let Ok(entries) = parse_smaps(text) else {
+            panic!("smaps text parses");
+        };
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].0.name, b"/usr/bin/bash");
         assert_eq!(
@@ -890,7 +916,7 @@ Rss:                   4 kB\n";
         );
         assert_eq!(entries[1].1.start, 0x7ff71f67a000);
         assert_eq!(entries[1].1.value("Rss"), Some(4));
-        assert!(parse_smaps(b"Rss: 4 kB\n").is_err());
+        assert!(parse_smaps(&b"Rss: 4 kB\n"[..]).is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    fs, io,
+    fs,
+    io::{self, Write as _},
 };
 
 use thiserror::Error;
@@ -18,7 +19,7 @@ use crate::{
     process::{KnownFiles, TracedProcess as Traced},
     render::{
         diff::{diff, diff_json, write_diff},
-        events::{Clock, EventContext, escape_bytes, event_json, event_line},
+        events::{Clock, EventContext, EventLines, escape_bytes, event_json},
         json::dump_json,
         pmap::PmapRun,
         smaps::SmapsLayout,
@@ -63,6 +64,9 @@ pub struct Session {
     capture: Capture,
     sink: Sink,
     clock: Clock,
+    event_lines: EventLines,
+    /// The event line being written, reused from one event to the next.
+    line: Vec<u8>,
     processes: BTreeMap<u32, Traced>,
     /// The command started by the session, whose exit status becomes ours.
     launched: Option<i32>,
@@ -95,11 +99,14 @@ impl Session {
             terminate: handler(SignalKind::terminate())?,
             hangup: handler(SignalKind::hangup())?,
         };
+        let clock = Clock::now();
         Ok(Session {
             signals: Some(signals),
             capture,
             sink,
-            clock: Clock::now(),
+            clock,
+            event_lines: EventLines::new(clock),
+            line: Vec::with_capacity(256),
             processes: BTreeMap::new(),
             launched: None,
             exit_code: 0,
@@ -403,8 +410,8 @@ impl Session {
                         && *fd >= 0
                         && let Some(now) = traced
                             .table
-                            .mappings()
-                            .find(|m| m.start == *ret as u64 && !m.name.is_empty())
+                            .mapping_starting_at(*ret as u64)
+                            .filter(|m| !m.name.is_empty())
                     {
                         context.path = Some(now.name.clone());
                         self.files.learn([now]);
@@ -475,11 +482,20 @@ impl Session {
         if !self.config.events {
             return Ok(());
         }
-        let line = match self.config.format {
-            Format::Text => event_line(event, context, &self.clock),
-            Format::Json => event_json(event, context, &self.clock).to_string(),
-        };
-        self.sink.line(&line)?;
+        match self.config.format {
+            Format::Text => {
+                self.line.clear();
+                self.event_lines.push(&mut self.line, event, context);
+                self.line.push(b'\n');
+                self.sink
+                    .writer()
+                    .write_all(&self.line)
+                    .map_err(SinkError::from)?;
+            }
+            Format::Json => self
+                .sink
+                .line(&event_json(event, context, &self.clock).to_string())?,
+        }
         Ok(())
     }
 

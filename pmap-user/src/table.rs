@@ -385,6 +385,11 @@ impl AddressSpace {
         self.vmas.values().map(|v| &v.mapping)
     }
 
+    /// The mapping that starts at `start`, if one does.
+    pub fn mapping_starting_at(&self, start: u64) -> Option<&Mapping> {
+        self.vmas.get(&start).map(|v| &v.mapping)
+    }
+
     pub fn to_mappings(&self) -> Vec<Mapping> {
         self.mappings().cloned().collect()
     }
@@ -428,20 +433,33 @@ impl AddressSpace {
             .filter(|v| v.mapping.end > addr)
     }
 
+    /// The VMAs that overlap `[start, end)`, in address order. The search starts at the VMA
+    /// holding `start`: a call's cost does not grow with the VMAs below it.
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
+        let first = self
+            .vmas
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(&key, _)| key);
+        self.vmas
+            .range(first..end.max(first))
+            .map(|(_, v)| v)
+            .filter(move |v| v.mapping.end > start)
+    }
+
     /// Cuts the VMA that straddles `addr` (if any) in two at `addr`.
     fn split_at(&mut self, addr: u64) {
-        let Some((_, vma)) = self.vmas.range(..addr).next_back() else {
+        let Some((_, vma)) = self.vmas.range_mut(..addr).next_back() else {
             return;
         };
         if vma.mapping.end <= addr {
             return;
         }
-        let vma = vma.clone();
-        let left = vma.slice(vma.mapping.start, addr);
         let mut right = vma.slice(addr, vma.mapping.end);
         right.pending_left = false;
-        self.vmas.insert(left.mapping.start, left);
-        self.vmas.insert(right.mapping.start, right);
+        // The left piece keeps its start, so only its end changes.
+        vma.mapping.end = addr;
+        self.vmas.insert(addr, right);
     }
 
     /// Removes `[start, end)` and returns the removed pieces in address order.
@@ -451,10 +469,11 @@ impl AddressSpace {
         }
         self.split_at(start);
         self.split_at(end);
-        let keys: Vec<u64> = self.vmas.range(start..end).map(|(&k, _)| k).collect();
-        keys.into_iter()
-            .filter_map(|k| self.vmas.remove(&k))
-            .collect()
+        let mut removed = Vec::new();
+        while let Some((&key, _)) = self.vmas.range(start..end).next() {
+            removed.extend(self.vmas.remove(&key));
+        }
+        removed
     }
 
     /// Where the run of VMAs that starts at `start` and leaves no hole ends (at most `end`),
@@ -480,9 +499,8 @@ impl AddressSpace {
             return;
         }
         let overlapping: Vec<(u64, u64)> = self
-            .vmas
-            .range(..end)
-            .map(|(_, v)| (v.mapping.start.max(start), v.mapping.end.min(end)))
+            .overlapping(start, end)
+            .map(|v| (v.mapping.start.max(start), v.mapping.end.min(end)))
             .filter(|&(from, to)| from < to)
             .collect();
         let mut boundaries = Vec::new();
@@ -950,10 +968,7 @@ impl AddressSpace {
             None | Some(ENOMEM) => end,
             Some(EINVAL | EPERM) => {
                 let refusing = self
-                    .vmas
-                    .range(..end)
-                    .map(|(_, v)| v)
-                    .filter(|v| v.mapping.end > addr)
+                    .overlapping(addr, end)
                     .find(|v| madvise_refused(advice, v));
                 match refusing {
                     Some(v) => v.mapping.start.max(addr),
@@ -1168,9 +1183,8 @@ impl AddressSpace {
         // The source's VMAs as far as the table knows them; pieces it keeps apart only
         // pending the kernel's word are settled below where that matters.
         let sources: Vec<(u64, u64)> = self
-            .vmas
-            .range(..end)
-            .map(|(_, v)| (v.mapping.start.max(old_addr), v.mapping.end.min(end)))
+            .overlapping(old_addr, end)
+            .map(|v| (v.mapping.start.max(old_addr), v.mapping.end.min(end)))
             .filter(|&(start, end)| start < end)
             .collect();
         // A hole at the start is EFAULT before anything moves.
@@ -1198,10 +1212,8 @@ impl AddressSpace {
             let dest_end = dest_of(end);
             self.remove_range(dest, dest_end);
             let pieces: Vec<Vma> = if flags & MREMAP_DONTUNMAP != 0 {
-                self.vmas
-                    .range(..end)
-                    .filter(|(_, v)| v.mapping.end > start)
-                    .map(|(_, v)| v.slice(v.mapping.start.max(start), v.mapping.end.min(end)))
+                self.overlapping(start, end)
+                    .map(|v| v.slice(v.mapping.start.max(start), v.mapping.end.min(end)))
                     .collect()
             } else {
                 self.remove_range(start, end)
@@ -1295,9 +1307,8 @@ impl AddressSpace {
     /// if sealed memory is in the way, fails as [`Self::refused_unmap`] says.
     fn unmap_unless_sealed(&mut self, start: u64, end: u64) -> bool {
         let sealed = self
-            .vmas
-            .range(..end)
-            .any(|(_, v)| v.mapping.end > start && v.flag(HiddenFlags::SEALED) == Some(true));
+            .overlapping(start, end)
+            .any(|v| v.flag(HiddenFlags::SEALED) == Some(true));
         if sealed {
             self.refused_unmap(start, end);
         } else {

@@ -8,6 +8,7 @@
  *   workloads ioctl   MS        ioctl(FIONREAD) on a pipe (an ioctl pmap-trace filters out)
  *   workloads rate    CALLS MS  paced mmap(4 KiB) + munmap pairs at CALLS calls/s (0: flat out)
  *   workloads maps    N         make N mappings, say READY on stderr, then wait for a signal
+ *   workloads stacks  N         map a page from each of N distinct call stacks, say READY, wait
  *
  * Each timed workload runs a short untimed warm-up, then its loop for MS milliseconds of
  * CLOCK_MONOTONIC, and prints one line on stderr:
@@ -220,6 +221,67 @@ static void maps(uint64_t n)
 	pause();
 }
 
+/* --- stacks: anonymous memory grown from many distinct call stacks --------------------------- */
+
+/* Bits of the path number each stack encodes: 2^14 = 16384 distinct stacks at most. */
+#define STACK_BITS 14
+
+static volatile unsigned frames_left;
+
+static void grow_left(unsigned path, int depth);
+static void grow_right(unsigned path, int depth);
+
+/* Recurses STACK_BITS levels, through grow_left or grow_right by each bit of path, then maps
+ * and touches one page: every path leaves a different chain of return addresses. The counter
+ * updates after each call keep the calls from becoming jumps, which would leave no frame; they
+ * differ between grow_left and grow_right so that gcc does not fold the two into one function. */
+static __attribute__((noinline)) void grow_step(unsigned path, int depth)
+{
+	if (depth == 0) {
+		volatile char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			die("mmap");
+		p[0] = 1;
+		return;
+	}
+	if (path & 1)
+		grow_left(path >> 1, depth - 1);
+	else
+		grow_right(path >> 1, depth - 1);
+	frames_left++;
+}
+
+static __attribute__((noinline)) void grow_left(unsigned path, int depth)
+{
+	grow_step(path, depth);
+	frames_left++;
+}
+
+static __attribute__((noinline)) void grow_right(unsigned path, int depth)
+{
+	grow_step(path, depth);
+	frames_left += 2;
+}
+
+static void stacks(uint64_t n)
+{
+	if (n > (1u << STACK_BITS)) {
+		fprintf(stderr, "workloads: at most %u distinct stacks\n", 1u << STACK_BITS);
+		exit(2);
+	}
+	/* Paced (1 ms per 16 calls), so a tracer copying each caller's stack keeps up. */
+	struct timespec pause_time = { 0, 1000000 };
+	for (uint64_t i = 0; i < n; i++) {
+		grow_step((unsigned)i, STACK_BITS);
+		if (i % 16 == 15)
+			nanosleep(&pause_time, NULL);
+	}
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	fprintf(stderr, "READY pid=%d\n", (int)getpid());
+	pause();
+}
+
 static uint64_t number(const char *text)
 {
 	char *end;
@@ -253,8 +315,10 @@ int main(int argc, char **argv)
 		rate(number(argv[2]), number(argv[3]));
 	else if (argc == 3 && !strcmp(argv[1], "maps"))
 		maps(number(argv[2]));
+	else if (argc == 3 && !strcmp(argv[1], "stacks"))
+		stacks(number(argv[2]));
 	else {
-		fprintf(stderr, "usage: workloads mmap|brk|malloc|getppid|ioctl MS | rate CALLS_PER_SEC MS | maps N\n");
+		fprintf(stderr, "usage: workloads mmap|brk|malloc|getppid|ioctl MS | rate CALLS_PER_SEC MS | maps N | stacks N\n");
 		return 2;
 	}
 	return 0;

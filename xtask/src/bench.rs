@@ -26,6 +26,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use clap::ValueEnum as _;
 
 use crate::process::{cargo, find_in_path, is_root, probe, run_cmd, run_cmd_ok, workspace_root};
 
@@ -42,6 +43,17 @@ pub struct Options {
     pub rounds: Option<usize>,
     /// Measure pmap-trace as committed at this revision rather than the working tree.
     pub rev: Option<String>,
+    /// Parts to run; empty: all of them.
+    pub only: Vec<Part>,
+}
+
+/// The bench's parts, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Workloads,
+    EventRate,
+    Dumps,
+    Untraced,
 }
 
 /// How long and how often everything runs.
@@ -56,6 +68,8 @@ struct Plan {
     rings: Vec<&'static str>,
     dump_reps: usize,
     mappings: u64,
+    /// Distinct call stacks of the `--sites` memory test.
+    stacks: u64,
     bystander_ms: u64,
     /// Longest the bench waits, in all, for other programs to finish.
     max_wait: Duration,
@@ -73,6 +87,7 @@ impl Plan {
                 rings: vec![DEFAULT_RING, "256K", "16K"],
                 dump_reps: 3,
                 mappings: 100_000,
+                stacks: 10_000,
                 bystander_ms: 300,
                 max_wait: Duration::from_secs(45),
             }
@@ -86,6 +101,7 @@ impl Plan {
                 rings: vec![DEFAULT_RING, "1M", "256K", "64K", "16K", "4K"],
                 dump_reps: 7,
                 mappings: 100_000,
+                stacks: 10_000,
                 bystander_ms: 1000,
                 max_wait: Duration::from_secs(240),
             }
@@ -117,6 +133,9 @@ pub fn run(options: Options) -> Result<ExitCode> {
         if let Some(rev) = &options.rev {
             let _ = write!(command, " --rev {rev}");
         }
+        for part in options.only.iter().filter_map(|p| p.to_possible_value()) {
+            let _ = write!(command, " --only {}", part.get_name());
+        }
         if options.write {
             command.push_str(" --write");
         }
@@ -134,13 +153,16 @@ pub fn run(options: Options) -> Result<ExitCode> {
 
     let mut report = Report::new(&command, &plan, &env);
     let activity = Activity::start();
-    let sections: [(&str, Section); 4] = [
-        ("workloads", workloads),
-        ("event rate", event_rate),
-        ("dumps", dumps),
-        ("untraced process", bystander),
+    let sections: [(&str, Part, Section); 4] = [
+        ("workloads", Part::Workloads, workloads),
+        ("event rate", Part::EventRate, event_rate),
+        ("dumps", Part::Dumps, dumps),
+        ("untraced process", Part::Untraced, bystander),
     ];
-    for (name, section) in sections {
+    for (name, part, section) in sections {
+        if !options.only.is_empty() && !options.only.contains(&part) {
+            continue;
+        }
         let start = Instant::now();
         section(&env, &plan, &mut report)?;
         println!("bench: {name} took {:.0} s", start.elapsed().as_secs_f64());
@@ -1192,6 +1214,8 @@ struct RateRun {
     /// Event lines for mmap/munmap calls (events mode only).
     map_lines: u64,
     lost: u64,
+    /// pmap-trace's own CPU time (user + system) per traced call while the loop ran.
+    cpu_ns_per_call: Option<f64>,
 }
 
 #[derive(Default)]
@@ -1244,9 +1268,16 @@ fn rate_run(
         .stderr(Stdio::piped());
     let mut child = Guarded::spawn(&mut cmd)?;
     let scan = scan_output(child.0.stdout.take().expect("stdout is piped"));
-    let stderr = collect(child.0.stderr.take().expect("stderr is piped"));
+    let stderr = line_channel(child.0.stderr.take().expect("stderr is piped"));
+    let (attached, _) = wait_for_line(
+        &stderr,
+        Duration::from_secs(120),
+        "pmap-trace to attach",
+        |l| l.contains("attached to"),
+    )?;
+    let cpu = cpu_while_looping(child.pid(), attached, plan.rate_ms);
     let status = child.wait(Duration::from_secs(120), "pmap-trace (event rate)")?;
-    let stderr = stderr.join().unwrap_or_default();
+    let stderr: String = stderr.iter().map(|(_, line)| line).collect();
     let scan = scan.join().unwrap_or_default();
     let Some(result) = parse_result(&stderr).filter(|_| status.success()) else {
         bail!("event-rate run failed: {status}; stderr:\n{stderr}");
@@ -1259,9 +1290,12 @@ fn rate_run(
         calls: result["calls"] as u64,
         map_lines: scan.map_lines,
         lost: scan.lost,
+        cpu_ns_per_call: cpu
+            .map(|(cpu_s, wall_s)| cpu_s / (result["calls_per_sec"] * wall_s) * 1e9),
     };
     println!(
-        "event rate: ring {ring:>4}, {:<9} asked {:>9}, made {:>7.0} calls/s, {} lost{}",
+        "event rate: ring {ring:>4}, {:<9} asked {:>9}, made {:>7.0} calls/s, {} lost, \
+         pmap-trace CPU {}/call{}",
         if events { "events" } else { "no-events" },
         if target == 0 {
             "flat out".into()
@@ -1270,6 +1304,7 @@ fn rate_run(
         },
         run.achieved,
         run.lost,
+        run.cpu_ns_per_call.map_or("n/a".into(), format_ns),
         if events {
             format!(
                 ", {} mmap/munmap lines for {} calls",
@@ -1280,6 +1315,31 @@ fn rate_run(
         }
     );
     Ok(run)
+}
+
+/// CPU time (user + system, all threads) of `pid` so far, in seconds.
+fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // utime and stime are fields 14 and 15; field 3 is the first after the command name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
+}
+
+/// pmap-trace's CPU seconds and the wall seconds they were measured over, from 0.3 s after it
+/// attached (the workload's 50 ms warm-up is over, its paced loop runs) to 0.2 s before the
+/// loop's end: start-up, loading and detaching are left out.
+fn cpu_while_looping(pid: i32, attached: Instant, loop_ms: u64) -> Option<(f64, f64)> {
+    let from = attached + Duration::from_millis(300);
+    let to = attached + Duration::from_millis(loop_ms.checked_sub(200)?);
+    thread::sleep(from.saturating_duration_since(Instant::now()));
+    let (start, cpu_start) = (Instant::now(), cpu_seconds(pid)?);
+    thread::sleep(to.saturating_duration_since(Instant::now()));
+    let (end, cpu_end) = (Instant::now(), cpu_seconds(pid)?);
+    let wall = end.duration_since(start).as_secs_f64();
+    (wall > 0.0).then_some((cpu_end - cpu_start, wall))
 }
 
 fn event_rate(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
@@ -1369,7 +1429,24 @@ struct DumpResults {
     pmap: Vec<f64>,
     /// Whether every dump's total line was the same as pmap's.
     totals_agree: bool,
+    stacks: StacksMemory,
 }
+
+/// pmap-trace `--sites` tracing a process that grew memory from many distinct call stacks.
+#[derive(Default)]
+struct StacksMemory {
+    stacks: u64,
+    /// The call sites its report counted.
+    sites: Option<u64>,
+    rss_kb: Option<u64>,
+    hwm_kb: Option<u64>,
+    /// Notices of lost records or stack copies on its output.
+    lost_notices: usize,
+}
+
+/// How long after a dump's last line its memory is read: the dump returns its freed memory to
+/// the kernel after writing.
+const DUMP_SETTLE: Duration = Duration::from_millis(300);
 
 fn is_total(line: &str) -> bool {
     line.starts_with(" total")
@@ -1449,6 +1526,7 @@ fn dumps(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
     );
     results.launch_first = Some(ns);
     results.pmap.push(pmap_ns);
+    // pmap ran meanwhile, which took longer than DUMP_SETTLE.
     results.launch_rss_kb = status_kb(launcher.pid(), "VmRSS");
     results.launch_hwm_kb = status_kb(launcher.pid(), "VmHWM");
 
@@ -1492,7 +1570,81 @@ fn dumps(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
         libc::kill(pid, libc::SIGTERM);
     }
     launcher.wait(Duration::from_secs(60), "launch-mode pmap-trace")?;
+
+    // Memory is not disturbed by other programs' CPU use: measured once.
+    results.stacks = stacks_memory(env, plan)?;
     Ok(())
+}
+
+/// pmap-trace's memory with `--sites` after the first dump of a process that mapped a page
+/// from each of `plan.stacks` distinct call stacks (traced from its start, default ring).
+fn stacks_memory(env: &Env, plan: &Plan) -> Result<StacksMemory> {
+    let n = plan.stacks;
+    println!("\n==> memory: pmap-trace --sites 10 on {n} distinct call stacks");
+    let mut tracer = Guarded::spawn(
+        Command::new(&env.pmap_trace)
+            .args(["--no-events", "--sites", "10", "--"])
+            .arg(&env.workloads)
+            .args(["stacks", &n.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    let out = line_channel(tracer.0.stdout.take().expect("stdout is piped"));
+    let err = line_channel(tracer.0.stderr.take().expect("stderr is piped"));
+    let (_, ready) = wait_for_line(
+        &err,
+        Duration::from_secs(120),
+        "the stacks process",
+        |line| line.starts_with("READY pid="),
+    )?;
+    let pid: i32 = ready
+        .trim()
+        .trim_start_matches("READY pid=")
+        .parse()
+        .context("READY line")?;
+    // Its last growth calls are through the ring and unwound.
+    thread::sleep(Duration::from_secs(1));
+    tracer.signal(libc::SIGUSR1);
+    let mut result = StacksMemory {
+        stacks: n,
+        ..StacksMemory::default()
+    };
+    let sites_line = |line: &str| line.starts_with("sites ") && line.contains(" call sites;");
+    let (_, header) = wait_for_line(
+        &out,
+        Duration::from_secs(120),
+        "the sites report",
+        sites_line,
+    )?;
+    result.sites = header
+        .split(" in ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok());
+    wait_for_line(&out, Duration::from_secs(120), "the growth list", |line| {
+        line.starts_with("sites ") && line.contains(" by growth ")
+    })?;
+    thread::sleep(DUMP_SETTLE);
+    result.rss_kb = status_kb(tracer.pid(), "VmRSS");
+    result.hwm_kb = status_kb(tracer.pid(), "VmHWM");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    tracer.wait(Duration::from_secs(60), "pmap-trace --sites")?;
+    result.lost_notices = out
+        .iter()
+        .filter(|(_, line)| line.starts_with("pmap-trace: ") && line.contains(" lost "))
+        .count();
+    println!(
+        "memory: --sites with {n} stacks: {} call sites, VmRSS {} (peak VmHWM {}), {} loss notices",
+        result.sites.map_or("?".into(), |s| s.to_string()),
+        format_kb(result.rss_kb),
+        format_kb(result.hwm_kb),
+        result.lost_notices
+    );
+    Ok(result)
 }
 
 /// Attaches a fresh pmap-trace to `pid` and times its first dump; returns that and the
@@ -1520,6 +1672,7 @@ fn attached_first_dump(
     )?;
     let (ns, total) = time_dump(&attached, &out)?;
     results.totals_agree &= total == pmap_total;
+    thread::sleep(DUMP_SETTLE);
     let rss = status_kb(attached.pid(), "VmRSS");
     let hwm = status_kb(attached.pid(), "VmHWM");
     attached.stop("attached pmap-trace")?;
@@ -1862,6 +2015,7 @@ impl Report {
             "made calls/s",
             "lost records",
             "mmap/munmap lines / calls",
+            "pmap-trace CPU / call",
         ]);
         for run in self.rates.iter().chain(&self.rings) {
             table.row(vec![
@@ -1879,6 +2033,7 @@ impl Report {
                 } else {
                     "–".into()
                 },
+                run.cpu_ns_per_call.map_or("n/a".into(), format_ns),
             ]);
         }
         out.push_str(&table.render());
@@ -1945,6 +2100,18 @@ impl Report {
             format_kb(d.launch_hwm_kb),
             format_kb(attach_rss),
             format_kb(attach_hwm)
+        );
+        let st = &d.stacks;
+        let _ = writeln!(
+            out,
+            "\npmap-trace `--sites 10` on a process that mapped a page from each of {} distinct \
+             call stacks, after its first dump and sites report: VmRSS {} (peak VmHWM {}); the \
+             report counted {} call sites; notices of lost records or stack copies: {}.",
+            st.stacks,
+            format_kb(st.rss_kb),
+            format_kb(st.hwm_kb),
+            st.sites.map_or("?".into(), |n| n.to_string()),
+            st.lost_notices
         );
 
         // Bystander.
@@ -2138,6 +2305,20 @@ impl Report {
             format!("{} (worst of launch and attach mode)", format_kb(hwm)),
             hwm.map(|kb| kb * 1024 < 50_000_000),
         ));
+        let st = &d.stacks;
+        for (what, kb) in [
+            ("VmRSS after the dump", st.rss_kb),
+            ("peak (VmHWM)", st.hwm_kb),
+        ] {
+            targets.push((
+                format!(
+                    "own RSS < 50 MB at {} distinct stacks (--sites), {what}",
+                    st.stacks
+                ),
+                format_kb(kb),
+                kb.map(|kb| kb * 1024 < 50_000_000),
+            ));
+        }
         targets
     }
 }

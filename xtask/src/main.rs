@@ -62,6 +62,9 @@ enum Task {
         /// instead of the working tree.
         #[arg(long, value_name = "REV")]
         rev: Option<String>,
+        /// Run only these parts, to check a change by hand (the results cannot be written).
+        #[arg(long, value_name = "PART", value_enum, conflicts_with = "write")]
+        only: Vec<bench::Part>,
     },
 }
 
@@ -76,11 +79,13 @@ fn main() -> ExitCode {
             write,
             rounds,
             rev,
+            only,
         } => bench::run(bench::Options {
             quick,
             write,
             rounds,
             rev,
+            only,
         }),
     };
     result.unwrap_or_else(|err| {

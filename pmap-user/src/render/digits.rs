@@ -35,8 +35,17 @@ pub fn push_prefixed_hex(out: &mut Vec<u8>, value: u64) {
 
 /// `%*lu`: decimal, right-justified in `width` with spaces.
 pub fn push_dec(out: &mut Vec<u8>, value: u64, width: usize) {
+    push_decimal(out, value, width, b' ');
+}
+
+/// `%0*lu`: decimal, zero-padded to `width`.
+pub fn push_dec_zero_padded(out: &mut Vec<u8>, value: u64, width: usize) {
+    push_decimal(out, value, width, b'0');
+}
+
+fn push_decimal(out: &mut Vec<u8>, value: u64, width: usize, fill: u8) {
     let len = dec_len(value);
-    out.resize(out.len() + width.saturating_sub(len), b' ');
+    out.resize(out.len() + width.saturating_sub(len), fill);
     let at = out.len();
     out.resize(at + len, 0);
     let mut rest = value;
@@ -94,6 +103,10 @@ mod tests {
                 assert_eq!(
                     text(|o| push_dec(o, value, width)),
                     format!("<{value:>width$}")
+                );
+                assert_eq!(
+                    text(|o| push_dec_zero_padded(o, value, width)),
+                    format!("<{value:0width$}")
                 );
             }
             assert_eq!(

@@ -1,9 +1,10 @@
 //! One output line per event: text (strace-like) or a JSON object with stable field names.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde_json::{Value, json};
 
+use super::digits::{push_dec, push_dec_zero_padded, push_prefixed_hex, push_signed};
 use crate::decode::{Call, Event, EventKind};
 
 /// What the table knows about an event at the moment it was applied.
@@ -48,68 +49,163 @@ impl Clock {
 
     /// `HH:MM:SS.micros` in local time, as `strace -tt` prints it.
     pub fn time_of_day(&self, monotonic_ns: u64) -> String {
-        let wall = self.wall_ns(monotonic_ns);
-        let secs = (wall.div_euclid(1_000_000_000)) as libc::time_t;
-        let micros = wall.rem_euclid(1_000_000_000) / 1000;
-        // SAFETY: zeroed tm is a valid out-parameter for localtime_r.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointers; localtime_r is thread-safe.
-        unsafe { libc::localtime_r(&secs, &mut tm) };
-        format!(
-            "{:02}:{:02}:{:02}.{:06}",
-            tm.tm_hour, tm.tm_min, tm.tm_sec, micros
-        )
+        let mut text = Vec::with_capacity(15);
+        let (secs, micros) = self.split(monotonic_ns);
+        text.extend_from_slice(&local_hms(secs));
+        push_micros(&mut text, micros);
+        String::from_utf8(text).expect("digits and colons")
     }
+
+    /// Whole seconds since the epoch and the microseconds after them.
+    fn split(&self, monotonic_ns: u64) -> (libc::time_t, u64) {
+        let wall = self.wall_ns(monotonic_ns);
+        let secs = wall.div_euclid(1_000_000_000) as libc::time_t;
+        let micros = (wall.rem_euclid(1_000_000_000) / 1000) as u64;
+        (secs, micros)
+    }
+}
+
+/// `HH:MM:SS` of `secs` in local time.
+fn local_hms(secs: libc::time_t) -> [u8; 8] {
+    // SAFETY: zeroed tm is a valid out-parameter for localtime_r.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers; localtime_r is thread-safe.
+    unsafe { libc::localtime_r(&secs, &mut tm) };
+    let two = |v: libc::c_int| {
+        let v = v.clamp(0, 99) as u8;
+        [b'0' + v / 10, b'0' + v % 10]
+    };
+    let ([h1, h2], [m1, m2], [s1, s2]) = (two(tm.tm_hour), two(tm.tm_min), two(tm.tm_sec));
+    [h1, h2, b':', m1, m2, b':', s1, s2]
+}
+
+/// `.micros`, six digits.
+fn push_micros(out: &mut Vec<u8>, micros: u64) {
+    out.push(b'.');
+    push_dec_zero_padded(out, micros, 6);
 }
 
 /// Bytes from the kernel (command names, paths) made safe to print: control characters and
 /// invalid UTF-8 become `\ooo` octal escapes, so a hostile name cannot forge an output line or
 /// drive the terminal.
 pub fn escape_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+    let mut out = Vec::with_capacity(bytes.len());
+    push_escaped(&mut out, bytes);
+    String::from_utf8(out).expect("valid UTF-8 is copied, everything else escaped in ASCII")
+}
+
+/// Appends `bytes` as [`escape_bytes`] makes them.
+pub fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let octal = |out: &mut Vec<u8>, b: u8| {
+        out.extend_from_slice(&[
+            b'\\',
+            b'0' + (b >> 6),
+            b'0' + ((b >> 3) & 7),
+            b'0' + (b & 7),
+        ]);
+    };
+    if bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
+            let mut buf = [0u8; 4];
+            let encoded = c.encode_utf8(&mut buf).as_bytes();
             if c.is_control() {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    let _ = write!(out, "\\{b:03o}");
-                }
+                encoded.iter().for_each(|&b| octal(out, b));
             } else {
-                out.push(c);
+                out.extend_from_slice(encoded);
             }
         }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\{b:03o}");
-        }
+        chunk.invalid().iter().for_each(|&b| octal(out, b));
     }
-    out
 }
 
 /// A size as bytes and, when at least 1 KiB, in binary units: `65536 (64K)`.
-fn size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1 << 40, "T"),
-        (1 << 30, "G"),
-        (1 << 20, "M"),
-        (1 << 10, "K"),
+fn push_size(out: &mut Vec<u8>, bytes: u64) {
+    const UNITS: [(u64, u8); 4] = [
+        (1 << 40, b'T'),
+        (1 << 30, b'G'),
+        (1 << 20, b'M'),
+        (1 << 10, b'K'),
     ];
-    for (unit, suffix) in UNITS {
-        if bytes >= unit {
-            return if bytes.is_multiple_of(unit) {
-                format!("{bytes} ({}{suffix})", bytes / unit)
-            } else {
-                format!("{bytes} ({:.1}{suffix})", bytes as f64 / unit as f64)
-            };
-        }
+    push_dec(out, bytes, 0);
+    let Some(&(unit, suffix)) = UNITS.iter().find(|(unit, _)| bytes >= *unit) else {
+        return;
+    };
+    out.extend_from_slice(b" (");
+    if bytes.is_multiple_of(unit) {
+        push_dec(out, bytes / unit, 0);
+    } else {
+        let _ = write!(out, "{:.1}", bytes as f64 / unit as f64);
     }
-    bytes.to_string()
+    out.extend_from_slice(&[suffix, b')']);
 }
 
-fn addr(value: u64) -> String {
+/// `NULL`, or the address in hex.
+fn push_addr(out: &mut Vec<u8>, value: u64) {
     if value == 0 {
-        "NULL".to_string()
+        out.extend_from_slice(b"NULL");
     } else {
-        format!("{value:#x}")
+        push_prefixed_hex(out, value);
+    }
+}
+
+/// The names of the set bits of `value` from `table` and any unknown remainder in hex, joined
+/// by `|`; `none` when there are none.
+fn push_flags(out: &mut Vec<u8>, value: u64, table: &[(u64, &str)], none: &str) {
+    let start = out.len();
+    let mut rest = value;
+    for &(bit, name) in table {
+        if bit != 0 && value & bit == bit {
+            push_separator(out, start);
+            out.extend_from_slice(name.as_bytes());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        push_separator(out, start);
+        push_prefixed_hex(out, rest);
+    }
+    if out.len() == start {
+        out.extend_from_slice(none.as_bytes());
+    }
+}
+
+/// `|` unless this is the first name since `start`.
+fn push_separator(out: &mut Vec<u8>, start: usize) {
+    if out.len() > start {
+        out.push(b'|');
+    }
+}
+
+fn push_prot(out: &mut Vec<u8>, prot: u64) {
+    push_flags(out, prot, PROT, "PROT_NONE");
+}
+
+/// mmap's flags as [`map_flag_names`] names them, joined by `|`.
+fn push_map_flags(out: &mut Vec<u8>, flags: u64) {
+    // The type comes first and is never empty, so every later name follows a '|'.
+    match map_kind(flags) {
+        Some(kind) => out.extend_from_slice(kind.as_bytes()),
+        None => push_prefixed_hex(out, flags & 0x0f),
+    }
+    let rest = map_flags_rest(flags);
+    if rest != 0 {
+        out.push(b'|');
+        push_flags(out, rest, MAP_FLAGS, "");
+    }
+    let huge_shift = map_huge_shift(flags);
+    if huge_shift != 0 {
+        out.push(b'|');
+        match map_huge_name(huge_shift) {
+            Some(name) => out.extend_from_slice(name.as_bytes()),
+            None => {
+                push_dec(out, huge_shift, 0);
+                out.extend_from_slice(b"<<MAP_HUGE_SHIFT");
+            }
+        }
     }
 }
 
@@ -127,14 +223,6 @@ fn flag_names(value: u64, table: &[(u64, &'static str)]) -> Vec<String> {
         names.push(format!("{rest:#x}"));
     }
     names
-}
-
-fn joined(names: Vec<String>, none: &str) -> String {
-    if names.is_empty() {
-        none.to_string()
-    } else {
-        names.join("|")
-    }
 }
 
 const PROT: &[(u64, &str)] = &[
@@ -167,24 +255,44 @@ fn prot_names(prot: u64) -> Vec<String> {
     flag_names(prot, PROT)
 }
 
+/// MAP_SHARED, MAP_PRIVATE or MAP_SHARED_VALIDATE, from the type bits.
+fn map_kind(flags: u64) -> Option<&'static str> {
+    match flags & 0x0f {
+        0x01 => Some("MAP_SHARED"),
+        0x02 => Some("MAP_PRIVATE"),
+        0x03 => Some("MAP_SHARED_VALIDATE"),
+        _ => None,
+    }
+}
+
+/// The flag bits, without the type and the huge page size.
+fn map_flags_rest(flags: u64) -> u64 {
+    flags & !0x0f & !(0x3f << 26)
+}
+
+fn map_huge_shift(flags: u64) -> u64 {
+    (flags >> 26) & 0x3f
+}
+
+fn map_huge_name(shift: u64) -> Option<&'static str> {
+    match shift {
+        16 => Some("MAP_HUGE_64KB"),
+        21 => Some("MAP_HUGE_2MB"),
+        30 => Some("MAP_HUGE_1GB"),
+        _ => None,
+    }
+}
+
 fn map_flag_names(flags: u64) -> Vec<String> {
-    let kind = match flags & 0x0f {
-        0x01 => "MAP_SHARED".to_string(),
-        0x02 => "MAP_PRIVATE".to_string(),
-        0x03 => "MAP_SHARED_VALIDATE".to_string(),
-        other => format!("{other:#x}"),
-    };
-    let huge_shift = (flags >> 26) & 0x3f;
+    let kind = map_kind(flags).map_or_else(|| format!("{:#x}", flags & 0x0f), str::to_string);
     let mut names = vec![kind];
-    let rest = flags & !0x0f & !(0x3f << 26);
-    names.extend(flag_names(rest, MAP_FLAGS));
+    names.extend(flag_names(map_flags_rest(flags), MAP_FLAGS));
+    let huge_shift = map_huge_shift(flags);
     if huge_shift != 0 {
-        names.push(match huge_shift {
-            16 => "MAP_HUGE_64KB".to_string(),
-            21 => "MAP_HUGE_2MB".to_string(),
-            30 => "MAP_HUGE_1GB".to_string(),
-            shift => format!("{shift}<<MAP_HUGE_SHIFT"),
-        });
+        names.push(
+            map_huge_name(huge_shift)
+                .map_or_else(|| format!("{huge_shift}<<MAP_HUGE_SHIFT"), str::to_string),
+        );
     }
     names
 }
@@ -208,8 +316,8 @@ const SHMAT: &[(u64, &str)] = &[
     (0o100000, "SHM_EXEC"),
 ];
 
-fn madvise_name(advice: u64) -> String {
-    let name = match advice {
+fn known_madvise(advice: u64) -> Option<&'static str> {
+    Some(match advice {
         0 => "MADV_NORMAL",
         1 => "MADV_RANDOM",
         2 => "MADV_SEQUENTIAL",
@@ -237,9 +345,12 @@ fn madvise_name(advice: u64) -> String {
         101 => "MADV_SOFT_OFFLINE",
         102 => "MADV_GUARD_INSTALL",
         103 => "MADV_GUARD_REMOVE",
-        other => return other.to_string(),
-    };
-    name.to_string()
+        _ => return None,
+    })
+}
+
+fn madvise_name(advice: u64) -> String {
+    known_madvise(advice).map_or_else(|| advice.to_string(), str::to_string)
 }
 
 fn errno_name(errno: i32) -> &'static str {
@@ -299,35 +410,47 @@ fn returns_address(call: &Call) -> bool {
     )
 }
 
-fn fd_text(fd: i32, context: &EventContext) -> String {
-    match (&context.path, fd) {
-        (Some(path), fd) if fd >= 0 => format!("{fd}<{}>", escape_bytes(path)),
-        _ => fd.to_string(),
+fn push_fd(out: &mut Vec<u8>, fd: i32, context: &EventContext) {
+    push_signed(out, fd.into());
+    if let (Some(path), true) = (&context.path, fd >= 0) {
+        out.push(b'<');
+        push_escaped(out, path);
+        out.push(b'>');
     }
 }
 
-/// The argument list of `call` as text, strace style.
-fn args_text(call: &Call, context: &EventContext) -> String {
+/// `ADDR, SIZE`, which most calls start with.
+fn push_range(out: &mut Vec<u8>, addr: u64, len: u64) {
+    push_addr(out, addr);
+    out.extend_from_slice(b", ");
+    push_size(out, len);
+}
+
+/// The argument list of `call`, strace style.
+fn push_args(out: &mut Vec<u8>, call: &Call, context: &EventContext) {
     match *call {
         Call::Mmap {
-            addr: a,
+            addr,
             len,
             prot,
             flags,
             fd,
             offset,
-        } => format!(
-            "{}, {}, {}, {}, {}, {offset:#x}",
-            addr(a),
-            size(len),
-            joined(prot_names(prot), "PROT_NONE"),
-            joined(map_flag_names(flags), "0"),
-            fd_text(fd, context)
-        ),
-        Call::Munmap { addr: a, len }
-        | Call::Mlock { addr: a, len }
-        | Call::Munlock { addr: a, len } => format!("{}, {}", addr(a), size(len)),
-        Call::Brk { addr: a } => addr(a),
+        } => {
+            push_range(out, addr, len);
+            out.extend_from_slice(b", ");
+            push_prot(out, prot);
+            out.extend_from_slice(b", ");
+            push_map_flags(out, flags);
+            out.extend_from_slice(b", ");
+            push_fd(out, fd, context);
+            out.extend_from_slice(b", ");
+            push_prefixed_hex(out, offset);
+        }
+        Call::Munmap { addr, len } | Call::Mlock { addr, len } | Call::Munlock { addr, len } => {
+            push_range(out, addr, len);
+        }
+        Call::Brk { addr } | Call::Shmdt { addr } => push_addr(out, addr),
         Call::Mremap {
             old_addr,
             old_len,
@@ -335,162 +458,205 @@ fn args_text(call: &Call, context: &EventContext) -> String {
             flags,
             new_addr,
         } => {
-            let mut text = format!(
-                "{}, {}, {}, {}",
-                addr(old_addr),
-                size(old_len),
-                size(new_len),
-                joined(flag_names(flags, MREMAP), "0")
-            );
+            push_range(out, old_addr, old_len);
+            out.extend_from_slice(b", ");
+            push_size(out, new_len);
+            out.extend_from_slice(b", ");
+            push_flags(out, flags, MREMAP, "0");
             if flags & 2 != 0 {
-                let _ = write!(text, ", {}", addr(new_addr));
+                out.extend_from_slice(b", ");
+                push_addr(out, new_addr);
             }
-            text
         }
-        Call::Mprotect { addr: a, len, prot } => {
-            format!(
-                "{}, {}, {}",
-                addr(a),
-                size(len),
-                joined(prot_names(prot), "PROT_NONE")
-            )
+        Call::Mprotect { addr, len, prot } => {
+            push_range(out, addr, len);
+            out.extend_from_slice(b", ");
+            push_prot(out, prot);
         }
         Call::PkeyMprotect {
-            addr: a,
+            addr,
             len,
             prot,
             pkey,
-        } => format!(
-            "{}, {}, {}, {pkey}",
-            addr(a),
-            size(len),
-            joined(prot_names(prot), "PROT_NONE")
-        ),
-        Call::Madvise {
-            addr: a,
-            len,
-            advice,
         } => {
-            format!("{}, {}, {}", addr(a), size(len), madvise_name(advice))
+            push_range(out, addr, len);
+            out.extend_from_slice(b", ");
+            push_prot(out, prot);
+            out.extend_from_slice(b", ");
+            push_signed(out, pkey.into());
         }
-        Call::Mlock2 {
-            addr: a,
-            len,
-            flags,
-        } => {
-            format!(
-                "{}, {}, {}",
-                addr(a),
-                size(len),
-                joined(flag_names(flags, MLOCK2), "0")
-            )
+        Call::Madvise { addr, len, advice } => {
+            push_range(out, addr, len);
+            out.extend_from_slice(b", ");
+            match known_madvise(advice) {
+                Some(name) => out.extend_from_slice(name.as_bytes()),
+                None => push_dec(out, advice, 0),
+            }
         }
-        Call::Mlockall { flags } => joined(flag_names(flags, MLOCKALL), "0"),
-        Call::Munlockall => String::new(),
-        Call::Shmat {
-            shmid,
-            addr: a,
-            flags,
-        } => {
-            format!(
-                "{shmid}, {}, {}",
-                addr(a),
-                joined(flag_names(flags, SHMAT), "0")
-            )
+        Call::Mlock2 { addr, len, flags } => {
+            push_range(out, addr, len);
+            out.extend_from_slice(b", ");
+            push_flags(out, flags, MLOCK2, "0");
         }
-        Call::Shmdt { addr: a } => addr(a),
+        Call::Mlockall { flags } => push_flags(out, flags, MLOCKALL, "0"),
+        Call::Munlockall => {}
+        Call::Shmat { shmid, addr, flags } => {
+            push_signed(out, shmid.into());
+            out.extend_from_slice(b", ");
+            push_addr(out, addr);
+            out.extend_from_slice(b", ");
+            push_flags(out, flags, SHMAT, "0");
+        }
         Call::SetVmaAnonName {
             attr,
-            addr: a,
+            addr,
             len,
             name,
-        } => format!(
-            "PR_SET_VMA, {}, {}, {}, {}",
+        } => {
+            out.extend_from_slice(b"PR_SET_VMA, ");
             if attr == 0 {
-                "PR_SET_VMA_ANON_NAME".to_string()
+                out.extend_from_slice(b"PR_SET_VMA_ANON_NAME");
             } else {
-                attr.to_string()
-            },
-            addr(a),
-            size(len),
-            addr(name)
-        ),
+                push_dec(out, attr, 0);
+            }
+            out.extend_from_slice(b", ");
+            push_range(out, addr, len);
+            out.extend_from_slice(b", ");
+            push_addr(out, name);
+        }
         Call::RemapFilePages {
-            addr: a,
-            size: len,
+            addr,
+            size,
             prot,
             pgoff,
             flags,
         } => {
-            format!("{}, {}, {prot:#x}, {pgoff}, {flags:#x}", addr(a), size(len))
+            push_range(out, addr, size);
+            out.extend_from_slice(b", ");
+            push_prefixed_hex(out, prot);
+            out.extend_from_slice(b", ");
+            push_dec(out, pgoff, 0);
+            out.extend_from_slice(b", ");
+            push_prefixed_hex(out, flags);
         }
         Call::Mbind {
-            addr: a,
+            addr,
             len,
             mode,
             flags,
         } => {
-            format!("{}, {}, {mode}, {flags:#x}", addr(a), size(len))
+            push_range(out, addr, len);
+            out.extend_from_slice(b", ");
+            push_dec(out, mode, 0);
+            out.extend_from_slice(b", ");
+            push_prefixed_hex(out, flags);
         }
         Call::MapShadowStack {
-            addr: a,
+            addr,
             size: len,
             flags,
-        } => {
-            format!("{}, {}, {flags:#x}", addr(a), size(len))
         }
-        Call::Mseal {
-            addr: a,
-            len,
-            flags,
-        } => format!("{}, {}, {flags:#x}", addr(a), size(len)),
+        | Call::Mseal { addr, len, flags } => {
+            push_range(out, addr, len);
+            out.extend_from_slice(b", ");
+            push_prefixed_hex(out, flags);
+        }
         Call::UffdRegister {
             fd,
             start,
             len,
             mode,
-        } => format!(
-            "{fd}, UFFDIO_REGISTER, {{range={{start={}, len={}}}, mode={}}}",
-            addr(start),
-            size(len),
-            joined(flag_names(mode, UFFDIO_REGISTER_MODE), "0")
-        ),
-        Call::UffdUnregister { fd, start, len } => format!(
-            "{fd}, UFFDIO_UNREGISTER, {{start={}, len={}}}",
-            addr(start),
-            size(len)
-        ),
+        } => {
+            push_signed(out, fd.into());
+            out.extend_from_slice(b", UFFDIO_REGISTER, {range={start=");
+            push_addr(out, start);
+            out.extend_from_slice(b", len=");
+            push_size(out, len);
+            out.extend_from_slice(b"}, mode=");
+            push_flags(out, mode, UFFDIO_REGISTER_MODE, "0");
+            out.push(b'}');
+        }
+        Call::UffdUnregister { fd, start, len } => {
+            push_signed(out, fd.into());
+            out.extend_from_slice(b", UFFDIO_UNREGISTER, {start=");
+            push_addr(out, start);
+            out.extend_from_slice(b", len=");
+            push_size(out, len);
+            out.push(b'}');
+        }
     }
 }
 
-fn result_text(call: &Call, ret: i64) -> String {
+fn push_result(out: &mut Vec<u8>, call: &Call, ret: i64) {
     match failure(call, ret) {
-        Some(errno) => errno_text(errno),
-        None if returns_address(call) => format!("{:#x}", ret as u64),
-        None => ret.to_string(),
+        Some(errno) => out.extend_from_slice(errno_text(errno).as_bytes()),
+        None if returns_address(call) => push_prefixed_hex(out, ret as u64),
+        None => push_signed(out, ret),
+    }
+}
+
+/// Writes events as text lines into a caller's buffer. Event lines are most of pmap-trace's
+/// own work at high call rates, so nothing here goes through `format!` or allocates, and the
+/// local time of day is looked up once per second rather than once per line.
+pub struct EventLines {
+    clock: Clock,
+    /// The second of the last line and its `HH:MM:SS`.
+    second: Option<(libc::time_t, [u8; 8])>,
+}
+
+impl EventLines {
+    pub fn new(clock: Clock) -> EventLines {
+        EventLines {
+            clock,
+            second: None,
+        }
+    }
+
+    /// Appends `event`'s line, without a newline.
+    pub fn push(&mut self, out: &mut Vec<u8>, event: &Event, context: &EventContext) {
+        let (secs, micros) = self.clock.split(event.timestamp_ns);
+        let hms = match self.second {
+            Some((second, hms)) if second == secs => hms,
+            _ => {
+                let hms = local_hms(secs);
+                self.second = Some((secs, hms));
+                hms
+            }
+        };
+        out.extend_from_slice(&hms);
+        push_micros(out, micros);
+        out.push(b' ');
+        push_dec(out, event.tgid.into(), 0);
+        out.push(b'/');
+        push_dec(out, event.tid.into(), 0);
+        out.push(b' ');
+        push_escaped(out, &event.comm);
+        out.push(b' ');
+        match &event.kind {
+            EventKind::Call { call, ret } => {
+                out.extend_from_slice(call.name().as_bytes());
+                out.push(b'(');
+                push_args(out, call, context);
+                out.extend_from_slice(b") = ");
+                push_result(out, call, *ret);
+            }
+            EventKind::Exec => out.extend_from_slice(b"+++ exec: address space replaced +++"),
+            EventKind::Exit => out.extend_from_slice(b"+++ exited +++"),
+            EventKind::Fork { child } => {
+                out.extend_from_slice(b"+++ forked ");
+                push_dec(out, (*child).into(), 0);
+                out.extend_from_slice(b" +++");
+            }
+        }
     }
 }
 
 /// One text line (without the newline) for `event`.
+#[cfg(test)]
 pub fn event_line(event: &Event, context: &EventContext, clock: &Clock) -> String {
-    let head = format!(
-        "{} {}/{} {}",
-        clock.time_of_day(event.timestamp_ns),
-        event.tgid,
-        event.tid,
-        escape_bytes(&event.comm)
-    );
-    match &event.kind {
-        EventKind::Call { call, ret } => format!(
-            "{head} {}({}) = {}",
-            call.name(),
-            args_text(call, context),
-            result_text(call, *ret)
-        ),
-        EventKind::Exec => format!("{head} +++ exec: address space replaced +++"),
-        EventKind::Exit => format!("{head} +++ exited +++"),
-        EventKind::Fork { child } => format!("{head} +++ forked {child} +++"),
-    }
+    let mut line = Vec::new();
+    EventLines::new(*clock).push(&mut line, event, context);
+    String::from_utf8(line).expect("event lines are UTF-8")
 }
 
 fn args_json(call: &Call, context: &EventContext) -> Value {
@@ -625,6 +791,471 @@ pub fn event_json(event: &Event, context: &EventContext, clock: &Clock) -> Value
 mod tests {
     use super::*;
 
+    /// Event lines as they were made before they were written into a buffer: with `format!`,
+    /// one `String` per piece. [`EventLines`] must print exactly this.
+    mod reference {
+        use std::fmt::Write as _;
+
+        use super::super::*;
+
+        fn escape_bytes(bytes: &[u8]) -> String {
+            let mut out = String::with_capacity(bytes.len());
+            for chunk in bytes.utf8_chunks() {
+                for c in chunk.valid().chars() {
+                    if c.is_control() {
+                        let mut buf = [0u8; 4];
+                        for b in c.encode_utf8(&mut buf).bytes() {
+                            let _ = write!(out, "\\{b:03o}");
+                        }
+                    } else {
+                        out.push(c);
+                    }
+                }
+                for b in chunk.invalid() {
+                    let _ = write!(out, "\\{b:03o}");
+                }
+            }
+            out
+        }
+
+        /// The time of day as it was printed before, with `format!`.
+        fn reference_time_of_day(clock: &Clock, monotonic_ns: u64) -> String {
+            let wall = clock.wall_ns(monotonic_ns);
+            let secs = (wall.div_euclid(1_000_000_000)) as libc::time_t;
+            let micros = wall.rem_euclid(1_000_000_000) / 1000;
+            // SAFETY: zeroed tm is a valid out-parameter for localtime_r.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            // SAFETY: valid pointers; localtime_r is thread-safe.
+            unsafe { libc::localtime_r(&secs, &mut tm) };
+            format!(
+                "{:02}:{:02}:{:02}.{:06}",
+                tm.tm_hour, tm.tm_min, tm.tm_sec, micros
+            )
+        }
+
+        /// A size as bytes and, when at least 1 KiB, in binary units: `65536 (64K)`.
+        fn size(bytes: u64) -> String {
+            const UNITS: [(u64, &str); 4] = [
+                (1 << 40, "T"),
+                (1 << 30, "G"),
+                (1 << 20, "M"),
+                (1 << 10, "K"),
+            ];
+            for (unit, suffix) in UNITS {
+                if bytes >= unit {
+                    return if bytes.is_multiple_of(unit) {
+                        format!("{bytes} ({}{suffix})", bytes / unit)
+                    } else {
+                        format!("{bytes} ({:.1}{suffix})", bytes as f64 / unit as f64)
+                    };
+                }
+            }
+            bytes.to_string()
+        }
+
+        fn addr(value: u64) -> String {
+            if value == 0 {
+                "NULL".to_string()
+            } else {
+                format!("{value:#x}")
+            }
+        }
+
+        fn joined(names: Vec<String>, none: &str) -> String {
+            if names.is_empty() {
+                none.to_string()
+            } else {
+                names.join("|")
+            }
+        }
+
+        fn fd_text(fd: i32, context: &EventContext) -> String {
+            match (&context.path, fd) {
+                (Some(path), fd) if fd >= 0 => format!("{fd}<{}>", escape_bytes(path)),
+                _ => fd.to_string(),
+            }
+        }
+
+        /// The argument list of `call` as text, strace style.
+        fn args_text(call: &Call, context: &EventContext) -> String {
+            match *call {
+                Call::Mmap {
+                    addr: a,
+                    len,
+                    prot,
+                    flags,
+                    fd,
+                    offset,
+                } => format!(
+                    "{}, {}, {}, {}, {}, {offset:#x}",
+                    addr(a),
+                    size(len),
+                    joined(prot_names(prot), "PROT_NONE"),
+                    joined(map_flag_names(flags), "0"),
+                    fd_text(fd, context)
+                ),
+                Call::Munmap { addr: a, len }
+                | Call::Mlock { addr: a, len }
+                | Call::Munlock { addr: a, len } => format!("{}, {}", addr(a), size(len)),
+                Call::Brk { addr: a } => addr(a),
+                Call::Mremap {
+                    old_addr,
+                    old_len,
+                    new_len,
+                    flags,
+                    new_addr,
+                } => {
+                    let mut text = format!(
+                        "{}, {}, {}, {}",
+                        addr(old_addr),
+                        size(old_len),
+                        size(new_len),
+                        joined(flag_names(flags, MREMAP), "0")
+                    );
+                    if flags & 2 != 0 {
+                        let _ = write!(text, ", {}", addr(new_addr));
+                    }
+                    text
+                }
+                Call::Mprotect { addr: a, len, prot } => {
+                    format!(
+                        "{}, {}, {}",
+                        addr(a),
+                        size(len),
+                        joined(prot_names(prot), "PROT_NONE")
+                    )
+                }
+                Call::PkeyMprotect {
+                    addr: a,
+                    len,
+                    prot,
+                    pkey,
+                } => format!(
+                    "{}, {}, {}, {pkey}",
+                    addr(a),
+                    size(len),
+                    joined(prot_names(prot), "PROT_NONE")
+                ),
+                Call::Madvise {
+                    addr: a,
+                    len,
+                    advice,
+                } => {
+                    format!("{}, {}, {}", addr(a), size(len), madvise_name(advice))
+                }
+                Call::Mlock2 {
+                    addr: a,
+                    len,
+                    flags,
+                } => {
+                    format!(
+                        "{}, {}, {}",
+                        addr(a),
+                        size(len),
+                        joined(flag_names(flags, MLOCK2), "0")
+                    )
+                }
+                Call::Mlockall { flags } => joined(flag_names(flags, MLOCKALL), "0"),
+                Call::Munlockall => String::new(),
+                Call::Shmat {
+                    shmid,
+                    addr: a,
+                    flags,
+                } => {
+                    format!(
+                        "{shmid}, {}, {}",
+                        addr(a),
+                        joined(flag_names(flags, SHMAT), "0")
+                    )
+                }
+                Call::Shmdt { addr: a } => addr(a),
+                Call::SetVmaAnonName {
+                    attr,
+                    addr: a,
+                    len,
+                    name,
+                } => format!(
+                    "PR_SET_VMA, {}, {}, {}, {}",
+                    if attr == 0 {
+                        "PR_SET_VMA_ANON_NAME".to_string()
+                    } else {
+                        attr.to_string()
+                    },
+                    addr(a),
+                    size(len),
+                    addr(name)
+                ),
+                Call::RemapFilePages {
+                    addr: a,
+                    size: len,
+                    prot,
+                    pgoff,
+                    flags,
+                } => {
+                    format!("{}, {}, {prot:#x}, {pgoff}, {flags:#x}", addr(a), size(len))
+                }
+                Call::Mbind {
+                    addr: a,
+                    len,
+                    mode,
+                    flags,
+                } => {
+                    format!("{}, {}, {mode}, {flags:#x}", addr(a), size(len))
+                }
+                Call::MapShadowStack {
+                    addr: a,
+                    size: len,
+                    flags,
+                } => {
+                    format!("{}, {}, {flags:#x}", addr(a), size(len))
+                }
+                Call::Mseal {
+                    addr: a,
+                    len,
+                    flags,
+                } => format!("{}, {}, {flags:#x}", addr(a), size(len)),
+                Call::UffdRegister {
+                    fd,
+                    start,
+                    len,
+                    mode,
+                } => format!(
+                    "{fd}, UFFDIO_REGISTER, {{range={{start={}, len={}}}, mode={}}}",
+                    addr(start),
+                    size(len),
+                    joined(flag_names(mode, UFFDIO_REGISTER_MODE), "0")
+                ),
+                Call::UffdUnregister { fd, start, len } => format!(
+                    "{fd}, UFFDIO_UNREGISTER, {{start={}, len={}}}",
+                    addr(start),
+                    size(len)
+                ),
+            }
+        }
+
+        fn result_text(call: &Call, ret: i64) -> String {
+            match failure(call, ret) {
+                Some(errno) => errno_text(errno),
+                None if returns_address(call) => format!("{:#x}", ret as u64),
+                None => ret.to_string(),
+            }
+        }
+
+        /// One text line (without the newline) for `event`.
+        fn reference_line(event: &Event, context: &EventContext, clock: &Clock) -> String {
+            let head = format!(
+                "{} {}/{} {}",
+                reference_time_of_day(clock, event.timestamp_ns),
+                event.tgid,
+                event.tid,
+                escape_bytes(&event.comm)
+            );
+            match &event.kind {
+                EventKind::Call { call, ret } => format!(
+                    "{head} {}({}) = {}",
+                    call.name(),
+                    args_text(call, context),
+                    result_text(call, *ret)
+                ),
+                EventKind::Exec => format!("{head} +++ exec: address space replaced +++"),
+                EventKind::Exit => format!("{head} +++ exited +++"),
+                EventKind::Fork { child } => format!("{head} +++ forked {child} +++"),
+            }
+        }
+        pub(super) fn line(event: &Event, context: &EventContext, clock: &Clock) -> String {
+            reference_line(event, context, clock)
+        }
+    }
+
+    mod same_as_reference {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn number() -> impl Strategy<Value = u64> {
+            prop_oneof![
+                Just(0u64),
+                0u64..5000,
+                (0u32..64).prop_map(|shift| 1u64 << shift),
+                (1u64..4, 0u32..4).prop_map(|(n, unit)| n << (10 * (unit + 1))),
+                any::<u64>(),
+            ]
+        }
+
+        fn flags() -> impl Strategy<Value = u64> {
+            prop_oneof![0u64..0x200, any::<u32>().prop_map(u64::from), any::<u64>()]
+        }
+
+        fn call() -> impl Strategy<Value = Call> {
+            let n = number;
+            prop_oneof![
+                (n(), n(), flags(), flags(), any::<i32>(), n()).prop_map(
+                    |(addr, len, prot, flags, fd, offset)| Call::Mmap {
+                        addr,
+                        len,
+                        prot,
+                        flags,
+                        fd: if fd % 2 == 0 { fd } else { -1 },
+                        offset
+                    }
+                ),
+                (n(), n()).prop_map(|(addr, len)| Call::Munmap { addr, len }),
+                (n(), n()).prop_map(|(addr, len)| Call::Mlock { addr, len }),
+                (n(), n()).prop_map(|(addr, len)| Call::Munlock { addr, len }),
+                n().prop_map(|addr| Call::Brk { addr }),
+                (n(), n(), n(), flags(), n()).prop_map(
+                    |(old_addr, old_len, new_len, flags, new_addr)| Call::Mremap {
+                        old_addr,
+                        old_len,
+                        new_len,
+                        flags,
+                        new_addr
+                    }
+                ),
+                (n(), n(), flags()).prop_map(|(addr, len, prot)| Call::Mprotect {
+                    addr,
+                    len,
+                    prot
+                }),
+                (n(), n(), flags(), any::<i32>()).prop_map(|(addr, len, prot, pkey)| {
+                    Call::PkeyMprotect {
+                        addr,
+                        len,
+                        prot,
+                        pkey,
+                    }
+                }),
+                (n(), n(), prop_oneof![0u64..130, any::<u64>()])
+                    .prop_map(|(addr, len, advice)| Call::Madvise { addr, len, advice }),
+                (n(), n(), flags()).prop_map(|(addr, len, flags)| Call::Mlock2 {
+                    addr,
+                    len,
+                    flags
+                }),
+                flags().prop_map(|flags| Call::Mlockall { flags }),
+                Just(Call::Munlockall),
+                (any::<i32>(), n(), flags()).prop_map(|(shmid, addr, flags)| Call::Shmat {
+                    shmid,
+                    addr,
+                    flags
+                }),
+                n().prop_map(|addr| Call::Shmdt { addr }),
+                (prop_oneof![Just(0u64), n()], n(), n(), n()).prop_map(
+                    |(attr, addr, len, name)| {
+                        Call::SetVmaAnonName {
+                            attr,
+                            addr,
+                            len,
+                            name,
+                        }
+                    }
+                ),
+                (n(), n(), flags(), n(), flags()).prop_map(|(addr, size, prot, pgoff, flags)| {
+                    Call::RemapFilePages {
+                        addr,
+                        size,
+                        prot,
+                        pgoff,
+                        flags,
+                    }
+                }),
+                (n(), n(), n(), flags()).prop_map(|(addr, len, mode, flags)| Call::Mbind {
+                    addr,
+                    len,
+                    mode,
+                    flags
+                }),
+                (n(), n(), flags()).prop_map(|(addr, size, flags)| Call::MapShadowStack {
+                    addr,
+                    size,
+                    flags
+                }),
+                (n(), n(), flags()).prop_map(|(addr, len, flags)| Call::Mseal { addr, len, flags }),
+                (any::<i32>(), n(), n(), flags()).prop_map(|(fd, start, len, mode)| {
+                    Call::UffdRegister {
+                        fd,
+                        start,
+                        len,
+                        mode,
+                    }
+                }),
+                (any::<i32>(), n(), n()).prop_map(|(fd, start, len)| Call::UffdUnregister {
+                    fd,
+                    start,
+                    len
+                }),
+            ]
+        }
+
+        fn bytes() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                "[a-z0-9/._-]{0,20}".prop_map(String::into_bytes),
+                "\\PC{0,8}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..20),
+                // Bytes next to the edges of what prints as it is.
+                proptest::collection::vec(
+                    proptest::sample::select(
+                        &[
+                            b'a', b' ', b'~', 0x7f, 0x1f, b'\n', 0xc2, 0x80, 0x9f, 0xc3, 0xa9
+                        ][..]
+                    ),
+                    0..8
+                ),
+            ]
+        }
+
+        fn kind() -> impl Strategy<Value = EventKind> {
+            prop_oneof![
+                4 => (call(), prop_oneof![-4200i64..10, any::<i64>()])
+                    .prop_map(|(call, ret)| EventKind::Call { call, ret }),
+                1 => Just(EventKind::Exec),
+                1 => Just(EventKind::Exit),
+                1 => any::<u32>().prop_map(|child| EventKind::Fork { child }),
+            ]
+        }
+
+        fn event() -> impl Strategy<Value = (Event, EventContext)> {
+            (
+                0u64..200_000_000_000,
+                any::<u32>(),
+                any::<u32>(),
+                bytes(),
+                kind(),
+                proptest::option::of(bytes()),
+            )
+                .prop_map(|(timestamp_ns, tgid, tid, comm, kind, path)| {
+                    let event = Event {
+                        timestamp_ns,
+                        tgid,
+                        tid,
+                        comm,
+                        kind,
+                        file: None,
+                    };
+                    (event, EventContext { path })
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+            #[test]
+            fn event_lines_are_the_format_lines(
+                mut events in proptest::collection::vec(event(), 1..20),
+            ) {
+                // In time order, as the ring delivers them, so the second is often the last one's.
+                events.sort_by_key(|(e, _)| e.timestamp_ns);
+                let clock = Clock::now();
+                let mut lines = EventLines::new(clock);
+                for (event, context) in &events {
+                    let mut line = b"<".to_vec();
+                    lines.push(&mut line, event, context);
+                    let want = format!("<{}", reference::line(event, context, &clock));
+                    prop_assert_eq!(String::from_utf8(line).unwrap(), want);
+                }
+            }
+        }
+    }
+
     fn event(kind: EventKind) -> Event {
         Event {
             timestamp_ns: 1_000_000,
@@ -707,6 +1338,7 @@ mod tests {
     #[test]
     fn escapes_control_characters_and_invalid_utf8() {
         assert_eq!(escape_bytes(b"a\nb\x1b[31m\xff"), "a\\012b\\033[31m\\377");
+        assert_eq!(escape_bytes(b"del\x7f"), "del\\177");
         assert_eq!(escape_bytes("caf\u{e9}".as_bytes()), "caf\u{e9}");
     }
 
@@ -722,7 +1354,17 @@ mod tests {
                 "MAP_HUGE_2MB"
             ]
         );
-        assert_eq!(joined(prot_names(0), "PROT_NONE"), "PROT_NONE");
-        assert_eq!(size(3 << 20), "3145728 (3M)");
+        let text = |push: fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            push(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(|o| push_prot(o, 0)), "PROT_NONE");
+        assert_eq!(text(|o| push_size(o, 3 << 20)), "3145728 (3M)");
+        assert_eq!(text(|o| push_size(o, 5000)), "5000 (4.9K)");
+        assert_eq!(
+            text(|o| push_map_flags(o, 0x01 | 0x10 | 0x40000 | (21 << 26) | 0x200)),
+            "MAP_SHARED|MAP_FIXED|MAP_HUGETLB|0x200|MAP_HUGE_2MB"
+        );
     }
 }

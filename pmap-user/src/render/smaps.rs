@@ -157,27 +157,22 @@ fn implied_flags(mapping: &Mapping) -> Vec<&'static str> {
 }
 
 /// The text pmap reads from `/proc/PID/smaps` for `mappings`, one chunk per mapping (its maps
-/// line and the lines under it) with the mapping's index. `entries` (sorted by address, as the
-/// kernel prints them) give the lines of the mappings they match exactly.
-pub fn smaps_text(
-    mappings: &[Mapping],
-    entries: &[SmapsEntry],
-    layout: &SmapsLayout,
-) -> Vec<(usize, Vec<u8>)> {
-    mappings
-        .iter()
-        .enumerate()
-        .map(|(index, mapping)| {
-            let mut text = super::maps_line(mapping);
-            match entries.binary_search_by_key(&mapping.start, |e| e.start) {
-                Ok(i) if entries[i].end == mapping.end => {
-                    text.extend_from_slice(&entries[i].details)
-                }
-                _ => text.extend(layout.synthesize(mapping)),
-            }
-            (index, text)
-        })
-        .collect()
+/// line and the lines under it) with the mapping's index, made as it is read so that the text
+/// of every mapping never exists at once. `entries` (sorted by address, as the kernel prints
+/// them) give the lines of the mappings they match exactly.
+pub fn smaps_text<'a>(
+    mappings: &'a [Mapping],
+    entries: &'a [SmapsEntry],
+    layout: &'a SmapsLayout,
+) -> impl Iterator<Item = (usize, Vec<u8>)> + Clone + 'a {
+    mappings.iter().enumerate().map(move |(index, mapping)| {
+        let mut text = super::maps_line(mapping);
+        match entries.binary_search_by_key(&mapping.start, |e| e.start) {
+            Ok(i) if entries[i].end == mapping.end => text.extend_from_slice(&entries[i].details),
+            _ => text.extend(layout.synthesize(mapping)),
+        }
+        (index, text)
+    })
 }
 
 #[cfg(test)]
@@ -279,7 +274,8 @@ VmFlags: rd wr mr mw me gd ac \n";
                 details: b"Rss:  2 kB\n".to_vec(),
             },
         ];
-        let text = smaps_text(&mappings, &entries, &SmapsLayout::default());
+        let layout = SmapsLayout::default();
+        let text: Vec<_> = smaps_text(&mappings, &entries, &layout).collect();
         assert!(text[0].1.ends_with(b"00:00 0 \nRss:  8 kB\n"));
         assert!(text[1].1.ends_with(b"VmFlags: rd wr mr mw me \n"));
         assert_eq!(text[1].0, 1);

@@ -264,13 +264,13 @@ impl<'l> PmapRun<'l> {
         out.write_all(&pid_line)?;
         let opts = &self.opts;
         Ok(if opts.format.needs_smaps() {
-            let lines = smaps_text(view.mappings, smaps, self.layout);
+            let mut texts = smaps_text(view.mappings, smaps, self.layout);
             if opts.format == PmapFormat::Extended {
                 let (rows, totals) =
-                    OneProc::new(view, opts, out, keep_rows).run(Source::Text(&lines))?;
+                    OneProc::new(view, opts, out, keep_rows).run(Source::Texts(&mut texts))?;
                 Table::Maps { rows, totals }
             } else {
-                let (body, rows) = self.columns.print(&lines, opts);
+                let (body, rows) = self.columns.print(texts, opts);
                 out.write_all(&body)?;
                 Table::Smaps { rows }
             }
@@ -752,11 +752,10 @@ mod tests {
         /// pmap replayed on every mapping's maps line: the default format and `-d` as they were
         /// printed before any line was printed from fields.
         fn replayed(view: &ProcessView, opts: &PmapOptions) -> (Vec<u8>, Vec<Row>, Totals) {
-            let lines: Vec<(usize, Vec<u8>)> =
-                view.mappings.iter().map(maps_line).enumerate().collect();
+            let mut lines = view.mappings.iter().map(maps_line).enumerate();
             let mut text = Vec::new();
             let (rows, totals) = OneProc::new(view, opts, &mut text, true)
-                .run(Source::Text(&lines))
+                .run(Source::Texts(&mut lines))
                 .unwrap();
             (text, rows, totals)
         }

@@ -165,7 +165,7 @@ struct Extended {
 pub(super) enum Source<'s> {
     /// The text of each mapping (its maps line, then for `-x` its smaps lines) with the
     /// mapping's index.
-    Text(&'s [(usize, Vec<u8>)]),
+    Texts(&'s mut dyn Iterator<Item = (usize, Vec<u8>)>),
     /// The mappings, whose maps lines pmap would read (the default format and `-d`).
     Maps(&'s [Mapping]),
 }
@@ -223,9 +223,9 @@ impl<'v, 'o> OneProc<'v, 'o> {
         self.write_headings()?;
         let range = self.opts.range;
         match source {
-            Source::Text(lines) => {
-                for (mapping, text) in lines {
-                    if !self.replay(*mapping, text, range)? {
+            Source::Texts(texts) => {
+                for (mapping, text) in texts {
+                    if !self.replay(mapping, &text, range)? {
                         break;
                     }
                 }

@@ -110,19 +110,47 @@ fn scan_flags(line: &[u8]) -> Option<&[u8]> {
     input.set(127, |b| b.is_ascii_lowercase() || b == b' ')
 }
 
-/// `fgets` over the records of a whole smaps text, which pmap reads twice.
-struct Reader<'a> {
-    records: Vec<(usize, &'a [u8])>,
-    next: usize,
+/// `fgets` over the records of a whole smaps text, which pmap reads twice. The text comes one
+/// mapping at a time from `texts`, made again for the second reading.
+struct Reader<I> {
+    texts: I,
+    unread: I,
+    /// The mapping being read, its text and how much of it was read.
+    mapping: usize,
+    text: Vec<u8>,
+    read: usize,
 }
 
-impl Reader<'_> {
+impl<I: Iterator<Item = (usize, Vec<u8>)> + Clone> Reader<I> {
+    fn new(texts: I) -> Reader<I> {
+        Reader {
+            unread: texts.clone(),
+            texts,
+            mapping: 0,
+            text: Vec::new(),
+            read: 0,
+        }
+    }
+
     /// Reads the next record into `buf`; returns the index of the mapping it belongs to.
     fn fgets(&mut self, buf: &mut LineBuffer) -> Option<usize> {
-        let &(mapping, record) = self.records.get(self.next)?;
-        self.next += 1;
+        while self.read == self.text.len() {
+            (self.mapping, self.text) = self.unread.next()?;
+            self.read = 0;
+        }
+        let record = fgets_records(&self.text[self.read..])
+            .next()
+            .expect("unread text holds a record");
+        self.read += record.len();
         buf.load(record);
-        Some(mapping)
+        Some(self.mapping)
+    }
+
+    /// Back to the start, for the second reading.
+    fn rewind(&mut self) {
+        self.unread = self.texts.clone();
+        self.text.clear();
+        self.read = 0;
     }
 }
 
@@ -132,22 +160,16 @@ fn integer_width(n: u64) -> usize {
 }
 
 impl SmapsColumns {
-    /// Replays pmap on `lines` (each mapping's smaps header line and the lines under it, with
+    /// Replays pmap on `texts` (each mapping's smaps header line and the lines under it, with
     /// the mapping's index). Returns the text printed after the `PID:` line and the rows.
     pub(super) fn print(
         &mut self,
-        lines: &[(usize, Vec<u8>)],
+        texts: impl Iterator<Item = (usize, Vec<u8>)> + Clone,
         opts: &PmapOptions,
     ) -> (Vec<u8>, Vec<SmapsRow>) {
         let all = opts.format == PmapFormat::AllSmaps;
         let enabled = |key: &[u8]| all || !UNIMPORTANT.contains(&key);
-        let mut reader = Reader {
-            records: lines
-                .iter()
-                .flat_map(|(mapping, text)| fgets_records(text).map(|r| (*mapping, r)))
-                .collect(),
-            next: 0,
-        };
+        let mut reader = Reader::new(texts);
         let mut text = Vec::new();
         let mut rows = Vec::new();
         let mut buf = LineBuffer::new();
@@ -233,7 +255,7 @@ impl SmapsColumns {
                     // Second pass: print with the widths now known.
                     measuring = false;
                     first_row = true;
-                    reader.next = 0;
+                    reader.rewind();
                     ret = reader.fgets(&mut buf);
                     if !opts.quiet {
                         for c in &mut self.columns {
