@@ -608,6 +608,26 @@ impl std::fmt::Display for CallLine<'_> {
                 len,
                 name,
             } => vec![attr, addr, len, name],
+            Call::UffdRegister {
+                fd,
+                start,
+                len,
+                mode,
+            } => vec![
+                fd as i64 as u64,
+                0xC020_AA00, /* UFFDIO_REGISTER */
+                start,
+                len,
+                mode,
+            ],
+            Call::UffdUnregister { fd, start, len } => {
+                vec![
+                    fd as i64 as u64,
+                    0x8010_AA01, /* UFFDIO_UNREGISTER */
+                    start,
+                    len,
+                ]
+            }
             other => panic!("the walk makes no {} call", other.name()),
         };
         let args: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();

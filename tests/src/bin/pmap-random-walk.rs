@@ -40,6 +40,11 @@ const PACE: std::time::Duration = std::time::Duration::from_micros(100);
 const PR_SET_VMA: u64 = 0x5356_4d41;
 const PR_SET_VMA_ANON_NAME: u64 = 0;
 const MADV_POPULATE_WRITE: u64 = 23;
+const UFFD_API: u64 = 0xAA;
+const UFFDIO_API: u64 = 0xC018_AA3F;
+const UFFDIO_REGISTER: u64 = 0xC020_AA00;
+const UFFDIO_UNREGISTER: u64 = 0x8010_AA01;
+const UFFDIO_REGISTER_MODE_WP: u64 = 2;
 
 /// SplitMix64: tiny, seedable and good enough to spread choices.
 struct Rng(u64);
@@ -151,6 +156,8 @@ struct Walk {
     recent: [Range; RECENT_CAPACITY],
     recent_next: usize,
     seals: u32,
+    /// A userfaultfd whose registrations split and merge VMAs like flag changes.
+    uffd: u64,
 }
 
 /// The raw syscall; returns the result or `-errno`, as the tracepoint reports it.
@@ -252,6 +259,7 @@ impl Walk {
             (1, Op::Mlockall),
             (1, Op::Name),
             (1, Op::Mseal),
+            (4, Op::Userfaultfd),
         ]);
         let op = match op {
             Op::Mseal if self.seals >= MAX_SEALS => Op::Madvise,
@@ -355,6 +363,39 @@ impl Walk {
                     libc::SYS_prctl,
                     [PR_SET_VMA, PR_SET_VMA_ANON_NAME, r.start, r.len, pointer, 0],
                 );
+            }
+            Op::Userfaultfd => {
+                // Write-protect mode only: missing-page (and, on shared memory, minor) mode
+                // would make the walk's own page touches wait for a handler that is not there.
+                // Without UFFDIO_WRITEPROTECT nothing is protected, so nothing waits.
+                let r = self.target();
+                if self.rng.chance(60) {
+                    let mut register = [r.start, r.len, UFFDIO_REGISTER_MODE_WP, 0];
+                    sys(
+                        libc::SYS_ioctl,
+                        [
+                            self.uffd,
+                            UFFDIO_REGISTER,
+                            register.as_mut_ptr() as u64,
+                            0,
+                            0,
+                            0,
+                        ],
+                    );
+                } else {
+                    let mut range = [r.start, r.len];
+                    sys(
+                        libc::SYS_ioctl,
+                        [
+                            self.uffd,
+                            UFFDIO_UNREGISTER,
+                            range.as_mut_ptr() as u64,
+                            0,
+                            0,
+                            0,
+                        ],
+                    );
+                }
             }
             Op::Mseal => {
                 self.seals += 1;
@@ -537,6 +578,25 @@ enum Op {
     Mlockall,
     Name,
     Mseal,
+    Userfaultfd,
+}
+
+/// A userfaultfd, handshaken; its descriptor.
+fn open_userfaultfd() -> u64 {
+    let uffd = sys(
+        libc::SYS_userfaultfd,
+        [libc::O_CLOEXEC as u64, 0, 0, 0, 0, 0],
+    );
+    assert!(ok(uffd), "userfaultfd: {}", -uffd);
+    let mut api = [UFFD_API, 0, 0];
+    assert_eq!(
+        sys(
+            libc::SYS_ioctl,
+            [uffd as u64, UFFDIO_API, api.as_mut_ptr() as u64, 0, 0, 0]
+        ),
+        0
+    );
+    uffd as u64
 }
 
 fn stop() {
@@ -610,6 +670,7 @@ fn main() {
         recent: [Range { start: 0, len: 0 }; RECENT_CAPACITY],
         recent_next: 0,
         seals: 0,
+        uffd: open_userfaultfd(),
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
