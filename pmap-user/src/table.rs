@@ -1192,11 +1192,30 @@ impl AddressSpace {
             return;
         }
         let dest_of = |addr: u64| new_addr + (addr - old_addr);
+        // remap_move() moves several VMAs only if none is armed by a userfaultfd
+        // (vma_multi_allowed()): such a VMA ends the call with EFAULT as it is reached, before
+        // anything when it is the first and the range goes on past it. Nothing of it moves.
+        let armed = sources
+            .iter()
+            .enumerate()
+            .position(|(i, &(start, piece_end))| {
+                (i > 0 || piece_end < end)
+                    && self
+                        .vma_at(start)
+                        .is_some_and(|v| v.flags.0 & HiddenFlags::UFFD & !v.unknown != 0)
+            });
         // The first VMA refused: sealed, or bound for sealed memory. Moving the VMAs before it
         // changes neither (sources and destinations do not overlap), so it is found first.
-        let refused = sources.iter().position(|&(start, end)| {
+        let sealed = sources.iter().position(|&(start, end)| {
             self.sealed_in(start, end) || self.sealed_in(dest_of(start), dest_of(end))
         });
+        if let Some(armed) = armed
+            && sealed.is_none_or(|sealed| armed < sealed)
+        {
+            self.move_pieces(&sources[..armed], flags, dest_of);
+            return;
+        }
+        let refused = sealed;
         let mut moved = refused.unwrap_or(sources.len());
         if refused.is_some() && errno == Some(EPERM) {
             // A piece kept apart from the refused one pending the kernel's word was refused
@@ -1207,32 +1226,39 @@ impl AddressSpace {
                 moved -= 1;
             }
         }
-        for &(start, end) in &sources[..moved] {
-            let dest = dest_of(start);
-            let dest_end = dest_of(end);
-            self.remove_range(dest, dest_end);
-            let pieces: Vec<Vma> = if flags & MREMAP_DONTUNMAP != 0 {
-                self.overlapping(start, end)
-                    .map(|v| v.slice(v.mapping.start.max(start), v.mapping.end.min(end)))
-                    .collect()
-            } else {
-                self.remove_range(start, end)
-            };
-            for piece in pieces {
-                let at = dest + (piece.mapping.start - start);
-                self.insert_moved(piece, at);
-            }
-            self.merge_run(dest, dest_end);
-            if flags & MREMAP_DONTUNMAP != 0 {
-                self.dontunmap_complete(start);
-            }
-        }
+        self.move_pieces(&sources[..moved], flags, dest_of);
         if let Some(refused) = refused {
             // The refused VMA: a sealed one stops before anything; otherwise mremap_to() tried
             // to unmap its destination first, which split there and stopped at the seal.
             let (start, end) = (sources[moved].0, sources[refused].1);
             if !self.sealed_in(start, end) {
                 self.refused_unmap(dest_of(start), dest_of(end));
+            }
+        }
+    }
+
+    /// Moves each source piece `[start, end)` to `dest_of(start)`, one after the other as
+    /// remap_move() does: the destination is unmapped first; with MREMAP_DONTUNMAP the source
+    /// stays, emptied.
+    fn move_pieces(&mut self, pieces: &[(u64, u64)], flags: u64, dest_of: impl Fn(u64) -> u64) {
+        for &(start, end) in pieces {
+            let dest = dest_of(start);
+            let dest_end = dest_of(end);
+            self.remove_range(dest, dest_end);
+            let moved: Vec<Vma> = if flags & MREMAP_DONTUNMAP != 0 {
+                self.overlapping(start, end)
+                    .map(|v| v.slice(v.mapping.start.max(start), v.mapping.end.min(end)))
+                    .collect()
+            } else {
+                self.remove_range(start, end)
+            };
+            for piece in moved {
+                let at = dest + (piece.mapping.start - start);
+                self.insert_moved(piece, at);
+            }
+            self.merge_run(dest, dest_end);
+            if flags & MREMAP_DONTUNMAP != 0 {
+                self.dontunmap_complete(start);
             }
         }
     }
@@ -1818,6 +1844,7 @@ mod tests {
     const OK: i64 = 0;
     const EINVAL_RET: i64 = -EINVAL;
     const ENOMEM_RET: i64 = -ENOMEM;
+    const EFAULT_RET: i64 = -14;
     const EPERM_RET: i64 = -EPERM;
     const EACCES_RET: i64 = -EACCES;
 
@@ -2609,6 +2636,42 @@ mod tests {
         ]);
         s.refresh_growing_mappings(&mut kernel);
         assert_eq!(lines(&s).len(), 3);
+    }
+
+    #[test]
+    fn a_move_of_several_vmas_stops_at_one_a_userfaultfd_arms() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, RW), at(0) as i64),
+                (anon(at(2), 2, R), at(2) as i64),
+                (uffd_register(2, 2, UFFD_WP), OK),
+            ],
+        );
+        // The first moves; the armed second ends the call with EFAULT and stays.
+        let fixed = MREMAP_MAYMOVE | MREMAP_FIXED;
+        run(&mut s, &[(mremap(at(0), 4, 4, fixed, at(10)), EFAULT_RET)]);
+        assert_eq!(
+            lines(&s),
+            table(&[(2, 4, "r--p", 0, 0, ""), (10, 12, "rw-p", 0, 0, "")])
+        );
+        // Armed and first with more to move: nothing moves.
+        run(
+            &mut s,
+            &[
+                (anon(at(4), 1, RW), at(4) as i64),
+                (mremap(at(2), 3, 3, fixed, at(20)), EFAULT_RET),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (2, 4, "r--p", 0, 0, ""),
+                (4, 5, "rw-p", 0, 0, ""),
+                (10, 12, "rw-p", 0, 0, "")
+            ])
+        );
     }
 
     #[test]
