@@ -24,7 +24,7 @@ use crate::{
         pmap::PmapRun,
         smaps::SmapsLayout,
     },
-    seed::{self, SeedError},
+    seed::{self, SeedError, SmapsReader},
     sink::{Sink, SinkError},
     sites::{Origin, SiteTracker},
     table::Mapping,
@@ -706,16 +706,20 @@ impl DumpStyle {
                 }
                 continue;
             }
-            let smaps = if live && opts.format.needs_smaps() {
-                seed::read_smaps(traced.pid).unwrap_or_default()
+            // Read as the dump goes. A file that cannot be read, or stops early (the process
+            // ended), leaves the mappings it has no lines for with lines made from the table.
+            let mut smaps_file = if live && opts.format.needs_smaps() {
+                SmapsReader::open(traced.pid).ok()
             } else {
-                Vec::new()
+                None
             };
+            let smaps = smaps_file.iter_mut().flatten().map(|(_, entry)| entry);
             match self.format {
                 Format::Text => run
-                    .write_process(sink.writer(), &view, &smaps)
+                    .write_process(sink.writer(), &view, smaps)
                     .map_err(SinkError::from)?,
                 Format::Json => {
+                    let smaps: Vec<_> = smaps.collect();
                     let dump = run.process(&view, &smaps);
                     sink.line(&dump_json(&view, opts.format, &dump).to_string())?
                 }

@@ -5,6 +5,8 @@
 //! with what is known without the kernel: its size, the page sizes, the flags its permissions
 //! imply, and zero for every other value.
 
+use std::borrow::Borrow;
+
 use crate::table::Mapping;
 
 /// The lines the kernel prints under one mapping of `/proc/PID/smaps`.
@@ -158,21 +160,73 @@ fn implied_flags(mapping: &Mapping) -> Vec<&'static str> {
 
 /// The text pmap reads from `/proc/PID/smaps` for `mappings`, one chunk per mapping (its maps
 /// line and the lines under it) with the mapping's index, made as it is read so that the text
-/// of every mapping never exists at once. `entries` (sorted by address, as the kernel prints
-/// them) give the lines of the mappings they match exactly.
-pub fn smaps_text<'a>(
+/// of every mapping never exists at once. `entries` (in address order, as the kernel prints
+/// them, and read as far as the mappings need) give the lines of the mappings they match
+/// exactly; any other mapping gets lines made from what the table knows.
+pub fn smaps_text<'a, I>(
     mappings: &'a [Mapping],
-    entries: &'a [SmapsEntry],
+    entries: I,
     layout: &'a SmapsLayout,
-) -> impl Iterator<Item = (usize, Vec<u8>)> + Clone + 'a {
-    mappings.iter().enumerate().map(move |(index, mapping)| {
-        let mut text = super::maps_line(mapping);
-        match entries.binary_search_by_key(&mapping.start, |e| e.start) {
-            Ok(i) if entries[i].end == mapping.end => text.extend_from_slice(&entries[i].details),
-            _ => text.extend(layout.synthesize(mapping)),
+) -> SmapsText<'a, I>
+where
+    I: Iterator,
+    I::Item: Borrow<SmapsEntry>,
+{
+    SmapsText {
+        mappings: mappings.iter().enumerate(),
+        entries: entries.peekable(),
+        layout,
+    }
+}
+
+/// See [`smaps_text`]: the mappings and the entries are walked together in address order.
+pub struct SmapsText<'a, I: Iterator> {
+    mappings: std::iter::Enumerate<std::slice::Iter<'a, Mapping>>,
+    entries: std::iter::Peekable<I>,
+    layout: &'a SmapsLayout,
+}
+
+/// `-X` reads the text twice, from the start each time.
+impl<I> Clone for SmapsText<'_, I>
+where
+    I: Iterator + Clone,
+    I::Item: Clone,
+{
+    fn clone(&self) -> Self {
+        SmapsText {
+            mappings: self.mappings.clone(),
+            entries: self.entries.clone(),
+            layout: self.layout,
         }
-        (index, text)
-    })
+    }
+}
+
+impl<I> Iterator for SmapsText<'_, I>
+where
+    I: Iterator,
+    I::Item: Borrow<SmapsEntry>,
+{
+    type Item = (usize, Vec<u8>);
+
+    fn next(&mut self) -> Option<(usize, Vec<u8>)> {
+        let (index, mapping) = self.mappings.next()?;
+        let mut text = super::maps_line(mapping);
+        // Entries below this mapping match no mapping: the table and the kernel split there.
+        while self
+            .entries
+            .next_if(|e| e.borrow().start < mapping.start)
+            .is_some()
+        {}
+        let exact = |e: &I::Item| {
+            let e = e.borrow();
+            (e.start, e.end) == (mapping.start, mapping.end)
+        };
+        match self.entries.next_if(exact) {
+            Some(entry) => text.extend_from_slice(&entry.borrow().details),
+            None => text.extend(self.layout.synthesize(mapping)),
+        }
+        Some((index, text))
+    }
 }
 
 #[cfg(test)]
@@ -275,7 +329,7 @@ VmFlags: rd wr mr mw me gd ac \n";
             },
         ];
         let layout = SmapsLayout::default();
-        let text: Vec<_> = smaps_text(&mappings, &entries, &layout).collect();
+        let text: Vec<_> = smaps_text(&mappings, entries.iter(), &layout).collect();
         assert!(text[0].1.ends_with(b"00:00 0 \nRss:  8 kB\n"));
         assert!(text[1].1.ends_with(b"VmFlags: rd wr mr mw me \n"));
         assert_eq!(text[1].0, 1);

@@ -18,7 +18,10 @@ mod one_proc;
 mod scan;
 mod smaps_table;
 
-use std::io::{self, Write};
+use std::{
+    borrow::Borrow,
+    io::{self, Write},
+};
 
 use super::{
     digits::push_dec,
@@ -232,28 +235,29 @@ impl<'l> PmapRun<'l> {
     pub fn process(&mut self, view: &ProcessView, smaps: &[SmapsEntry]) -> ProcessDump {
         let mut text = Vec::new();
         let table = self
-            .render(&mut text, view, smaps, true)
+            .render(&mut text, view, smaps.iter(), true)
             .expect("writing to a Vec cannot fail");
         ProcessDump { text, table }
     }
 
-    /// Writes the next process's block to `out` as it is made, keeping no rows: a dump of
-    /// many mappings never exists in memory as a whole (`-X` and `-XX` excepted: pmap sizes
-    /// their columns over every mapping before printing the first).
-    pub fn write_process(
+    /// Writes the next process's block to `out` as it is made, keeping no rows. `smaps` (in
+    /// address order) is read as the mappings need it: a dump of many mappings never exists in
+    /// memory as a whole (`-X` and `-XX` excepted: pmap sizes their columns over every mapping
+    /// before printing the first, so their smaps lines are all read first).
+    pub fn write_process<E: Borrow<SmapsEntry>>(
         &mut self,
         out: &mut dyn Write,
         view: &ProcessView,
-        smaps: &[SmapsEntry],
+        smaps: impl IntoIterator<Item = E>,
     ) -> io::Result<()> {
-        self.render(out, view, smaps, false).map(drop)
+        self.render(out, view, smaps.into_iter(), false).map(drop)
     }
 
-    fn render(
+    fn render<E: Borrow<SmapsEntry>>(
         &mut self,
         out: &mut dyn Write,
         view: &ProcessView,
-        smaps: &[SmapsEntry],
+        smaps: impl Iterator<Item = E>,
         keep_rows: bool,
     ) -> io::Result<Table> {
         let mut pid_line = Vec::with_capacity(view.header.len() + 16);
@@ -264,12 +268,14 @@ impl<'l> PmapRun<'l> {
         out.write_all(&pid_line)?;
         let opts = &self.opts;
         Ok(if opts.format.needs_smaps() {
-            let mut texts = smaps_text(view.mappings, smaps, self.layout);
             if opts.format == PmapFormat::Extended {
+                let mut texts = smaps_text(view.mappings, smaps, self.layout);
                 let (rows, totals) =
                     OneProc::new(view, opts, out, keep_rows).run(Source::Texts(&mut texts))?;
                 Table::Maps { rows, totals }
             } else {
+                let smaps: Vec<E> = smaps.collect();
+                let texts = smaps_text(view.mappings, smaps.iter().map(E::borrow), self.layout);
                 let (body, rows) = self.columns.print(texts, opts);
                 out.write_all(&body)?;
                 Table::Smaps { rows }
@@ -290,7 +296,7 @@ pub fn write_default(
     opts: &PmapOptions,
 ) -> io::Result<()> {
     let layout = SmapsLayout::default();
-    PmapRun::new(*opts, &layout).write_process(out, view, &[])
+    PmapRun::new(*opts, &layout).write_process(out, view, std::iter::empty::<SmapsEntry>())
 }
 
 #[cfg(test)]
@@ -898,7 +904,10 @@ mod tests {
 
     fn ours(pid: i32, opts: PmapOptions, codeset: Codeset) -> Vec<u8> {
         let mappings = seed::read_mappings(pid).unwrap();
-        let smaps = seed::read_smaps(pid).unwrap();
+        let smaps: Vec<SmapsEntry> = seed::SmapsReader::open(pid)
+            .unwrap()
+            .map(|(_, e)| e)
+            .collect();
         let header = seed::read_process_header_with(pid, codeset).unwrap();
         let view = ProcessView {
             pid,
