@@ -470,7 +470,10 @@ impl<'a> Run<'a> {
             let opts = pmap_options(&flags);
             let dump = || {
                 let smaps = if opts.format.needs_smaps() {
-                    seed::read_smaps(pid).unwrap()
+                    seed::SmapsReader::open(pid)
+                        .unwrap()
+                        .map(|(_, entry)| entry)
+                        .collect()
                 } else {
                     Vec::new()
                 };
