@@ -419,6 +419,12 @@ impl AddressSpace {
         })
     }
 
+    /// A hidden flag ([`HiddenFlags`]) of the VMA holding `addr`, when the table knows it: what
+    /// a test compares with the kernel's `VmFlags`.
+    pub fn hidden_flag_at(&self, addr: u64, bit: u32) -> Option<bool> {
+        self.vma_at(addr).and_then(|v| v.flag(bit))
+    }
+
     fn new_origin(&mut self) -> u64 {
         self.next_origin += 1;
         self.next_origin
@@ -1292,12 +1298,16 @@ impl AddressSpace {
     /// Places `piece` (cut from a VMA being moved) at `dest`; copy_vma().
     fn insert_moved(&mut self, mut piece: Vma, dest: u64) {
         let len = piece.mapping.len();
+        let source = piece.mapping.start;
         piece.mapping.start = dest;
         piece.mapping.end = dest + len;
         piece.pending_left = false;
-        // mremap_userfaultfd_prep() unregisters a moved VMA unless its userfaultfd asked for
-        // remap events, which the table does not see.
-        if piece.flags.0 & HiddenFlags::UFFD != 0 {
+        // mremap_userfaultfd_prep() unregisters the moved VMA unless its userfaultfd asked for
+        // remap events, which the table does not see. That VMA is the copy after copy_vma()
+        // merged it: a registered neighbour of the destination it merged with (the source's
+        // own VMA when the two touch) is unregistered whole, before the source is cut out.
+        let registered = (piece.flags.0 | piece.unknown) & HiddenFlags::UFFD != 0;
+        if registered {
             piece.unknown |= HiddenFlags::UFFD;
         }
         if piece.is_private_anon() {
@@ -1306,6 +1316,38 @@ impl AddressSpace {
             piece.unknown |= unknown::PGOFF;
         }
         self.vmas.insert(dest, piece);
+        if registered {
+            self.forget_registrations_touching(dest, dest + len);
+            self.forget_registrations_touching(source, source + len);
+        }
+    }
+
+    /// Marks unknown the userfaultfd state of the registered VMAs that touch `[start, end)`
+    /// through registered VMAs without a gap: any of them may be one kernel VMA with it.
+    fn forget_registrations_touching(&mut self, start: u64, end: u64) {
+        let registered = |v: &Vma| (v.flags.0 | v.unknown) & HiddenFlags::UFFD != 0;
+        let mut edge = start;
+        let mut keys = Vec::new();
+        for (&key, v) in self.vmas.range(..start).rev() {
+            if v.mapping.end != edge || !registered(v) {
+                break;
+            }
+            keys.push(key);
+            edge = key;
+        }
+        let mut edge = end;
+        for (&key, v) in self.vmas.range(end..) {
+            if key != edge || !registered(v) {
+                break;
+            }
+            keys.push(key);
+            edge = v.mapping.end;
+        }
+        for key in keys {
+            if let Some(v) = self.vmas.get_mut(&key) {
+                v.unknown |= HiddenFlags::UFFD;
+            }
+        }
     }
 
     /// dontunmap_complete() on the source VMA containing `addr`, once the copy was placed (and

@@ -56,7 +56,7 @@ use pmap_trace::{
         smaps::SmapsLayout,
     },
     seed,
-    table::{Mapping, VmaOracle},
+    table::{HiddenFlags, Mapping, VmaOracle},
 };
 
 const WALK: &str = env!("CARGO_BIN_EXE_pmap-random-walk");
@@ -394,6 +394,7 @@ impl<'a> Run<'a> {
         let kernel = seed::read_mappings(self.walker.pid()).unwrap();
         let ours = self.process.mappings();
         if kernel == ours {
+            self.check_hidden_flags(&ours);
             return;
         }
         let text = |ms: &[Mapping]| -> Vec<String> {
@@ -424,6 +425,36 @@ impl<'a> Run<'a> {
             "{}table differs from /proc/PID/maps (- kernel only, + table only):\n{diff}",
             self.failure("the table diverged")
         );
+    }
+
+    /// Every hidden flag the table claims to know must be the kernel's (`VmFlags` in smaps):
+    /// a wrong one shows in the maps only calls later, when it decides a split or a merge.
+    fn check_hidden_flags(&self, ours: &[Mapping]) {
+        let flags = vm_flags(self.walker.pid());
+        for m in ours {
+            let Some(kernel) = flags.get(&m.start) else {
+                continue;
+            };
+            for &(bit, mnemonic) in VM_FLAG_MNEMONICS {
+                let Some(table) = self.process.table.hidden_flag_at(m.start, bit) else {
+                    continue;
+                };
+                let has = kernel.split_whitespace().any(|f| f == mnemonic);
+                if table != has {
+                    let state = self
+                        .process
+                        .table
+                        .hidden_state_at(m.start)
+                        .unwrap_or_default();
+                    panic!(
+                        "{}the table has {mnemonic} {} at {:#x}, the kernel's VmFlags: {kernel}\n      {state}",
+                        self.failure("a hidden flag diverged"),
+                        if table { "set" } else { "clear" },
+                        m.start
+                    );
+                }
+            }
+        }
     }
 
     /// The dump must equal what `pmap PID` prints now (in every format, for walks that ask).
@@ -547,6 +578,27 @@ impl<'a> Run<'a> {
 
 /// The `VmFlags` line of every VMA in `/proc/PID/smaps`, by start address: the hidden state
 /// behind a divergence.
+/// The table's hidden flags and their `VmFlags` mnemonics (`show_smap_vma_flags()`).
+const VM_FLAG_MNEMONICS: &[(u32, &str)] = &[
+    (HiddenFlags::LOCKED, "lo"),
+    (HiddenFlags::HUGEPAGE, "hg"),
+    (HiddenFlags::NOHUGEPAGE, "nh"),
+    (HiddenFlags::DONTFORK, "dc"),
+    (HiddenFlags::WIPEONFORK, "wf"),
+    (HiddenFlags::MERGEABLE, "mg"),
+    (HiddenFlags::DONTDUMP, "dd"),
+    (HiddenFlags::NORESERVE, "nr"),
+    (HiddenFlags::GROWSDOWN, "gd"),
+    (HiddenFlags::SEALED, "sl"),
+    (HiddenFlags::ACCOUNT, "ac"),
+    (HiddenFlags::SEQ_READ, "sr"),
+    (HiddenFlags::RAND_READ, "rr"),
+    (HiddenFlags::MAYWRITE, "mw"),
+    (HiddenFlags::UFFD_MISSING, "um"),
+    (HiddenFlags::UFFD_WP, "uw"),
+    (HiddenFlags::UFFD_MINOR, "ui"),
+];
+
 fn vm_flags(pid: i32) -> BTreeMap<u64, String> {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
     let mut flags = BTreeMap::new();
