@@ -2717,6 +2717,27 @@ mod tests {
     }
 
     #[test]
+    fn a_registered_copy_merged_into_its_neighbour_unregisters_it_whole() {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 8, RW), at(0) as i64),
+                (uffd_register(0, 8, UFFD_WP), OK),
+                (munmap(at(6), 2), OK),
+                // Page 5 grows to 3 pages at page 6, next to its own VMA: copy_vma() merges the
+                // copy into [0, 6), which mremap_userfaultfd_prep() then unregisters whole.
+                (
+                    mremap(at(5), 1, 3, MREMAP_MAYMOVE | MREMAP_FIXED, at(6)),
+                    at(6) as i64,
+                ),
+            ],
+        );
+        assert_eq!(vma(&s, 0).flag(HiddenFlags::UFFD_WP), None);
+        assert_eq!(vma(&s, 6).flag(HiddenFlags::UFFD_WP), None);
+    }
+
+    #[test]
     fn a_moved_userfaultfd_registration_is_no_longer_known() {
         let mut s = empty();
         run(
