@@ -59,19 +59,27 @@ impl Origin {
 /// Every distinct stack seen, as a tree of callers: a stack is the node of its innermost frame,
 /// whose caller is the node of the stack without that frame. Stacks that share callers share
 /// their nodes, so a new stack costs only the frames no stack before it had, and each is kept
-/// once.
+/// once. Nodes name their location by index: there are few distinct locations (return
+/// addresses in the code) but many nodes.
 struct Sites {
+    /// Every location seen, each once.
+    locs: Vec<FrameLoc>,
+    loc_ids: HashMap<FrameLoc, LocId>,
     /// The frame nodes, the first at [`Sites::FIRST_NODE`].
     nodes: Vec<Node>,
-    /// Each node by its caller and frame.
-    children: HashMap<(SiteId, FrameLoc), SiteId>,
+    /// Each node by its caller and location.
+    children: HashMap<Node, SiteId>,
 }
 
-/// One frame of the tree.
-#[derive(Debug)]
+/// A [`FrameLoc`] by its index in [`Sites`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct LocId(u32);
+
+/// One frame of the tree: its location, called from `caller`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Node {
     caller: SiteId,
-    loc: FrameLoc,
+    loc: LocId,
 }
 
 impl Sites {
@@ -82,6 +90,8 @@ impl Sites {
 
     fn new() -> Sites {
         Sites {
+            locs: Vec::new(),
+            loc_ids: HashMap::new(),
             nodes: Vec::new(),
             children: HashMap::new(),
         }
@@ -91,15 +101,15 @@ impl Sites {
     fn intern(&mut self, frames: &[FrameLoc]) -> SiteId {
         let mut id = Sites::EMPTY;
         for &loc in frames.iter().rev() {
-            id = match self.children.get(&(id, loc)) {
-                Some(&child) => child,
-                None => {
-                    let child = SiteId(Sites::FIRST_NODE + self.nodes.len() as u32);
-                    self.nodes.push(Node { caller: id, loc });
-                    self.children.insert((id, loc), child);
-                    child
-                }
-            };
+            let loc = *self.loc_ids.entry(loc).or_insert_with(|| {
+                self.locs.push(loc);
+                LocId(self.locs.len() as u32 - 1)
+            });
+            let node = Node { caller: id, loc };
+            id = *self.children.entry(node).or_insert_with(|| {
+                self.nodes.push(node);
+                SiteId(Sites::FIRST_NODE + self.nodes.len() as u32 - 1)
+            });
         }
         id
     }
@@ -111,7 +121,7 @@ impl Sites {
                 .nodes
                 .get(id.0.checked_sub(Sites::FIRST_NODE)? as usize)?;
             id = node.caller;
-            Some(&node.loc)
+            Some(&self.locs[node.loc.0 as usize])
         })
     }
 
@@ -674,8 +684,10 @@ mod tests {
                 vec![FrameLoc::Address(0x7000), load, main]
             ]
         );
-        // main, load, grow under load, grow under main, the JIT frame: each kept once.
+        // main, load, grow under load, grow under main, the JIT frame: each kept once, and
+        // each location once.
         assert_eq!(sites.nodes.len(), 5);
+        assert_eq!(sites.locs.len(), 4);
         // A stack inside another is a site of its own, and needs no new frame.
         let caller = sites.intern(&[load, main]);
         assert!(![loaded, direct, jit].contains(&caller));
