@@ -323,6 +323,7 @@ impl SiteTracker {
         let process = self.processes.get_mut(&pid)?;
         let live_by_site = process.attribution.live_by_site();
         let touches = std::mem::take(&mut process.touches);
+        // What a site shows as never changes: only sites no report has shown yet are named.
         let mut unshown: Vec<SiteId> = live_by_site
             .keys()
             .chain(touches.keys())
