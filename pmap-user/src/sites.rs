@@ -731,4 +731,80 @@ mod tests {
         assert_eq!(&shown.stack(first)[..], &[load, main.clone()]);
         assert_eq!(&shown.stack(other)[..], &[main]);
     }
+
+    #[test]
+    fn growth_is_counted_from_the_previous_report() {
+        use crate::table::{AddressSpace, MAP_ANONYMOUS, MAP_PRIVATE, Mapping};
+
+        const PAGE: u64 = PAGE_SIZE;
+        let seeded = Mapping {
+            start: 0x1000_0000,
+            end: 0x1000_0000 + 4 * PAGE,
+            perms: Default::default(),
+            offset: 0,
+            device: Default::default(),
+            inode: 0,
+            name: Vec::new(),
+        };
+        let traced =
+            TracedProcess::from_table(42, AddressSpace::from_mappings(vec![seeded], 0x2000_0000));
+        let mut tracker = SiteTracker::new(SitesSettings {
+            top: Some(10),
+            stack_bytes: 0,
+            full_stacks: false,
+            fault_period: None,
+        });
+        tracker.seeded(&traced, Origin::BeforeTracing);
+        let block = 0x3000_0000;
+        let mmap = |addr: u64, pages: u64| Call::Mmap {
+            addr,
+            len: pages * PAGE,
+            prot: 3,
+            flags: MAP_ANONYMOUS | MAP_PRIVATE,
+            fd: -1,
+            offset: 0,
+        };
+        // Without stack copies every call's growth goes to the origin that says so.
+        tracker.apply(&traced, &mmap(0, 8), block as i64, None);
+        let ranking = |lines: &[SiteLine]| -> Vec<(Option<Origin>, u64, i64)> {
+            lines.iter().map(|l| (l.origin, l.live, l.growth)).collect()
+        };
+        let first = tracker.report(42).expect("a tracked process");
+        let (copied, before) = (Some(Origin::NotCopied), Some(Origin::BeforeTracing));
+        assert_eq!((first.total_live, first.sites), (12 * PAGE, 2));
+        assert_eq!(
+            ranking(&first.by_live),
+            [
+                (copied, 8 * PAGE, 8 * PAGE as i64),
+                (before, 4 * PAGE, 4 * PAGE as i64)
+            ]
+        );
+        assert_eq!(ranking(&first.by_growth), ranking(&first.by_live));
+        assert_eq!(
+            first.by_live[0].frames[0].function,
+            Origin::NotCopied.describe()
+        );
+        // Freeing counts against growing; nothing grew.
+        let unmap = Call::Munmap {
+            addr: block,
+            len: 2 * PAGE,
+        };
+        tracker.apply(&traced, &unmap, 0, None);
+        let second = tracker.report(42).expect("a tracked process");
+        assert_eq!(
+            ranking(&second.by_live),
+            [(copied, 6 * PAGE, -2 * PAGE as i64), (before, 4 * PAGE, 0)]
+        );
+        assert!(second.by_growth.is_empty());
+        // The next report counts from the second, not the first.
+        tracker.apply(&traced, &mmap(0, 3), (block + 64 * PAGE) as i64, None);
+        let third = tracker.report(42).expect("a tracked process");
+        assert_eq!(
+            ranking(&third.by_growth),
+            [(copied, 9 * PAGE, 3 * PAGE as i64)]
+        );
+        // A process that is gone has no report.
+        tracker.forget(42);
+        assert!(tracker.report(42).is_none());
+    }
 }
