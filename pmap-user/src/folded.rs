@@ -8,7 +8,8 @@
 //! with what it held when it ended, as its final dump shows.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    borrow::Borrow,
+    collections::BTreeMap,
     fs,
     io::{self, Write as _},
     path::{Path, PathBuf},
@@ -17,7 +18,10 @@ use std::{
 use inferno::flamegraph::{self, Options, color::BasicPalette, color::Palette};
 use thiserror::Error;
 
-use crate::{sites::SiteLine, symbolize::SymbolFrame};
+use crate::{
+    sites::{ShownStack, SiteLine},
+    symbolize::SymbolFrame,
+};
 
 #[derive(Debug, Error)]
 #[error("cannot write {flag} file {path}: {source}")]
@@ -32,8 +36,10 @@ pub struct StackFileError {
 pub struct StackFiles {
     folded: Option<PathBuf>,
     flamegraph: Option<PathBuf>,
-    /// Live bytes by collapsed stack, per process.
-    by_pid: BTreeMap<u32, HashMap<String, u64>>,
+    /// Live bytes by stack, per process. The stacks are shared with the sites report and
+    /// collapsed only to write the files: thousands of distinct stacks would otherwise be held
+    /// twice, once as text.
+    by_pid: BTreeMap<u32, Vec<(ShownStack, u64)>>,
 }
 
 impl StackFiles {
@@ -48,19 +54,20 @@ impl StackFiles {
 
     /// Replaces what process `pid` holds with `sites` (every site of its latest report).
     pub fn update(&mut self, pid: u32, sites: &[SiteLine]) {
-        let mut stacks = HashMap::new();
-        for site in sites.iter().filter(|site| site.live > 0) {
-            *stacks.entry(collapsed_stack(&site.frames)).or_insert(0) += site.live;
-        }
+        let stacks = sites
+            .iter()
+            .filter(|site| site.live > 0)
+            .map(|site| (site.frames.clone(), site.live))
+            .collect();
         self.by_pid.insert(pid, stacks);
     }
 
     /// The collapsed lines over every process, stacks in text order.
     pub fn lines(&self) -> Vec<String> {
-        let mut total: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut total: BTreeMap<String, u64> = BTreeMap::new();
         for stacks in self.by_pid.values() {
             for (stack, bytes) in stacks {
-                *total.entry(stack).or_insert(0) += bytes;
+                *total.entry(collapsed_stack(stack)).or_insert(0) += bytes;
             }
         }
         total
@@ -101,11 +108,17 @@ impl StackFiles {
 
 /// A site's frames (innermost first) as one collapsed stack, outermost first. Frame names
 /// cannot hold the separators of the format: `;` becomes `:` and line breaks spaces.
-pub fn collapsed_stack(frames: &[SymbolFrame]) -> String {
+pub fn collapsed_stack(frames: &[impl Borrow<SymbolFrame>]) -> String {
     frames
         .iter()
         .rev()
-        .map(|frame| frame.function.replace(';', ":").replace(['\n', '\r'], " "))
+        .map(|frame| {
+            frame
+                .borrow()
+                .function
+                .replace(';', ":")
+                .replace(['\n', '\r'], " ")
+        })
         .collect::<Vec<_>>()
         .join(";")
 }
@@ -161,6 +174,8 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn frame(function: &str) -> SymbolFrame {
@@ -178,7 +193,7 @@ mod tests {
             live,
             growth: 0,
             origin: None,
-            frames: functions.iter().map(|f| frame(f)).collect(),
+            frames: functions.iter().map(|f| Arc::new(frame(f))).collect(),
             touched: None,
         }
     }

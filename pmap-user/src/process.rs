@@ -25,6 +25,20 @@ pub struct TracedProcess {
     query: Option<VmaQuery>,
 }
 
+#[cfg(test)]
+impl TracedProcess {
+    /// A process known only by its table, for the unit tests of what is kept beside it.
+    pub fn from_table(pid: i32, table: AddressSpace) -> TracedProcess {
+        TracedProcess {
+            pid,
+            header: Vec::new(),
+            start_stack: 0,
+            table,
+            query: None,
+        }
+    }
+}
+
 impl TracedProcess {
     /// Reads the process's current mappings. Call it after the process is in the kernel
     /// filter: every call completing after that is in the ring, and replaying it on this seed

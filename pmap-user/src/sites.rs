@@ -4,7 +4,7 @@
 //! each dump is followed by the top sites by live bytes and by growth since the previous dump,
 //! symbolized then (and cached), with allocator frames folded away.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{Value, json};
 
@@ -56,33 +56,121 @@ impl Origin {
     }
 }
 
-/// Every distinct stack seen, by id; the first ids are the [`Origin`]s.
+/// Every distinct stack seen, as a tree of callers: a stack is the node of its innermost frame,
+/// whose caller is the node of the stack without that frame. Stacks that share callers share
+/// their nodes, so a new stack costs only the frames no stack before it had, and each is kept
+/// once. Nodes name their location by index: there are few distinct locations (return
+/// addresses in the code) but many nodes.
 struct Sites {
-    stacks: Vec<Vec<FrameLoc>>,
-    ids: HashMap<Vec<FrameLoc>, SiteId>,
+    /// Every location seen, each once.
+    locs: Vec<FrameLoc>,
+    loc_ids: HashMap<FrameLoc, LocId>,
+    /// The frame nodes, the first at [`Sites::FIRST_NODE`].
+    nodes: Vec<Node>,
+    /// Each node by its caller and location.
+    children: HashMap<Node, SiteId>,
+}
+
+/// A [`FrameLoc`] by its index in [`Sites`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct LocId(u32);
+
+/// One frame of the tree: its location, called from `caller`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Node {
+    caller: SiteId,
+    loc: LocId,
 }
 
 impl Sites {
+    /// The stack with no frame, the caller of every outermost frame. The ids before it are
+    /// the [`Origin`]s, which have no frames either.
+    const EMPTY: SiteId = SiteId(Origin::ALL.len() as u32);
+    const FIRST_NODE: u32 = Sites::EMPTY.0 + 1;
+
     fn new() -> Sites {
         Sites {
-            // Origins have no frames; their slots keep ids and indexes aligned.
-            stacks: vec![Vec::new(); Origin::ALL.len()],
-            ids: HashMap::new(),
+            locs: Vec::new(),
+            loc_ids: HashMap::new(),
+            nodes: Vec::new(),
+            children: HashMap::new(),
         }
     }
 
-    fn intern(&mut self, frames: Vec<FrameLoc>) -> SiteId {
-        if let Some(&id) = self.ids.get(&frames) {
-            return id;
+    /// The id of the stack `frames`, innermost first.
+    fn intern(&mut self, frames: &[FrameLoc]) -> SiteId {
+        let mut id = Sites::EMPTY;
+        for &loc in frames.iter().rev() {
+            let loc = *self.loc_ids.entry(loc).or_insert_with(|| {
+                self.locs.push(loc);
+                LocId(self.locs.len() as u32 - 1)
+            });
+            let node = Node { caller: id, loc };
+            id = *self.children.entry(node).or_insert_with(|| {
+                self.nodes.push(node);
+                SiteId(Sites::FIRST_NODE + self.nodes.len() as u32 - 1)
+            });
         }
-        let id = SiteId(self.stacks.len() as u32);
-        self.stacks.push(frames.clone());
-        self.ids.insert(frames, id);
         id
+    }
+
+    /// The frames of the stack `id`, innermost first (none for an origin).
+    fn frames(&self, mut id: SiteId) -> impl Iterator<Item = &FrameLoc> {
+        std::iter::from_fn(move || {
+            let node = self
+                .nodes
+                .get(id.0.checked_sub(Sites::FIRST_NODE)? as usize)?;
+            id = node.caller;
+            Some(&self.locs[node.loc.0 as usize])
+        })
     }
 
     fn origin(&self, id: SiteId) -> Option<Origin> {
         Origin::ALL.get(id.0 as usize).copied()
+    }
+}
+
+/// A stack as a report shows it: symbolized, innermost first, allocator frames folded away.
+pub type ShownStack = Arc<[Arc<SymbolFrame>]>;
+
+/// A [`ShownStack`] by its index in [`Shown`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ShownId(u32);
+
+/// Every stack shown so far, each kept once, and the one each site shows as. Sites that differ
+/// only in allocator frames (or in return addresses within one line) show as one stack: to a
+/// reader they are one site.
+#[derive(Default)]
+struct Shown {
+    stacks: Vec<ShownStack>,
+    ids: HashMap<ShownStack, ShownId>,
+    /// What a site shows as never changes: its frames' names are read once.
+    of_site: HashMap<SiteId, ShownId>,
+}
+
+impl Shown {
+    fn site(&self, site: SiteId) -> Option<ShownId> {
+        self.of_site.get(&site).copied()
+    }
+
+    /// Records that `site` shows as `frames`.
+    fn insert(&mut self, site: SiteId, frames: &[Arc<SymbolFrame>]) -> ShownId {
+        let id = match self.ids.get(frames) {
+            Some(&id) => id,
+            None => {
+                let id = ShownId(self.stacks.len() as u32);
+                let stack: ShownStack = frames.into();
+                self.stacks.push(stack.clone());
+                self.ids.insert(stack, id);
+                id
+            }
+        };
+        self.of_site.insert(site, id);
+        id
+    }
+
+    fn stack(&self, id: ShownId) -> &ShownStack {
+        &self.stacks[id.0 as usize]
     }
 }
 
@@ -105,8 +193,8 @@ pub struct SitesSettings {
 struct ProcessSites {
     attribution: Attribution,
     unwinder: ProcessUnwinder,
-    /// Live bytes by displayed site at the previous report, for the growth ranking.
-    previous: HashMap<Vec<SymbolFrame>, u64>,
+    /// Live bytes by shown stack at the previous report, for the growth ranking.
+    previous: HashMap<ShownId, u64>,
     /// `--faults`: first-touch samples by owning site since the previous report.
     touches: HashMap<SiteId, u64>,
 }
@@ -115,6 +203,7 @@ struct ProcessSites {
 pub struct SiteTracker {
     settings: SitesSettings,
     sites: Sites,
+    shown: Shown,
     modules: Modules,
     symbols: Symbols,
     processes: HashMap<u32, ProcessSites>,
@@ -125,6 +214,7 @@ impl SiteTracker {
         SiteTracker {
             settings,
             sites: Sites::new(),
+            shown: Shown::default(),
             modules: Modules::default(),
             symbols: Symbols::default(),
             processes: HashMap::new(),
@@ -207,7 +297,7 @@ impl SiteTracker {
         attribution.apply(call, ret, || match stack {
             Some(stack) => {
                 let frames = unwinder.unwind(traced.pid, traced.table.mappings(), modules, stack);
-                sites.intern(frames)
+                sites.intern(&frames)
             }
             None if stack_bytes == 0 => Origin::NotCopied.site(),
             None => Origin::CopyLost.site(),
@@ -233,33 +323,41 @@ impl SiteTracker {
         let process = self.processes.get_mut(&pid)?;
         let live_by_site = process.attribution.live_by_site();
         let touches = std::mem::take(&mut process.touches);
+        // What a site shows as never changes: only sites no report has shown yet are named.
+        let mut unshown: Vec<SiteId> = live_by_site
+            .keys()
+            .chain(touches.keys())
+            .filter(|&&id| self.shown.site(id).is_none())
+            .copied()
+            .collect();
+        unshown.sort_unstable();
+        unshown.dedup();
         self.symbols.prepare(
-            live_by_site
-                .keys()
-                .chain(touches.keys())
-                .flat_map(|id| self.sites.stacks[id.0 as usize].iter()),
+            unshown.iter().flat_map(|&id| self.sites.frames(id)),
             &self.modules,
         );
-        let frames_of = |id: SiteId| match self.sites.origin(id) {
-            Some(origin) => vec![origin_frame(origin)],
-            None => {
-                let all: Vec<SymbolFrame> = self.sites.stacks[id.0 as usize]
-                    .iter()
-                    .flat_map(|loc| self.symbols.frames(loc).to_vec())
-                    .collect();
-                fold(&all, self.settings.full_stacks).to_vec()
-            }
-        };
-        // Stacks that differ only in allocator frames (or return addresses within one line)
-        // are one site to a reader.
-        let mut merged: HashMap<Vec<SymbolFrame>, Merged> = HashMap::new();
+        for id in unshown {
+            match self.sites.origin(id) {
+                Some(origin) => self.shown.insert(id, &[Arc::new(origin_frame(origin))]),
+                None => {
+                    let all: Vec<Arc<SymbolFrame>> = self
+                        .sites
+                        .frames(id)
+                        .flat_map(|loc| self.symbols.frames(loc).iter().cloned())
+                        .collect();
+                    self.shown.insert(id, fold(&all, self.settings.full_stacks))
+                }
+            };
+        }
+        let shown_of = |id: SiteId| self.shown.site(id).expect("every site was just shown");
+        let mut merged: HashMap<ShownId, Merged> = HashMap::new();
         for (id, bytes) in live_by_site {
-            let site = merged.entry(frames_of(id)).or_default();
+            let site = merged.entry(shown_of(id)).or_default();
             site.live += bytes;
             site.origin = self.sites.origin(id);
         }
         for (id, samples) in touches {
-            let site = merged.entry(frames_of(id)).or_default();
+            let site = merged.entry(shown_of(id)).or_default();
             site.touches += samples;
             site.origin = self.sites.origin(id);
         }
@@ -270,19 +368,18 @@ impl SiteTracker {
         };
         let mut lines: Vec<SiteLine> = merged
             .iter()
-            .map(|(frames, site)| SiteLine {
+            .map(|(id, site)| SiteLine {
                 live: site.live,
-                growth: site.live as i64
-                    - process.previous.get(frames).copied().unwrap_or(0) as i64,
+                growth: site.live as i64 - process.previous.get(id).copied().unwrap_or(0) as i64,
                 origin: site.origin,
-                frames: frames.clone(),
+                frames: self.shown.stack(*id).clone(),
                 touched: touched_bytes(site.touches),
             })
             .collect();
         process.previous = merged
             .into_iter()
             .filter(|(_, site)| site.live > 0)
-            .map(|(frames, site)| (frames, site.live))
+            .map(|(id, site)| (id, site.live))
             .collect();
         let total = lines.iter().map(|l| l.live).sum();
         let sites = lines.iter().filter(|l| l.live > 0).count();
@@ -336,7 +433,7 @@ pub struct SiteLine {
     pub growth: i64,
     pub origin: Option<Origin>,
     /// The site's frames, innermost first (one pseudo-frame for an origin).
-    pub frames: Vec<SymbolFrame>,
+    pub frames: ShownStack,
     /// `--faults`: bytes of its pages first touched since the previous report, estimated as
     /// samples × N × page size.
     pub touched: Option<u64>,
@@ -423,7 +520,7 @@ impl SitesReport {
                         "growth_bytes": l.growth,
                         "origin": l.origin.map(Origin::describe),
                         "touched_bytes": l.touched,
-                        "frames": if l.origin.is_some() { Vec::new() } else { l.frames.clone() },
+                        "frames": if l.origin.is_some() { Vec::new() } else { l.frames.iter().map(|f| &**f).collect::<Vec<&SymbolFrame>>() },
                     })
                 })
                 .collect()
@@ -462,6 +559,7 @@ fn signed_units(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unwind::ModuleId;
 
     #[test]
     fn writes_sizes_in_binary_units() {
@@ -479,22 +577,22 @@ mod tests {
             growth,
             origin: None,
             touched: None,
-            frames: vec![
-                SymbolFrame {
+            frames: Arc::new([
+                Arc::new(SymbolFrame {
                     function: function.into(),
                     file: Some("/src/app.rs".into()),
                     line: Some(7),
                     module: Some("app".into()),
                     inlined: false,
-                },
-                SymbolFrame {
+                }),
+                Arc::new(SymbolFrame {
                     function: "main".into(),
                     file: None,
                     line: None,
                     module: Some("app".into()),
                     inlined: false,
-                },
-            ],
+                }),
+            ]),
         }
     }
 
@@ -557,5 +655,156 @@ mod tests {
         let json = report.json();
         assert_eq!(json["fault_period"], 4);
         assert_eq!(json["by_live"][0]["touched_bytes"], 512 << 10);
+    }
+
+    fn module_frame(module: u32, offset: u64) -> FrameLoc {
+        FrameLoc::Module {
+            module: ModuleId(module),
+            offset,
+        }
+    }
+
+    #[test]
+    fn stacks_are_interned_once_and_share_their_callers() {
+        let mut sites = Sites::new();
+        let (main, load, grow) = (
+            module_frame(0, 0x100),
+            module_frame(0, 0x200),
+            module_frame(0, 0x300),
+        );
+        let loaded = sites.intern(&[grow, load, main]);
+        // The same stack is the same site; a stack with another innermost frame is another.
+        assert_eq!(sites.intern(&[grow, load, main]), loaded);
+        let direct = sites.intern(&[grow, main]);
+        let jit = sites.intern(&[FrameLoc::Address(0x7000), load, main]);
+        assert_eq!(
+            [loaded, direct, jit].map(|id| sites.frames(id).copied().collect::<Vec<_>>()),
+            [
+                vec![grow, load, main],
+                vec![grow, main],
+                vec![FrameLoc::Address(0x7000), load, main]
+            ]
+        );
+        // main, load, grow under load, grow under main, the JIT frame: each kept once, and
+        // each location once.
+        assert_eq!(sites.nodes.len(), 5);
+        assert_eq!(sites.locs.len(), 4);
+        // A stack inside another is a site of its own, and needs no new frame.
+        let caller = sites.intern(&[load, main]);
+        assert!(![loaded, direct, jit].contains(&caller));
+        assert_eq!(sites.frames(caller).count(), 2);
+        assert_eq!(sites.nodes.len(), 5);
+        // Neither the origins nor the empty stack have frames, and they are distinct sites.
+        let empty = sites.intern(&[]);
+        assert_eq!(sites.frames(empty).count(), 0);
+        assert_eq!(sites.origin(empty), None);
+        for origin in Origin::ALL {
+            assert_ne!(origin.site(), empty);
+            assert_eq!(sites.origin(origin.site()), Some(origin));
+            assert_eq!(sites.frames(origin.site()).count(), 0);
+        }
+        assert_eq!(sites.origin(loaded), None);
+    }
+
+    #[test]
+    fn sites_that_show_alike_share_one_shown_stack() {
+        let frame = |function: &str| {
+            Arc::new(SymbolFrame {
+                function: function.into(),
+                file: None,
+                line: None,
+                module: Some("app".into()),
+                inlined: false,
+            })
+        };
+        let (load, main) = (frame("app::load"), frame("main"));
+        let mut shown = Shown::default();
+        let first = shown.insert(SiteId(10), &[load.clone(), main.clone()]);
+        // Another site whose frames read the same (other frame objects, equal names).
+        let same = shown.insert(SiteId(11), &[frame("app::load"), frame("main")]);
+        let other = shown.insert(SiteId(12), std::slice::from_ref(&main));
+        assert_eq!(first, same);
+        assert_ne!(first, other);
+        assert_eq!(shown.stacks.len(), 2);
+        assert_eq!(shown.site(SiteId(11)), Some(first));
+        assert_eq!(shown.site(SiteId(13)), None);
+        assert_eq!(&shown.stack(first)[..], &[load, main.clone()]);
+        assert_eq!(&shown.stack(other)[..], &[main]);
+    }
+
+    #[test]
+    fn growth_is_counted_from_the_previous_report() {
+        use crate::table::{AddressSpace, MAP_ANONYMOUS, MAP_PRIVATE, Mapping};
+
+        const PAGE: u64 = PAGE_SIZE;
+        let seeded = Mapping {
+            start: 0x1000_0000,
+            end: 0x1000_0000 + 4 * PAGE,
+            perms: Default::default(),
+            offset: 0,
+            device: Default::default(),
+            inode: 0,
+            name: Vec::new(),
+        };
+        let traced =
+            TracedProcess::from_table(42, AddressSpace::from_mappings(vec![seeded], 0x2000_0000));
+        let mut tracker = SiteTracker::new(SitesSettings {
+            top: Some(10),
+            stack_bytes: 0,
+            full_stacks: false,
+            fault_period: None,
+        });
+        tracker.seeded(&traced, Origin::BeforeTracing);
+        let block = 0x3000_0000;
+        let mmap = |addr: u64, pages: u64| Call::Mmap {
+            addr,
+            len: pages * PAGE,
+            prot: 3,
+            flags: MAP_ANONYMOUS | MAP_PRIVATE,
+            fd: -1,
+            offset: 0,
+        };
+        // Without stack copies every call's growth goes to the origin that says so.
+        tracker.apply(&traced, &mmap(0, 8), block as i64, None);
+        let ranking = |lines: &[SiteLine]| -> Vec<(Option<Origin>, u64, i64)> {
+            lines.iter().map(|l| (l.origin, l.live, l.growth)).collect()
+        };
+        let first = tracker.report(42).expect("a tracked process");
+        let (copied, before) = (Some(Origin::NotCopied), Some(Origin::BeforeTracing));
+        assert_eq!((first.total_live, first.sites), (12 * PAGE, 2));
+        assert_eq!(
+            ranking(&first.by_live),
+            [
+                (copied, 8 * PAGE, 8 * PAGE as i64),
+                (before, 4 * PAGE, 4 * PAGE as i64)
+            ]
+        );
+        assert_eq!(ranking(&first.by_growth), ranking(&first.by_live));
+        assert_eq!(
+            first.by_live[0].frames[0].function,
+            Origin::NotCopied.describe()
+        );
+        // Freeing counts against growing; nothing grew.
+        let unmap = Call::Munmap {
+            addr: block,
+            len: 2 * PAGE,
+        };
+        tracker.apply(&traced, &unmap, 0, None);
+        let second = tracker.report(42).expect("a tracked process");
+        assert_eq!(
+            ranking(&second.by_live),
+            [(copied, 6 * PAGE, -2 * PAGE as i64), (before, 4 * PAGE, 0)]
+        );
+        assert!(second.by_growth.is_empty());
+        // The next report counts from the second, not the first.
+        tracker.apply(&traced, &mmap(0, 3), (block + 64 * PAGE) as i64, None);
+        let third = tracker.report(42).expect("a tracked process");
+        assert_eq!(
+            ranking(&third.by_growth),
+            [(copied, 9 * PAGE, 3 * PAGE as i64)]
+        );
+        // A process that is gone has no report.
+        tracker.forget(42);
+        assert!(tracker.report(42).is_none());
     }
 }

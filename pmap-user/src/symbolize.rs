@@ -1,8 +1,9 @@
 //! Names for unwound frames: blazesym reads each module's ELF symbols and DWARF (lines,
 //! inlined functions) once and demangles C++ and Rust names; every location is looked up once
-//! and cached. Only dumps ask for names, so none of this runs while events stream in.
+//! and cached, each frame allocated once and shared by every stack that shows it. Only dumps ask
+//! for names, so none of this runs while events stream in.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{borrow::Borrow, collections::HashMap, sync::Arc};
 
 use blazesym::symbolize::{
     Input, Symbolized, Symbolizer,
@@ -43,30 +44,22 @@ fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// The symbolizer and its cache of names by location.
+/// The names of every location looked up so far.
+#[derive(Default)]
 pub struct Symbols {
-    symbolizer: Symbolizer,
-    names: HashMap<FrameLoc, Arc<[SymbolFrame]>>,
-}
-
-impl Default for Symbols {
-    fn default() -> Self {
-        Symbols {
-            // The modules are read through descriptors pmap-trace holds: they cannot change
-            // under it, so there is nothing to reload.
-            symbolizer: Symbolizer::builder().enable_auto_reload(false).build(),
-            names: HashMap::new(),
-        }
-    }
+    names: HashMap<FrameLoc, Box<[Arc<SymbolFrame>]>>,
 }
 
 impl Symbols {
     /// The frames at `loc` (see [`SymbolFrame`]); [`Symbols::prepare`] must have seen it.
-    pub fn frames(&self, loc: &FrameLoc) -> Arc<[SymbolFrame]> {
-        self.names[loc].clone()
+    pub fn frames(&self, loc: &FrameLoc) -> &[Arc<SymbolFrame>] {
+        &self.names[loc]
     }
 
-    /// Looks up every location of `locs` not yet known, in one batch per module.
+    /// Looks up every location of `locs` not yet known, in one batch per module. Each batch
+    /// has a symbolizer of its own, dropped after it: what one caches (parsed DWARF, debug
+    /// sections decompressed into memory, mapped debug files) is many times the size of the
+    /// names it finds, and every name found is kept here.
     pub fn prepare<'a>(&mut self, locs: impl IntoIterator<Item = &'a FrameLoc>, modules: &Modules) {
         let mut by_module: HashMap<ModuleId, Vec<u64>> = HashMap::new();
         for loc in locs {
@@ -85,40 +78,44 @@ impl Symbols {
                         module: None,
                         inlined: false,
                     };
-                    self.names.insert(*loc, Arc::from([frame]));
+                    self.names.insert(*loc, Box::new([Arc::new(frame)]));
                 }
             }
         }
         for (module, mut offsets) in by_module {
+            // The modules are read through descriptors pmap-trace holds: they cannot change
+            // under it, so there is nothing to reload.
+            let symbolizer = Symbolizer::builder().enable_auto_reload(false).build();
             offsets.sort_unstable();
             offsets.dedup();
             let file = modules.get(module);
             let module_name = base_name(&file.path).to_string();
             let source = Source::Elf(Elf::new(&file.open_path));
             // A module whose symbols cannot be read still gets names: module+offset.
-            let found = self
-                .symbolizer
+            let found = symbolizer
                 .symbolize(&source, Input::FileOffset(&offsets))
                 .unwrap_or_default();
             for (i, &offset) in offsets.iter().enumerate() {
                 let frames = match found.get(i) {
                     Some(Symbolized::Sym(sym)) => {
-                        let mut frames: Vec<SymbolFrame> = sym
+                        let mut frames: Vec<Arc<SymbolFrame>> = sym
                             .inlined
                             .iter()
                             .rev()
-                            .map(|inlined| SymbolFrame {
-                                function: inlined.name.to_string(),
-                                file: inlined
-                                    .code_info
-                                    .as_ref()
-                                    .map(|c| c.to_path().display().to_string()),
-                                line: inlined.code_info.as_ref().and_then(|c| c.line),
-                                module: Some(module_name.clone()),
-                                inlined: true,
+                            .map(|inlined| {
+                                Arc::new(SymbolFrame {
+                                    function: inlined.name.to_string(),
+                                    file: inlined
+                                        .code_info
+                                        .as_ref()
+                                        .map(|c| c.to_path().display().to_string()),
+                                    line: inlined.code_info.as_ref().and_then(|c| c.line),
+                                    module: Some(module_name.clone()),
+                                    inlined: true,
+                                })
                             })
                             .collect();
-                        frames.push(SymbolFrame {
+                        frames.push(Arc::new(SymbolFrame {
                             function: sym.name.to_string(),
                             file: sym
                                 .code_info
@@ -127,19 +124,19 @@ impl Symbols {
                             line: sym.code_info.as_ref().and_then(|c| c.line),
                             module: Some(module_name.clone()),
                             inlined: false,
-                        });
+                        }));
                         frames
                     }
-                    _ => vec![SymbolFrame {
+                    _ => vec![Arc::new(SymbolFrame {
                         function: format!("{module_name}+{offset:#x}"),
                         file: None,
                         line: None,
                         module: Some(module_name.clone()),
                         inlined: false,
-                    }],
+                    })],
                 };
                 self.names
-                    .insert(FrameLoc::Module { module, offset }, Arc::from(frames));
+                    .insert(FrameLoc::Module { module, offset }, frames.into());
             }
         }
     }
@@ -229,11 +226,11 @@ pub fn is_allocator_frame(frame: &SymbolFrame) -> bool {
 
 /// The frames a report shows: from the first frame outside the allocator on (all of them when
 /// every frame is the allocator's, or with `full`).
-pub fn fold(frames: &[SymbolFrame], full: bool) -> &[SymbolFrame] {
+pub fn fold<F: Borrow<SymbolFrame>>(frames: &[F], full: bool) -> &[F] {
     if full {
         return frames;
     }
-    match frames.iter().position(|f| !is_allocator_frame(f)) {
+    match frames.iter().position(|f| !is_allocator_frame(f.borrow())) {
         Some(first) => &frames[first..],
         None => frames,
     }
