@@ -328,6 +328,7 @@ const ENOMEM: i64 = 12;
 const EACCES: i64 = 13;
 const EINVAL: i64 = 22;
 const EPERM: i64 = 1;
+const EFAULT: i64 = 14;
 
 impl AddressSpace {
     /// A table holding `mappings` as read from `/proc/PID/maps` (sorted, non-overlapping).
@@ -1170,7 +1171,8 @@ impl AddressSpace {
     /// remap_move(): a fixed move without resizing moves each VMA of the source range on its
     /// own, to the same offset from `new_addr`, and leaves the destination's gaps (the holes
     /// of the source) as they were. It stops at a sealed VMA, or at one whose destination
-    /// holds sealed memory, keeping the moves before.
+    /// holds sealed memory (EPERM), or at one it will not move in a batch (EFAULT, see
+    /// [`Self::batch_stop`]), keeping the moves before.
     fn remap_move(&mut self, remap: Remap, errno: Option<i64>, oracle: &mut dyn VmaOracle) {
         let Remap {
             old_addr,
@@ -1192,11 +1194,30 @@ impl AddressSpace {
             return;
         }
         let dest_of = |addr: u64| new_addr + (addr - old_addr);
+        let dontunmap = flags & MREMAP_DONTUNMAP != 0;
         // The first VMA refused: sealed, or bound for sealed memory. Moving the VMAs before it
         // changes neither (sources and destinations do not overlap), so it is found first.
-        let refused = sources.iter().position(|&(start, end)| {
-            self.sealed_in(start, end) || self.sealed_in(dest_of(start), dest_of(end))
-        });
+        // A VMA refused for a batch fails with EFAULT before those checks and before its
+        // destination is unmapped, so the refused VMA's destination is left as it was.
+        let refused = if errno == Some(EFAULT) {
+            match self.batch_stop(&sources, dest_of, dontunmap, oracle) {
+                Some(stop) => {
+                    self.move_pieces(&sources[..stop], dest_of, dontunmap);
+                    return;
+                }
+                None => {
+                    // The table knows of no VMA the kernel could have refused: it lost track
+                    // of the source; take both ranges as the kernel has them.
+                    self.refresh_from_kernel(old_addr, end, oracle);
+                    self.refresh_from_kernel(new_addr, new_addr + old_len, oracle);
+                    return;
+                }
+            }
+        } else {
+            sources.iter().position(|&(start, end)| {
+                self.sealed_in(start, end) || self.sealed_in(dest_of(start), dest_of(end))
+            })
+        };
         let mut moved = refused.unwrap_or(sources.len());
         if refused.is_some() && errno == Some(EPERM) {
             // A piece kept apart from the refused one pending the kernel's word was refused
@@ -1207,11 +1228,30 @@ impl AddressSpace {
                 moved -= 1;
             }
         }
-        for &(start, end) in &sources[..moved] {
+        self.move_pieces(&sources[..moved], dest_of, dontunmap);
+        if let Some(refused) = refused {
+            // The refused VMA: a sealed one stops before anything; otherwise mremap_to() tried
+            // to unmap its destination first, which split there and stopped at the seal.
+            let (start, end) = (sources[moved].0, sources[refused].1);
+            if !self.sealed_in(start, end) {
+                self.refused_unmap(dest_of(start), dest_of(end));
+            }
+        }
+    }
+
+    /// Moves each source range `[start, end)` to `dest_of(start)`, one after the other, as
+    /// remap_move() does with the VMAs it gets to.
+    fn move_pieces(
+        &mut self,
+        sources: &[(u64, u64)],
+        dest_of: impl Fn(u64) -> u64,
+        dontunmap: bool,
+    ) {
+        for &(start, end) in sources {
             let dest = dest_of(start);
             let dest_end = dest_of(end);
             self.remove_range(dest, dest_end);
-            let pieces: Vec<Vma> = if flags & MREMAP_DONTUNMAP != 0 {
+            let pieces: Vec<Vma> = if dontunmap {
                 self.overlapping(start, end)
                     .map(|v| v.slice(v.mapping.start.max(start), v.mapping.end.min(end)))
                     .collect()
@@ -1223,17 +1263,90 @@ impl AddressSpace {
                 self.insert_moved(piece, at);
             }
             self.merge_run(dest, dest_end);
-            if flags & MREMAP_DONTUNMAP != 0 {
+            if dontunmap {
                 self.dontunmap_complete(start);
             }
         }
-        if let Some(refused) = refused {
-            // The refused VMA: a sealed one stops before anything; otherwise mremap_to() tried
-            // to unmap its destination first, which split there and stopped at the seal.
-            let (start, end) = (sources[moved].0, sources[refused].1);
-            if !self.sealed_in(start, end) {
-                self.refused_unmap(dest_of(start), dest_of(end));
+    }
+
+    /// For a fixed move of several VMAs that failed with EFAULT (past a hole at the start):
+    /// how many of `sources` moved before the one the kernel refused. vma_multi_allowed()
+    /// refuses to move in a batch a VMA registered with a userfaultfd (moving it would drop the
+    /// mmap lock to notify) or a file whose own get_unmapped_area() might not honour the fixed
+    /// address (any but shmem, hugetlbfs and the THP one). remap_move() checks that before
+    /// anything else for each VMA: a refused VMA after the first fails the call with the moves
+    /// before it kept and its own destination untouched; a refused first VMA fails it before
+    /// anything when the range goes on past that VMA. Where the table cannot tell whether a
+    /// VMA before the first it knows refused was refused (its userfaultfd state was lost, or
+    /// its filesystem is not known), the kernel is asked whether that one moved. `None` when
+    /// the table knows of no VMA that could have been refused.
+    fn batch_stop(
+        &self,
+        sources: &[(u64, u64)],
+        dest_of: impl Fn(u64) -> u64,
+        dontunmap: bool,
+        oracle: &mut dyn VmaOracle,
+    ) -> Option<usize> {
+        for (index, &(start, end)) in sources.iter().enumerate() {
+            let mut refusal = Some(false);
+            for v in self.overlapping(start, end) {
+                refusal = match (refusal, batch_refusal(v)) {
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    (None, _) | (_, None) => None,
+                    _ => Some(false),
+                };
             }
+            match refusal {
+                Some(false) => {}
+                Some(true) => return Some(index),
+                None if !self.moved_now(start, end, dest_of(start), dontunmap, oracle) => {
+                    return Some(index);
+                }
+                None => {}
+            }
+        }
+        None
+    }
+
+    /// Asked of the kernel after a fixed move failed: whether the source `[start, end)` went
+    /// to `dest`. Without MREMAP_DONTUNMAP a moved source is gone. With it the source stays,
+    /// and the destination tells: it holds the copy, or what the table had there before. When
+    /// the two look alike in `/proc/PID/maps`, both outcomes print the same and the copy is
+    /// assumed.
+    fn moved_now(
+        &self,
+        start: u64,
+        end: u64,
+        dest: u64,
+        dontunmap: bool,
+        oracle: &mut dyn VmaOracle,
+    ) -> bool {
+        if !dontunmap {
+            return oracle
+                .vma_at(start)
+                .is_none_or(|now| !(now.start <= start && start < now.end));
+        }
+        let Some(source) = self.vma_at(start) else {
+            return true;
+        };
+        let copy = source.slice(start, end).mapping;
+        let Some(now) = oracle
+            .vma_at(dest)
+            .filter(|now| now.start <= dest && dest < now.end)
+        else {
+            return false;
+        };
+        // Whether `now` holds `piece` (starting at `dest`) as maps prints it.
+        let holds = |piece: &Mapping| {
+            now.perms == piece.perms
+                && now.inode == piece.inode
+                && now.device == piece.device
+                && now.name == piece.name
+                && (now.inode == 0 || now.offset + (dest - now.start) == piece.offset)
+        };
+        match self.vma_at(dest) {
+            Some(before) => holds(&copy) || !holds(&before.slice(dest, dest + 1).mapping),
+            None => true,
         }
     }
 
@@ -1694,6 +1807,27 @@ fn mprotect_vma(vma: &mut Vma, wanted: Perms) {
         vma.set_flag(HiddenFlags::ACCOUNT, None);
     }
     vma.mapping.perms = new;
+}
+
+/// Whether vma_multi_allowed() refuses `vma` in a move of several VMAs, if the table knows:
+/// it does for a userfaultfd registration, and for a file whose filesystem has its own
+/// get_unmapped_area() (other than shmem's, hugetlbfs's and the THP one, which it allows).
+/// Shared anonymous memory, SysV shared memory and memfds are shmem or hugetlbfs; other files
+/// are on a filesystem the table does not know.
+fn batch_refusal(vma: &Vma) -> Option<bool> {
+    let uffd = HiddenFlags::UFFD;
+    if vma.flags.0 & uffd & !vma.unknown != 0 {
+        return Some(true);
+    }
+    let name = vma.mapping.name.as_slice();
+    let shmem = name == b"/dev/zero (deleted)"
+        || name.starts_with(b"/SYSV")
+        || name.starts_with(b"/memfd:");
+    let unknown_file = vma.has_file() && !(shmem && vma.unknown & unknown::IDENTITY == 0);
+    if vma.unknown & uffd != 0 || unknown_file {
+        return None;
+    }
+    Some(false)
 }
 
 /// The VMA flags of a UFFDIO_REGISTER mode (MISSING 1, WP 2, MINOR 4).
@@ -2559,6 +2693,114 @@ mod tests {
 
     const UFFD_MISSING: u64 = 1;
     const UFFD_WP: u64 = 2;
+
+    /// An oracle for calls the table must apply without asking.
+    struct NoQuestions;
+
+    impl VmaOracle for NoQuestions {
+        fn vma_at(&mut self, addr: u64) -> Option<Mapping> {
+            panic!("asked the kernel about {addr:#x}")
+        }
+    }
+
+    /// Pages 0 and 1 (rw-p, r--p) with page 1 registered with a userfaultfd, and a ---p
+    /// mapping at 10-12 where a fixed move of both is bound.
+    fn registered_second_source() -> AddressSpace {
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 1, RW), at(0) as i64),
+                (anon(at(1), 1, R), at(1) as i64),
+                (anon(at(10), 2, NONE), at(10) as i64),
+                (uffd_register(1, 1, UFFD_WP), OK),
+            ],
+        );
+        s
+    }
+
+    const EFAULT_RET: i64 = -EFAULT;
+
+    #[test]
+    fn a_fixed_move_stops_with_efault_at_a_vma_registered_with_userfaultfd() {
+        // Seen in the random walk (seed 6, every call): vma_multi_allowed() refuses to move a
+        // userfaultfd-registered VMA in a batch. Refused after the first VMA, the call fails
+        // with EFAULT keeping the move before, and the refused VMA's destination is not
+        // unmapped (the check comes before mremap_to()).
+        for flags in [
+            MREMAP_MAYMOVE | MREMAP_FIXED,
+            MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+        ] {
+            let mut s = registered_second_source();
+            s.apply(
+                &mremap(at(0), 2, 2, flags, at(10)),
+                EFAULT_RET,
+                &mut NoQuestions,
+            );
+            let source_kept = flags & MREMAP_DONTUNMAP != 0;
+            let expected: Vec<_> = [
+                (0, 1, "rw-p", 0, 0, ""),
+                (1, 2, "r--p", 0, 0, ""),
+                (10, 11, "rw-p", 0, 0, ""),
+                (11, 12, "---p", 0, 0, ""),
+            ]
+            .into_iter()
+            .filter(|row| row.0 != 0 || source_kept)
+            .collect();
+            assert_eq!(lines(&s), table(&expected), "flags {flags:#x}");
+        }
+    }
+
+    #[test]
+    fn a_fixed_move_whose_first_vma_is_registered_with_userfaultfd_and_not_all_fails_whole() {
+        let mut s = registered_second_source();
+        run(&mut s, &[(uffd_register(0, 1, UFFD_WP), OK)]);
+        let before = lines(&s);
+        let call = mremap(at(0), 2, 2, MREMAP_MAYMOVE | MREMAP_FIXED, at(10));
+        s.apply(&call, EFAULT_RET, &mut NoQuestions);
+        assert_eq!(lines(&s), before);
+    }
+
+    #[test]
+    fn a_fixed_move_failing_with_efault_asks_whether_a_vma_of_unknown_registration_moved() {
+        // Seeded VMAs: whether a userfaultfd holds them is not known.
+        let seeded = || {
+            AddressSpace::from_mappings(
+                vec![
+                    mapping((0, 1), "rw-p", 0, 0, ""),
+                    mapping((1, 2), "r--p", 0, 0, ""),
+                    mapping((10, 12), "---p", 0, 0, ""),
+                ],
+                0,
+            )
+        };
+        let call = mremap(at(0), 2, 2, MREMAP_MAYMOVE | MREMAP_FIXED, at(10));
+        // The kernel still has page 0: the first VMA was refused, and nothing moved.
+        let mut s = seeded();
+        let mut kernel = Kernel(vec![
+            mapping((0, 1), "rw-p", 0, 0, ""),
+            mapping((1, 2), "r--p", 0, 0, ""),
+            mapping((10, 12), "---p", 0, 0, ""),
+        ]);
+        s.apply(&call, EFAULT_RET, &mut kernel);
+        assert_eq!(lines(&s), lines(&seeded()));
+        // Page 0 is gone: it moved, and page 1 was refused.
+        let mut s = seeded();
+        let mut kernel = Kernel(vec![
+            mapping((1, 2), "r--p", 0, 0, ""),
+            mapping((10, 11), "rw-p", 0, 0, ""),
+            mapping((11, 12), "---p", 0, 0, ""),
+        ]);
+        s.apply(&call, EFAULT_RET, &mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (1, 2, "r--p", 0, 0, ""),
+                (10, 11, "rw-p", 0, 0, ""),
+                (11, 12, "---p", 0, 0, ""),
+            ])
+        );
+    }
 
     #[test]
     fn userfaultfd_registration_splits_and_unregistration_merges_back() {
