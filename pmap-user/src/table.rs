@@ -1277,9 +1277,10 @@ impl AddressSpace {
     /// anything else for each VMA: a refused VMA after the first fails the call with the moves
     /// before it kept and its own destination untouched; a refused first VMA fails it before
     /// anything when the range goes on past that VMA. Where the table cannot tell whether a
-    /// VMA before the first it knows refused was refused (its userfaultfd state was lost, or
-    /// its filesystem is not known), the kernel is asked whether that one moved. `None` when
-    /// the table knows of no VMA that could have been refused.
+    /// VMA before the first it knows refused was refused (its userfaultfd state is unknown:
+    /// seeded, or moved by a userfaultfd that may keep it across moves), the kernel is asked
+    /// whether that one moved. `None` when the table knows of no VMA that could have been
+    /// refused.
     fn batch_stop(
         &self,
         sources: &[(u64, u64)],
@@ -1287,25 +1288,25 @@ impl AddressSpace {
         dontunmap: bool,
         oracle: &mut dyn VmaOracle,
     ) -> Option<usize> {
-        for (index, &(start, end)) in sources.iter().enumerate() {
-            let mut refusal = Some(false);
-            for v in self.overlapping(start, end) {
-                refusal = match (refusal, batch_refusal(v)) {
-                    (Some(true), _) | (_, Some(true)) => Some(true),
-                    (None, _) | (_, None) => None,
-                    _ => Some(false),
-                };
-            }
-            match refusal {
-                Some(false) => {}
-                Some(true) => return Some(index),
-                None if !self.moved_now(start, end, dest_of(start), dontunmap, oracle) => {
-                    return Some(index);
-                }
-                None => {}
-            }
+        let refusals: Vec<Option<bool>> = sources
+            .iter()
+            .map(|&(start, _)| self.vma_at(start).map_or(Some(false), batch_refusal))
+            .collect();
+        let known = refusals.iter().position(|&r| r == Some(true));
+        let uncertain: Vec<usize> = (0..known.unwrap_or(sources.len()))
+            .filter(|&i| refusals[i].is_none())
+            .collect();
+        if let ([only], None) = (uncertain.as_slice(), known) {
+            // The call failed, and only this one could have been refused.
+            return Some(*only);
         }
-        None
+        uncertain
+            .into_iter()
+            .find(|&i| {
+                let (start, end) = sources[i];
+                !self.moved_now(start, end, dest_of(start), dontunmap, oracle)
+            })
+            .or(known)
     }
 
     /// Asked of the kernel after a fixed move failed: whether the source `[start, end)` went
@@ -1810,24 +1811,20 @@ fn mprotect_vma(vma: &mut Vma, wanted: Perms) {
 }
 
 /// Whether vma_multi_allowed() refuses `vma` in a move of several VMAs, if the table knows:
-/// it does for a userfaultfd registration, and for a file whose filesystem has its own
-/// get_unmapped_area() (other than shmem's, hugetlbfs's and the THP one, which it allows).
-/// Shared anonymous memory, SysV shared memory and memfds are shmem or hugetlbfs; other files
-/// are on a filesystem the table does not know.
+/// it does for a userfaultfd registration. It also does for a file whose filesystem has its
+/// own get_unmapped_area() other than shmem's, hugetlbfs's and the THP one; the table takes
+/// every file as allowed, as on the filesystems it meets (ext4, xfs and others with the THP
+/// one, btrfs and others with none, tmpfs, hugetlbfs; overlayfs maps the file beneath): it
+/// cannot tell ramfs or a device driver with its own from them by the mapping.
 fn batch_refusal(vma: &Vma) -> Option<bool> {
     let uffd = HiddenFlags::UFFD;
     if vma.flags.0 & uffd & !vma.unknown != 0 {
-        return Some(true);
+        Some(true)
+    } else if vma.unknown & uffd != 0 {
+        None
+    } else {
+        Some(false)
     }
-    let name = vma.mapping.name.as_slice();
-    let shmem = name == b"/dev/zero (deleted)"
-        || name.starts_with(b"/SYSV")
-        || name.starts_with(b"/memfd:");
-    let unknown_file = vma.has_file() && !(shmem && vma.unknown & unknown::IDENTITY == 0);
-    if vma.unknown & uffd != 0 || unknown_file {
-        return None;
-    }
-    Some(false)
 }
 
 /// The VMA flags of a UFFDIO_REGISTER mode (MISSING 1, WP 2, MINOR 4).

@@ -334,7 +334,7 @@ impl<'a> Run<'a> {
                 // Only a fixed move refused part-way may ask: with EPERM, whether memory the
                 // table keeps apart pending the kernel's word was one VMA, refused as a whole;
                 // with EFAULT, whether a VMA the kernel might have refused to move in a batch
-                // (its userfaultfd state or filesystem unknown to the table) moved.
+                // (its userfaultfd state unknown to the table) moved.
                 let refused_move = matches!(call, Call::Mremap { flags, .. }
                     if flags & libc::MREMAP_FIXED as u64 != 0)
                     && [libc::EPERM, libc::EFAULT].contains(&(-*ret as i32));
