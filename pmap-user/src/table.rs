@@ -1127,6 +1127,7 @@ impl AddressSpace {
         }
         // Moving needs the part kept to be within one VMA.
         self.join_pending(old_addr, old_addr + old_len.min(new_len));
+        let bordered = self.source_bordering(old_addr, new_addr, new_addr + new_len);
         let dontunmap = flags & MREMAP_DONTUNMAP != 0;
         let pieces = if dontunmap {
             self.vmas
@@ -1161,6 +1162,9 @@ impl AddressSpace {
         }
         if new_len > old_len {
             self.extend_in_place(new_addr + old_len, new_addr + new_len, oracle);
+        }
+        if let Some((start, end)) = bordered {
+            self.registration_may_follow_the_copy(start, end);
         }
         self.merge_run(new_addr, new_addr + new_len);
         if dontunmap {
@@ -1250,6 +1254,7 @@ impl AddressSpace {
         for &(start, end) in sources {
             let dest = dest_of(start);
             let dest_end = dest_of(end);
+            let bordered = self.source_bordering(start, dest, dest_end);
             self.remove_range(dest, dest_end);
             let pieces: Vec<Vma> = if dontunmap {
                 self.overlapping(start, end)
@@ -1261,6 +1266,9 @@ impl AddressSpace {
             for piece in pieces {
                 let at = dest + (piece.mapping.start - start);
                 self.insert_moved(piece, at);
+            }
+            if let Some((start, end)) = bordered {
+                self.registration_may_follow_the_copy(start, end);
             }
             self.merge_run(dest, dest_end);
             if dontunmap {
@@ -1375,6 +1383,25 @@ impl AddressSpace {
             self.join(boundary);
         }
         joined
+    }
+
+    /// The source VMA of a move (the kernel's: the pending run around `addr`) when the
+    /// destination `[dest, dest_end)` borders it, as the table had it before the move.
+    fn source_bordering(&self, addr: u64, dest: u64, dest_end: u64) -> Option<(u64, u64)> {
+        let (start, end) = self.pending_run(addr);
+        (start < end && (dest_end == start || dest == end)).then_some((start, end))
+    }
+
+    /// After a move whose destination bordered its source VMA `[start, end)`: copy_vma() may
+    /// have merged the copy with the source VMA itself, and then mremap_userfaultfd_prep()
+    /// dropped the userfaultfd registration (without UFFD_FEATURE_EVENT_REMAP, which the table
+    /// does not see) of that whole VMA, the part that stays included.
+    fn registration_may_follow_the_copy(&mut self, start: u64, end: u64) {
+        for (_, v) in self.vmas.range_mut(start..end) {
+            if v.flags.0 & HiddenFlags::UFFD != 0 {
+                v.unknown |= HiddenFlags::UFFD;
+            }
+        }
     }
 
     /// Places `piece` (cut from a VMA being moved) at `dest`; copy_vma().
@@ -2797,6 +2824,41 @@ mod tests {
                 (11, 12, "---p", 0, 0, ""),
             ])
         );
+    }
+
+    #[test]
+    fn a_move_bordering_its_source_vma_may_drop_the_registration_of_what_stays() {
+        // Seen in the random walk (seed 98, every call): mremap moved the head of a registered
+        // VMA to just below it; copy_vma() merged the copy with the source VMA itself, and
+        // mremap_userfaultfd_prep() cleared the registration of that merged VMA, so the part
+        // that stayed lost it too (the userfaultfd had no UFFD_FEATURE_EVENT_REMAP).
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(4), 4, RW), at(4) as i64),
+                (uffd_register(4, 4, UFFD_WP), OK),
+                (
+                    mremap(at(4), 1, 1, MREMAP_MAYMOVE | MREMAP_FIXED, at(3)),
+                    at(3) as i64,
+                ),
+            ],
+        );
+        assert_eq!(vma(&s, 5).flag(HiddenFlags::UFFD_WP), None);
+        // A destination apart from the source VMA leaves what stays registered.
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(4), 4, RW), at(4) as i64),
+                (uffd_register(4, 4, UFFD_WP), OK),
+                (
+                    mremap(at(4), 1, 1, MREMAP_MAYMOVE | MREMAP_FIXED, at(1)),
+                    at(1) as i64,
+                ),
+            ],
+        );
+        assert_eq!(vma(&s, 5).flag(HiddenFlags::UFFD_WP), Some(true));
     }
 
     #[test]
