@@ -908,6 +908,21 @@ impl AddressSpace {
             }
         }
         self.update_range(addr, done, |v| mprotect_vma(v, wanted));
+        if done < maybe {
+            // A VMA whose access is already in doubt (an earlier failed call may have changed
+            // it) may have been cut where this call may have started or stopped changing it,
+            // even where the table's guess is the access asked: keep the cut pending, for the
+            // dump to settle both sides.
+            for boundary in [done, maybe] {
+                if self
+                    .vma_at(boundary)
+                    .is_some_and(|v| v.mapping.start < boundary && !v.maybe_perms.is_empty())
+                {
+                    self.split_at(boundary);
+                    self.vmas.get_mut(&boundary).expect("just cut").pending_left = true;
+                }
+            }
+        }
         self.update_range(done, maybe, |v| {
             let applied = Perms {
                 shared: v.mapping.perms.shared,
@@ -2429,6 +2444,43 @@ mod tests {
         assert_eq!(
             lines(&s),
             table(&[(0, 2, "rw-p", 0, 0, ""), (2, 4, "r--p", 0, 0, "")])
+        );
+    }
+
+    #[test]
+    fn a_vma_in_doubt_is_cut_where_a_second_failed_mprotect_may_have_started() {
+        // Seen in the random walk (seed 216, live): two mprotect calls failed with EACCES
+        // before a dump, both on shared memory whose MAYWRITE the table did not know. The
+        // second, starting inside it, may have cut it where the table's guess already was the
+        // access asked; the dump settles each side.
+        let seeded = vec![
+            mapping((0, 4), "rw-s", 0, 0x9, "/dev/zero (deleted)"),
+            mapping((4, 5), "r--s", 0, 0x7, "/f"),
+        ];
+        let mut s = AddressSpace::from_mappings(seeded, 0);
+        run(
+            &mut s,
+            &[
+                (
+                    mprotect(at(0), 5, PROT_READ | PROT_WRITE | PROT_EXEC),
+                    EACCES_RET,
+                ),
+                (mprotect(at(2), 3, RW), EACCES_RET),
+            ],
+        );
+        let mut kernel = Kernel(vec![
+            mapping((0, 2), "rwxs", 0, 0x9, "/dev/zero (deleted)"),
+            mapping((2, 4), "rw-s", 0x2000, 0x9, "/dev/zero (deleted)"),
+            mapping((4, 5), "r--s", 0, 0x7, "/f"),
+        ]);
+        s.refresh_growing_mappings(&mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 2, "rwxs", 0, 0x9, "/dev/zero (deleted)"),
+                (2, 4, "rw-s", 0x2000, 0x9, "/dev/zero (deleted)"),
+                (4, 5, "r--s", 0, 0x7, "/f"),
+            ])
         );
     }
 
