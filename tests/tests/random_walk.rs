@@ -331,11 +331,13 @@ impl<'a> Run<'a> {
             let asked_before = self.oracle.asked.get("mremap").copied().unwrap_or(0);
             self.process.table.apply(call, *ret, &mut self.oracle);
             if self.oracle.asked.get("mremap").copied().unwrap_or(0) > asked_before {
-                // Only a fixed move refused part-way may ask: whether memory the table keeps
-                // apart pending the kernel's word was one VMA, refused as a whole.
+                // Only a fixed move refused part-way may ask: with EPERM, whether memory the
+                // table keeps apart pending the kernel's word was one VMA, refused as a whole;
+                // with EFAULT, whether a VMA the kernel might have refused to move in a batch
+                // (its userfaultfd state unknown to the table) moved.
                 let refused_move = matches!(call, Call::Mremap { flags, .. }
                     if flags & libc::MREMAP_FIXED as u64 != 0)
-                    && *ret == -i64::from(libc::EPERM);
+                    && [libc::EPERM, libc::EFAULT].contains(&(-*ret as i32));
                 assert!(
                     refused_move,
                     "{}applying this mremap asked the kernel",
