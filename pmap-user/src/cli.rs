@@ -94,6 +94,13 @@ pub struct TraceArgs {
     #[arg(long)]
     pub verify: bool,
 
+    /// Also trace userfaultfd registrations (ioctl UFFDIO_REGISTER/UNREGISTER), which split and
+    /// merge mappings. This hooks the ioctl syscall of every process on the machine, which then
+    /// costs each ioctl about twice as much while tracing; without it, --verify reports the
+    /// splits they make.
+    #[arg(long)]
+    pub userfaultfd: bool,
+
     /// Each dump after the first lists what changed since the previous one instead.
     #[arg(long)]
     pub diff: bool,

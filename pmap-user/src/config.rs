@@ -125,6 +125,8 @@ pub struct Config {
     pub debug_bpf: bool,
     /// `--verify`: check every dump against /proc/PID/maps.
     pub verify: bool,
+    /// `--userfaultfd`: hook ioctl for userfaultfd (un)registrations.
+    pub userfaultfd: bool,
     /// Pressing Enter or `d` dumps (only when stdin is a terminal that no launched child uses).
     pub key_dumps: bool,
     pub dump: DumpSettings,
@@ -260,6 +262,7 @@ impl Config {
             ring_size,
             debug_bpf: args.debug_bpf,
             verify: args.verify,
+            userfaultfd: args.userfaultfd,
             dump,
             sites,
             stack_files,

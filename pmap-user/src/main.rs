@@ -182,6 +182,7 @@ fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
                 ring_size: config.ring_size,
                 debug_bpf: config.debug_bpf,
                 fault_period,
+                userfaultfd: config.userfaultfd,
             },
             stack_bytes,
         )?;

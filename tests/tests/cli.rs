@@ -731,7 +731,13 @@ fn verify_confirms_the_table_and_raises_the_alarm_on_an_untraced_change() {
 
     let mut workload = Workload::start(WORKLOAD, "untraced-merge", &[]);
     let pid = workload.pid();
-    let mut tracer = Tracer::attach(&["--verify", "--no-events", "-p", &pid.to_string()]);
+    let mut tracer = Tracer::attach(&[
+        "--userfaultfd",
+        "--verify",
+        "--no-events",
+        "-p",
+        &pid.to_string(),
+    ]);
     workload.go();
     workload.read_until_checkpoint();
     workload.wait_stopped();
@@ -777,7 +783,7 @@ fn userfaultfd_registrations_are_traced_and_the_table_follows_them() {
     }
     let mut workload = Workload::start(WORKLOAD, "userfaultfd", &[]);
     let pid = workload.pid();
-    let mut tracer = Tracer::attach(&["--verify", "-p", &pid.to_string()]);
+    let mut tracer = Tracer::attach(&["--userfaultfd", "--verify", "-p", &pid.to_string()]);
     workload.go();
     let mut stream = String::new();
     // Registered middle; a refused mode and half unregistered; all unregistered.
@@ -802,6 +808,21 @@ fn userfaultfd_registrations_are_traced_and_the_table_follows_them() {
     tracer.finish();
     let calls: Vec<&str> = stream.lines().filter(|l| l.contains(" ioctl(")).collect();
     assert_eq!(calls.len(), 4, "{calls:#?}");
+
+    // Without --userfaultfd the ioctl tracepoint is left alone: no ioctl reaches the stream.
+    let mut workload = Workload::start(WORKLOAD, "userfaultfd", &[]);
+    let pid = workload.pid();
+    let tracer = Tracer::attach(&["-p", &pid.to_string()]);
+    workload.go();
+    for _ in 1..=3 {
+        workload.read_until_checkpoint();
+        workload.wait_stopped();
+        workload.resume();
+    }
+    workload.finish();
+    let (code, out, _) = tracer.finish();
+    assert_eq!(code, 0);
+    assert!(!out.contains(" ioctl("), "{out}");
     assert!(
         calls[0].contains("UFFDIO_REGISTER, {range={start=0x")
             && calls[0].contains("len=8192 (8K)}, mode=UFFDIO_REGISTER_MODE_MISSING}) = 0"),

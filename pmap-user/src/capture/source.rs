@@ -63,6 +63,10 @@ pub struct CaptureOptions {
     /// `--faults=N`: record one in N first-touch page faults of the targets (see
     /// [`super::check_fault_tracepoint`]); `None` leaves the fault tracepoint alone.
     pub fault_period: Option<u32>,
+    /// `--userfaultfd`: attach to `ioctl` too, for userfaultfd (un)registrations. Off, `ioctl`
+    /// is left out of `syscalls`: its tracepoint would run the program for every ioctl of
+    /// every process.
+    pub userfaultfd: bool,
 }
 
 /// The loaded, attached kernel side. Dropping it detaches every program and frees every map.
@@ -132,6 +136,7 @@ impl Capture {
         let exits: Vec<(&str, String)> = options
             .syscalls
             .iter()
+            .filter(|&&name| options.userfaultfd || name != "ioctl")
             .map(|name| ("syscalls", format!("sys_exit_{name}")))
             .collect();
         attach(&mut ebpf, "mm_syscall_exit", &exits)?;

@@ -23,6 +23,8 @@ pub fn load_with_stacks(stack_bytes: u32) -> Capture {
             ring_size: 16 << 20,
             debug_bpf: false,
             fault_period: None,
+            // The random walk makes userfaultfd registrations.
+            userfaultfd: true,
         },
         stack_bytes,
     )
