@@ -803,8 +803,11 @@ fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
+/// A child's output lines, each with the moment it was read.
+type Lines = Receiver<(Instant, String)>;
+
 /// Forwards a pipe's lines, with the time each was read, to a channel.
-fn line_channel(pipe: impl Read + Send + 'static) -> Receiver<(Instant, String)> {
+fn line_channel(pipe: impl Read + Send + 'static) -> Lines {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
@@ -1491,28 +1494,12 @@ fn dumps(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
     // pmap-trace launches the process and sees its mappings made (n/2 mprotect calls). Its first
     // dump happens once, so it is measured after a wait for quiet but cannot be redone.
     wait_for_quiet(true)?;
-    let mut launcher = Guarded::spawn(
-        Command::new(&env.pmap_trace)
-            .args(["--no-events", "--"])
-            .arg(&env.workloads)
-            .args(["maps", &n.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )?;
-    let launch_out = line_channel(launcher.0.stdout.take().expect("stdout is piped"));
-    let launch_err = line_channel(launcher.0.stderr.take().expect("stderr is piped"));
-    let (_, ready) = wait_for_line(
-        &launch_err,
-        Duration::from_secs(120),
+    let (mut launcher, launch_out, pid) = launch_until_ready(
+        env,
+        &["--no-events"],
+        &["maps", &n.to_string()],
         "the mappings process",
-        |line| line.starts_with("READY pid="),
     )?;
-    let pid: i32 = ready
-        .trim()
-        .trim_start_matches("READY pid=")
-        .parse()
-        .context("READY line")?;
     thread::sleep(Duration::from_secs(1));
     let (ns, total) = time_dump(&launcher, &launch_out)?;
     let (pmap_ns, pmap_total) = time_pmap(env, pid)?;
@@ -1576,33 +1563,48 @@ fn dumps(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// pmap-trace's memory with `--sites` after the first dump of a process that mapped a page
-/// from each of `plan.stacks` distinct call stacks (traced from its start, default ring).
-fn stacks_memory(env: &Env, plan: &Plan) -> Result<StacksMemory> {
-    let n = plan.stacks;
-    println!("\n==> memory: pmap-trace --sites 10 on {n} distinct call stacks");
+/// `pmap-trace FLAGS -- workloads MODE...` started, and run until the workload says
+/// `READY pid=N` on stderr: the tracer, its stdout lines and the workload's PID.
+fn launch_until_ready(
+    env: &Env,
+    flags: &[&str],
+    workload: &[&str],
+    what: &str,
+) -> Result<(Guarded, Lines, i32)> {
     let mut tracer = Guarded::spawn(
         Command::new(&env.pmap_trace)
-            .args(["--no-events", "--sites", "10", "--"])
+            .args(flags)
+            .arg("--")
             .arg(&env.workloads)
-            .args(["stacks", &n.to_string()])
+            .args(workload)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     )?;
     let out = line_channel(tracer.0.stdout.take().expect("stdout is piped"));
     let err = line_channel(tracer.0.stderr.take().expect("stderr is piped"));
-    let (_, ready) = wait_for_line(
-        &err,
-        Duration::from_secs(120),
-        "the stacks process",
-        |line| line.starts_with("READY pid="),
-    )?;
-    let pid: i32 = ready
+    let (_, ready) = wait_for_line(&err, Duration::from_secs(120), what, |line| {
+        line.starts_with("READY pid=")
+    })?;
+    let pid = ready
         .trim()
         .trim_start_matches("READY pid=")
         .parse()
         .context("READY line")?;
+    Ok((tracer, out, pid))
+}
+
+/// pmap-trace's memory with `--sites` after the first dump of a process that mapped a page
+/// from each of `plan.stacks` distinct call stacks (traced from its start, default ring).
+fn stacks_memory(env: &Env, plan: &Plan) -> Result<StacksMemory> {
+    let n = plan.stacks;
+    println!("\n==> memory: pmap-trace --sites 10 on {n} distinct call stacks");
+    let (mut tracer, out, pid) = launch_until_ready(
+        env,
+        &["--no-events", "--sites", "10"],
+        &["stacks", &n.to_string()],
+        "the stacks process",
+    )?;
     // Its last growth calls are through the ring and unwound.
     thread::sleep(Duration::from_secs(1));
     tracer.signal(libc::SIGUSR1);
