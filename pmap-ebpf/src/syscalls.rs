@@ -23,20 +23,23 @@ pub fn mm_syscall_exit(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let nr = nr as u32;
-    let regs = SavedRegs::current();
-    let mut args = regs.syscall_args();
     // Every process's ioctls and prctls come here: the few that change mappings are told
-    // apart by their arguments before the (dearer) lookup of the caller in the filter.
-    if nr == syscall_nr::IOCTL && !is_uffd_request(args[1]) {
-        return 0;
-    }
-    if nr == syscall_nr::PRCTL && args[0] != PR_SET_VMA {
+    // apart by their arguments before the (dearer) lookup of the caller in the filter. Other
+    // calls read no register until the caller is known to be traced.
+    let foreign_request = match nr {
+        syscall_nr::IOCTL => !is_uffd_request(SavedRegs::current().syscall_args()[1]),
+        syscall_nr::PRCTL => SavedRegs::current().syscall_args()[0] != PR_SET_VMA,
+        _ => false,
+    };
+    if foreign_request {
         return 0;
     }
     let caller = Caller::current();
     if current_target(caller.tgid).is_none() {
         return 0;
     }
+    let regs = SavedRegs::current();
+    let mut args = regs.syscall_args();
     if nr == syscall_nr::IOCTL {
         read_uffd_range(&mut args);
     }

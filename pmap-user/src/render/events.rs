@@ -568,23 +568,27 @@ fn push_args(out: &mut Vec<u8>, call: &Call, context: &EventContext) {
             mode,
         } => {
             push_signed(out, fd.into());
-            out.extend_from_slice(b", UFFDIO_REGISTER, {range={start=");
-            push_addr(out, start);
-            out.extend_from_slice(b", len=");
-            push_size(out, len);
+            out.extend_from_slice(b", UFFDIO_REGISTER, {range={");
+            push_uffd_range(out, start, len);
             out.extend_from_slice(b"}, mode=");
             push_flags(out, mode, UFFDIO_REGISTER_MODE, "0");
             out.push(b'}');
         }
         Call::UffdUnregister { fd, start, len } => {
             push_signed(out, fd.into());
-            out.extend_from_slice(b", UFFDIO_UNREGISTER, {start=");
-            push_addr(out, start);
-            out.extend_from_slice(b", len=");
-            push_size(out, len);
+            out.extend_from_slice(b", UFFDIO_UNREGISTER, {");
+            push_uffd_range(out, start, len);
             out.push(b'}');
         }
     }
+}
+
+/// The fields of a `struct uffdio_range`, strace style: `start=ADDR, len=SIZE`.
+fn push_uffd_range(out: &mut Vec<u8>, start: u64, len: u64) {
+    out.extend_from_slice(b"start=");
+    push_addr(out, start);
+    out.extend_from_slice(b", len=");
+    push_size(out, len);
 }
 
 fn push_result(out: &mut Vec<u8>, call: &Call, ret: i64) {
