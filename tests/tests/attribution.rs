@@ -53,6 +53,11 @@ fn sites_after_growth(exe: &str, extra: &[&str]) -> Value {
 /// Runs the target's `mode` under `pmap-trace --no-events --json ARGS...`, dumps at its
 /// checkpoint, and returns the `sites` record of that dump.
 fn sites_at_checkpoint(exe: &str, mode: &str, extra: &[&str]) -> Value {
+    sites_and_notices_at_checkpoint(exe, mode, extra).0
+}
+
+/// As [`sites_at_checkpoint`], with the notices printed before the record.
+fn sites_and_notices_at_checkpoint(exe: &str, mode: &str, extra: &[&str]) -> (Value, Vec<String>) {
     let mut target = Workload::start(exe, mode, &[]);
     let pid = target.pid().to_string();
     let mut args = vec!["--no-events", "--json"];
@@ -63,11 +68,15 @@ fn sites_at_checkpoint(exe: &str, mode: &str, extra: &[&str]) -> Value {
     target.read_until_checkpoint();
     target.wait_stopped();
     tracer.signal(libc::SIGUSR1);
+    let mut notices = Vec::new();
     let sites = loop {
         let mut line = String::new();
         let n = std::io::BufRead::read_line(&mut tracer.stdout, &mut line).unwrap();
         assert!(n > 0, "pmap-trace ended before its sites record");
         let value: Value = serde_json::from_str(&line).unwrap();
+        if value["type"] == "notice" {
+            notices.push(value["message"].as_str().unwrap().to_string());
+        }
         if value["type"] == "sites" {
             break value;
         }
@@ -77,7 +86,7 @@ fn sites_at_checkpoint(exe: &str, mode: &str, extra: &[&str]) -> Value {
     let (code, _, err) = tracer.finish();
     assert_eq!(code, 0, "stderr: {err}");
     assert_eq!(sites["pid"].as_u64(), Some(pid.parse().unwrap()));
-    sites
+    (sites, notices)
 }
 
 fn functions(site: &Value) -> Vec<&str> {
@@ -226,42 +235,6 @@ fn ownership_moves_and_releases_exactly_the_bytes_each_call_touches() {
     }
 }
 
-/// The `sites` record of the first dump of the target's `mode` traced with `args`.
-fn sites_of_mode(mode: &str, args: &[&str]) -> Value {
-    sites_and_notices_of_mode(mode, args).0
-}
-
-/// As [`sites_of_mode`], with the notices printed before the record.
-fn sites_and_notices_of_mode(mode: &str, args: &[&str]) -> (Value, Vec<String>) {
-    let mut target = Workload::start(TARGET, mode, &[]);
-    let pid = target.pid().to_string();
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--no-events", "--json", "-p", &pid]);
-    let mut tracer = Tracer::attach(&all);
-    target.go();
-    target.read_until_checkpoint();
-    target.wait_stopped();
-    tracer.signal(libc::SIGUSR1);
-    let mut notices = Vec::new();
-    let sites = loop {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut tracer.stdout, &mut line).unwrap();
-        assert!(n > 0, "pmap-trace ended before its sites record");
-        let value: Value = serde_json::from_str(&line).unwrap();
-        if value["type"] == "notice" {
-            notices.push(value["message"].as_str().unwrap().to_string());
-        }
-        if value["type"] == "sites" {
-            break value;
-        }
-    };
-    target.resume();
-    assert_eq!(target.finish(), 0);
-    let (code, _, err) = tracer.finish();
-    assert_eq!(code, 0, "stderr: {err}");
-    (sites, notices)
-}
-
 #[test]
 fn faults_count_the_touched_quarter_of_a_large_reservation() {
     if !require_root() {
@@ -271,7 +244,7 @@ fn faults_count_the_touched_quarter_of_a_large_reservation() {
     const TOUCHED: u64 = RESERVED / 4;
     // Every fault, then one in 8: the estimate is samples x 8 pages.
     for (flag, tolerance) in [("--faults", 0.0), ("--faults=8", 0.05)] {
-        let sites = sites_of_mode("touch", &["--sites", "20", flag]);
+        let sites = sites_at_checkpoint(TARGET, "touch", &["--sites", "20", flag]);
         let reserver = sites["by_live"]
             .as_array()
             .unwrap()
@@ -287,7 +260,7 @@ fn faults_count_the_touched_quarter_of_a_large_reservation() {
         );
     }
     // Without --faults nothing is counted.
-    let sites = sites_of_mode("touch", &["--sites", "20"]);
+    let sites = sites_at_checkpoint(TARGET, "touch", &["--sites", "20"]);
     assert_eq!(sites["fault_period"], Value::Null);
     assert!(
         sites["by_live"]
@@ -305,7 +278,8 @@ fn fault_samples_give_way_to_the_calls_when_the_ring_fills() {
     }
     // 4096 first touches in a few milliseconds into a 16 KiB ring read every 25 ms: samples
     // stop at half the ring, and the calls' records still all arrive.
-    let (sites, notices) = sites_and_notices_of_mode(
+    let (sites, notices) = sites_and_notices_at_checkpoint(
+        TARGET,
         "touch",
         &["--sites", "20", "--faults", "--ring-size", "16K"],
     );
