@@ -1,6 +1,6 @@
 //! Kernel side of pmap-trace.
 //!
-//! Design (see `../shared/notes/kernel-side-costs.md` for the measurements behind it): one program
+//! Design (see `docs/design.md` for the measurements behind it): one program
 //! attached to the `sys_exit_*` tracepoint of every mapping-changing syscall. At syscall exit the
 //! saved user registers still hold the six arguments on x86_64, so no entry probe and no in-flight
 //! map are needed, which halves the per-call cost of an enter/exit pair. Scheduler tracepoints

@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// Stack bytes copied per growth call when `--sites` is given without `--stack-bytes`: deep
-/// enough for the frames of most programs from the allocator up to `main` (the README gives
+/// enough for the frames of most programs from the allocator up to `main` (docs/call-sites.md gives
 /// the measured cost).
 pub const DEFAULT_STACK_BYTES: u32 = 16 << 10;
 

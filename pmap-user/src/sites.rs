@@ -458,7 +458,7 @@ pub struct SitesReport {
 const TEXT_FRAMES: usize = 8;
 
 impl SitesReport {
-    /// The report as text lines (see the README's `--sites`).
+    /// The report as text lines (see `docs/call-sites.md`).
     pub fn text(&self) -> Vec<String> {
         let columns = match self.fault_period {
             Some(_) => " (live, growth, first touched since the previous dump)",

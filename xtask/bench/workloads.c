@@ -59,7 +59,7 @@ static void report(uint64_t iters, uint64_t ns)
 
 /* --- mmap: the syscall-bound worst case ------------------------------------------------------ */
 
-/* One page is touched, as in ../shared/notes/kernel-side-costs.md (about 7 us per iteration):
+/* One page is touched, as in the hook measurements of docs/design.md (about 7 us per iteration):
  * touching all 16 would make the loop page-fault-bound (about 29 us here) and hide the cost of
  * tracing the two calls. */
 #define CHUNK (64 * 1024)

@@ -11,7 +11,7 @@
 //! prints a mapping's name through a pointer into the line buffer after later lines were read
 //! into it; `-X` cuts the path column at 127 bytes.
 //!
-//! Where pmap 4.0.2 has known bugs this follows upstream's fixes (see `README.md`): `-A` limits
+//! Where pmap 4.0.2 has known bugs this follows upstream's fixes (see `docs/usage.md`): `-A` limits
 //! `-X`/`-XX` too, `-X` totals are per process, and `-x` totals count only the mappings `-A` shows.
 
 mod one_proc;
