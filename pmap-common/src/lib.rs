@@ -6,7 +6,7 @@
 
 /// Name of the ring buffer map that carries [`EventRecord`]s.
 pub const EVENTS_MAP: &str = "EVENTS";
-/// Name of the hash map of traced thread-group ids (key: TGID, value: [`TargetFlags`] bits).
+/// Name of the hash map of traced thread-group ids (key: TGID, value: [`target_flags`] bits).
 pub const TARGETS_MAP: &str = "TARGETS";
 /// Name of the per-CPU array counting what the ring had no room for: slot
 /// [`DROPPED_RECORDS_SLOT`] counts records lost, slot [`DROPPED_STACKS_SLOT`] growth calls whose
@@ -56,13 +56,13 @@ pub mod record_kind {
     pub const EXIT: u32 = 3;
     /// The process forked a new process (not a thread); `aux` is its PID.
     pub const FORK: u32 = 4;
-    /// As [`SYSCALL`] for a call that may have grown anonymous memory, in a [`GrowthRecord`]
+    /// As [`SYSCALL`] for a call that may have grown anonymous memory, in a [`GrowthRecord`](crate::GrowthRecord)
     /// that also carries the caller's registers and a copy of its stack.
     pub const SYSCALL_WITH_STACK: u32 = 5;
-    /// As [`SYSCALL`] for a successful file-backed mmap, in a [`FileMmapRecord`] that also
+    /// As [`SYSCALL`] for a successful file-backed mmap, in a [`FileMmapRecord`](crate::FileMmapRecord) that also
     /// names the file.
     pub const FILE_MMAP: u32 = 6;
-    /// A sampled first touch of a page (`--faults`), in a [`FaultRecord`].
+    /// A sampled first touch of a page (`--faults`), in a [`FaultRecord`](crate::FaultRecord).
     pub const FIRST_TOUCH: u32 = 7;
 }
 

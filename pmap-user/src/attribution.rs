@@ -16,7 +16,7 @@ use crate::{
     table::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, MREMAP_DONTUNMAP, Mapping, page_align_up},
 };
 
-/// A call site, interned by [`crate::sites::Sites`].
+/// A call site, interned by the site tracker ([`crate::sites::SiteTracker`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SiteId(pub u32);
 

@@ -59,6 +59,7 @@ pub fn run() -> Result<ExitCode> {
                 "warnings",
             ]),
         ),
+        ("docs", rustdoc_denying_warnings()),
         (
             "unit tests",
             cargo_with(&[
@@ -168,6 +169,22 @@ fn run_counting(cmd: &mut Command, counts: &mut TestCounts) -> Result<ExitStatus
         counts.add_summary(&line);
     }
     Ok(child.wait()?)
+}
+
+/// `cargo doc` of the host crates with every rustdoc warning an error: a broken intra-doc link
+/// (an item renamed or moved) fails the run instead of leaving a dead link in the docs.
+fn rustdoc_denying_warnings() -> Command {
+    let mut cmd = cargo_with(&[
+        "doc",
+        "--no-deps",
+        "--workspace",
+        "--exclude",
+        "pmap-ebpf",
+        "--features",
+        "xtask/docs",
+    ]);
+    cmd.env("RUSTDOCFLAGS", "-D warnings");
+    cmd
 }
 
 fn cargo_with(args: &[&str]) -> Command {

@@ -6,4 +6,4 @@ mod preflight;
 mod source;
 
 pub use preflight::{PreflightError, check_fault_tracepoint, check_machine};
-pub use source::{Capture, CaptureError, CaptureOptions};
+pub use source::{Capture, CaptureError, CaptureOptions, POLL_INTERVAL};

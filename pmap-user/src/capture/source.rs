@@ -88,7 +88,7 @@ impl Capture {
 
     /// As [`Capture::load`], and every call that may grow anonymous memory also carries the
     /// caller's registers and `stack_bytes` of its stack (0: none; else one of
-    /// [`STACK_SIZES`]), read by [`Capture::drain_captured`].
+    /// [`STACK_SIZES`]), read by [`Capture::drain_records`].
     pub fn load_with_stacks(
         options: CaptureOptions,
         stack_bytes: u32,
@@ -258,7 +258,7 @@ impl Capture {
 
     /// Waits until the ring (or the kernel-side log) has something to read.
     /// Waits until the ring is a quarter full, a lifecycle record or kernel-side log arrives,
-    /// or [`POLL_INTERVAL`] has passed: calls' records do not wake the reader one by one.
+    /// or [`POLL_INTERVAL`](crate::capture::POLL_INTERVAL) has passed: calls' records do not wake the reader one by one.
     pub async fn readable(&mut self) -> Result<(), CaptureError> {
         let woken = async {
             match &self.logger {
