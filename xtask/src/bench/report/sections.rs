@@ -1,0 +1,281 @@
+//! One function per results section: its heading, what it measured, and its table.
+
+use std::fmt::Write as _;
+
+use super::{format_kb, format_ns, format_ratio, median_u64, table::Table};
+use crate::bench::{
+    DEFAULT_RING, TARGET_RATE,
+    dumps::DumpResults,
+    event_rate::{RateRun, at_target},
+    processes::median,
+    untraced::{Bystander, BystanderLoop, BystanderResults},
+    workloads::{Tracer, Workload, WorkloadResults},
+};
+
+/// Time per iteration of each workload under each tracer, with the ratio to untraced.
+pub(super) fn overhead(out: &mut String, workloads: &WorkloadResults) {
+    let _ = writeln!(
+        out,
+        "\n### Overhead on the traced program\n\nMedian time per iteration of each \
+         workload's own timed loop; in brackets the ratio to the untraced median of the \
+         same run. Calls/iter: traced calls per iteration, counted from strace's output.\n"
+    );
+    let mut table = Table::new(
+        std::iter::once("workload")
+            .chain(std::iter::once("calls/iter"))
+            .chain(Tracer::ALL.iter().map(|t| t.label())),
+    );
+    for workload in Workload::ALL {
+        let mut row = vec![
+            workload.label().to_owned(),
+            workloads
+                .calls_per_iter
+                .get(&workload)
+                .and_then(|v| median(v))
+                .map_or("n/a".into(), |c| {
+                    if c >= 10.0 {
+                        format!("{c:.0}")
+                    } else if c >= 0.01 {
+                        format!("{c:.2}")
+                    } else {
+                        format!("{c:.5}")
+                    }
+                }),
+        ];
+        for tracer in Tracer::ALL {
+            row.push(match (workloads.median(workload, tracer), tracer) {
+                (None, _) => "n/a".into(),
+                (Some(ns), Tracer::None) => format_ns(ns),
+                (Some(ns), _) => format!(
+                    "{} ({})",
+                    format_ns(ns),
+                    workloads
+                        .ratio(workload, tracer)
+                        .map_or("?".into(), format_ratio)
+                ),
+            });
+        }
+        table.row(row);
+    }
+    out.push_str(&table.render());
+}
+
+/// What `--sites` adds per call that carries a stack, from the workloads' medians.
+pub(super) fn stack_capture(out: &mut String, workloads: &WorkloadResults) {
+    let _ = writeln!(
+        out,
+        "\n### Cost of stack capture (`--sites`)\n\nWhat `--sites` adds per call that \
+         carries a stack: (median with `--sites 10` − median with `--no-events`) / growth \
+         calls per iteration. Growth calls: successful private anonymous `mmap`, `brk` that \
+         raised the break, `mremap` that grew, counted from strace's output. Each copies \
+         the caller's stack up to the main thread's stack top, 16 KiB at most (the \
+         default).\n"
+    );
+    let mut table = Table::new([
+        "workload",
+        "growth calls/iter",
+        "pmap-trace --no-events",
+        "pmap-trace --sites",
+        "added per growth call",
+    ]);
+    for workload in Workload::ALL {
+        let growth = workloads
+            .growth_per_iter
+            .get(&workload)
+            .and_then(|v| median(v));
+        let plain = workloads.median(workload, Tracer::PmapNoEvents);
+        let sites = workloads.median(workload, Tracer::PmapSites);
+        let per_call = match (growth, plain, sites) {
+            (Some(growth), Some(plain), Some(sites)) if growth > 0.0 => {
+                let added = (sites - plain) / growth;
+                format!(
+                    "{}{}",
+                    if added < 0.0 { "-" } else { "" },
+                    format_ns(added.abs())
+                )
+            }
+            _ => "n/a".into(),
+        };
+        table.row(vec![
+            workload.label().to_owned(),
+            growth.map_or("n/a".into(), |g| format!("{g:.3}")),
+            plain.map_or("n/a".into(), format_ns),
+            sites.map_or("n/a".into(), format_ns),
+            per_call,
+        ]);
+    }
+    out.push_str(&table.render());
+}
+
+/// Every event-rate run (the paced rates at the default ring, then the smaller rings) and the
+/// smallest ring that lost nothing at the target rate.
+pub(super) fn event_rate(out: &mut String, rate_ms: u64, rates: &[RateRun], rings: &[RateRun]) {
+    let _ = writeln!(
+        out,
+        "\n### Event rate and lost records\n\nA paced loop of `mmap(4 KiB)` + `munmap` \
+         under `pmap-trace [--no-events] --ring-size R -- …`, {} per run; with events, \
+         pmap-trace's output goes to a pipe the bench reads (it counts the mmap/munmap lines \
+         and the \"records lost\" notices). \"asked\" is the paced rate (flat out: no \
+         pacing); \"made\" is what the traced loop achieved.\n",
+        format_ns(rate_ms as f64 * 1e6)
+    );
+    let mut table = Table::new([
+        "ring",
+        "output",
+        "asked calls/s",
+        "made calls/s",
+        "lost records",
+        "mmap/munmap lines / calls",
+        "pmap-trace CPU / call",
+    ]);
+    for run in rates.iter().chain(rings) {
+        table.row(vec![
+            run.ring.to_owned(),
+            if run.events { "events" } else { "--no-events" }.to_owned(),
+            if run.target == 0 {
+                "flat out".into()
+            } else {
+                format!("{}k", run.target / 1000)
+            },
+            format!("{:.0}k", run.achieved / 1000.0),
+            run.lost.to_string(),
+            if run.events {
+                format!("{} / {}", run.map_lines, run.calls)
+            } else {
+                "–".into()
+            },
+            run.cpu_ns_per_call.map_or("n/a".into(), format_ns),
+        ]);
+    }
+    out.push_str(&table.render());
+    if let Some(ring) = smallest_lossless_ring(rates, rings) {
+        let _ = writeln!(
+            out,
+            "\nSmallest ring with no lost records at {}k calls/s asked (events on): {ring}.",
+            TARGET_RATE / 1000
+        );
+    }
+}
+
+/// The last ring, from the default down, that lost no records at the target rate.
+fn smallest_lossless_ring(rates: &[RateRun], rings: &[RateRun]) -> Option<&'static str> {
+    let default = at_target(rates)?;
+    let mut best = (default.lost == 0).then_some(DEFAULT_RING);
+    for run in rings {
+        if run.lost == 0 {
+            best = Some(run.ring);
+        }
+    }
+    best
+}
+
+/// Dump times of pmap-trace (launched, attached) against pmap, whether their totals agree,
+/// and pmap-trace's own memory.
+pub(super) fn dumps(out: &mut String, d: &DumpResults) {
+    let _ = writeln!(
+        out,
+        "\n### Dump of a process with {} mappings, and pmap-trace's memory\n\nTime from \
+         SIGUSR1 to the dump's ` total` line on pmap-trace's output (a pipe), against \
+         `pmap PID` from its start to its ` total` line. The launch-mode pmap-trace saw \
+         the mappings made ({} mprotect calls through the ring); the attached ones were \
+         each started fresh and timed on their first dump.\n",
+        d.mappings,
+        d.mappings / 2
+    );
+    let mut table = Table::new(["", "median", "runs", "vs pmap"]);
+    let pmap = median(&d.pmap);
+    let vs_pmap = |ns: Option<f64>| match (ns, pmap) {
+        (Some(ns), Some(pmap)) => format_ratio(ns / pmap),
+        _ => "n/a".into(),
+    };
+    if let Some(ns) = d.launch_first {
+        table.row(vec![
+            "pmap-trace (launch mode), first dump".into(),
+            format_ns(ns),
+            "1".into(),
+            vs_pmap(Some(ns)),
+        ]);
+    }
+    table.row(vec![
+        "pmap-trace -p PID, first dump".into(),
+        median(&d.attach).map_or("n/a".into(), format_ns),
+        d.attach.len().to_string(),
+        vs_pmap(median(&d.attach)),
+    ]);
+    table.row(vec![
+        "pmap PID".into(),
+        pmap.map_or("n/a".into(), format_ns),
+        d.pmap.len().to_string(),
+        "1.00×".into(),
+    ]);
+    out.push_str(&table.render());
+    let _ = writeln!(
+        out,
+        "\nTotals of every dump equal to pmap's: {}.",
+        if d.totals_agree { "yes" } else { "NO" }
+    );
+    own_memory(out, d);
+}
+
+/// pmap-trace's VmRSS and VmHWM with many mappings traced, and with `--sites` on many stacks.
+fn own_memory(out: &mut String, d: &DumpResults) {
+    let _ = writeln!(
+        out,
+        "\npmap-trace's own memory with {} mappings traced, after the dump: launch mode \
+         VmRSS {} (peak VmHWM {}); attached (median) VmRSS {} (peak VmHWM {}).",
+        d.mappings,
+        format_kb(d.launch_rss_kb),
+        format_kb(d.launch_hwm_kb),
+        format_kb(median_u64(&d.attach_rss_kb)),
+        format_kb(median_u64(&d.attach_hwm_kb))
+    );
+    let st = &d.stacks;
+    let _ = writeln!(
+        out,
+        "\npmap-trace `--sites 10` on a process that mapped a page from each of {} distinct \
+         call stacks, after its first dump and sites report: VmRSS {} (peak VmHWM {}); the \
+         report counted {} call sites; notices of lost records or stack copies: {}.",
+        st.stacks,
+        format_kb(st.rss_kb),
+        format_kb(st.hwm_kb),
+        st.sites.map_or("?".into(), |n| n.to_string()),
+        st.lost_notices
+    );
+}
+
+/// The bystander's loops under each tracer that ran, with the ratio to no tracer.
+pub(super) fn untraced(out: &mut String, bystander: &BystanderResults) {
+    let _ = writeln!(
+        out,
+        "\n### A process that is not traced\n\nLoops of a process that is not traced, while a \
+         tracer watches an idle `sleep`; median ns per iteration: `getppid` (a syscall no \
+         tracer hooks), the `mmap 64K + touch + munmap` loop (hooked calls of another \
+         process), `ioctl(FIONREAD)` on a pipe (an ioctl pmap-trace's program filters \
+         out).\n"
+    );
+    let mut table = Table::new([
+        "",
+        "getppid",
+        "ratio",
+        "mmap loop",
+        "ratio",
+        "ioctl",
+        "ratio",
+    ]);
+    let tracers: std::collections::BTreeSet<Bystander> =
+        bystander.samples.keys().map(|&(which, _)| which).collect();
+    for which in tracers {
+        let mut row = vec![which.label().to_string()];
+        for load in BystanderLoop::ALL {
+            let ns = bystander.median(which, load);
+            let alone = bystander.median(Bystander::Alone, load);
+            row.push(ns.map_or("n/a".into(), format_ns));
+            row.push(match (ns, alone) {
+                (Some(ns), Some(alone)) => format_ratio(ns / alone),
+                _ => "n/a".into(),
+            });
+        }
+        table.row(row);
+    }
+    out.push_str(&table.render());
+}
