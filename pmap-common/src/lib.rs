@@ -4,6 +4,8 @@
 //! ring buffer and the userspace decoder reads them back, so both sides must agree on layout.
 #![no_std]
 
+pub mod linux;
+
 /// Name of the ring buffer map that carries [`EventRecord`]s.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the hash map of traced thread-group ids (key: TGID, value: [`target_flags`] bits).
@@ -139,17 +141,6 @@ pub const TRACED_SYSCALLS: &[(&str, u32)] = &[
     ("mseal", syscall_nr::MSEAL),
     ("ioctl", syscall_nr::IOCTL),
 ];
-
-/// The `ioctl` requests that change mappings: userfaultfd registration sets (and unregistration
-/// clears) VMA flags, splitting and merging VMAs as mprotect does. Other ioctls are not
-/// recorded. For these two the kernel side replaces the record's unused argument slots 3..6
-/// with the `struct uffdio_range` (start, len) and, for UFFDIO_REGISTER, the mode, read from
-/// the caller's memory.
-pub const UFFDIO_REGISTER: u32 = 0xC020_AA00;
-pub const UFFDIO_UNREGISTER: u32 = 0x8010_AA01;
-
-/// `prctl` option that names anonymous mappings; other prctl calls are not recorded.
-pub const PR_SET_VMA: u64 = 0x53564d41;
 
 /// Byte offsets inside a `syscalls:sys_exit_*` tracepoint record that the kernel side reads.
 /// Userspace checks them against the tracepoint's `format` file before loading.

@@ -1,19 +1,16 @@
 //! Process lifecycle: fork (and `--follow`), exec, exit.
 use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
 use aya_log_ebpf::debug;
-use pmap_common::{record_kind, sched_layout, target_flags};
+use pmap_common::{
+    linux::{CLONE_THREAD, SYS_CLONE, SYS_CLONE3, SYS_FORK, SYS_VFORK},
+    record_kind, sched_layout, target_flags,
+};
 
 use crate::{
     maps::{TARGETS, current_target, debug_enabled},
     record::{Caller, emit_lifecycle},
     regs::SavedRegs,
 };
-
-const SYS_CLONE: u64 = 56;
-const SYS_FORK: u64 = 57;
-const SYS_VFORK: u64 = 58;
-const SYS_CLONE3: u64 = 435;
-const CLONE_THREAD: u64 = 0x0001_0000;
 
 /// Whether the task being created is a thread of the caller rather than a new process, from the
 /// flags of the clone call in progress. Tasks the kernel creates outside these syscalls (io_uring

@@ -1,8 +1,12 @@
 //! Exit of every mapping-changing syscall: one program, attached to each `sys_exit_*` tracepoint.
 use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
 use pmap_common::{
-    DROPPED_STACKS_SLOT, PR_SET_VMA, UFFDIO_REGISTER, UFFDIO_UNREGISTER, record_kind,
-    sys_exit_layout, syscall_nr,
+    DROPPED_STACKS_SLOT,
+    linux::{
+        MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE, PR_SET_VMA, UFFDIO_REGISTER,
+        UFFDIO_UNREGISTER,
+    },
+    record_kind, sys_exit_layout, syscall_nr,
 };
 
 use crate::{
@@ -11,10 +15,7 @@ use crate::{
     regs::SavedRegs,
 };
 
-const MAP_ANONYMOUS: u64 = 0x20;
-const MAP_TYPE: u64 = 0x0f;
-const MAP_PRIVATE: u64 = 0x02;
-const PAGE_MASK: u64 = !0xfff;
+const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
 
 #[tracepoint]
 pub fn mm_syscall_exit(ctx: TracePointContext) -> u32 {
@@ -129,7 +130,7 @@ fn may_grow_anon(nr: u32, args: &[u64; 6], ret: i64, tgid: u32) -> bool {
             // SAFETY: the value is a plain u64 copied out immediately.
             let previous = unsafe { BRK_TOPS.get(&tgid).copied() };
             let _ = BRK_TOPS.insert(&tgid, &top, 0);
-            let page_end = |brk: u64| (brk + 0xfff) & PAGE_MASK;
+            let page_end = |brk: u64| (brk + PAGE_SIZE - 1) & PAGE_MASK;
             args[0] != 0
                 && top == args[0]
                 && previous.is_none_or(|before| page_end(top) > page_end(before))

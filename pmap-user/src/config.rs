@@ -384,7 +384,7 @@ fn parse_sites(
         ("--flamegraph", &files.flamegraph),
     ] {
         if let Some(path) = path {
-            crate::folded::check_writable(path).map_err(|err| ConfigError::StackFile {
+            crate::sites::folded::check_writable(path).map_err(|err| ConfigError::StackFile {
                 flag,
                 path: path.display().to_string(),
                 reason: err.to_string(),

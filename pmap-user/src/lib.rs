@@ -1,28 +1,24 @@
-//! pmap-trace as a library. The data flow, one module per stage:
-//! kernel hook (`pmap-ebpf`) → [`pmap_common::EventRecord`] → [`decode`] → [`table`] →
-//! [`render`] → [`sink`]; [`capture`] owns the kernel side and [`session`] drives the flow.
+//! pmap-trace as a library, one folder per stage of the data flow:
+//!
+//! kernel hook (`pmap-ebpf`) → record ([`pmap_common`]) → [`capture`] (the kernel side as
+//! userspace sees it: loading, the ring) → [`decode`] (ring bytes → events) → [`table`] (the
+//! live table of each process, kept by applying events; [`procfs`] seeds it and settles what
+//! events cannot tell) → [`render`] (pmap's formats, event lines, JSON, every notice; the output
+//! sink) and [`sites`] (who grew the anonymous memory: unwinding, symbols, ownership, reports).
+//! [`session`] drives the flow; [`model`] holds what every stage shares; [`cli`] and [`config`]
+//! turn flags into settled settings before anything starts.
 
-pub mod attribution;
 pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod demo;
-mod fd_watch;
-pub mod folded;
-pub mod launch;
-pub mod process;
-pub mod procmap_query;
+pub mod model;
+pub mod procfs;
 pub mod render;
-pub mod seed;
 pub mod session;
-pub mod sink;
 pub mod sites;
-pub mod symbolize;
 pub mod table;
-mod terminal;
-pub mod unwind;
-pub mod verify;
 
 /// The eBPF object built from `pmap-ebpf` by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pmap-ebpf"));

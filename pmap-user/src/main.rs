@@ -14,14 +14,13 @@ use pmap_trace::{
     cli::{Cli, Command, SnapshotArgs, TraceArgs},
     config::{Config, ConfigError, Format, SnapshotConfig, Targets},
     demo,
-    launch::spawn_held,
+    procfs::seed,
     render::{
         json::dump_json,
         pmap::{PmapRun, ProcessView},
+        sink::Sink,
     },
-    seed,
-    session::Session,
-    sink::Sink,
+    session::{Session, launch::spawn_held},
 };
 
 fn main() -> ExitCode {

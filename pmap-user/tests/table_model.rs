@@ -10,27 +10,21 @@
 
 use std::collections::BTreeMap;
 
+use pmap_common::linux::{
+    EFAULT, EINVAL, ENOMEM, EPERM, MADV_DONTDUMP, MADV_HUGEPAGE, MADV_RANDOM, MAP_ANONYMOUS,
+    MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_READ,
+    PROT_WRITE,
+};
 use pmap_trace::{
     decode::Call,
-    table::{
-        AddressSpace, Device, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MREMAP_FIXED, Mapping,
-        PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, Perms, VmaOracle,
-    },
+    model::{Device, Mapping, PAGE_SIZE, Perms},
+    table::{AddressSpace, VmaOracle},
 };
 use proptest::prelude::*;
 
 /// Pages in the window the calls work on.
 const PAGES: u64 = 24;
 const BASE: u64 = 0x7f00_0000_0000;
-const MAP_SHARED: u64 = 0x01;
-const MREMAP_MAYMOVE: u64 = 1;
-const MADV_DONTDUMP: u64 = 16;
-const MADV_HUGEPAGE: u64 = 14;
-const MADV_RANDOM: u64 = 1;
-const ENOMEM: i64 = -12;
-const EPERM: i64 = -1;
-const EFAULT: i64 = -14;
-const EINVAL: i64 = -22;
 
 fn addr(page: u64) -> u64 {
     BASE + page * PAGE_SIZE
@@ -266,7 +260,7 @@ fn step(model: &mut Model, op: &Op) -> (Call, i64) {
                 offset: file.map_or(0, |(_, off)| off * PAGE_SIZE),
             };
             if model.sealed(page, page + pages) {
-                return (call, EPERM);
+                return (call, -EPERM);
             }
             let object = match (file, shared) {
                 (Some((inode, _)), _) => Object::File(inode),
@@ -300,7 +294,7 @@ fn step(model: &mut Model, op: &Op) -> (Call, i64) {
                 len: pages * PAGE_SIZE,
             };
             if model.sealed(page, page + pages) {
-                return (call, EPERM);
+                return (call, -EPERM);
             }
             for p in page..page + pages {
                 model.pages.remove(&p);
@@ -320,8 +314,8 @@ fn step(model: &mut Model, op: &Op) -> (Call, i64) {
             }
             let ret = match model.pages.get(&stop) {
                 _ if stop == page + pages => 0,
-                Some(_) => EPERM,
-                None => ENOMEM,
+                Some(_) => -EPERM,
+                None => -ENOMEM,
             };
             (call, ret)
         }
@@ -333,7 +327,7 @@ fn step(model: &mut Model, op: &Op) -> (Call, i64) {
             let ret = if model.mapped(page, page + pages) {
                 0
             } else {
-                ENOMEM
+                -ENOMEM
             };
             let call = Call::Madvise {
                 addr: addr(page),
@@ -352,7 +346,7 @@ fn step(model: &mut Model, op: &Op) -> (Call, i64) {
             let ret = if model.mapped(page, page + pages) {
                 0
             } else {
-                ENOMEM
+                -ENOMEM
             };
             (call, ret)
         }
@@ -363,7 +357,7 @@ fn step(model: &mut Model, op: &Op) -> (Call, i64) {
                 flags: 0,
             };
             if !model.mapped(page, page + pages) {
-                return (call, ENOMEM);
+                return (call, -ENOMEM);
             }
             for p in page..page + pages {
                 model.pages.get_mut(&p).expect("mapped").sealed = true;
@@ -385,11 +379,11 @@ fn step(model: &mut Model, op: &Op) -> (Call, i64) {
             // Registration changes no printed attribute; regular files cannot be registered,
             // and the calls check the whole range first.
             let ret = if !model.mapped(page, page + pages) {
-                ENOMEM
+                -ENOMEM
             } else if (page..page + pages)
                 .any(|p| matches!(model.pages[&p].object, Object::File(_)))
             {
-                EINVAL
+                -EINVAL
             } else {
                 0
             };
@@ -423,11 +417,11 @@ fn mremap(
         flags,
         new_addr,
     };
-    let refused = (call, EFAULT);
+    let refused = (call, -EFAULT);
     let dest_overlaps = to.is_some_and(|dest| dest < page + pages && page < dest + new_pages);
     if dest_overlaps || to.is_some_and(|dest| dest + new_pages > PAGES) {
         // check_mremap_params() refuses these before looking at any VMA.
-        return (call, EINVAL);
+        return (call, -EINVAL);
     }
     if let Some(dest) = to.filter(|_| new_pages == pages) {
         return remap_move(model, call, page, pages, dest);
@@ -500,17 +494,17 @@ fn mremap(
 /// through a VMA the model cannot see, so the model makes no such move.)
 fn remap_move(model: &mut Model, call: Call, page: u64, pages: u64, dest: u64) -> (Call, i64) {
     if model.sealed(dest, dest + pages) {
-        return (call, EINVAL);
+        return (call, -EINVAL);
     }
     if !model.pages.contains_key(&page) {
-        return (call, EFAULT);
+        return (call, -EFAULT);
     }
     for p in page..page + pages {
         let Some(&pg) = model.pages.get(&p) else {
             continue;
         };
         if pg.sealed {
-            return (call, EPERM);
+            return (call, -EPERM);
         }
         model.pages.remove(&p);
         model.pages.insert(dest + (p - page), pg);

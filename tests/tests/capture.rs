@@ -12,9 +12,9 @@ use pmap_integration_tests::{
 };
 use pmap_trace::{
     decode::{Call, Event, EventKind, Record, UserStack},
-    process::TracedProcess,
+    procfs::seed,
     render::pmap::{PmapOptions, write_default},
-    seed,
+    session::traced::TracedProcess,
 };
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_pmap-workload");

@@ -48,15 +48,15 @@ use pmap_integration_tests::{Isolated, assert_same_text, output_of, real_pmap, r
 use pmap_trace::{
     capture::Capture,
     decode::{Call, Event, EventKind},
-    process::{KnownFiles, TracedProcess},
-    procmap_query::VmaQuery,
+    model::Mapping,
+    procfs::{procmap_query::VmaQuery, seed},
     render::{
         maps_line,
         pmap::{PmapFormat, PmapOptions, PmapRun, parse_range, write_default},
         smaps::SmapsLayout,
     },
-    seed,
-    table::{HiddenFlags, Mapping, VmaOracle},
+    session::traced::{KnownFiles, TracedProcess},
+    table::{HiddenFlags, VmaOracle},
 };
 
 const WALK: &str = env!("CARGO_BIN_EXE_pmap-random-walk");

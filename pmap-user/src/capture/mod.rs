@@ -2,6 +2,7 @@
 //! eBPF programs, manages the target filter and reads records from the ring.
 
 mod btf;
+mod fd_watch;
 mod preflight;
 mod source;
 

@@ -17,10 +17,8 @@ use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
 use super::btf::KernelTypes;
-use crate::{
-    decode::{DecodeError, Event, Record, decode_ring_record},
-    fd_watch::watch_readable,
-};
+use super::fd_watch::watch_readable;
+use crate::decode::{DecodeError, Event, Record, decode_ring_record};
 
 #[derive(Debug, Error)]
 pub enum CaptureError {

@@ -15,7 +15,7 @@ use super::{
     pmap::{AddressRange, PmapFormat, PmapOptions, PmapRun, ProcessView, Table},
     smaps::SmapsLayout,
 };
-use crate::table::Mapping;
+use crate::model::Mapping;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -383,7 +383,7 @@ pub fn diff_json(view: &ProcessView, diff: &Diff, opts: &PmapOptions) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{Device, Perms};
+    use crate::model::{Device, Perms};
 
     fn m(start: u64, end: u64, perms: &str, inode: u64, offset: u64, name: &str) -> Mapping {
         Mapping {

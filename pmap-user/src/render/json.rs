@@ -7,7 +7,7 @@ use super::{
     events::escape_bytes,
     pmap::{PmapFormat, ProcessDump, ProcessView, Row, SmapsRow, Table, Totals},
 };
-use crate::table::Mapping;
+use crate::model::Mapping;
 
 /// The name of a format in the `format` field.
 fn format_name(format: PmapFormat) -> &'static str {
@@ -142,11 +142,11 @@ fn maps_totals(format: PmapFormat, totals: &Totals, fields: &mut Map<String, Val
 mod tests {
     use super::*;
     use crate::{
+        model::{Device, Perms},
         render::{
             pmap::{PmapOptions, PmapRun},
             smaps::{SmapsEntry, SmapsLayout},
         },
-        table::{Device, Perms},
     };
 
     fn mappings() -> [Mapping; 2] {

@@ -7,9 +7,10 @@ pub mod digits;
 pub mod events;
 pub mod json;
 pub mod pmap;
+pub mod sink;
 pub mod smaps;
 
-use crate::table::Mapping;
+use crate::model::Mapping;
 use digits::{dec_len, hex_len, push_dec, push_hex};
 
 /// What the kernel pads the fixed columns of a `/proc/PID/maps` line to before the path column
@@ -95,7 +96,7 @@ pub fn maps_line(mapping: &Mapping) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{Device, Perms};
+    use crate::model::{Device, Perms};
 
     fn mapping(
         start: u64,

@@ -7,7 +7,7 @@
 
 use std::borrow::Borrow;
 
-use crate::table::Mapping;
+use crate::model::Mapping;
 
 /// The lines the kernel prints under one mapping of `/proc/PID/smaps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,7 +232,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{Device, Perms};
+    use crate::model::{Device, Perms};
 
     const DETAILS: &[u8] = b"Size:                132 kB\n\
 KernelPageSize:        4 kB\n\

@@ -27,7 +27,7 @@ use super::{
     digits::push_dec,
     smaps::{SmapsEntry, SmapsLayout, smaps_text},
 };
-use crate::table::Mapping;
+use crate::model::Mapping;
 use one_proc::{OneProc, Source};
 use smaps_table::SmapsColumns;
 
@@ -36,12 +36,12 @@ use smaps_table::SmapsColumns;
 pub struct ProcessView<'a> {
     /// The process (thread-group) id; pmap prints the thread-group id even when given a thread.
     pub pid: i32,
-    /// What pmap prints after `PID:   ` ([`crate::seed::read_process_header`]).
+    /// What pmap prints after `PID:   ` ([`crate::procfs::seed::read_process_header`]).
     pub header: &'a [u8],
-    /// `startstack` of `/proc/PID/stat` ([`crate::seed::read_start_stack`]): an unnamed mapping
+    /// `startstack` of `/proc/PID/stat` ([`crate::procfs::seed::read_start_stack`]): an unnamed mapping
     /// reaching it prints as `[ stack ]`.
     pub start_stack: u64,
-    /// Device minor of SysV shared memory on this host ([`crate::seed::discover_shm_minor`]):
+    /// Device minor of SysV shared memory on this host ([`crate::procfs::seed::discover_shm_minor`]):
     /// pmap prints such segments as `[ shmid=0x… ]`.
     pub sysv_shm_minor: Option<u32>,
     pub mappings: &'a [Mapping],
@@ -305,8 +305,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        seed::{self, Codeset, fixtures::*},
-        table::{Device, Perms},
+        model::{Device, Perms},
+        procfs::seed::{self, Codeset, fixtures::*},
     };
 
     fn m(start: u64, end: u64, perms: &str, dev: (u32, u32), inode: u64, name: &[u8]) -> Mapping {

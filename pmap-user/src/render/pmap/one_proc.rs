@@ -17,11 +17,11 @@ use super::{
     scan::{FGETS_MAX, Input, LineBuffer, fgets_records, is_c_print, pad_left},
 };
 use crate::{
+    model::Mapping,
     render::{
         digits::{push_dec, push_hex},
         maps_line_len, push_maps_line,
     },
-    table::Mapping,
 };
 
 /// The fields pmap's `sscanf` stores into. They live across records because `sscanf` stores a

@@ -360,8 +360,8 @@ mod tests {
     use super::super::{AddressRange, PmapRun, ProcessView};
     use super::*;
     use crate::{
+        model::{Device, Mapping, Perms},
         render::smaps::{SmapsEntry, SmapsLayout},
-        table::{Device, Mapping, Perms},
     };
 
     fn mapping(start: u64, end: u64, name: &[u8]) -> Mapping {

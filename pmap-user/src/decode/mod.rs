@@ -6,7 +6,7 @@ use pmap_common::{
 };
 use thiserror::Error;
 
-use crate::table::Device;
+use crate::model::Device;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -310,13 +310,13 @@ impl Call {
                 flags: a[2],
             },
             syscall_nr::IOCTL => match a[1] as u32 {
-                pmap_common::UFFDIO_REGISTER => Call::UffdRegister {
+                pmap_common::linux::UFFDIO_REGISTER => Call::UffdRegister {
                     fd: a[0] as i32,
                     start: a[3],
                     len: a[4],
                     mode: a[5],
                 },
-                pmap_common::UFFDIO_UNREGISTER => Call::UffdUnregister {
+                pmap_common::linux::UFFDIO_UNREGISTER => Call::UffdUnregister {
                     fd: a[0] as i32,
                     start: a[3],
                     len: a[4],
@@ -550,7 +550,7 @@ mod tests {
             })
         };
         assert_eq!(
-            range(pmap_common::UFFDIO_REGISTER),
+            range(pmap_common::linux::UFFDIO_REGISTER),
             Ok(Call::UffdRegister {
                 fd: 3,
                 start: 0x1000,
@@ -559,7 +559,7 @@ mod tests {
             })
         );
         assert_eq!(
-            range(pmap_common::UFFDIO_UNREGISTER),
+            range(pmap_common::linux::UFFDIO_UNREGISTER),
             Ok(Call::UffdUnregister {
                 fd: 3,
                 start: 0x1000,
@@ -574,9 +574,9 @@ mod tests {
         for &(name, nr) in pmap_common::TRACED_SYSCALLS {
             // The calls the kernel side lets through: prctl(PR_SET_VMA), a userfaultfd ioctl.
             let first_args = if nr == syscall_nr::IOCTL {
-                [3, pmap_common::UFFDIO_REGISTER as u64]
+                [3, pmap_common::linux::UFFDIO_REGISTER as u64]
             } else {
-                [pmap_common::PR_SET_VMA, 0]
+                [pmap_common::linux::PR_SET_VMA, 0]
             };
             let r = record(
                 record_kind::SYSCALL,

@@ -3,15 +3,17 @@
 
 use std::{collections::HashMap, fs};
 
+use pmap_common::linux::{MAP_PRIVATE, MAP_TYPE, PROT_EXEC, PROT_READ, PROT_WRITE};
+
 use crate::{
     decode::{Call, MappedFile},
-    procmap_query::VmaQuery,
-    render::pmap::ProcessView,
-    seed::{self, SeedError},
-    table::{
-        AddressSpace, Device, MAP_PRIVATE, MAP_TYPE, Mapping, NoOracle, PROT_EXEC, PROT_READ,
-        PROT_WRITE, Perms, VmaOracle, page_align_up,
+    model::{Device, Mapping, Perms, page_align_up},
+    procfs::{
+        procmap_query::VmaQuery,
+        seed::{self, SeedError},
     },
+    render::pmap::ProcessView,
+    table::{AddressSpace, NoOracle, VmaOracle},
 };
 
 pub struct TracedProcess {
@@ -215,7 +217,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::seed::fixtures::Child;
+    use crate::procfs::seed::fixtures::Child;
 
     /// Overwrites its own argument area through /proc/self/mem, as setproctitle does, when
     /// told to on stdin.

@@ -4,17 +4,24 @@
 //! each dump is followed by the top sites by live bytes and by growth since the previous dump,
 //! symbolized then (and cached), with allocator frames folded away.
 
+pub mod folded;
+pub mod ownership;
+pub mod symbolize;
+pub mod unwind;
+
 use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{Value, json};
 
-use crate::{
-    attribution::{Attribution, SiteId},
-    decode::{Call, UserStack},
-    process::TracedProcess,
+use self::{
+    ownership::{Attribution, SiteId},
     symbolize::{SymbolFrame, Symbols, fold},
-    table::PAGE_SIZE,
     unwind::{FrameLoc, Modules, ProcessUnwinder},
+};
+use crate::{
+    decode::{Call, UserStack},
+    model::PAGE_SIZE,
+    session::traced::TracedProcess,
 };
 
 /// Where memory came from when no stack names its caller.
@@ -559,7 +566,7 @@ fn signed_units(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unwind::ModuleId;
+    use crate::sites::unwind::ModuleId;
 
     #[test]
     fn writes_sizes_in_binary_units() {
@@ -734,7 +741,9 @@ mod tests {
 
     #[test]
     fn growth_is_counted_from_the_previous_report() {
-        use crate::table::{AddressSpace, MAP_ANONYMOUS, MAP_PRIVATE, Mapping};
+        use pmap_common::linux::{MAP_ANONYMOUS, MAP_PRIVATE};
+
+        use crate::{model::Mapping, table::AddressSpace};
 
         const PAGE: u64 = PAGE_SIZE;
         let seeded = Mapping {

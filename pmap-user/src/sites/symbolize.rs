@@ -11,7 +11,7 @@ use blazesym::symbolize::{
 };
 use serde::Serialize;
 
-use crate::unwind::{FrameLoc, ModuleId, Modules};
+use crate::sites::unwind::{FrameLoc, ModuleId, Modules};
 
 /// One frame as a reader sees it. An address inside inlined code gives several frames (the
 /// inlined functions innermost first, then the function they were inlined into), all marked

@@ -4,7 +4,10 @@
 
 use std::{fs::File, io, os::fd::AsRawFd};
 
-use crate::table::{Device, Mapping, Perms, VmaOracle};
+use crate::{
+    model::{Device, Mapping, Perms},
+    table::VmaOracle,
+};
 
 #[repr(C)]
 #[derive(Default)]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::{render::maps_line, table::Mapping};
+use crate::{model::Mapping, render::maps_line};
 
 /// Where the table and the kernel disagree, as `/proc/PID/maps` lines.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn compare(table: &[Mapping], kernel: &[Mapping]) -> Divergence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{Device, Perms};
+    use crate::model::{Device, Perms};
 
     fn anon(start: u64, end: u64, write: bool) -> Mapping {
         Mapping {

@@ -14,76 +14,18 @@
 //! have moved or replaced that memory. The one call that must ask when applied is a fixed
 //! mremap refused at such a boundary: how much it moved depends on the answer (`remap_move`).
 
-/// Page size of the traced machine (x86_64); every mapping bound is a multiple of it.
-pub const PAGE_SIZE: u64 = 4096;
+use pmap_common::linux::{
+    EACCES, EFAULT, EINVAL, ENOMEM, EPERM, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP, MADV_DONTFORK,
+    MADV_HUGEPAGE, MADV_KEEPONFORK, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_NORMAL, MADV_RANDOM,
+    MADV_SEQUENTIAL, MADV_UNMERGEABLE, MADV_WIPEONFORK, MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN,
+    MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_STACK, MAP_TYPE, MCL_CURRENT, MCL_FUTURE,
+    MCL_ONFAULT, MLOCK_ONFAULT, MREMAP_DONTUNMAP, MREMAP_FIXED, PROT_EXEC, PROT_READ, PROT_WRITE,
+};
 
-/// Access bits of a mapping, as the `rwxp`/`rwxs` column of `/proc/PID/maps`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Perms {
-    pub read: bool,
-    pub write: bool,
-    pub exec: bool,
-    /// `s` (MAP_SHARED) rather than `p` (private, copy-on-write).
-    pub shared: bool,
-}
-
-impl Perms {
-    /// Parses the permission column of `/proc/PID/maps` (`r-xp`, `rw-s`, ...).
-    pub fn parse(word: &[u8]) -> Option<Perms> {
-        let flag = |got: u8, set: u8| match got {
-            b'-' => Some(false),
-            _ if got == set => Some(true),
-            _ => None,
-        };
-        let [r, w, x, s] = word.try_into().ok()?;
-        Some(Perms {
-            read: flag(r, b'r')?,
-            write: flag(w, b'w')?,
-            exec: flag(x, b'x')?,
-            shared: match s {
-                b's' => true,
-                b'p' => false,
-                _ => return None,
-            },
-        })
-    }
-}
-
-/// A device number as `/proc/PID/maps` prints it (`fe:00`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Device {
-    pub major: u32,
-    pub minor: u32,
-}
-
-/// One VMA: one line of `/proc/PID/maps`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Mapping {
-    pub start: u64,
-    pub end: u64,
-    pub perms: Perms,
-    /// File offset of `start` in bytes (0 for anonymous memory).
-    pub offset: u64,
-    pub device: Device,
-    pub inode: u64,
-    /// The path column exactly as the kernel prints it in `/proc/PID/maps`: empty for anonymous
-    /// memory, `[heap]`, `[stack]`, `[vdso]`, `[anon:NAME]`, or a file path with the kernel's
-    /// escapes (`\012` for a newline) and ` (deleted)` suffix.
-    pub name: Vec<u8>,
-}
-
-impl Mapping {
-    pub fn len(&self) -> u64 {
-        self.end - self.start
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.end == self.start
-    }
-}
+use crate::model::{Device, Mapping, PAGE_SIZE, Perms, page_align_up};
 
 /// What the table needs to ask the kernel when events alone cannot decide: the VMA that covers
-/// an address now. Backed by `PROCMAP_QUERY` for live processes ([`crate::procmap_query`]).
+/// an address now. Backed by `PROCMAP_QUERY` for live processes ([`crate::procfs::procmap_query`]).
 pub trait VmaOracle {
     fn vma_at(&mut self, addr: u64) -> Option<Mapping>;
 }
@@ -319,16 +261,6 @@ pub struct AddressSpace {
     /// with them.
     future_lock: u32,
 }
-
-pub fn page_align_up(value: u64) -> u64 {
-    value.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
-}
-
-const ENOMEM: i64 = 12;
-const EACCES: i64 = 13;
-const EINVAL: i64 = 22;
-const EPERM: i64 = 1;
-const EFAULT: i64 = 14;
 
 impl AddressSpace {
     /// A table holding `mappings` as read from `/proc/PID/maps` (sorted, non-overlapping).
@@ -1957,37 +1889,6 @@ fn madvise_refused(advice: u64, vma: &Vma) -> bool {
             _ => false,
         }
 }
-
-pub const PROT_READ: u64 = 0x1;
-pub const PROT_WRITE: u64 = 0x2;
-pub const PROT_EXEC: u64 = 0x4;
-pub const MAP_PRIVATE: u64 = 0x02;
-pub const MAP_TYPE: u64 = 0x0f;
-pub const MAP_ANONYMOUS: u64 = 0x20;
-pub const MAP_GROWSDOWN: u64 = 0x0100;
-pub const MAP_LOCKED: u64 = 0x2000;
-pub const MAP_NORESERVE: u64 = 0x4000;
-pub const MAP_STACK: u64 = 0x20000;
-pub const MAP_FIXED: u64 = 0x10;
-pub const MREMAP_FIXED: u64 = 2;
-pub const MREMAP_DONTUNMAP: u64 = 4;
-pub const MLOCK_ONFAULT: u64 = 1;
-pub const MCL_CURRENT: u64 = 1;
-pub const MCL_FUTURE: u64 = 2;
-pub const MCL_ONFAULT: u64 = 4;
-const MADV_NORMAL: u64 = 0;
-const MADV_RANDOM: u64 = 1;
-const MADV_SEQUENTIAL: u64 = 2;
-const MADV_MERGEABLE: u64 = 12;
-const MADV_UNMERGEABLE: u64 = 13;
-const MADV_HUGEPAGE: u64 = 14;
-const MADV_NOHUGEPAGE: u64 = 15;
-const MADV_DONTFORK: u64 = 10;
-const MADV_DOFORK: u64 = 11;
-const MADV_DONTDUMP: u64 = 16;
-const MADV_DODUMP: u64 = 17;
-const MADV_WIPEONFORK: u64 = 18;
-const MADV_KEEPONFORK: u64 = 19;
 
 #[cfg(test)]
 mod tests {

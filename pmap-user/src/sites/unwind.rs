@@ -22,12 +22,12 @@ use object::{
     Object as _, ObjectSection as _, ObjectSegment as _, ReadCache, SegmentFlags, elf::PF_X,
 };
 
+use pmap_common::linux::{MAP_FIXED, PROT_EXEC};
+
 use crate::{
     decode::{Call, UserStack},
-    table::{Device, Mapping, PAGE_SIZE, PROT_EXEC},
+    model::{Device, Mapping, PAGE_SIZE},
 };
-
-const MAP_FIXED: u64 = 0x10;
 
 /// Frames kept of one stack: deeper recursion adds nothing a reader could use.
 pub const MAX_FRAMES: usize = 128;

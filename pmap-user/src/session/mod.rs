@@ -1,6 +1,10 @@
 //! A trace session: attaches to the targets, seeds their tables, then turns ring records into
 //! output lines and keeps every table current until the targets are gone or the user stops it.
 
+pub mod launch;
+mod terminal;
+pub mod traced;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fs,
@@ -10,26 +14,29 @@ use std::{
 use thiserror::Error;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use self::{
+    launch::{HeldChild, LaunchError, wait_exit_code},
+    terminal::KeyReader,
+    traced::{KnownFiles, TracedProcess as Traced},
+};
 use crate::{
     capture::{Capture, CaptureError},
     config::{Config, DumpSettings, Format},
     decode::{Call, Captured, Event, EventKind, Record, UserStack},
-    folded::StackFiles,
-    launch::{HeldChild, LaunchError, wait_exit_code},
-    process::{KnownFiles, TracedProcess as Traced},
+    model::Mapping,
+    procfs::{
+        seed::{self, SeedError, SmapsReader},
+        verify::{self, Divergence},
+    },
     render::{
         diff::{diff, diff_json, write_diff},
         events::{Clock, EventContext, EventLines, escape_bytes, event_json},
         json::dump_json,
         pmap::PmapRun,
+        sink::{Sink, SinkError},
         smaps::SmapsLayout,
     },
-    seed::{self, SeedError, SmapsReader},
-    sink::{Sink, SinkError},
-    sites::{Origin, SiteTracker},
-    table::Mapping,
-    terminal::KeyReader,
-    verify::{self, Divergence},
+    sites::{Origin, SiteTracker, folded::StackFiles},
 };
 
 #[derive(Debug, Error)]

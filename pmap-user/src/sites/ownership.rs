@@ -11,9 +11,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use pmap_common::linux::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, MREMAP_DONTUNMAP};
+
 use crate::{
     decode::Call,
-    table::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, MREMAP_DONTUNMAP, Mapping, page_align_up},
+    model::{Mapping, page_align_up},
 };
 
 /// A call site, interned by the site tracker ([`crate::sites::SiteTracker`]).
@@ -286,7 +288,10 @@ fn is_anon_private_mmap(flags: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{AddressSpace, NoOracle, PAGE_SIZE};
+    use crate::{
+        model::PAGE_SIZE,
+        table::{AddressSpace, NoOracle},
+    };
 
     const PAGE: u64 = PAGE_SIZE;
     const BASE: u64 = 0x1000_0000;

@@ -15,11 +15,11 @@ use procfs::{FromRead, ProcError, process::Process, process::Stat};
 use thiserror::Error;
 
 use crate::{
+    model::{Device, Mapping, Perms},
     render::{
         MAPS_NAME_COLUMN,
         smaps::{SmapsEntry, SmapsLayout},
     },
-    table::{Device, Mapping, Perms},
 };
 
 #[derive(Debug, Error)]

@@ -18,10 +18,7 @@ use std::{
 use inferno::flamegraph::{self, Options, color::BasicPalette, color::Palette};
 use thiserror::Error;
 
-use crate::{
-    sites::{ShownStack, SiteLine},
-    symbolize::SymbolFrame,
-};
+use super::{ShownStack, SiteLine, symbolize::SymbolFrame};
 
 #[derive(Debug, Error)]
 #[error("cannot write {flag} file {path}: {source}")]

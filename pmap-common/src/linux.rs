@@ -1,0 +1,109 @@
+//! The Linux x86_64 ABI values pmap-trace reads in the calls it traces, defined once for the
+//! kernel side, the decoder, the table and the renderers (`include/uapi/asm-generic/mman*.h`,
+//! `include/uapi/linux/mman.h`, `include/uapi/asm-generic/errno-base.h`, and the x86_64 syscall
+//! table).
+
+/// Page size of x86_64; every mapping bound is a multiple of it.
+pub const PAGE_SIZE: u64 = 4096;
+
+pub const PROT_NONE: u64 = 0x0;
+pub const PROT_READ: u64 = 0x1;
+pub const PROT_WRITE: u64 = 0x2;
+pub const PROT_EXEC: u64 = 0x4;
+pub const PROT_GROWSDOWN: u64 = 0x0100_0000;
+pub const PROT_GROWSUP: u64 = 0x0200_0000;
+
+/// The bits of mmap's flags that hold the mapping type.
+pub const MAP_TYPE: u64 = 0x0f;
+pub const MAP_SHARED: u64 = 0x01;
+pub const MAP_PRIVATE: u64 = 0x02;
+pub const MAP_SHARED_VALIDATE: u64 = 0x03;
+pub const MAP_FIXED: u64 = 0x10;
+pub const MAP_ANONYMOUS: u64 = 0x20;
+pub const MAP_32BIT: u64 = 0x40;
+pub const MAP_GROWSDOWN: u64 = 0x0100;
+pub const MAP_DENYWRITE: u64 = 0x0800;
+pub const MAP_EXECUTABLE: u64 = 0x1000;
+pub const MAP_LOCKED: u64 = 0x2000;
+pub const MAP_NORESERVE: u64 = 0x4000;
+pub const MAP_POPULATE: u64 = 0x8000;
+pub const MAP_NONBLOCK: u64 = 0x1_0000;
+pub const MAP_STACK: u64 = 0x2_0000;
+pub const MAP_HUGETLB: u64 = 0x4_0000;
+pub const MAP_SYNC: u64 = 0x8_0000;
+pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+pub const MAP_UNINITIALIZED: u64 = 0x400_0000;
+/// mmap's flags hold log2 of a huge page size in the 6 bits from here.
+pub const MAP_HUGE_SHIFT: u32 = 26;
+pub const MAP_HUGE_MASK: u64 = 0x3f;
+
+pub const MREMAP_MAYMOVE: u64 = 1;
+pub const MREMAP_FIXED: u64 = 2;
+pub const MREMAP_DONTUNMAP: u64 = 4;
+
+pub const MLOCK_ONFAULT: u64 = 1;
+pub const MCL_CURRENT: u64 = 1;
+pub const MCL_FUTURE: u64 = 2;
+pub const MCL_ONFAULT: u64 = 4;
+
+pub const MADV_NORMAL: u64 = 0;
+pub const MADV_RANDOM: u64 = 1;
+pub const MADV_SEQUENTIAL: u64 = 2;
+pub const MADV_WILLNEED: u64 = 3;
+pub const MADV_DONTNEED: u64 = 4;
+pub const MADV_FREE: u64 = 8;
+pub const MADV_REMOVE: u64 = 9;
+pub const MADV_DONTFORK: u64 = 10;
+pub const MADV_DOFORK: u64 = 11;
+pub const MADV_MERGEABLE: u64 = 12;
+pub const MADV_UNMERGEABLE: u64 = 13;
+pub const MADV_HUGEPAGE: u64 = 14;
+pub const MADV_NOHUGEPAGE: u64 = 15;
+pub const MADV_DONTDUMP: u64 = 16;
+pub const MADV_DODUMP: u64 = 17;
+pub const MADV_WIPEONFORK: u64 = 18;
+pub const MADV_KEEPONFORK: u64 = 19;
+pub const MADV_COLD: u64 = 20;
+pub const MADV_PAGEOUT: u64 = 21;
+pub const MADV_POPULATE_READ: u64 = 22;
+pub const MADV_POPULATE_WRITE: u64 = 23;
+pub const MADV_DONTNEED_LOCKED: u64 = 24;
+pub const MADV_COLLAPSE: u64 = 25;
+pub const MADV_HWPOISON: u64 = 100;
+pub const MADV_SOFT_OFFLINE: u64 = 101;
+pub const MADV_GUARD_INSTALL: u64 = 102;
+pub const MADV_GUARD_REMOVE: u64 = 103;
+
+pub const SHM_RDONLY: u64 = 0o10000;
+pub const SHM_RND: u64 = 0o20000;
+pub const SHM_REMAP: u64 = 0o40000;
+pub const SHM_EXEC: u64 = 0o100000;
+
+/// The `ioctl` requests that change mappings: userfaultfd registration sets (and unregistration
+/// clears) VMA flags, splitting and merging VMAs as mprotect does. Other ioctls are not
+/// recorded. For these two the kernel side replaces the record's unused argument slots 3..6
+/// with the `struct uffdio_range` (start, len) and, for UFFDIO_REGISTER, the mode, read from
+/// the caller's memory.
+pub const UFFDIO_REGISTER: u32 = 0xC020_AA00;
+pub const UFFDIO_UNREGISTER: u32 = 0x8010_AA01;
+pub const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+pub const UFFDIO_REGISTER_MODE_WP: u64 = 2;
+pub const UFFDIO_REGISTER_MODE_MINOR: u64 = 4;
+
+/// The errno values the table's rules tell apart (a syscall returns their negation).
+pub const EPERM: i64 = 1;
+pub const ENOMEM: i64 = 12;
+pub const EACCES: i64 = 13;
+pub const EFAULT: i64 = 14;
+pub const EINVAL: i64 = 22;
+
+/// `prctl` option that names anonymous mappings; other prctl calls are not recorded.
+pub const PR_SET_VMA: u64 = 0x53564d41;
+
+/// x86_64 numbers of the calls that create tasks, which the fork hook tells apart.
+pub const SYS_CLONE: u64 = 56;
+pub const SYS_FORK: u64 = 57;
+pub const SYS_VFORK: u64 = 58;
+pub const SYS_CLONE3: u64 = 435;
+/// The clone flag of a new thread (it shares the caller's thread group).
+pub const CLONE_THREAD: u64 = 0x0001_0000;
