@@ -54,9 +54,11 @@ pub mod record_kind {
     pub const SYSCALL: u32 = 1;
     /// The process completed an exec: its address space was replaced.
     pub const EXEC: u32 = 2;
-    /// The last thread of the process exited (`aux` holds nothing).
+    /// The last thread of the process exited (`aux` holds nothing; the arguments the size of
+    /// its address space: [`super::EXIT_TOTAL_PAGES`], [`super::EXIT_STACK_PAGES`]).
     pub const EXIT: u32 = 3;
-    /// The process forked a new process (not a thread); `aux` is its PID.
+    /// The process forked a new process (not a thread); `aux` is its PID, the arguments what
+    /// is known of its memory ([`super::FORK_CHILD_VMAS`], [`super::FORK_SHARES_MM`]).
     pub const FORK: u32 = 4;
     /// As [`SYSCALL`] for a call that may have grown anonymous memory, in a [`GrowthRecord`](crate::GrowthRecord)
     /// that also carries the caller's registers and a copy of its stack.
@@ -66,6 +68,9 @@ pub mod record_kind {
     pub const FILE_MMAP: u32 = 6;
     /// A sampled first touch of a page (`--faults`), in a [`FaultRecord`](crate::FaultRecord).
     pub const FIRST_TOUCH: u32 = 7;
+    /// As [`EXEC`], in an [`super::ExecHeader`] that also carries the new address space as exec left
+    /// it: its VMAs, the stack, the break and the command line.
+    pub const EXEC_IMAGE: u32 = 8;
 }
 
 /// Byte offsets inside the `exceptions:page_fault_user` tracepoint record that the kernel side
@@ -153,6 +158,9 @@ pub mod sys_exit_layout {
 pub mod sched_layout {
     /// `sched_process_fork`: `pid_t child_pid`.
     pub const FORK_CHILD_PID_OFFSET: usize = 20;
+    /// `sched_process_exec`: `__data_loc char[] filename` (the offset of the string from the
+    /// record's start in the low 16 bits, its length in the high 16).
+    pub const EXEC_FILENAME_OFFSET: usize = 8;
     /// `sched_process_exit`: `bool group_dead`.
     pub const EXIT_GROUP_DEAD_OFFSET: usize = 32;
 }
@@ -221,6 +229,214 @@ impl StackOffsets {
         task_mm: 0,
         mm_start_stack: 0,
     };
+}
+
+/// Name of the global holding the [`ForkOffsets`] userspace found in the kernel's BTF.
+pub const FORK_OFFSETS_GLOBAL: &str = "FORK_OFFSETS";
+
+/// Byte offsets of the kernel struct fields the fork record follows to the new child: the
+/// parent's `children` list, whose last entry is the child copy_process() just added, and the
+/// child's mm. The record tells userspace how many VMAs the child got (dup_mmap() leaves out
+/// the VM_DONTCOPY ones) and whether it shares its parent's mm (CLONE_VM, as vfork does).
+/// `valid == 0` turns this off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkOffsets {
+    pub valid: u64,
+    pub task_children: u64,
+    pub task_sibling: u64,
+    pub task_pid: u64,
+    pub task_mm: u64,
+    pub mm_map_count: u64,
+}
+
+impl ForkOffsets {
+    pub const UNKNOWN: ForkOffsets = ForkOffsets {
+        valid: 0,
+        task_children: 0,
+        task_sibling: 0,
+        task_pid: 0,
+        task_mm: 0,
+        mm_map_count: 0,
+    };
+}
+
+/// The fork record's arguments: `args[FORK_CHILD_VMAS]` is the child's `mm->map_count` plus
+/// one (0: unknown), `args[FORK_SHARES_MM]` is 1 when the child shares its parent's mm.
+pub const FORK_CHILD_VMAS: usize = 0;
+pub const FORK_SHARES_MM: usize = 1;
+
+/// Name of the global holding the [`ExitOffsets`] userspace found in the kernel's BTF.
+pub const EXIT_OFFSETS_GLOBAL: &str = "EXIT_OFFSETS";
+
+/// Byte offsets of the `mm_struct` counters the exit record carries: read at
+/// `sched_process_exit`, which runs before exit_mm() lets the address space go, they tell the
+/// size the process had at its exit (its stack grows without a syscall). `valid == 0` turns
+/// this off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitOffsets {
+    pub valid: u64,
+    pub task_mm: u64,
+    pub mm_total_vm: u64,
+    pub mm_stack_vm: u64,
+}
+
+impl ExitOffsets {
+    pub const UNKNOWN: ExitOffsets = ExitOffsets {
+        valid: 0,
+        task_mm: 0,
+        mm_total_vm: 0,
+        mm_stack_vm: 0,
+    };
+}
+
+/// The exit record's arguments: `args[EXIT_TOTAL_PAGES]` is `mm->total_vm`,
+/// `args[EXIT_STACK_PAGES]` is `mm->stack_vm` (pages of VM_GROWSDOWN mappings); both 0 when
+/// unknown.
+pub const EXIT_TOTAL_PAGES: usize = 0;
+pub const EXIT_STACK_PAGES: usize = 1;
+
+/// Name of the global holding the [`ExecOffsets`] userspace found in the kernel's BTF.
+pub const EXEC_OFFSETS_GLOBAL: &str = "EXEC_OFFSETS";
+
+/// Byte offsets of the kernel struct fields the exec record reads: the new `mm_struct`'s
+/// layout fields, the maple tree that holds its VMAs, and each `vm_area_struct`. `valid == 0`
+/// turns the image off (exec records are then plain [`EventRecord`]s and userspace reads
+/// `/proc`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecOffsets {
+    pub valid: u64,
+    pub task_mm: u64,
+    pub mm_map_count: u64,
+    pub mm_start_brk: u64,
+    pub mm_brk: u64,
+    pub mm_start_stack: u64,
+    pub mm_arg_start: u64,
+    pub mm_arg_end: u64,
+    /// `mm->mm_mt.ma_root`.
+    pub mm_tree_root: u64,
+    /// `maple_range_64.slot` (leaves and range nodes) and `maple_arange_64.slot` (the
+    /// internal nodes of an allocation-range tree such as `mm_mt`).
+    pub range64_slots: u64,
+    pub arange64_slots: u64,
+    pub vma_start: u64,
+    pub vma_end: u64,
+    pub vma_mm: u64,
+    pub vma_flags: u64,
+    pub vma_pgoff: u64,
+    pub vma_file: u64,
+}
+
+impl ExecOffsets {
+    pub const UNKNOWN: ExecOffsets = ExecOffsets {
+        valid: 0,
+        task_mm: 0,
+        mm_map_count: 0,
+        mm_start_brk: 0,
+        mm_brk: 0,
+        mm_start_stack: 0,
+        mm_arg_start: 0,
+        mm_arg_end: 0,
+        mm_tree_root: 0,
+        range64_slots: 0,
+        arange64_slots: 0,
+        vma_start: 0,
+        vma_end: 0,
+        vma_mm: 0,
+        vma_flags: 0,
+        vma_pgoff: 0,
+        vma_file: 0,
+    };
+}
+
+/// VMAs an [`ExecRecord`] holds. A fresh image has the executable's segments, the
+/// interpreter's, the stack and the vDSO's: 15 to 20 for a dynamic program.
+pub const EXEC_VMAS_MAX: usize = 48;
+/// Bytes of the executed file's name (as given to execve, NUL included) an [`ExecRecord`] holds.
+pub const EXEC_PATH_MAX: usize = 256;
+/// Bytes of the command line an [`ExecRecord`] holds.
+pub const EXEC_CMDLINE_MAX: usize = 4096;
+
+/// One VMA of a fresh image, as the kernel holds it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecVma {
+    pub start: u64,
+    pub end: u64,
+    /// `vm_flags`.
+    pub flags: u64,
+    /// `vm_pgoff`, in pages.
+    pub pgoff: u64,
+    /// The file it maps; all zero for anonymous and special mappings.
+    pub file: FileIdentity,
+}
+
+impl ExecVma {
+    pub const EMPTY: ExecVma = ExecVma {
+        start: 0,
+        end: 0,
+        flags: 0,
+        pgoff: 0,
+        file: FileIdentity {
+            dev: 0,
+            _pad: 0,
+            ino: 0,
+            name: [0; FILE_NAME_LEN],
+        },
+    };
+}
+
+/// A completed exec (kind [`record_kind::EXEC_IMAGE`]) with the address space exec made, read
+/// in the new image before it returns to user mode: everything exec maps without a syscall
+/// (executable, interpreter, stack, vDSO), so a process that ends before userspace reads
+/// `/proc` still has its table. The VMAs are read from the leaves of the mm's maple tree (a
+/// fresh image's tree is two levels deep at most); userspace trusts the set only when it is
+/// whole: `vma_count == map_count`, nothing `truncated`, no two VMAs overlapping.
+///
+/// In the ring the header is followed by `vma_count` [`ExecVma`]s and then `cmdline_len`
+/// bytes of the command line: the record is as long as they are (a dynamic program's is about
+/// 3 KiB), at most [`EXEC_RECORD_MAX`] bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecHeader {
+    pub event: EventRecord,
+    /// `mm->start_stack`, `mm->start_brk`, `mm->brk`.
+    pub start_stack: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    /// `mm->arg_end - mm->arg_start`: the command line's full length.
+    pub arg_len: u64,
+    /// `mm->map_count`: how many VMAs the image has.
+    pub map_count: u32,
+    /// How many [`ExecVma`]s follow.
+    pub vma_count: u32,
+    /// How many bytes of the command line follow them (0 when the read failed).
+    pub cmdline_len: u32,
+    /// Non-zero when the tree was deeper than the walk goes, or held more than
+    /// [`EXEC_VMAS_MAX`] VMAs: the set is short.
+    pub truncated: u32,
+    /// The file name execve was given (`bprm->filename`), NUL-terminated; empty when it did not
+    /// fit.
+    pub path: [u8; EXEC_PATH_MAX],
+}
+
+impl ExecHeader {
+    pub const SIZE: usize = core::mem::size_of::<ExecHeader>();
+}
+
+pub const EXEC_VMA_SIZE: usize = core::mem::size_of::<ExecVma>();
+/// Bytes after the header at most: every VMA slot and the whole command line.
+pub const EXEC_BODY_MAX: usize = EXEC_VMAS_MAX * EXEC_VMA_SIZE + EXEC_CMDLINE_MAX;
+pub const EXEC_RECORD_MAX: usize = ExecHeader::SIZE + EXEC_BODY_MAX;
+
+/// The largest exec record, as the kernel side builds it before sending its used part.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecRecord {
+    pub header: ExecHeader,
+    pub body: [u8; EXEC_BODY_MAX],
 }
 
 /// The file a successful file-backed `mmap` mapped, read in the kernel while the descriptor is
@@ -321,3 +537,17 @@ unsafe impl aya::Pod for FileOffsets {}
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` u64 fields, every bit pattern is valid.
 unsafe impl aya::Pod for StackOffsets {}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` u64 fields, every bit pattern is valid.
+unsafe impl aya::Pod for ExecOffsets {}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` u64 fields, every bit pattern is valid.
+unsafe impl aya::Pod for ForkOffsets {}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` u64 fields, every bit pattern is valid.
+unsafe impl aya::Pod for ExitOffsets {}
+
+const _: () = assert!(ExecHeader::SIZE.is_multiple_of(8) && EXEC_VMA_SIZE.is_multiple_of(8));

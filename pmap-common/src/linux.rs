@@ -107,3 +107,33 @@ pub const SYS_VFORK: u64 = 58;
 pub const SYS_CLONE3: u64 = 435;
 /// The clone flag of a new thread (it shares the caller's thread group).
 pub const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// `vm_flags` bits (include/linux/mm.h, 6.18): kernel-internal, not ABI, but what the exec record
+/// carries of each VMA of a new image, and what the table's hidden flags stand for.
+pub mod vm_flags {
+    pub const VM_READ: u64 = 0x1;
+    pub const VM_WRITE: u64 = 0x2;
+    pub const VM_EXEC: u64 = 0x4;
+    pub const VM_MAYWRITE: u64 = 0x20;
+    /// `/proc/PID/maps` prints `s` for it (show_map_vma()).
+    pub const VM_MAYSHARE: u64 = 0x80;
+    pub const VM_GROWSDOWN: u64 = 0x100;
+    pub const VM_UFFD_MISSING: u64 = 0x200;
+    pub const VM_UFFD_WP: u64 = 0x1000;
+    pub const VM_LOCKED: u64 = 0x2000;
+    pub const VM_SEQ_READ: u64 = 0x8000;
+    pub const VM_RAND_READ: u64 = 0x1_0000;
+    pub const VM_DONTCOPY: u64 = 0x2_0000;
+    /// Set on the kernel's special mappings (vDSO, vvar), never on the stack or `.bss`.
+    pub const VM_DONTEXPAND: u64 = 0x4_0000;
+    pub const VM_LOCKONFAULT: u64 = 0x8_0000;
+    pub const VM_ACCOUNT: u64 = 0x10_0000;
+    pub const VM_NORESERVE: u64 = 0x20_0000;
+    pub const VM_WIPEONFORK: u64 = 0x200_0000;
+    pub const VM_DONTDUMP: u64 = 0x400_0000;
+    pub const VM_HUGEPAGE: u64 = 0x2000_0000;
+    pub const VM_NOHUGEPAGE: u64 = 0x4000_0000;
+    pub const VM_MERGEABLE: u64 = 0x8000_0000;
+    pub const VM_UFFD_MINOR: u64 = 1 << 41;
+    pub const VM_SEALED: u64 = 1 << 42;
+}

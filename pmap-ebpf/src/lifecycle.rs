@@ -1,16 +1,85 @@
 //! Process lifecycle: fork (and `--follow`), exec, exit.
-use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
 use aya_log_ebpf::debug;
 use pmap_common::{
+    EXIT_STACK_PAGES, EXIT_TOTAL_PAGES, ExitOffsets, FORK_CHILD_VMAS, FORK_SHARES_MM, ForkOffsets,
     linux::{CLONE_THREAD, SYS_CLONE, SYS_CLONE3, SYS_FORK, SYS_VFORK},
     record_kind, sched_layout, target_flags,
 };
 
 use crate::{
     maps::{TARGETS, current_target, debug_enabled},
-    record::{Caller, emit_lifecycle},
+    record::{Caller, Urgency, emit, kernel_u64},
     regs::SavedRegs,
 };
+
+/// Set by userspace from the kernel's BTF.
+#[unsafe(no_mangle)]
+static FORK_OFFSETS: ForkOffsets = ForkOffsets::UNKNOWN;
+
+/// Set by userspace from the kernel's BTF.
+#[unsafe(no_mangle)]
+static EXIT_OFFSETS: ExitOffsets = ExitOffsets::UNKNOWN;
+
+/// The exiting process's `mm->total_vm` and `mm->stack_vm` (0, 0 when unknown).
+#[inline(always)]
+fn exit_memory() -> (u64, u64) {
+    // SAFETY: a read-only global userspace patches before load.
+    let offsets = unsafe { core::ptr::read_volatile(&EXIT_OFFSETS) };
+    if offsets.valid == 0 {
+        return (0, 0);
+    }
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    let Some(mm) = kernel_u64(task, offsets.task_mm) else {
+        return (0, 0);
+    };
+    (
+        kernel_u64(mm, offsets.mm_total_vm).unwrap_or(0),
+        kernel_u64(mm, offsets.mm_stack_vm).unwrap_or(0),
+    )
+}
+
+/// What the fork record says of the child's memory: its `map_count` plus one (0: unknown) and
+/// whether it shares the parent's mm. The child is the last entry of the parent's `children`
+/// list, where copy_process() just put it (unless CLONE_PARENT put it in the grandparent's,
+/// which the PID check catches).
+#[inline(always)]
+fn child_memory(child: u32) -> (u64, u64) {
+    // SAFETY: a read-only global userspace patches before load.
+    let offsets = unsafe { core::ptr::read_volatile(&FORK_OFFSETS) };
+    if offsets.valid == 0 {
+        return (0, 0);
+    }
+    // SAFETY: helper without preconditions.
+    let parent = unsafe { bpf_get_current_task() };
+    // `list_head.prev`: the entry added last.
+    let Some(sibling) = kernel_u64(parent, offsets.task_children + 8) else {
+        return (0, 0);
+    };
+    let task = sibling.wrapping_sub(offsets.task_sibling);
+    // SAFETY: checked kernel read.
+    let pid = unsafe { bpf_probe_read_kernel((task + offsets.task_pid) as *const u32) };
+    if pid != Ok(child) {
+        return (0, 0);
+    }
+    let (Some(mm), Some(parent_mm)) = (
+        kernel_u64(task, offsets.task_mm),
+        kernel_u64(parent, offsets.task_mm),
+    ) else {
+        return (0, 0);
+    };
+    // SAFETY: checked kernel read.
+    let count = unsafe { bpf_probe_read_kernel((mm + offsets.mm_map_count) as *const u32) };
+    (
+        count.map_or(0, |count| u64::from(count) + 1),
+        u64::from(mm == parent_mm),
+    )
+}
 
 /// Whether the task being created is a thread of the caller rather than a new process, from the
 /// flags of the clone call in progress. Tasks the kernel creates outside these syscalls (io_uring
@@ -52,16 +121,19 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
             );
         }
     }
-    emit_lifecycle(record_kind::FORK, parent, child as u64);
-    0
-}
-
-#[tracepoint]
-pub fn process_exec(_ctx: TracePointContext) -> u32 {
-    let caller = Caller::current();
-    if current_target(caller.tgid).is_some() {
-        emit_lifecycle(record_kind::EXEC, caller, 0);
-    }
+    let (vmas, shares) = child_memory(child);
+    let mut args = [0; 6];
+    args[FORK_CHILD_VMAS] = vmas;
+    args[FORK_SHARES_MM] = shares;
+    emit(
+        Urgency::Immediate,
+        record_kind::FORK,
+        parent,
+        0,
+        args,
+        0,
+        child as u64,
+    );
     0
 }
 
@@ -76,7 +148,11 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
         unsafe { ctx.read_at::<u8>(sched_layout::EXIT_GROUP_DEAD_OFFSET) }.unwrap_or(0);
     if group_dead != 0 {
         let _ = TARGETS.remove(&caller.tgid);
-        emit_lifecycle(record_kind::EXIT, caller, 0);
+        let (total, stack) = exit_memory();
+        let mut args = [0; 6];
+        args[EXIT_TOTAL_PAGES] = total;
+        args[EXIT_STACK_PAGES] = stack;
+        emit(Urgency::Immediate, record_kind::EXIT, caller, 0, args, 0, 0);
         if debug_enabled() {
             debug!(&ctx, "pmap-ebpf: {} exited", caller.tgid);
         }

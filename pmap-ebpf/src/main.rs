@@ -9,6 +9,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod exec;
+#[cfg(target_arch = "bpf")]
 mod faults;
 #[cfg(target_arch = "bpf")]
 mod lifecycle;

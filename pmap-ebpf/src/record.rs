@@ -243,7 +243,7 @@ unsafe fn copy_user_stack<const N: usize>(dst: *mut u8, rsp: u64, wanted: usize)
 /// `record` must point at a writable `EventRecord` in reserved ring memory.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn fill(
+pub unsafe fn fill(
     record: *mut EventRecord,
     kind: u32,
     caller: Caller,
@@ -270,7 +270,7 @@ unsafe fn fill(
 
 /// Wake the reader for lifecycle records, and for calls only once the ring is a quarter full.
 #[inline(always)]
-fn wake_flag(urgency: Urgency) -> u64 {
+pub fn wake_flag(urgency: Urgency) -> u64 {
     let wake =
         urgency == Urgency::Immediate || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes();
     (if wake {
@@ -286,7 +286,7 @@ pub fn emit_lifecycle(kind: u32, caller: Caller, aux: u64) {
 }
 
 /// Reads a pointer-sized field at `base + offset` of a kernel object.
-fn kernel_u64(base: u64, offset: u64) -> Option<u64> {
+pub fn kernel_u64(base: u64, offset: u64) -> Option<u64> {
     // SAFETY: checked kernel read; a bad address fails instead of faulting.
     unsafe { bpf_probe_read_kernel((base + offset) as *const u64) }
         .ok()
@@ -312,11 +312,21 @@ fn read_file_identity(fd: i32, out: &mut FileIdentity) {
     if max_fds.is_err() || fd as u32 >= max_fds.unwrap_or(0) {
         return;
     }
-    let Some(file) =
+    if let Some(file) =
         kernel_u64(fdt, offsets.fdtable_fd).and_then(|fds| kernel_u64(fds, fd as u64 * 8))
-    else {
+    {
+        file_identity(file, out);
+    }
+}
+
+/// Follows `file` (a `struct file *`) to its inode and dentry and fills `out`; leaves it
+/// zeroed when any step fails.
+#[inline(always)]
+pub fn file_identity(file: u64, out: &mut FileIdentity) {
+    let offsets = file_offsets();
+    if offsets.valid == 0 {
         return;
-    };
+    }
     let Some(inode) = kernel_u64(file, offsets.file_inode) else {
         return;
     };

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use pmap_common::{FileOffsets, StackOffsets};
+use pmap_common::{ExecOffsets, ExitOffsets, FileOffsets, ForkOffsets, StackOffsets};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -205,6 +205,55 @@ impl KernelTypes {
             mm_start_stack: self.offset_of("mm_struct", "start_stack")?,
         })
     }
+
+    /// The offsets the exit record follows to the mm's size counters.
+    pub fn exit_offsets(&self) -> Result<ExitOffsets, BtfError> {
+        Ok(ExitOffsets {
+            valid: 1,
+            task_mm: self.offset_of("task_struct", "mm")?,
+            mm_total_vm: self.offset_of("mm_struct", "total_vm")?,
+            mm_stack_vm: self.offset_of("mm_struct", "stack_vm")?,
+        })
+    }
+
+    /// The offsets the fork record follows from the parent to the child's mm.
+    pub fn fork_offsets(&self) -> Result<ForkOffsets, BtfError> {
+        let task = |field| self.offset_of("task_struct", field);
+        Ok(ForkOffsets {
+            valid: 1,
+            task_children: task("children")?,
+            task_sibling: task("sibling")?,
+            task_pid: task("pid")?,
+            task_mm: task("mm")?,
+            mm_map_count: self.offset_of("mm_struct", "map_count")?,
+        })
+    }
+
+    /// The offsets the exec record follows through the new image's `mm_struct`, its maple
+    /// tree and its VMAs.
+    pub fn exec_offsets(&self) -> Result<ExecOffsets, BtfError> {
+        let mm = |field| self.offset_of("mm_struct", field);
+        let vma = |field| self.offset_of("vm_area_struct", field);
+        Ok(ExecOffsets {
+            valid: 1,
+            task_mm: self.offset_of("task_struct", "mm")?,
+            mm_map_count: mm("map_count")?,
+            mm_start_brk: mm("start_brk")?,
+            mm_brk: mm("brk")?,
+            mm_start_stack: mm("start_stack")?,
+            mm_arg_start: mm("arg_start")?,
+            mm_arg_end: mm("arg_end")?,
+            mm_tree_root: mm("mm_mt")? + self.offset_of("maple_tree", "ma_root")?,
+            range64_slots: self.offset_of("maple_range_64", "slot")?,
+            arange64_slots: self.offset_of("maple_arange_64", "slot")?,
+            vma_start: vma("vm_start")?,
+            vma_end: vma("vm_end")?,
+            vma_mm: vma("vm_mm")?,
+            vma_flags: vma("vm_flags")?,
+            vma_pgoff: vma("vm_pgoff")?,
+            vma_file: vma("vm_file")?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -296,5 +345,29 @@ mod tests {
             .unwrap();
         // Both deep inside their structs (mm_struct's fields sit in an anonymous struct).
         assert!(stack.valid == 1 && stack.task_mm > 0 && stack.mm_start_stack > 0);
+        let exec = KernelTypes::from_running_kernel()
+            .unwrap()
+            .exec_offsets()
+            .unwrap();
+        // vm_start is the first field of vm_area_struct; the mm's layout fields follow one
+        // another.
+        assert_eq!(exec.vma_start, 0);
+        assert_eq!(exec.vma_end, 8);
+        assert_eq!(exec.mm_arg_end, exec.mm_arg_start + 8);
+        // A maple node: the parent pointer, the pivots, then the slots (16 and 10 of them
+        // in the 256 bytes of a node).
+        assert_eq!(exec.range64_slots, 8 + 15 * 8);
+        assert_eq!(exec.arange64_slots, 8 + 9 * 8);
+        let fork = KernelTypes::from_running_kernel()
+            .unwrap()
+            .fork_offsets()
+            .unwrap();
+        // `sibling` follows `children` (two list heads).
+        assert_eq!(fork.task_sibling, fork.task_children + 16);
+        let exit = KernelTypes::from_running_kernel()
+            .unwrap()
+            .exit_offsets()
+            .unwrap();
+        assert!(exit.mm_total_vm > 0 && exit.mm_stack_vm > exit.mm_total_vm);
     }
 }

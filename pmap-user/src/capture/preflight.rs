@@ -270,7 +270,14 @@ fn check_layouts() -> Result<Vec<&'static str>, PreflightError> {
         sched_layout::EXIT_GROUP_DEAD_OFFSET,
         1,
     )?;
-    read_format("sched", "sched_process_exec")?;
+    let exec = read_format("sched", "sched_process_exec")?;
+    expect_field(
+        &exec,
+        "sched:sched_process_exec",
+        "filename",
+        sched_layout::EXEC_FILENAME_OFFSET,
+        4,
+    )?;
     Ok(available)
 }
 

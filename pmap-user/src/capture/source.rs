@@ -9,8 +9,9 @@ use aya::{
 };
 use pmap_common::{
     DEBUG_GLOBAL, DROPPED_FAULTS_SLOT, DROPPED_MAP, DROPPED_RECORDS_SLOT, DROPPED_STACKS_SLOT,
-    EVENTS_MAP, FAULT_PERIOD_GLOBAL, FAULT_ROOM_GLOBAL, FILE_OFFSETS_GLOBAL, FileOffsets,
-    STACK_BYTES_GLOBAL, STACK_OFFSETS_GLOBAL, STACK_SIZES, StackOffsets, TARGETS_MAP,
+    EVENTS_MAP, EXEC_OFFSETS_GLOBAL, EXIT_OFFSETS_GLOBAL, ExecOffsets, ExitOffsets,
+    FAULT_PERIOD_GLOBAL, FAULT_ROOM_GLOBAL, FILE_OFFSETS_GLOBAL, FORK_OFFSETS_GLOBAL, FileOffsets,
+    ForkOffsets, STACK_BYTES_GLOBAL, STACK_OFFSETS_GLOBAL, STACK_SIZES, StackOffsets, TARGETS_MAP,
     WAKEUP_BYTES_GLOBAL, target_flags,
 };
 use thiserror::Error;
@@ -113,6 +114,21 @@ impl Capture {
             .as_ref()
             .and_then(|types| types.stack_offsets().ok())
             .unwrap_or(StackOffsets::UNKNOWN);
+        // Without them exec records carry no image and userspace reads /proc.
+        let exec_offsets = types
+            .as_ref()
+            .and_then(|types| types.exec_offsets().ok())
+            .unwrap_or(ExecOffsets::UNKNOWN);
+        // Without them a forked child's copied table is checked against /proc instead.
+        let fork_offsets = types
+            .as_ref()
+            .and_then(|types| types.fork_offsets().ok())
+            .unwrap_or(ForkOffsets::UNKNOWN);
+        // Without them a final dump's stack is as large as the last dump saw it.
+        let exit_offsets = types
+            .as_ref()
+            .and_then(|types| types.exit_offsets().ok())
+            .unwrap_or(ExitOffsets::UNKNOWN);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, options.ring_size)
             .override_global(DEBUG_GLOBAL, &debug, true)
@@ -120,6 +136,9 @@ impl Capture {
             .override_global(FILE_OFFSETS_GLOBAL, &file_offsets, true)
             .override_global(STACK_BYTES_GLOBAL, &stack_bytes, true)
             .override_global(STACK_OFFSETS_GLOBAL, &stack_offsets, true)
+            .override_global(EXEC_OFFSETS_GLOBAL, &exec_offsets, true)
+            .override_global(FORK_OFFSETS_GLOBAL, &fork_offsets, true)
+            .override_global(EXIT_OFFSETS_GLOBAL, &exit_offsets, true)
             .override_global(FAULT_PERIOD_GLOBAL, &fault_period, true)
             .override_global(FAULT_ROOM_GLOBAL, &fault_room, true)
             .load(crate::EBPF_OBJECT)?;

@@ -1,12 +1,15 @@
 //! Decoder: raw [`EventRecord`] bytes from the ring → typed [`Event`]s.
 
 use pmap_common::{
-    EventRecord, FaultRecord, FileIdentity, FileMmapRecord, GROWTH_HEADER_SIZE, STACK_SIZES,
-    UserRegs, record_kind, syscall_nr,
+    EXEC_RECORD_MAX, EventRecord, ExecHeader, FaultRecord, FileIdentity, FileMmapRecord,
+    GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs, record_kind, syscall_nr,
 };
 use thiserror::Error;
 
 use crate::model::Device;
+
+mod exec_image;
+pub use exec_image::{ExecImage, ImageGap, ImageVma, special_mappings};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -49,7 +52,7 @@ pub struct MappedFile {
 }
 
 impl MappedFile {
-    fn from_record(identity: &FileIdentity) -> Option<MappedFile> {
+    pub(crate) fn from_record(identity: &FileIdentity) -> Option<MappedFile> {
         if identity.ino == 0 {
             return None;
         }
@@ -77,9 +80,34 @@ pub enum EventKind {
     /// The process completed an exec; its address space was replaced.
     Exec,
     /// The last thread of the process exited.
-    Exit,
+    Exit {
+        /// The size of its address space then, as the kernel counted it.
+        memory: ExitMemory,
+    },
     /// The process forked a child process (threads are not reported) with this PID.
-    Fork { child: u32 },
+    Fork {
+        child: u32,
+        /// What the kernel said of the child's memory at the fork.
+        memory: ChildMemory,
+    },
+}
+
+/// What the fork record says of a new child's address space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChildMemory {
+    /// The child's number of VMAs (`mm->map_count`), when the kernel side could read it.
+    pub vmas: Option<u32>,
+    /// The child shares its parent's mm (CLONE_VM, as vfork and posix_spawn do).
+    pub shared: bool,
+}
+
+/// What the exit record says of the address space the process had at its exit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitMemory {
+    /// `mm->total_vm`: pages mapped, the gate page aside.
+    pub total_pages: Option<u64>,
+    /// `mm->stack_vm`: pages of VM_GROWSDOWN mappings (the stack), grown without a syscall.
+    pub stack_pages: Option<u64>,
 }
 
 /// A mapping-changing call with its arguments as the user passed them.
@@ -351,11 +379,13 @@ impl std::fmt::Debug for UserStack {
     }
 }
 
-/// One ring record: the event, and for a growth record the stack it carries.
+/// One ring record: the event, for a growth record the stack it carries, and for an exec the
+/// address space it made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Captured {
     pub event: Event,
     pub stack: Option<UserStack>,
+    pub image: Option<Box<ExecImage>>,
 }
 
 /// A sampled first touch of a page by a traced process (`--faults`).
@@ -410,6 +440,7 @@ pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
     let record: EventRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
     let fits = match record.kind {
         record_kind::FILE_MMAP => bytes.len() == FileMmapRecord::SIZE,
+        record_kind::EXEC_IMAGE => (ExecHeader::SIZE..=EXEC_RECORD_MAX).contains(&bytes.len()),
         record_kind::SYSCALL_WITH_STACK => STACK_SIZES
             .iter()
             .any(|&size| bytes.len() == GROWTH_HEADER_SIZE + size as usize),
@@ -424,8 +455,20 @@ pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
         let whole: FileMmapRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
         event.file = MappedFile::from_record(&whole.file);
     }
+    if record.kind == record_kind::EXEC_IMAGE {
+        let image = ExecImage::from_bytes(bytes).ok_or(DecodeError::WrongSize(bytes.len()))?;
+        return Ok(Captured {
+            event,
+            stack: None,
+            image: Some(Box::new(image)),
+        });
+    }
     if record.kind != record_kind::SYSCALL_WITH_STACK {
-        return Ok(Captured { event, stack: None });
+        return Ok(Captured {
+            event,
+            stack: None,
+            image: None,
+        });
     }
     // SAFETY: UserRegs follows the EventRecord inside the header, which the length covers;
     // plain data, read unaligned as above.
@@ -446,6 +489,7 @@ pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
     Ok(Captured {
         event,
         stack: Some(stack),
+        image: None,
     })
 }
 
@@ -457,10 +501,21 @@ pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
                 ret: record.ret,
             }
         }
-        record_kind::EXEC => EventKind::Exec,
-        record_kind::EXIT => EventKind::Exit,
+        record_kind::EXEC | record_kind::EXEC_IMAGE => EventKind::Exec,
+        record_kind::EXIT => EventKind::Exit {
+            memory: ExitMemory {
+                total_pages: Some(record.args[pmap_common::EXIT_TOTAL_PAGES]).filter(|&p| p > 0),
+                stack_pages: Some(record.args[pmap_common::EXIT_STACK_PAGES]).filter(|&p| p > 0),
+            },
+        },
         record_kind::FORK => EventKind::Fork {
             child: record.aux as u32,
+            memory: ChildMemory {
+                vmas: record.args[pmap_common::FORK_CHILD_VMAS]
+                    .checked_sub(1)
+                    .map(|count| count as u32),
+                shared: record.args[pmap_common::FORK_SHARES_MM] == 1,
+            },
         },
         other => return Err(DecodeError::UnknownKind(other)),
     };
@@ -654,12 +709,66 @@ mod tests {
         r.aux = 555;
         assert_eq!(
             decode(&bytes_of(&r)).unwrap().kind,
-            EventKind::Fork { child: 555 }
+            EventKind::Fork {
+                child: 555,
+                memory: ChildMemory::default()
+            }
+        );
+        // The kernel side counted the child's VMAs (plus one) and saw it share the mm.
+        let mut r = record(record_kind::FORK, 0, [43, 1, 0, 0, 0, 0], 0);
+        r.aux = 556;
+        assert_eq!(
+            decode(&bytes_of(&r)).unwrap().kind,
+            EventKind::Fork {
+                child: 556,
+                memory: ChildMemory {
+                    vmas: Some(42),
+                    shared: true
+                }
+            }
         );
         let r = record(record_kind::EXEC, 0, [0; 6], 0);
         assert_eq!(decode(&bytes_of(&r)).unwrap().kind, EventKind::Exec);
+        // An exec record with its image: the header alone is an image of no VMA, which is
+        // not whole (the mm counts one).
+        let mut header: ExecHeader = unsafe { std::mem::zeroed() };
+        header.event = record(record_kind::EXEC_IMAGE, 0, [0; 6], 0);
+        header.map_count = 1;
+        // SAFETY: plain data viewed as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&raw const header).cast::<u8>(), ExecHeader::SIZE)
+        };
+        let captured = decode_captured(bytes).unwrap();
+        assert_eq!(captured.event.kind, EventKind::Exec);
+        let image = captured.image.expect("the image");
+        assert_eq!(
+            image.gap,
+            Some(ImageGap::Count {
+                found: 0,
+                kernel: 1
+            })
+        );
+        assert_eq!(
+            decode_captured(&bytes[..bytes.len() - 8]),
+            Err(DecodeError::WrongSize(ExecHeader::SIZE - 8))
+        );
         let r = record(record_kind::EXIT, 0, [0; 6], 0);
-        assert_eq!(decode(&bytes_of(&r)).unwrap().kind, EventKind::Exit);
+        assert_eq!(
+            decode(&bytes_of(&r)).unwrap().kind,
+            EventKind::Exit {
+                memory: ExitMemory::default()
+            }
+        );
+        let r = record(record_kind::EXIT, 0, [1300, 33, 0, 0, 0, 0], 0);
+        assert_eq!(
+            decode(&bytes_of(&r)).unwrap().kind,
+            EventKind::Exit {
+                memory: ExitMemory {
+                    total_pages: Some(1300),
+                    stack_pages: Some(33)
+                }
+            }
+        );
     }
 
     fn growth_bytes(event: &EventRecord, size: usize, stack: &[u8]) -> Vec<u8> {

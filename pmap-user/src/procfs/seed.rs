@@ -260,6 +260,12 @@ pub fn read_process_header_with(pid: i32, codeset: Codeset) -> Result<Vec<u8>, S
     Ok(header_text(&cmdline, comm, stat.state == 'Z', codeset))
 }
 
+/// The header [`read_process_header`] reads, made from a command line recorded while the
+/// process lived (NUL-separated arguments) and its command name.
+pub fn header_from_cmdline(cmdline: &[u8], comm: &[u8]) -> Vec<u8> {
+    header_text(cmdline, comm, false, Codeset::from_environment())
+}
+
 /// `startstack` of `/proc/PID/stat`: the address pmap uses to tell the main stack (`[ stack ]`)
 /// from other unnamed memory.
 /// Whether `pid` is gone or a zombie (its exit has happened), from `/proc/PID/stat`.

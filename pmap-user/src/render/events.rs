@@ -645,8 +645,8 @@ impl EventLines {
                 push_result(out, call, *ret);
             }
             EventKind::Exec => out.extend_from_slice(b"+++ exec: address space replaced +++"),
-            EventKind::Exit => out.extend_from_slice(b"+++ exited +++"),
-            EventKind::Fork { child } => {
+            EventKind::Exit { .. } => out.extend_from_slice(b"+++ exited +++"),
+            EventKind::Fork { child, .. } => {
                 out.extend_from_slice(b"+++ forked ");
                 push_dec(out, (*child).into(), 0);
                 out.extend_from_slice(b" +++");
@@ -780,10 +780,10 @@ pub fn event_json(event: &Event, context: &EventContext, clock: &Clock) -> Value
         EventKind::Exec => {
             fields.insert("type".into(), "exec".into());
         }
-        EventKind::Exit => {
+        EventKind::Exit { .. } => {
             fields.insert("type".into(), "exit".into());
         }
-        EventKind::Fork { child } => {
+        EventKind::Fork { child, .. } => {
             fields.insert("type".into(), "fork".into());
             fields.insert("child".into(), (*child).into());
         }
@@ -1062,8 +1062,8 @@ mod tests {
                     result_text(call, *ret)
                 ),
                 EventKind::Exec => format!("{head} +++ exec: address space replaced +++"),
-                EventKind::Exit => format!("{head} +++ exited +++"),
-                EventKind::Fork { child } => format!("{head} +++ forked {child} +++"),
+                EventKind::Exit { .. } => format!("{head} +++ exited +++"),
+                EventKind::Fork { child, .. } => format!("{head} +++ forked {child} +++"),
             }
         }
         pub(super) fn line(event: &Event, context: &EventContext, clock: &Clock) -> String {
@@ -1213,8 +1213,13 @@ mod tests {
                 4 => (call(), prop_oneof![-4200i64..10, any::<i64>()])
                     .prop_map(|(call, ret)| EventKind::Call { call, ret }),
                 1 => Just(EventKind::Exec),
-                1 => Just(EventKind::Exit),
-                1 => any::<u32>().prop_map(|child| EventKind::Fork { child }),
+                1 => Just(EventKind::Exit {
+                    memory: crate::decode::ExitMemory::default()
+                }),
+                1 => any::<u32>().prop_map(|child| EventKind::Fork {
+                    child,
+                    memory: crate::decode::ChildMemory::default()
+                }),
             ]
         }
 

@@ -22,7 +22,10 @@ use self::{
 use crate::{
     capture::{Capture, CaptureError},
     config::{Config, DumpSettings, Format},
-    decode::{Call, Captured, Event, EventKind, Record, UserStack},
+    decode::{
+        Call, Captured, ChildMemory, Event, EventKind, ExecImage, ExitMemory, Record, UserStack,
+        special_mappings,
+    },
     model::Mapping,
     procfs::{
         seed::{self, SeedError, SmapsReader},
@@ -93,6 +96,9 @@ pub struct Session {
     dropped_faults_seen: u64,
     /// `--folded`, `--flamegraph`.
     stack_files: Option<StackFiles>,
+    /// The kernel's special mappings (vDSO, vvar, vsyscall) as this process has them: they
+    /// name those of an exec's image.
+    specials: Vec<Mapping>,
 }
 
 impl Session {
@@ -128,6 +134,9 @@ impl Session {
                 config.stack_files.folded.clone(),
                 config.stack_files.flamegraph.clone(),
             ),
+            specials: seed::read_mappings(std::process::id() as i32)
+                .map(|maps| special_mappings(&maps))
+                .unwrap_or_default(),
             config,
         })
     }
@@ -229,7 +238,9 @@ impl Session {
             }
             let step = tokio::select! {
                 ready = self.capture.readable() => match ready {
-                    Ok(()) => self.process_available().map(drop),
+                    Ok(()) => self
+                        .process_available()
+                        .and_then(|_| self.end_processes_whose_exit_was_lost()),
                     Err(err) => Err(err.into()),
                 },
                 _ = usr1.recv() => self.dump_all(),
@@ -271,9 +282,13 @@ impl Session {
         let mut changed = BTreeSet::new();
         for record in &records {
             match record {
-                Record::Captured(Captured { event, stack }) => {
+                Record::Captured(Captured {
+                    event,
+                    stack,
+                    image,
+                }) => {
                     changed.insert(event.tgid);
-                    self.process(event, stack.as_ref())?;
+                    self.process(event, stack.as_ref(), image.as_deref())?;
                 }
                 Record::FirstTouch(touch) => {
                     if let Some(sites) = &mut self.sites {
@@ -324,7 +339,15 @@ impl Session {
         let pids: Vec<u32> = self.processes.keys().copied().collect();
         let mut gone = Vec::new();
         for pid in pids {
+            // A zombie's maps read empty; its exit record may be among those lost.
+            if seed::has_exited(pid as i32) {
+                gone.push(pid);
+                continue;
+            }
             match self.seed(pid as i32) {
+                // A process in exit_mm() reads empty before it is a zombie: the table held
+                // is the better last dump.
+                Ok(fresh) if fresh.table.mappings().next().is_none() => gone.push(pid),
                 Ok(fresh) => {
                     let before = self.processes[&pid].table.to_mappings();
                     let divergence = verify::compare(&before, &fresh.table.to_mappings());
@@ -336,6 +359,40 @@ impl Session {
             }
         }
         for pid in gone {
+            self.notice(&format!(
+                "{pid} ended while records were lost: its last dump may miss changes"
+            ))?;
+            self.end_process(pid)?;
+        }
+        Ok(())
+    }
+
+    /// Once records have been lost, a traced process's exit record may be among them: one
+    /// that has ended is ended here, after a last drain gave its exit record (written before
+    /// it became a zombie) every chance to arrive.
+    fn end_processes_whose_exit_was_lost(&mut self) -> Result<(), SessionError> {
+        if self.dropped_seen == 0 {
+            return Ok(());
+        }
+        let ended = |session: &Session| -> Vec<u32> {
+            session
+                .processes
+                .keys()
+                .chain(&session.untabled)
+                .copied()
+                .filter(|&pid| seed::has_exited(pid as i32))
+                .collect()
+        };
+        if ended(self).is_empty() {
+            return Ok(());
+        }
+        self.process_available()?;
+        for pid in ended(self) {
+            if self.processes.contains_key(&pid) {
+                self.notice(&format!(
+                    "{pid} ended and its exit record was lost: its last dump may miss changes"
+                ))?;
+            }
             self.end_process(pid)?;
         }
         Ok(())
@@ -389,12 +446,18 @@ impl Session {
         Ok(())
     }
 
-    /// Applies one event; `stack` is the caller's stack the kernel copied at a growth call.
-    fn process(&mut self, event: &Event, stack: Option<&UserStack>) -> Result<(), SessionError> {
+    /// Applies one event; `stack` is the caller's stack the kernel copied at a growth call,
+    /// `image` the address space an exec made.
+    fn process(
+        &mut self,
+        event: &Event,
+        stack: Option<&UserStack>,
+        image: Option<&ExecImage>,
+    ) -> Result<(), SessionError> {
         let tgid = event.tgid;
         if !self.processes.contains_key(&tgid) && !self.untabled.contains(&tgid) {
-            // A followed child seen before its fork record was handled (or after it was lost).
-            self.adopt(tgid);
+            // A followed child whose fork record was lost.
+            self.adopt(tgid)?;
         }
         let mut context = EventContext::default();
         match &event.kind {
@@ -428,59 +491,152 @@ impl Session {
             }
             EventKind::Exec => {
                 self.emit(event, &context)?;
-                match self.seed(tgid as i32) {
-                    Ok(fresh) => {
-                        self.track_seeded(&fresh, Origin::Exec);
-                        self.processes.insert(tgid, fresh);
-                    }
-                    Err(_) => {
-                        if let Some(sites) = &mut self.sites {
-                            sites.forget(tgid);
-                        }
-                        // The new image ran and ended before it could be read: its first
-                        // mappings were made by exec itself, without a syscall to replay.
-                        self.processes.remove(&tgid);
-                        self.untabled.insert(tgid);
-                        self.notice(&format!(
-                            "{tgid} exited before its new address space could be read; \
-                             no dump for it"
-                        ))?;
-                    }
-                }
+                self.exec(event, image)?;
             }
-            EventKind::Exit => {
+            EventKind::Exit { memory } => {
                 self.emit(event, &context)?;
+                self.settle_at_exit(tgid, *memory)?;
                 self.end_process(tgid)?;
             }
-            EventKind::Fork { child } => {
+            EventKind::Fork { child, memory } => {
                 self.emit(event, &context)?;
-                if !self.processes.contains_key(child) {
-                    self.adopt(*child);
-                    // The child's memory is a copy of its parent's, owners included.
-                    if let (Some(sites), Some(traced)) =
-                        (&mut self.sites, self.processes.get(child))
-                    {
-                        sites.forked(tgid, traced);
-                    }
+                if self.config.follow && !self.processes.contains_key(child) {
+                    self.fork(tgid, *child, *memory)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Starts a table for a followed child the first time it is seen; one that is already
-    /// gone is traced without a table.
-    fn adopt(&mut self, tgid: u32) {
+    /// An exec replaced `event.tgid`'s address space: its table is the image the record
+    /// carries when that is whole, else what /proc shows while the process lives.
+    fn exec(&mut self, event: &Event, image: Option<&ExecImage>) -> Result<(), SessionError> {
+        let tgid = event.tgid;
+        let fresh = match image {
+            Some(image) if image.gap.is_none() => Ok(self.traced_from_image(event, image)?),
+            _ => self.seed(tgid as i32),
+        };
+        match fresh {
+            Ok(fresh) => {
+                self.track_seeded(&fresh, Origin::Exec);
+                self.processes.insert(tgid, fresh);
+            }
+            Err(_) => {
+                if let Some(sites) = &mut self.sites {
+                    sites.forget(tgid);
+                }
+                // The new image ran and ended before it could be read: its first mappings
+                // were made by exec itself, without a syscall to replay.
+                self.processes.remove(&tgid);
+                self.untabled.insert(tgid);
+                let why = match image.and_then(|image| image.gap) {
+                    Some(gap) => format!(" ({gap})"),
+                    None => String::new(),
+                };
+                self.notice(&format!(
+                    "{tgid} exited before its new address space could be read{why}; no dump \
+                     for it"
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The table an exec's whole image gives, headed by the command line the record carries.
+    /// A command line longer than the record holds is read from /proc, or when the process is
+    /// gone shown as far as it was recorded, with a notice.
+    fn traced_from_image(
+        &mut self,
+        event: &Event,
+        image: &ExecImage,
+    ) -> Result<Traced, SessionError> {
+        let pid = event.tgid as i32;
+        let header = match &image.cmdline {
+            Some(cmdline) => seed::header_from_cmdline(cmdline, &event.comm),
+            None => match seed::read_process_header(pid) {
+                Ok(header) if !seed::has_exited(pid) => header,
+                _ => {
+                    self.notice(&format!(
+                        "{pid}: its command line was longer than the exec record holds and it \
+                         ended before it could be read; its dump is headed by the start of it"
+                    ))?;
+                    seed::header_from_cmdline(&image.cmdline_start, &event.comm)
+                }
+            },
+        };
+        let traced = Traced::from_image(pid, image, header, &mut self.files, &self.specials);
+        self.files.learn(traced.table.mappings());
+        Ok(traced)
+    }
+
+    /// `parent` forked `child`: the child's table is a copy of its parent's as the ring has it
+    /// at the fork. A copy that may hold a VMA the child has not (see
+    /// [`crate::table::AddressSpace::forked`]) is read from /proc instead while the child
+    /// lives, else kept with a notice.
+    fn fork(&mut self, parent: u32, child: u32, memory: ChildMemory) -> Result<(), SessionError> {
+        let copy = self
+            .processes
+            .get(&parent)
+            .map(|p| p.forked(child as i32, memory));
+        let Some(copy) = copy else {
+            return self.adopt(child);
+        };
+        let traced = match copy {
+            (copy, true) => copy,
+            (copy, false) => match self.seed(child as i32) {
+                Ok(read) => read,
+                Err(_) => {
+                    self.notice(&format!(
+                        "{child} ended before it could be read: its table is its parent's at \
+                         the fork, which may show memory the parent marked MADV_DONTFORK \
+                         before it was traced"
+                    ))?;
+                    copy
+                }
+            },
+        };
+        // The child's memory is a copy of its parent's, owners included.
+        if let Some(sites) = &mut self.sites {
+            sites.forked(parent, &traced);
+        }
+        self.processes.insert(child, traced);
+        Ok(())
+    }
+
+    /// Brings `tgid`'s table to the size the kernel counted at its exit; a difference left is
+    /// a change the table missed, which is said.
+    fn settle_at_exit(&mut self, tgid: u32, memory: ExitMemory) -> Result<(), SessionError> {
+        let Some(traced) = self.processes.get_mut(&tgid) else {
+            return Ok(());
+        };
+        match traced.settle_at_exit(memory) {
+            Some((mapped, kernel)) => self.notice(&format!(
+                "{tgid}: its final dump maps {}K where the kernel had {}K at its exit",
+                mapped >> 10,
+                kernel >> 10
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts a table for a followed child first seen without its fork record (lost); one
+    /// that is already gone is traced without a table, which is said.
+    fn adopt(&mut self, tgid: u32) -> Result<(), SessionError> {
         if !self.config.follow {
-            return;
+            return Ok(());
         }
         match self.seed(tgid as i32) {
             Ok(traced) => {
                 self.track_seeded(&traced, Origin::BeforeTracing);
                 self.processes.insert(tgid, traced);
+                Ok(())
             }
             Err(_) => {
                 self.untabled.insert(tgid);
+                self.notice(&format!(
+                    "{tgid} ended before its table could be read (its fork record was lost); \
+                     no dump for it"
+                ))
             }
         }
     }

@@ -6,14 +6,14 @@ use std::{collections::HashMap, fs};
 use pmap_common::linux::{MAP_PRIVATE, MAP_TYPE, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 use crate::{
-    decode::{Call, MappedFile},
-    model::{Device, Mapping, Perms, page_align_up},
+    decode::{Call, ChildMemory, ExecImage, ExitMemory, MappedFile},
+    model::{Device, Mapping, PAGE_SIZE, Perms, page_align_up},
     procfs::{
         procmap_query::VmaQuery,
         seed::{self, SeedError},
     },
     render::pmap::ProcessView,
-    table::{AddressSpace, NoOracle, VmaOracle},
+    table::{AddressSpace, HiddenFlags, NoOracle, VmaOracle},
 };
 
 pub struct TracedProcess {
@@ -52,6 +52,11 @@ impl TracedProcess {
         let header = seed::read_process_header(pid)?;
         let start_stack = seed::read_start_stack(pid)?;
         let start_brk = read_start_brk(pid).unwrap_or(0);
+        // Ended while being read: the reads may describe it before and after exit_mm() (its
+        // mappings, then a `[comm] <defunct>` header).
+        if seed::has_exited(pid) {
+            return Err(SeedError::NoSuchProcess { pid });
+        }
         Ok(TracedProcess {
             pid,
             header,
@@ -59,6 +64,50 @@ impl TracedProcess {
             table: AddressSpace::from_mappings(mappings, start_brk),
             query,
         })
+    }
+
+    /// The process as an exec left it, from the image its record carries (whole: see
+    /// [`ExecImage::gap`]); `specials` name the kernel's special mappings. The header is the
+    /// recorded command line, or `header` when the record holds only its start.
+    pub fn from_image(
+        pid: i32,
+        image: &ExecImage,
+        header: Vec<u8>,
+        files: &mut KnownFiles,
+        specials: &[Mapping],
+    ) -> TracedProcess {
+        let mut name_file = |file: &MappedFile| files.path_of(file, &image.path);
+        let mappings = image.mappings(&mut name_file, specials);
+        let vmas = mappings
+            .into_iter()
+            .map(|m| {
+                let vma = image.vmas.iter().find(|v| v.start == m.start);
+                // The gate page is no VMA of the mm: flags as /proc's VmFlags show them.
+                let (flags, pgoff) = vma.map_or((0, m.start / 4096), |v| (v.flags, v.pgoff));
+                (m, HiddenFlags::from_vm_flags(flags), pgoff)
+            })
+            .collect();
+        TracedProcess {
+            pid,
+            header,
+            start_stack: image.start_stack,
+            table: AddressSpace::from_image(vmas, image.start_brk, image.brk),
+            query: VmaQuery::open(pid).ok(),
+        }
+    }
+
+    /// The child `child` forked by this process now, with a copy of its table, header and
+    /// stack; and whether the copy is certain (see [`AddressSpace::forked`]).
+    pub fn forked(&self, child: i32, memory: ChildMemory) -> (TracedProcess, bool) {
+        let (table, certain) = self.table.forked(memory.shared, memory.vmas);
+        let traced = TracedProcess {
+            pid: child,
+            header: self.header.clone(),
+            start_stack: self.start_stack,
+            table,
+            query: VmaQuery::open(child).ok(),
+        };
+        (traced, certain)
     }
 
     pub fn apply(&mut self, call: &Call, ret: i64) {
@@ -108,6 +157,40 @@ impl TracedProcess {
         self.query = None;
     }
 
+    /// Brings the table to the size the kernel counted at the exit: the main stack grows on
+    /// faults, without a syscall (acct_stack_growth() counts it in `mm->stack_vm`, with any
+    /// other VM_GROWSDOWN mapping). Returns the table's size and the kernel's, in bytes, when
+    /// they still differ: a change the table missed.
+    pub fn settle_at_exit(&mut self, memory: ExitMemory) -> Option<(u64, u64)> {
+        let table = &self.table;
+        let stack = table.mappings().find(|m| m.name == b"[stack]").cloned();
+        if let (Some(stack), Some(pages)) = (stack, memory.stack_pages) {
+            let others: u64 = table
+                .mappings()
+                .filter(|m| m.start != stack.start)
+                .filter(|m| table.hidden_flag_at(m.start, HiddenFlags::GROWSDOWN) == Some(true))
+                .map(Mapping::len)
+                .sum();
+            let size = (pages * PAGE_SIZE).saturating_sub(others);
+            let start = stack.end.saturating_sub(size);
+            let free_below = table
+                .mappings()
+                .all(|m| m.end <= start || m.start >= stack.start);
+            if size > stack.len() && free_below {
+                let mut grown = StackAt(Mapping { start, ..stack });
+                self.table.refresh_growing_mappings(&mut grown);
+            }
+        }
+        let mapped: u64 = self
+            .table
+            .mappings()
+            .filter(|m| m.name != b"[vsyscall]")
+            .map(Mapping::len)
+            .sum();
+        let kernel = memory.total_pages? * PAGE_SIZE;
+        (mapped != kernel).then_some((mapped, kernel))
+    }
+
     pub fn mappings(&self) -> Vec<Mapping> {
         self.table.to_mappings()
     }
@@ -125,6 +208,15 @@ impl TracedProcess {
             sysv_shm_minor,
             mappings,
         }
+    }
+}
+
+/// The kernel's main stack as it was at the exit, and nothing else known.
+struct StackAt(Mapping);
+
+impl VmaOracle for StackAt {
+    fn vma_at(&mut self, addr: u64) -> Option<Mapping> {
+        (self.0.start <= addr && addr < self.0.end).then(|| self.0.clone())
     }
 }
 
@@ -166,6 +258,22 @@ impl KnownFiles {
         }
     }
 
+    /// The path /proc shows for `file`: known from an earlier mapping, or `exec_path` (the
+    /// name execve was given) when that is the file, else the file's name alone.
+    pub fn path_of(&mut self, file: &MappedFile, exec_path: &[u8]) -> Vec<u8> {
+        let key = (file.device, file.inode);
+        if let Some(path) = self.paths.get(&key) {
+            return path.clone();
+        }
+        match canonical_path_of(file, exec_path) {
+            Some(path) => {
+                self.paths.insert(key, path.clone());
+                path
+            }
+            None => file.name.clone(),
+        }
+    }
+
     /// The mapping a successful file-backed `mmap` created, as far as the kernel's record and
     /// the files seen so far tell: its path if known, else the file's name alone.
     pub fn mapping_for(&self, call: &Call, ret: i64, file: &MappedFile) -> Option<Mapping> {
@@ -199,6 +307,24 @@ impl KnownFiles {
                 .unwrap_or_else(|| file.name.clone()),
         })
     }
+}
+
+/// `exec_path` with its symbolic links resolved, as d_path() gives it, when it names `file`
+/// (an absolute name of a file that is still there).
+fn canonical_path_of(file: &MappedFile, exec_path: &[u8]) -> Option<Vec<u8>> {
+    use std::os::unix::{ffi::OsStrExt, fs::MetadataExt};
+    let given = std::path::Path::new(std::ffi::OsStr::from_bytes(exec_path));
+    if !given.is_absolute() {
+        return None;
+    }
+    let canonical = fs::canonicalize(given).ok()?;
+    let meta = fs::metadata(&canonical).ok()?;
+    let device = Device {
+        major: libc::major(meta.dev()),
+        minor: libc::minor(meta.dev()),
+    };
+    (device == file.device && meta.ino() == file.inode)
+        .then(|| canonical.as_os_str().as_bytes().to_vec())
 }
 
 /// `mm->start_brk` (field 47 of `/proc/PID/stat`): where the heap starts.
@@ -235,6 +361,51 @@ with open("/proc/self/mem", "r+b", buffering=0) as mem:
 print("done", flush=True)
 sys.stdin.readline()
 "#;
+
+    fn line(start: u64, end: u64, name: &str) -> Mapping {
+        Mapping {
+            start,
+            end,
+            perms: Perms {
+                read: true,
+                write: true,
+                ..Perms::default()
+            },
+            offset: 0,
+            device: Device::default(),
+            inode: 0,
+            name: name.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn at_exit_the_stack_is_as_large_as_the_kernel_counted_it() {
+        let stack = line(0x7fff_0000_0000, 0x7fff_0002_1000, "[stack]");
+        let table = AddressSpace::from_mappings(vec![line(0x1000, 0x3000, ""), stack.clone()], 0);
+        let mut traced = TracedProcess::from_table(1, table);
+        // 33 pages of stack at exec, 64 at the exit; 66 pages in all.
+        let memory = ExitMemory {
+            total_pages: Some(66),
+            stack_pages: Some(64),
+        };
+        assert_eq!(traced.settle_at_exit(memory), None);
+        let grown = traced.mappings()[1].clone();
+        assert_eq!(
+            (grown.start, grown.end),
+            (stack.end - 64 * PAGE_SIZE, stack.end)
+        );
+        // A size the table cannot reach is said.
+        let memory = ExitMemory {
+            total_pages: Some(70),
+            stack_pages: Some(64),
+        };
+        assert_eq!(
+            traced.settle_at_exit(memory),
+            Some((66 * PAGE_SIZE, 70 * PAGE_SIZE))
+        );
+        // Unknown counts change nothing.
+        assert_eq!(traced.settle_at_exit(ExitMemory::default()), None);
+    }
 
     #[test]
     fn a_dump_shows_the_command_line_the_process_has_now() {

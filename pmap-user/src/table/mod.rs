@@ -82,6 +82,36 @@ impl HiddenFlags {
     pub fn with(self, set: u32, clear: u32) -> Self {
         HiddenFlags((self.0 & !clear) | set)
     }
+
+    /// The hidden flags of a VMA with these `vm_flags`, as the exec record carries them.
+    pub fn from_vm_flags(vm_flags: u64) -> HiddenFlags {
+        use pmap_common::linux::vm_flags::*;
+        let bits = [
+            (VM_LOCKED, Self::LOCKED),
+            (VM_LOCKONFAULT, Self::LOCKONFAULT),
+            (VM_HUGEPAGE, Self::HUGEPAGE),
+            (VM_NOHUGEPAGE, Self::NOHUGEPAGE),
+            (VM_DONTCOPY, Self::DONTFORK),
+            (VM_WIPEONFORK, Self::WIPEONFORK),
+            (VM_MERGEABLE, Self::MERGEABLE),
+            (VM_DONTDUMP, Self::DONTDUMP),
+            (VM_NORESERVE, Self::NORESERVE),
+            (VM_GROWSDOWN, Self::GROWSDOWN),
+            (VM_SEALED, Self::SEALED),
+            (VM_ACCOUNT, Self::ACCOUNT),
+            (VM_SEQ_READ, Self::SEQ_READ),
+            (VM_RAND_READ, Self::RAND_READ),
+            (VM_MAYWRITE, Self::MAYWRITE),
+            (VM_UFFD_MISSING, Self::UFFD_MISSING),
+            (VM_UFFD_WP, Self::UFFD_WP),
+            (VM_UFFD_MINOR, Self::UFFD_MINOR),
+        ];
+        bits.iter()
+            .filter(|(vm, _)| vm_flags & vm != 0)
+            .fold(HiddenFlags::default(), |flags, &(_, hidden)| {
+                flags.with(hidden, 0)
+            })
+    }
 }
 
 /// Bits of [`Vma::unknown`] beyond the hidden flags.
@@ -312,6 +342,78 @@ impl AddressSpace {
             );
         }
         space
+    }
+
+    /// A table holding an exec's fresh image, whose hidden state the kernel told: each
+    /// mapping's hidden flags and `vm_pgoff` (in pages). Nothing in it was inherited; what
+    /// exec wrote (the stack, `.data`) may have an anon_vma.
+    pub fn from_image(
+        vmas: Vec<(Mapping, HiddenFlags, u64)>,
+        start_brk: u64,
+        brk: u64,
+    ) -> AddressSpace {
+        let mut space = AddressSpace {
+            start_brk,
+            brk,
+            ..Default::default()
+        };
+        for (mapping, flags, pgoff) in vmas {
+            let origin = space.new_origin();
+            let anon = if mapping.perms.shared {
+                AnonVma::Never
+            } else {
+                AnonVma::Unknown
+            };
+            space.vmas.insert(
+                mapping.start,
+                Vma {
+                    mapping,
+                    flags,
+                    unknown: 0,
+                    anon,
+                    origin,
+                    pgoff,
+                    pending_left: false,
+                    maybe_perms: PermsSet::default(),
+                },
+            );
+        }
+        space
+    }
+
+    /// The table of a child forked now, which has `child_vmas` VMAs when the kernel said so.
+    /// dup_mmap() (kernel/fork.c) copies every VMA but those marked VM_DONTCOPY
+    /// (MADV_DONTFORK); VM_WIPEONFORK ones are copied, only empty. Every copy may hold
+    /// copy-on-write pages shared with the parent, which the kernel refuses to merge with a
+    /// neighbour, so its origin is unknown as a seeded VMA's is. A child that `shares` the
+    /// parent's mm (CLONE_VM) has the very same VMAs. Returns the table and whether it is
+    /// certain: false when the copy may hold a VMA the child has not (a VM_DONTCOPY the table
+    /// does not know, from /proc) and the child's count does not settle it.
+    pub fn forked(&self, shares: bool, child_vmas: Option<u32>) -> (AddressSpace, bool) {
+        let mut child = self.clone();
+        if shares {
+            return (child, true);
+        }
+        child
+            .vmas
+            .retain(|_, vma| vma.flag(HiddenFlags::DONTFORK) != Some(true));
+        let flags_known = child
+            .vmas
+            .values()
+            .all(|vma| vma.flag(HiddenFlags::DONTFORK).is_some());
+        // The table may keep one VMA in pieces while a merge is pending: only a count equal
+        // to the kernel's says nothing was left out. The gate page /proc lists last is no VMA
+        // of the mm (get_gate_vma()), so map_count leaves it out.
+        let vmas = child
+            .vmas
+            .values()
+            .filter(|vma| vma.mapping.name != b"[vsyscall]")
+            .count();
+        let certain = flags_known || child_vmas.is_some_and(|count| count as usize == vmas);
+        for vma in child.vmas.values_mut() {
+            vma.unknown |= unknown::ORIGIN;
+        }
+        (child, certain)
     }
 
     pub fn mappings(&self) -> impl Iterator<Item = &Mapping> {
