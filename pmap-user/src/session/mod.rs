@@ -87,7 +87,12 @@ pub struct Session {
     files: KnownFiles,
     /// Traced processes whose table could not be read (they ended first); their events are
     /// still printed.
-    untabled: BTreeSet<u32>,
+    /// With why they have none, said when they end unless a table comes meanwhile (an exec
+    /// record's image).
+    untabled: BTreeMap<u32, String>,
+    /// Processes ended without their exit record (it seemed lost): records of theirs that
+    /// arrive late, behind a record another CPU had not yet committed, must not bring them back.
+    ended_early: BTreeSet<u32>,
     /// `--sites`: who owns the anonymous memory of each process.
     sites: Option<SiteTracker>,
     /// Stack copies lost so far, as last reported.
@@ -124,7 +129,8 @@ impl Session {
             launched: None,
             exit_code: 0,
             dropped_seen: 0,
-            untabled: BTreeSet::new(),
+            untabled: BTreeMap::new(),
+            ended_early: BTreeSet::new(),
             files: KnownFiles::default(),
             dump_style: DumpStyle::new(&config),
             sites: config.sites.map(SiteTracker::new),
@@ -362,7 +368,7 @@ impl Session {
             self.notice(&format!(
                 "{pid} ended while records were lost: its last dump may miss changes"
             ))?;
-            self.end_process(pid)?;
+            self.end_early(pid)?;
         }
         Ok(())
     }
@@ -378,7 +384,7 @@ impl Session {
             session
                 .processes
                 .keys()
-                .chain(&session.untabled)
+                .chain(session.untabled.keys())
                 .copied()
                 .filter(|&pid| seed::has_exited(pid as i32))
                 .collect()
@@ -393,8 +399,15 @@ impl Session {
                     "{pid} ended and its exit record was lost: its last dump may miss changes"
                 ))?;
             }
-            self.end_process(pid)?;
+            self.end_early(pid)?;
         }
+        Ok(())
+    }
+
+    /// Ends a process whose exit record has not come, and ignores its records from here on.
+    fn end_early(&mut self, pid: u32) -> Result<(), SessionError> {
+        self.end_process(pid)?;
+        self.ended_early.insert(pid);
         Ok(())
     }
 
@@ -455,7 +468,13 @@ impl Session {
         image: Option<&ExecImage>,
     ) -> Result<(), SessionError> {
         let tgid = event.tgid;
-        if !self.processes.contains_key(&tgid) && !self.untabled.contains(&tgid) {
+        if self.ended_early.contains(&tgid) {
+            if matches!(event.kind, EventKind::Exit { .. }) {
+                self.ended_early.remove(&tgid);
+            }
+            return self.emit(event, &EventContext::default());
+        }
+        if !self.processes.contains_key(&tgid) && !self.untabled.contains_key(&tgid) {
             // A followed child whose fork record was lost.
             self.adopt(tgid)?;
         }
@@ -520,6 +539,7 @@ impl Session {
             Ok(fresh) => {
                 self.track_seeded(&fresh, Origin::Exec);
                 self.processes.insert(tgid, fresh);
+                self.untabled.remove(&tgid);
             }
             Err(_) => {
                 if let Some(sites) = &mut self.sites {
@@ -528,15 +548,14 @@ impl Session {
                 // The new image ran and ended before it could be read: its first mappings
                 // were made by exec itself, without a syscall to replay.
                 self.processes.remove(&tgid);
-                self.untabled.insert(tgid);
                 let why = match image.and_then(|image| image.gap) {
                     Some(gap) => format!(" ({gap})"),
                     None => String::new(),
                 };
-                self.notice(&format!(
-                    "{tgid} exited before its new address space could be read{why}; no dump \
-                     for it"
-                ))?;
+                self.untabled.insert(
+                    tgid,
+                    format!("exited before its new address space could be read{why}"),
+                );
             }
         }
         Ok(())
@@ -574,6 +593,8 @@ impl Session {
     /// [`crate::table::AddressSpace::forked`]) is read from /proc instead while the child
     /// lives, else kept with a notice.
     fn fork(&mut self, parent: u32, child: u32, memory: ChildMemory) -> Result<(), SessionError> {
+        // A PID ended early and now given to a new process.
+        self.ended_early.remove(&child);
         let copy = self
             .processes
             .get(&parent)
@@ -620,7 +641,7 @@ impl Session {
     }
 
     /// Starts a table for a followed child first seen without its fork record (lost); one
-    /// that is already gone is traced without a table, which is said.
+    /// that is already gone is traced without a table, which is said when it ends.
     fn adopt(&mut self, tgid: u32) -> Result<(), SessionError> {
         if !self.config.follow {
             return Ok(());
@@ -632,11 +653,9 @@ impl Session {
                 Ok(())
             }
             Err(_) => {
-                self.untabled.insert(tgid);
-                self.notice(&format!(
-                    "{tgid} ended before its table could be read (its fork record was lost); \
-                     no dump for it"
-                ))
+                let why = "ended before its table could be read (its fork record was lost)";
+                self.untabled.insert(tgid, why.to_string());
+                Ok(())
             }
         }
     }
@@ -662,19 +681,22 @@ impl Session {
         Ok(())
     }
 
-    /// The process is gone: a last dump of its table, and its exit code if we started it.
+    /// The process is gone: a last dump of its table (or the one notice that it has none),
+    /// and its exit code if we started it.
     fn end_process(&mut self, tgid: u32) -> Result<(), SessionError> {
+        let untabled = self.untabled.remove(&tgid);
         if let Some(mut traced) = self.processes.remove(&tgid) {
             traced.mark_gone();
             self.dump_style.write(&mut self.sink, &[&traced], false)?;
             self.dump_style.forget(tgid);
             self.write_sites(tgid)?;
             self.write_stack_files()?;
+        } else if let Some(why) = untabled {
+            self.notice(&format!("{tgid} {why}; no dump for it"))?;
         }
         if let Some(sites) = &mut self.sites {
             sites.forget(tgid);
         }
-        self.untabled.remove(&tgid);
         self.capture.remove_target(tgid);
         if self.launched == Some(tgid as i32) {
             self.exit_code = wait_exit_code(tgid as i32);
