@@ -83,7 +83,7 @@ impl TracedProcess {
             .map(|m| {
                 let vma = image.vmas.iter().find(|v| v.start == m.start);
                 // The gate page is no VMA of the mm: flags as /proc's VmFlags show them.
-                let (flags, pgoff) = vma.map_or((0, m.start / 4096), |v| (v.flags, v.pgoff));
+                let (flags, pgoff) = vma.map_or((0, m.start / PAGE_SIZE), |v| (v.flags, v.pgoff));
                 (m, HiddenFlags::from_vm_flags(flags), pgoff)
             })
             .collect();
