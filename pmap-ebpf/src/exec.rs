@@ -25,8 +25,10 @@ use crate::{
     record::{Caller, Urgency, emit_lifecycle, file_identity, fill, kernel_u64, wake_flag},
 };
 
-/// The exec record is built here, then copied into the ring whole: it is too large for the BPF
-/// stack, and a map value can be indexed by a count the verifier bounds.
+/// The exec record is built here, then the part of it used is copied into the ring: it is too
+/// large for the BPF stack, and a map value can be indexed by a count the verifier bounds. The
+/// sched tracepoints run their programs with preemption off, so no other exec on this CPU
+/// writes it meanwhile.
 #[map(name = "EXEC_SCRATCH")]
 static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
 
@@ -80,8 +82,8 @@ fn emit_image(ctx: &TracePointContext, caller: Caller) -> bool {
         return false;
     };
     let field = |offset: u64| kernel_u64(mm, offset).unwrap_or(0);
-    // SAFETY: `record` is this CPU's scratch value; nothing else runs on it meanwhile
-    // (tracepoint programs do not nest on a CPU).
+    // SAFETY: `record` is this CPU's scratch value, which nothing else writes meanwhile (see
+    // EXEC_SCRATCH).
     unsafe {
         fill(
             &raw mut (*record).header.event,
