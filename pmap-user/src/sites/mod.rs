@@ -471,19 +471,28 @@ impl SitesReport {
             Some(_) => " (live, growth, first touched since the previous dump)",
             None => "",
         };
-        let mut out = vec![format!(
-            "sites {}: {} anonymous in {} call sites; top {} by live bytes{columns}:",
-            self.pid,
-            units(self.total_live),
-            self.sites,
-            self.by_live.len()
-        )];
+        // A ranking with nothing in it says so in one line, rather than a heading over nothing.
+        let mut out = vec![if self.by_live.is_empty() {
+            format!("sites {}: no anonymous memory", self.pid)
+        } else {
+            format!(
+                "sites {}: {} anonymous in {} call sites; top {} by live bytes{columns}:",
+                self.pid,
+                units(self.total_live),
+                self.sites,
+                self.by_live.len()
+            )
+        }];
         self.text_lines(&self.by_live, &mut out);
-        out.push(format!(
-            "sites {}: top {} by growth since the previous dump{columns}:",
-            self.pid,
-            self.by_growth.len()
-        ));
+        out.push(if self.by_growth.is_empty() {
+            format!("sites {}: nothing grew since the previous dump", self.pid)
+        } else {
+            format!(
+                "sites {}: top {} by growth since the previous dump{columns}:",
+                self.pid,
+                self.by_growth.len()
+            )
+        });
         self.text_lines(&self.by_growth, &mut out);
         out
     }
@@ -662,6 +671,48 @@ mod tests {
         let json = report.json();
         assert_eq!(json["fault_period"], 4);
         assert_eq!(json["by_live"][0]["touched_bytes"], 512 << 10);
+    }
+
+    #[test]
+    fn an_empty_ranking_is_one_line_not_a_heading_over_nothing() {
+        let line = site("app::load", 2 << 20, 0);
+        let report = SitesReport {
+            pid: 42,
+            total_live: 2 << 20,
+            sites: 1,
+            fault_period: None,
+            by_live: vec![line.clone()],
+            by_growth: vec![],
+            all: vec![line],
+        };
+        assert_eq!(
+            report.text(),
+            [
+                "sites 42: 2M anonymous in 1 call sites; top 1 by live bytes:",
+                "        2M        +0  app::load (app.rs:7)",
+                "                      < main",
+                "sites 42: nothing grew since the previous dump",
+            ]
+        );
+        // JSON has no headings: an empty list says it.
+        assert_eq!(report.json()["by_growth"], json!([]));
+
+        let empty = SitesReport {
+            pid: 42,
+            total_live: 0,
+            sites: 0,
+            fault_period: Some(1),
+            by_live: vec![],
+            by_growth: vec![],
+            all: vec![],
+        };
+        assert_eq!(
+            empty.text(),
+            [
+                "sites 42: no anonymous memory",
+                "sites 42: nothing grew since the previous dump",
+            ]
+        );
     }
 
     fn module_frame(module: u32, offset: u64) -> FrameLoc {
