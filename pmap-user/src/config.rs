@@ -100,9 +100,25 @@ impl ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Targets {
     /// Attach to running processes.
-    Pids(Vec<i32>),
+    Pids(Vec<PidTarget>),
     /// Start this command (program and arguments) and trace it from its first instruction.
     Launch(Vec<OsString>),
+}
+
+/// A process to attach to, as `-p` named it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidTarget {
+    /// The process (thread group) traced: the kernel filter and the tables are by process.
+    pub pid: i32,
+    /// The id given, when it named another thread of the process than its main one.
+    pub thread: Option<i32>,
+}
+
+impl PidTarget {
+    /// The process itself, as given by its PID.
+    pub fn process(pid: i32) -> PidTarget {
+        PidTarget { pid, thread: None }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,20 +286,38 @@ impl Config {
     }
 }
 
-fn parse_pids(raw: &[String]) -> Result<Vec<i32>, ConfigError> {
-    let mut pids = Vec::new();
+fn parse_pids(raw: &[String]) -> Result<Vec<PidTarget>, ConfigError> {
+    let mut targets: Vec<PidTarget> = Vec::new();
     for text in raw.iter().map(|s| s.trim()) {
-        let pid: i32 = text
+        let id: i32 = text
             .parse()
             .ok()
             .filter(|&pid| pid > 0)
             .ok_or_else(|| ConfigError::InvalidPid(text.to_string()))?;
-        check_traceable(pid)?;
-        if !pids.contains(&pid) {
-            pids.push(pid);
+        let target = resolve_thread(id)?;
+        check_traceable(target.pid)?;
+        if !targets.iter().any(|t| t.pid == target.pid) {
+            targets.push(target);
         }
     }
-    Ok(pids)
+    Ok(targets)
+}
+
+/// The process a thread id belongs to, as pmap and strace take it. The kernel filter holds
+/// thread-group ids: a thread's own id there would match no call, and its table would never
+/// change. `/proc/TID` answers for every thread although only processes are listed.
+fn resolve_thread(id: i32) -> Result<PidTarget, ConfigError> {
+    let status = fs::read_to_string(format!("/proc/{id}/status"))
+        .map_err(|_| ConfigError::NoSuchProcess(id))?;
+    let tgid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|value| value.trim().parse::<i32>().ok())
+        .ok_or(ConfigError::NoSuchProcess(id))?;
+    Ok(PidTarget {
+        pid: tgid,
+        thread: (tgid != id).then_some(id),
+    })
 }
 
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -529,7 +563,35 @@ mod tests {
     #[test]
     fn accepts_comma_lists_and_removes_duplicates() {
         let config = Config::from_args(&args(&["1", "1"]), vec![]).unwrap();
-        assert_eq!(config.targets, Targets::Pids(vec![1]));
+        assert_eq!(config.targets, Targets::Pids(vec![PidTarget::process(1)]));
+    }
+
+    #[test]
+    fn a_thread_id_names_its_process() {
+        let (tid_sender, tid) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: no preconditions.
+            tid_sender.send(unsafe { libc::gettid() }).unwrap();
+            let _ = stopped.recv();
+        });
+        let tid = tid.recv().unwrap();
+        let own = std::process::id() as i32;
+        assert_eq!(
+            resolve_thread(tid),
+            Ok(PidTarget {
+                pid: own,
+                thread: Some(tid)
+            })
+        );
+        assert_eq!(resolve_thread(own), Ok(PidTarget::process(own)));
+        // A thread of pmap-trace is pmap-trace.
+        assert_eq!(
+            Config::from_args(&args(&[&tid.to_string()]), vec![]).unwrap_err(),
+            ConfigError::SelfTarget(own)
+        );
+        stop.send(()).unwrap();
+        thread.join().unwrap();
     }
 
     #[test]

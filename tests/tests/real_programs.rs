@@ -2,13 +2,14 @@
 //! python3 importing 140-odd standard modules (C extensions such as `_ssl`, `_sqlite3`, `_ctypes`
 //! and `_decimal` among them, each loading its own libraries), and a multi-threaded redis-server
 //! (I/O threads, background threads, jemalloc's purging thread) under a redis-benchmark load of
-//! large values. Each is traced from its launch and attached to mid-run. At quiescent moments —
+//! large values; and node, attached to by the id of one of its threads. Each is traced from its
+//! launch and attached to mid-run. At quiescent moments —
 //! every thread of the target stopped by SIGSTOP — a SIGUSR1 dump (which first applies every
 //! record produced so far) must equal what `pmap` prints then, byte for byte, and `--verify`
 //! must find the table equal to `/proc/PID/maps`.
 //!
-//! `cargo xtask setup` installs the programs (Debian packages python3, redis-server and
-//! redis-tools).
+//! `cargo xtask setup` installs the programs (Debian packages python3, redis-server,
+//! redis-tools and nodejs).
 
 use std::{
     collections::BTreeSet,
@@ -341,6 +342,70 @@ fn python_importing_the_standard_library_attached_mid_run_equals_pmap_when_stopp
         "too little was imported after attaching: {} then {} mappings",
         rows(&dumps[0]),
         rows(dumps.last().unwrap())
+    );
+}
+
+const NODE: &str = "/usr/bin/node";
+
+/// Allocates an 8 MiB buffer every 20 ms and keeps the last four: a steady stream of calls
+/// from a process that runs a dozen threads (V8's platform workers, libuv's, the signal
+/// thread).
+const NODE_ALLOCATOR: &str = r#"
+const kept = [];
+setInterval(() => {
+    kept.push(Buffer.alloc(8 << 20, 1));
+    if (kept.length > 4) kept.shift();
+}, 20);
+console.log("ready");
+"#;
+
+#[test]
+fn node_attached_by_the_id_of_one_of_its_threads_is_traced_as_its_process() {
+    if !require_root() {
+        return;
+    }
+    let mut child = Command::new(NODE)
+        .args(["-e", NODE_ALLOCATOR])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let mut said = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(said, "ready\n");
+    let node = Killed(child);
+    let pid = node.pid();
+    let thread: i32 = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok())
+        .find(|&tid| tid != pid)
+        .expect("node runs more than one thread");
+    let mut tracing = Tracing::start(&[], true, &["-p", &thread.to_string()]);
+    assert_eq!(
+        tracing.tracer.attached.trim_end(),
+        format!("pmap-trace: attached to {pid} (node) (thread {thread} given)")
+    );
+    for stop in 1..=3 {
+        std::thread::sleep(Duration::from_millis(300));
+        signal(pid, libc::SIGSTOP);
+        assert_eq!(wait_quiet(pid), Quiet::Stopped);
+        let (_, calls) = tracing.checkpoint(pid, &format!("node by thread {thread}, stop {stop}"));
+        let own = format!(" {pid}/");
+        assert!(
+            calls.iter().any(|line| line.contains(&own)),
+            "stop {stop}: no call of {pid} in {} lines before the dump",
+            calls.len()
+        );
+        signal(pid, libc::SIGCONT);
+    }
+    drop(node);
+    let (code, rest) = tracing.finish();
+    assert_eq!(code, 0);
+    assert!(
+        rest.contains(&format!("{pid}/")) && rest.contains("+++ exited +++"),
+        "the process's exit ends the trace: {rest}"
     );
 }
 

@@ -118,6 +118,11 @@ const NEEDED: &[Needed] = &[
         package: "redis-tools",
         why: "the load on that server",
     },
+    Needed {
+        program: "/usr/bin/node",
+        package: "nodejs",
+        why: "a real multi-threaded runtime attached to by one of its thread ids",
+    },
 ];
 
 fn installed(program: &str) -> bool {

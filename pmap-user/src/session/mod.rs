@@ -21,7 +21,7 @@ use self::{
 };
 use crate::{
     capture::{Capture, CaptureError},
-    config::{Config, DumpSettings, Format},
+    config::{Config, DumpSettings, Format, PidTarget},
     decode::{
         Call, Captured, ChildMemory, Event, EventKind, ExecImage, ExitMemory, Record, UserStack,
         special_mappings,
@@ -150,8 +150,8 @@ impl Session {
     /// Adds running processes to the kernel filter and seeds their tables from /proc. The
     /// filter is set first: every call completing after that is in the ring, and replaying it
     /// on a seed read later is harmless, so nothing is lost or counted twice.
-    pub fn attach(&mut self, pids: &[i32]) -> Result<(), SessionError> {
-        for &pid in pids {
+    pub fn attach(&mut self, targets: &[PidTarget]) -> Result<(), SessionError> {
+        for &PidTarget { pid, .. } in targets {
             self.capture.add_target(pid as u32, self.config.follow)?;
             let traced = self.seed(pid).map_err(|source| match source {
                 SeedError::NoSuchProcess { .. } => SessionError::ExitedDuringAttach(pid),
@@ -165,7 +165,7 @@ impl Session {
             self.track_seeded(&traced, Origin::BeforeTracing);
             self.processes.insert(pid as u32, traced);
         }
-        self.announce();
+        announce(targets);
         Ok(())
     }
 
@@ -209,18 +209,6 @@ impl Session {
         if let Some(sites) = &mut self.sites {
             sites.reread(traced);
         }
-    }
-
-    fn announce(&self) {
-        let names: Vec<String> = self
-            .processes
-            .values()
-            .map(|p| {
-                let comm = fs::read_to_string(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
-                format!("{} ({})", p.pid, comm.trim_end())
-            })
-            .collect();
-        eprintln!("pmap-trace: attached to {}", names.join(", "));
     }
 
     /// Runs until every target has exited (returning the launched command's exit code, or 0)
@@ -836,6 +824,24 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Says tracing is live, on one line that scripts wait for: `attached to PID (COMM)` for each
+/// target, in PID order, followed by `(thread TID given)` when `-p` named one of its threads.
+fn announce(targets: &[PidTarget]) {
+    let mut targets = targets.to_vec();
+    targets.sort_by_key(|t| t.pid);
+    let names: Vec<String> = targets
+        .iter()
+        .map(|target| {
+            let comm = fs::read_to_string(format!("/proc/{}/comm", target.pid)).unwrap_or_default();
+            let given = target
+                .thread
+                .map_or(String::new(), |tid| format!(" (thread {tid} given)"));
+            format!("{} ({}){given}", target.pid, comm.trim_end())
+        })
+        .collect();
+    eprintln!("pmap-trace: attached to {}", names.join(", "));
 }
 
 /// Lines of each kind a re-read after lost records lists; a heavy loss can change thousands.
