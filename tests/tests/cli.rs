@@ -276,6 +276,60 @@ fn follow_traces_forked_children_from_their_first_call() {
 }
 
 #[test]
+fn follow_with_a_pid_takes_the_grandchildren_it_already_has() {
+    if !require_root() {
+        return;
+    }
+    // sh -> sh (a subshell) -> sleep, and sh -> sleep.
+    let mut shell = Command::new("sh")
+        .args(["-c", "(sleep 30 & wait) & sleep 30 & echo started; wait"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut started = String::new();
+    std::io::BufReader::new(shell.stdout.take().unwrap())
+        .read_line(&mut started)
+        .unwrap();
+    let pid = shell.id() as i32;
+    let tree = |pid: i32| -> Vec<i32> {
+        let mut all = Vec::new();
+        let mut pending = vec![pid];
+        while let Some(p) = pending.pop() {
+            let children = pmap_trace::seed::children_of(p);
+            all.extend(&children);
+            pending.extend(children);
+        }
+        all
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tree(pid).len() < 3 {
+        assert!(Instant::now() < deadline, "the shell did not fork its tree");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let descendants = tree(pid);
+    let tracer = Tracer::attach(&["-f", "-p", &pid.to_string()]);
+    assert_eq!(
+        tracer.attached.trim_end(),
+        format!("pmap-trace: attached to {pid} (sh) and 3 descendants")
+    );
+    for &p in descendants.iter().chain([&pid]) {
+        // SAFETY: signals to the processes this test started.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    shell.wait().unwrap();
+    let (code, out, err) = tracer.finish();
+    assert_eq!(code, 0, "stderr: {err}");
+    for p in descendants {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!(" {p}/")) && l.ends_with("+++ exited +++")),
+            "no exit of {p} in:\n{out}"
+        );
+        assert!(out.contains(&format!("\n{p}:   ")), "no final dump of {p}");
+    }
+}
+
+#[test]
 fn sigterm_and_sigint_give_a_final_dump_and_exit_zero() {
     if !require_root() {
         return;

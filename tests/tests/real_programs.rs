@@ -427,6 +427,167 @@ impl Drop for TempDir {
     }
 }
 
+const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The user postgres runs as: it refuses to run as root.
+const NOBODY: &str = "65534";
+
+/// A PostgreSQL server of its own, run as user nobody on a Unix socket in a temporary
+/// directory, with autovacuum off so that the processes it runs stay the same while a test
+/// looks: the postmaster and its checkpointer, background writer, WAL writer and logical
+/// replication launcher. Shut down (fast) and reaped on drop.
+struct Postgres {
+    postmaster: Child,
+    dir: TempDir,
+}
+
+impl Postgres {
+    const CHILDREN: usize = 4;
+
+    fn start(tag: &str) -> Postgres {
+        let dir = TempDir::new(tag);
+        let chown = Command::new("chown")
+            .args([&format!("{NOBODY}:{NOBODY}"), dir.0.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let data = dir.0.join("data");
+        let initdb = Self::as_nobody("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-N", "-U", "postgres"])
+            .stdout(Stdio::null())
+            .output()
+            .expect("run initdb");
+        assert!(
+            initdb.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let log = std::fs::File::create(dir.0.join("log")).unwrap();
+        let postmaster = Self::as_nobody("postgres")
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(&dir.0)
+            .args(["-c", "listen_addresses=", "-c", "autovacuum=off"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start postgres");
+        let server = Postgres { postmaster, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seed_children(server.pid()).len() < Self::CHILDREN {
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start its processes; its log:\n{}",
+                std::fs::read_to_string(server.dir.0.join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn as_nobody(program: &str) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+            ])
+            .arg(Path::new(POSTGRES_BIN).join(program))
+            .current_dir(&std::env::temp_dir());
+        command
+    }
+
+    fn pid(&self) -> i32 {
+        self.postmaster.id() as i32
+    }
+
+    /// Fast shutdown: the postmaster ends its children, then itself.
+    fn stop(&mut self) {
+        signal(self.pid(), libc::SIGINT);
+        let _ = self.postmaster.wait();
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.postmaster.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+/// The live children of `pid` (the backends' processes of a postmaster), from
+/// `/proc/PID/task/*/children`; zombies left out.
+fn seed_children(pid: i32) -> Vec<i32> {
+    pmap_trace::seed::children_of(pid)
+        .into_iter()
+        .filter(|&child| !pmap_trace::seed::has_exited(child))
+        .collect()
+}
+
+#[test]
+fn follow_takes_the_processes_postgres_had_forked_before_the_attach() {
+    if !require_root() {
+        return;
+    }
+    let mut server = Postgres::start("follow");
+    let postmaster = server.pid();
+    let children = seed_children(postmaster);
+    assert_eq!(children.len(), Postgres::CHILDREN, "{children:?}");
+    let mut tracer = Tracer::attach(&["-f", "-p", &postmaster.to_string()]);
+    assert_eq!(
+        tracer.attached.trim_end(),
+        format!(
+            "pmap-trace: attached to {postmaster} (postgres) and {} descendants",
+            Postgres::CHILDREN
+        )
+    );
+    let mut all = vec![postmaster];
+    all.extend(&children);
+    for &pid in &all {
+        signal(pid, libc::SIGSTOP);
+    }
+    for &pid in &all {
+        assert_eq!(wait_quiet(pid), Quiet::Stopped);
+    }
+    // One block per process, in PID order, as one pmap run over them all prints them.
+    tracer.signal(libc::SIGUSR1);
+    let mut text = String::new();
+    while text.matches("\n total ").count() < all.len() {
+        text.push_str(&tracer.read_dump());
+    }
+    let dump = &text[text
+        .find(&format!("{}:   ", all.iter().min().unwrap()))
+        .unwrap()..];
+    let mut pmap = Command::new("pmap");
+    pmap.args(
+        all.iter()
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(|pid| pid.to_string()),
+    );
+    let expected = String::from_utf8(pmap.output().unwrap().stdout).unwrap();
+    assert_same_text("postgres and its children", &expected, dump);
+    for &pid in &all {
+        signal(pid, libc::SIGCONT);
+    }
+    // Each child's exit is seen: the kernel traced it.
+    server.stop();
+    let (code, rest, err) = tracer.finish();
+    assert_eq!(code, 0, "stderr: {err}");
+    for child in children {
+        assert!(
+            rest.lines()
+                .any(|l| l.contains(&format!(" {child}/")) && l.ends_with("+++ exited +++")),
+            "no exit of child {child} in:\n{rest}"
+        );
+    }
+}
+
 /// redis-server on a private Unix socket, nothing persisted, four I/O threads (reads too).
 fn redis_args(dir: &Path) -> Vec<String> {
     let dir = dir.to_str().unwrap();

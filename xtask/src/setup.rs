@@ -119,6 +119,11 @@ const NEEDED: &[Needed] = &[
         why: "the load on that server",
     },
     Needed {
+        program: "/usr/lib/postgresql/15/bin/postgres",
+        package: "postgresql-15",
+        why: "a real server whose processes are followed",
+    },
+    Needed {
         program: "/usr/bin/node",
         package: "nodejs",
         why: "a real multi-threaded runtime attached to by one of its thread ids",

@@ -266,8 +266,6 @@ pub fn header_from_cmdline(cmdline: &[u8], comm: &[u8]) -> Vec<u8> {
     header_text(cmdline, comm, false, Codeset::from_environment())
 }
 
-/// `startstack` of `/proc/PID/stat`: the address pmap uses to tell the main stack (`[ stack ]`)
-/// from other unnamed memory.
 /// Whether `pid` is gone or a zombie (its exit has happened), from `/proc/PID/stat`.
 pub fn has_exited(pid: i32) -> bool {
     let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
@@ -281,6 +279,28 @@ pub fn has_exited(pid: i32) -> bool {
     matches!(state, None | Some(b'Z' | b'X'))
 }
 
+/// The processes `pid` has forked that are still its children, from the `children` file of
+/// each of its threads (a child is listed under the thread that forked it). Empty once `pid`
+/// is gone.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children: Vec<i32> = threads
+        .flatten()
+        .filter_map(|thread| std::fs::read_to_string(thread.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|child| child.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    children.sort_unstable();
+    children
+}
+
+/// `startstack` of `/proc/PID/stat`: the address pmap uses to tell the main stack (`[ stack ]`)
+/// from other unnamed memory.
 pub fn read_start_stack(pid: i32) -> Result<u64, SeedError> {
     let process = open(pid)?;
     let stat = process

@@ -165,8 +165,45 @@ impl Session {
             self.track_seeded(&traced, Origin::BeforeTracing);
             self.processes.insert(pid as u32, traced);
         }
-        announce(targets);
+        let descendants = if self.config.follow {
+            self.attach_descendants(targets)?
+        } else {
+            0
+        };
+        announce(targets, descendants);
         Ok(())
+    }
+
+    /// `-f`: the processes the targets forked before pmap-trace came, and theirs, are traced
+    /// too. Each is in the filter (with the follow flag) before its own children are listed,
+    /// so a child forked meanwhile is either listed or added by the kernel's fork hook (and
+    /// adopted when its records come); one found both ways is seeded once. A descendant that
+    /// has exited meanwhile is left out: it sends no exit record. Returns how many were added.
+    fn attach_descendants(&mut self, targets: &[PidTarget]) -> Result<usize, SessionError> {
+        let mut pending: Vec<i32> = targets
+            .iter()
+            .flat_map(|t| seed::children_of(t.pid))
+            .collect();
+        let mut added = 0;
+        while let Some(pid) = pending.pop() {
+            if self.processes.contains_key(&(pid as u32)) {
+                continue;
+            }
+            self.capture.add_target(pid as u32, true)?;
+            let traced = match self.seed(pid) {
+                Ok(traced) if !seed::has_exited(pid) => traced,
+                Ok(_) | Err(SeedError::NoSuchProcess { .. }) => {
+                    self.capture.remove_target(pid as u32);
+                    continue;
+                }
+                Err(source) => return Err(SessionError::Attach { pid, source }),
+            };
+            self.track_seeded(&traced, Origin::BeforeTracing);
+            self.processes.insert(pid as u32, traced);
+            added += 1;
+            pending.extend(seed::children_of(pid));
+        }
+        Ok(added)
     }
 
     /// Traces a held child from its exec on, then lets it run.
@@ -827,8 +864,9 @@ impl Session {
 }
 
 /// Says tracing is live, on one line that scripts wait for: `attached to PID (COMM)` for each
-/// target, in PID order, followed by `(thread TID given)` when `-p` named one of its threads.
-fn announce(targets: &[PidTarget]) {
+/// target, in PID order, followed by `(thread TID given)` when `-p` named one of its threads,
+/// and with `-f` how many processes they had forked already.
+fn announce(targets: &[PidTarget], descendants: usize) {
     let mut targets = targets.to_vec();
     targets.sort_by_key(|t| t.pid);
     let names: Vec<String> = targets
@@ -841,7 +879,12 @@ fn announce(targets: &[PidTarget]) {
             format!("{} ({}){given}", target.pid, comm.trim_end())
         })
         .collect();
-    eprintln!("pmap-trace: attached to {}", names.join(", "));
+    let descendants = match descendants {
+        0 => String::new(),
+        1 => " and 1 descendant".to_string(),
+        n => format!(" and {n} descendants"),
+    };
+    eprintln!("pmap-trace: attached to {}{descendants}", names.join(", "));
 }
 
 /// Lines of each kind a re-read after lost records lists; a heavy loss can change thousands.
