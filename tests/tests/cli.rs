@@ -702,6 +702,105 @@ fn a_short_lived_process_still_names_the_files_it_mapped() {
     );
 }
 
+/// `pmap-trace snapshot PID` and `pmap PID` run by `wrapper` (a command line that execs
+/// what follows it): pmap-trace's stderr, after checking that both were refused.
+fn refused_snapshot(wrapper: &[&str], pid: i32) -> String {
+    let run = |program: &std::path::Path, args: &[&str]| {
+        Command::new(wrapper[0])
+            .args(&wrapper[1..])
+            .arg(program)
+            .args(args)
+            .arg(pid.to_string())
+            .current_dir("/")
+            .output()
+            .unwrap()
+    };
+    let pmap = run(std::path::Path::new("/usr/bin/pmap"), &[]);
+    assert_eq!(pmap.status.code(), Some(1), "pmap was not refused");
+    let ours = run(&pmap_trace_exe(), &["snapshot"]);
+    assert_eq!(ours.status.code(), Some(1));
+    let err = String::from_utf8(ours.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "pmap-trace: cannot read /proc/{pid}/maps: permission denied (EACCES): "
+        )),
+        "{err}"
+    );
+    err
+}
+
+const AS_NOBODY: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all",
+];
+
+#[test]
+fn a_refused_snapshot_says_what_was_denied_and_why() {
+    if !require_root() {
+        return;
+    }
+    // Another user's process, without CAP_SYS_PTRACE.
+    let sleeper = Sleeper::start();
+    let err = refused_snapshot(AS_NOBODY, sleeper.pid());
+    assert!(
+        err.contains("the process runs as root (uid 0) and pmap-trace as nobody (uid 65534), without CAP_SYS_PTRACE: run pmap-trace as root (sudo), or grant it CAP_SYS_PTRACE"),
+        "{err}"
+    );
+
+    // A process of the same user that made itself undumpable.
+    let mut undumpable = Command::new("setpriv")
+        .args(&AS_NOBODY[1..])
+        .args([
+            "/usr/bin/python3",
+            "-c",
+            "import ctypes; ctypes.CDLL(None).prctl(4, 0); print('ready', flush=True); input()",
+        ])
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(undumpable.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "ready\n");
+    let err = refused_snapshot(AS_NOBODY, undumpable.id() as i32);
+    drop(undumpable.stdin.take());
+    undumpable.wait().unwrap();
+    assert!(
+        err.contains("the process is not dumpable (") && err.contains("no CAP_SYS_PTRACE"),
+        "{err}"
+    );
+
+    // Root in a user namespace of its own: its capabilities do not reach the host's process.
+    let err = refused_snapshot(&["unshare", "--user", "--map-root-user"], sleeper.pid());
+    assert!(
+        err.contains("the process is outside pmap-trace's user namespace"),
+        "{err}"
+    );
+
+    // Root with CAP_SYS_PTRACE refused all the same: a security module or kernel policy (PID 1
+    // of this test machine, whose kernel protects it; elsewhere root reads PID 1).
+    let pmap_reads_init = Command::new("pmap")
+        .arg("1")
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !pmap_reads_init {
+        let err = refused_snapshot(&["env"], 1);
+        assert!(
+            err.contains("pmap-trace has CAP_SYS_PTRACE, which passes the kernel's own ptrace rules, so a security module"),
+            "{err}"
+        );
+    }
+}
+
 /// Runs pmap-trace as user nobody with exactly `caps` (setpriv names, e.g. "bpf").
 fn as_nobody_with(caps: &[&str], args: &[&str]) -> Command {
     let list = caps

@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::{
     model::{Device, Mapping, Perms},
+    procfs::access::Denial,
     render::{
         MAPS_NAME_COLUMN,
         smaps::{SmapsEntry, SmapsLayout},
@@ -27,9 +28,15 @@ pub enum SeedError {
     #[error("no such process: {pid}")]
     NoSuchProcess { pid: i32 },
     #[error(
-        "permission denied reading /proc/{pid}/{file} (tracing another user's process needs root)"
+        "cannot read /proc/{pid}/{file}: permission denied ({}): {why}",
+        errno_name(*errno)
     )]
-    PermissionDenied { pid: i32, file: &'static str },
+    PermissionDenied {
+        pid: i32,
+        file: &'static str,
+        errno: i32,
+        why: Denial,
+    },
     #[error("cannot read /proc/{pid}/{file}: {source}")]
     Io {
         pid: i32,
@@ -45,10 +52,31 @@ pub enum SeedError {
 }
 
 impl SeedError {
+    /// A refused read of `/proc/PID/FILE`, with why the kernel refused it.
+    fn permission_denied(pid: i32, file: &'static str, errno: Option<i32>) -> SeedError {
+        // procfs keeps the kind of error, not its number: the open is tried again to tell
+        // EACCES (mm_access) from EPERM.
+        let errno = errno
+            .or_else(|| {
+                File::open(format!("/proc/{pid}/{file}"))
+                    .err()
+                    .and_then(|err| err.raw_os_error())
+            })
+            .unwrap_or(libc::EACCES);
+        SeedError::PermissionDenied {
+            pid,
+            file,
+            errno,
+            why: Denial::of(pid),
+        }
+    }
+
     fn from_io(pid: i32, file: &'static str, err: io::Error) -> SeedError {
         match err.kind() {
             io::ErrorKind::NotFound => SeedError::NoSuchProcess { pid },
-            io::ErrorKind::PermissionDenied => SeedError::PermissionDenied { pid, file },
+            io::ErrorKind::PermissionDenied => {
+                SeedError::permission_denied(pid, file, err.raw_os_error())
+            }
             // Reading a file of a process that exited after the open.
             _ if err.raw_os_error() == Some(libc::ESRCH) => SeedError::NoSuchProcess { pid },
             _ => SeedError::Io {
@@ -62,7 +90,7 @@ impl SeedError {
     fn from_proc(pid: i32, file: &'static str, err: ProcError) -> SeedError {
         match err {
             ProcError::NotFound(_) => SeedError::NoSuchProcess { pid },
-            ProcError::PermissionDenied(_) => SeedError::PermissionDenied { pid, file },
+            ProcError::PermissionDenied(_) => SeedError::permission_denied(pid, file, None),
             ProcError::Io(source, _) => SeedError::from_io(pid, file, source),
             other => SeedError::Malformed {
                 pid,
@@ -70,6 +98,14 @@ impl SeedError {
                 detail: other.to_string(),
             },
         }
+    }
+}
+
+fn errno_name(errno: i32) -> String {
+    match errno {
+        libc::EACCES => "EACCES".into(),
+        libc::EPERM => "EPERM".into(),
+        other => format!("errno {other}"),
     }
 }
 
