@@ -175,7 +175,7 @@ fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
         if fault_period.is_some() {
             check_fault_tracepoint()?;
         }
-        let capture = Capture::load_with_stacks(
+        let mut capture = Capture::load_with_stacks(
             CaptureOptions {
                 syscalls,
                 ring_size: config.ring_size,
@@ -185,6 +185,8 @@ fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
             },
             stack_bytes,
         )?;
+        // The shell prompt comes back as soon as the final dump is out.
+        capture.release_in_background_when_dropped();
         let sink = Sink::open(config.output.as_deref()).with_context(|| {
             format!(
                 "cannot open output file {}",

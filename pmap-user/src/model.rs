@@ -1,5 +1,6 @@
 //! What every stage shares: a mapping as `/proc/PID/maps` lists it. The decoder produces the
 //! pieces of one, the table keeps them, `/proc` readers parse them and renderers print them.
+//! And how a launched process ended: the session learns it, event lines and JSON print it.
 
 pub use pmap_common::linux::PAGE_SIZE;
 
@@ -71,4 +72,52 @@ impl Mapping {
 /// `value` rounded up to a whole page, as the kernel rounds a call's length.
 pub fn page_align_up(value: u64) -> u64 {
     value.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
+}
+
+/// How a process pmap-trace started ended, as wait(2) tells its parent: its exit is reported
+/// so, and becomes pmap-trace's exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Killed { signal: i32, core_dumped: bool },
+    /// It could not be waited for.
+    Unknown,
+}
+
+impl ExitStatus {
+    /// The exit code a shell reports: 128 + the signal when killed.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Killed { signal, .. } => 128 + signal,
+            ExitStatus::Unknown => 1,
+        }
+    }
+}
+
+/// `SIGINT`, as strace names a signal (`SIGRT_3` for a real-time one).
+pub fn signal_name(signal: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
+        "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
+        "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+    ];
+    match usize::try_from(signal) {
+        Ok(n) if (1..NAMES.len()).contains(&n) => NAMES[n].to_string(),
+        _ if signal >= libc::SIGRTMIN() => format!("SIGRT_{}", signal - libc::SIGRTMIN()),
+        _ => format!("signal {signal}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_are_named_as_strace_names_them() {
+        assert_eq!(signal_name(libc::SIGINT), "SIGINT");
+        assert_eq!(signal_name(libc::SIGSYS), "SIGSYS");
+        assert_eq!(signal_name(libc::SIGRTMIN() + 2), "SIGRT_2");
+    }
 }

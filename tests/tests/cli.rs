@@ -45,45 +45,123 @@ fn our_programs() -> std::collections::BTreeSet<u32> {
         .collect()
 }
 
-/// IDs of the BPF programs some live process holds a descriptor of (a program, or a link to
-/// one), from every `/proc/PID/fdinfo`.
-fn held_programs() -> std::collections::BTreeSet<u32> {
+/// IDs of the BPF programs `pid` holds a descriptor of (a program, or a link to one), from
+/// its `/proc/PID/fdinfo`.
+fn programs_held_by(pid: i32) -> std::collections::BTreeSet<u32> {
     let mut held = std::collections::BTreeSet::new();
-    let Ok(processes) = std::fs::read_dir("/proc") else {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return held;
     };
-    for process in processes.flatten() {
-        let Ok(fds) = std::fs::read_dir(process.path().join("fdinfo")) else {
+    for fd in fds.flatten() {
+        let Ok(info) = std::fs::read_to_string(fd.path()) else {
             continue;
         };
-        for fd in fds.flatten() {
-            let Ok(info) = std::fs::read_to_string(fd.path()) else {
-                continue;
-            };
-            held.extend(
-                info.lines()
-                    .filter_map(|l| l.strip_prefix("prog_id:"))
-                    .filter_map(|id| id.trim().parse::<u32>().ok()),
-            );
-        }
+        held.extend(
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|id| id.trim().parse::<u32>().ok()),
+        );
     }
     held
 }
 
-/// No pmap-trace program loaded since `before` is still loaded, unless a live process holds it:
-/// that is another tracer running beside the test (a leaked program is held by nobody, since
-/// pmap-trace pins nothing).
+/// The live processes holding each BPF program (by PID), from every `/proc/PID/fdinfo`.
+fn program_holders() -> std::collections::BTreeMap<u32, Vec<i32>> {
+    let mut holders: std::collections::BTreeMap<u32, Vec<i32>> = Default::default();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return holders;
+    };
+    for pid in processes.flatten().filter_map(|p| p.file_name().to_str()?.parse().ok()) {
+        for id in programs_held_by(pid) {
+            holders.entry(id).or_default().push(pid);
+        }
+    }
+    holders
+}
+
+/// Whether `pid` is a process an exiting pmap-trace left to release its programs.
+fn is_releaser(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim_end() == pmap_trace::capture::RELEASER_NAME.to_str().unwrap())
+}
+
+/// No pmap-trace program loaded since `before` is still loaded once the processes that exiting
+/// pmap-traces leave to release their programs are done (waiting up to a minute for them),
+/// unless another live process holds it: that is another tracer running beside the test (a
+/// leaked program is held by nobody, since pmap-trace pins nothing).
 fn assert_nothing_left_since(before: &std::collections::BTreeSet<u32>) {
-    let held = held_programs();
-    let left: Vec<u32> = our_programs()
-        .difference(before)
-        .filter(|id| !held.contains(id))
-        .copied()
-        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let holders = program_holders();
+        let left: Vec<u32> = our_programs()
+            .difference(before)
+            .filter(|id| holders.get(id).is_none_or(|pids| pids.iter().all(|&p| is_releaser(p))))
+            .copied()
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "programs still loaded a minute after exit: ids {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn pmap_trace_exits_at_once_and_a_detached_process_releases_the_programs() {
+    if !require_root() {
+        return;
+    }
+    let loaded_before = our_programs();
+    let sleeper = Sleeper::start();
+    let pid = sleeper.pid();
+    let tracer = Tracer::attach(&["-p", &pid.to_string()]);
+    let tracer_pid = tracer.child.id() as i32;
+    let ours = programs_held_by(tracer_pid);
+    assert!(ours.len() >= 4, "pmap-trace holds programs {ours:?}");
+    tracer.signal(libc::SIGINT);
+    // Its output ends, and it exits, before the kernel has detached every program: releasing
+    // a link waits for RCU grace periods, tens of milliseconds each, one link after the other.
+    let (code, out, err) = tracer.finish();
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_same_text("final dump", &real_pmap(&[], pid), &last_dump(&out, pid));
+    let holders = program_holders();
+    let still: Vec<u32> = our_programs().intersection(&ours).copied().collect();
     assert!(
-        left.is_empty(),
-        "programs still loaded after exit: ids {left:?}"
+        !still.is_empty(),
+        "every program was released before pmap-trace exited: it waited for the release"
     );
+    // Held by the releasing process alone, which has left pmap-trace's session (the
+    // terminal's signals do not reach it) and closed everything else.
+    for id in &still {
+        let pids = &holders[id];
+        assert!(
+            pids.iter().all(|&p| is_releaser(p)),
+            "program {id} held by {pids:?}"
+        );
+        for &releaser in pids {
+            let stat = std::fs::read_to_string(format!("/proc/{releaser}/stat")).unwrap_or_default();
+            let session = stat[stat.rfind(')').unwrap_or(0)..]
+                .split_whitespace()
+                .nth(4)
+                .map(str::to_owned);
+            if !stat.is_empty() {
+                assert_eq!(session, Some(releaser.to_string()), "{stat}");
+            }
+            let fds = std::fs::read_dir(format!("/proc/{releaser}/fd"))
+                .map(|fds| {
+                    fds.flatten()
+                        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                        .filter(|target| !target.to_string_lossy().starts_with("anon_inode:"))
+                        .count()
+                })
+                .unwrap_or(0);
+            assert_eq!(fds, 0, "the releasing process holds more than eBPF objects");
+        }
+    }
+    assert_nothing_left_since(&loaded_before);
 }
 
 #[test]
@@ -345,6 +423,250 @@ fn sigterm_and_sigint_give_a_final_dump_and_exit_zero() {
         assert_same_text("final dump", &real_pmap(&[], pid), &last_dump(&out, pid));
         sleeper.end();
         assert_nothing_left_since(&loaded_before);
+    }
+}
+
+/// Counts the SIGINTs and SIGTERMs it gets (`got SIGNAL (N)` on stdout), after printing
+/// `ready`. Given an argument, it keeps running; else, half a second after the first (time for
+/// a second to come, and be counted), it dies of that signal.
+const SIGNAL_COUNTER: &str = r#"
+import os, signal, sys, time
+got = []
+def count(number, frame):
+    got.append(number)
+    print(f"got {signal.Signals(number).name} ({len(got)})", flush=True)
+signal.signal(signal.SIGINT, count)
+signal.signal(signal.SIGTERM, count)
+print("ready", flush=True)
+while not got or len(sys.argv) > 1:
+    time.sleep(0.01)
+time.sleep(0.5)
+signal.signal(got[0], signal.SIG_DFL)
+os.kill(os.getpid(), got[0])
+"#;
+
+/// `pmap-trace ARGS -- python3 -c SIGNAL_COUNTER COUNTER_ARGS`, once the counter is ready:
+/// the tracer, the counter's PID and the output so far.
+fn launch_signal_counter(args: &[&str], counter_args: &[&str]) -> (Tracer, i32, String) {
+    let mut command = Command::new(pmap_trace_exe());
+    command
+        .args(args)
+        .args(["--", "/usr/bin/python3", "-c", SIGNAL_COUNTER])
+        .args(counter_args);
+    let mut tracer = Tracer::attach_command(command);
+    let pid: i32 = tracer
+        .attached
+        .trim_start_matches("pmap-trace: attached to ")
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.ends_with("ready\n") {
+        let mut line = String::new();
+        assert!(tracer.stdout.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+    }
+    (tracer, pid, seen)
+}
+
+/// Waits (up to 20 s) for pmap-trace, which launched `command`, to exit, then checks that the
+/// command is gone too: it shares pmap-trace's output, which ends only when both are gone
+/// (a command left behind is killed, and the test fails). Exit code, stdout and stderr.
+fn finish_then_check_gone(mut tracer: Tracer, command: i32) -> (i32, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tracer.child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = tracer.child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let left_behind = !ends_soon(command);
+    if left_behind {
+        // SAFETY: a process this test started (through pmap-trace).
+        unsafe { libc::kill(command, libc::SIGKILL) };
+    }
+    let finished = tracer.finish();
+    assert!(
+        !left_behind,
+        "pmap-trace exited ({}) and left the command running; stderr: {}",
+        finished.0, finished.2
+    );
+    finished
+}
+
+/// Whether `pid` is gone (or a zombie nobody has reaped yet), waiting up to 5 s for it.
+fn ends_soon(pid: i32) -> bool {
+    ends_soon_within(pid, Duration::from_secs(5))
+}
+
+#[test]
+fn a_signal_to_pmap_trace_alone_is_passed_on_to_the_command_whose_death_ends_the_trace() {
+    if !require_root() {
+        return;
+    }
+    let loaded_before = our_programs();
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let name = if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+        let (tracer, pid, before) = launch_signal_counter(&[], &[]);
+        tracer.signal(signal);
+        let (code, out, err) = finish_then_check_gone(tracer, pid);
+        let out = before + &out;
+        assert_eq!(code, 128 + signal, "{name}: stderr: {err}\n{out}");
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("got ")).collect::<Vec<_>>(),
+            [format!("got {name} (1)")],
+            "the command gets the signal once"
+        );
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!(" {pid}/")) && l.ends_with(&format!("+++ killed by {name} +++"))),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("\n{pid}:   ")) && out.trim_end().ends_with('K'),
+            "final dump: {out}"
+        );
+    }
+
+    // In JSON, the exit record says how it ended.
+    let (tracer, pid, before) = launch_signal_counter(&["--json"], &[]);
+    tracer.signal(libc::SIGINT);
+    let (code, out, _) = finish_then_check_gone(tracer, pid);
+    assert_eq!(code, 130);
+    let lines = json_lines(&(before + &out).replace("ready\n", "").replace("got SIGINT (1)\n", ""));
+    let exit = lines
+        .iter()
+        .find(|l| l["type"] == "exit" && l["pid"] == pid)
+        .expect("exit record");
+    assert_eq!(exit["killed_by"], "SIGINT");
+    assert_eq!(exit["exit_code"], Value::Null);
+    assert_nothing_left_since(&loaded_before);
+}
+
+#[test]
+fn ctrl_c_on_the_terminal_reaches_the_command_once_and_pmap_trace_exits_with_its_death() {
+    if !require_root() {
+        return;
+    }
+    // `script` runs pmap-trace on a terminal of its own and relays our pipe into it: a ^C
+    // written there is the terminal's SIGINT to its foreground process group, pmap-trace
+    // and the command in it.
+    let command = format!(
+        "{} -- /usr/bin/python3 -c '{}'",
+        pmap_trace_exe().display(),
+        SIGNAL_COUNTER.replace('\'', "\"")
+    );
+    let mut script = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = script.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(script.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("ready") {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "ended early:\n{seen}");
+        seen.push_str(&line.replace('\r', ""));
+    }
+    let pid: i32 = seen[seen.find("attached to ").unwrap() + 12..]
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap();
+    use std::io::{Read, Write};
+    stdin.write_all(b"\x03").unwrap();
+    stdin.flush().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    drop(stdin);
+    let status = script.wait().unwrap();
+    let out = seen + &rest.replace('\r', "");
+    assert_eq!(status.code(), Some(130), "{out}");
+    // The terminal echoes the ^C before the command's line.
+    assert_eq!(
+        out.lines()
+            .map(|l| l.trim_start_matches("^C"))
+            .filter(|l| l.starts_with("got "))
+            .collect::<Vec<_>>(),
+        ["got SIGINT (1)"],
+        "the terminal's SIGINT reaches the command once, not again from pmap-trace"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!(" {pid}/")) && l.ends_with("+++ killed by SIGINT +++")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("\n{pid}:   ")), "final dump: {out}");
+    assert!(ends_soon(pid), "the command was left behind");
+}
+
+#[test]
+fn a_second_signal_stops_waiting_for_a_command_that_outlives_the_first_and_says_so() {
+    if !require_root() {
+        return;
+    }
+    let (tracer, pid, _) = launch_signal_counter(&["--no-events"], &["keep running"]);
+    let _command = KilledOnDrop(pid);
+    tracer.signal(libc::SIGTERM);
+    // A repeat within a second is the same request (timeout(1) sends two).
+    std::thread::sleep(Duration::from_millis(100));
+    tracer.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        tracer.child.id() > 0 && !ends_soon_within(tracer.child.id() as i32, Duration::ZERO),
+        "pmap-trace ended at a repeat of the first signal"
+    );
+    tracer.signal(libc::SIGTERM);
+    // The command shares pmap-trace's output: it ends only when the command is gone too.
+    let mut tracer = tracer;
+    let code = tracer.child.wait().unwrap().code();
+    // Left running, as said; the test ends it.
+    assert!(!ends_soon_within(pid, Duration::ZERO));
+    // SAFETY: a process this test started (through pmap-trace).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(ends_soon(pid));
+    let (_, out, err) = tracer.finish();
+    assert_eq!(code, Some(128 + libc::SIGTERM), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("got ")).collect::<Vec<_>>(),
+        ["got SIGTERM (1)"],
+        "only the first is passed on"
+    );
+    assert!(out.contains(&format!("{pid}:   ")), "final dump: {out}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "pmap-trace: stopped waiting at a second SIGTERM: {pid} (python3) still running, no \
+             longer traced"
+        )
+    );
+}
+
+/// A process the test started through pmap-trace, killed if the test ends before it does.
+struct KilledOnDrop(i32);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: signals a process this test started; a PID gone already is not reused this
+        // soon.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+/// Whether `pid` is gone (or a zombie) within `limit`.
+fn ends_soon_within(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat) if stat[stat.rfind(')').unwrap() + 2..].starts_with('Z') => return true,
+            Ok(_) if Instant::now() >= deadline => return false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
     }
 }
 

@@ -2,9 +2,11 @@
 //! eBPF programs, manages the target filter and reads records from the ring.
 
 mod btf;
-mod fd_watch;
+pub(crate) mod fd_watch;
 mod preflight;
+mod release;
 mod source;
 
 pub use preflight::{PreflightError, check_fault_tracepoint, check_machine};
+pub use release::RELEASER_NAME;
 pub use source::{Capture, CaptureError, CaptureOptions, POLL_INTERVAL};

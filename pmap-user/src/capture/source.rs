@@ -74,8 +74,19 @@ pub struct Capture {
     targets: HashMap<MapData, u32, u32>,
     dropped: PerCpuArray<MapData, u64>,
     logger: Option<AsyncFd<aya_log::EbpfLogger<StderrLog>>>,
+    /// Whether dropping it hands the release to a detached process (see `release.rs`).
+    release_in_background: bool,
     // Owns the programs and their links; kept last so maps above are closed first.
     _ebpf: Ebpf,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if self.release_in_background {
+            // The fields drop next, after the releasing process has taken its references.
+            super::release::hand_over();
+        }
+    }
 }
 
 impl Capture {
@@ -204,8 +215,17 @@ impl Capture {
             targets,
             dropped,
             logger,
+            release_in_background: false,
             _ebpf: ebpf,
         })
+    }
+
+    /// Dropping it will not wait for the kernel to detach the programs: a detached process
+    /// named [`super::RELEASER_NAME`] holds them meanwhile and exits once they are released
+    /// (see `release.rs`). For a process about to exit; the programs stay loaded, and still
+    /// run for the traced processes, until that process is done.
+    pub fn release_in_background_when_dropped(&mut self) {
+        self.release_in_background = true;
     }
 
     /// Starts tracing process `tgid` in the kernel (and, with `follow`, its future children).

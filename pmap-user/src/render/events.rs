@@ -5,13 +5,19 @@ use std::io::Write as _;
 use serde_json::{Value, json};
 
 use super::digits::{push_dec, push_dec_zero_padded, push_prefixed_hex, push_signed};
-use crate::decode::{Call, Event, EventKind};
+use crate::{
+    decode::{Call, Event, EventKind},
+    model::{ExitStatus, signal_name},
+};
 
 /// What the table knows about an event at the moment it was applied.
 #[derive(Clone, Debug, Default)]
 pub struct EventContext {
     /// Path column of the mapping a file-backed call created, as `/proc/PID/maps` prints it.
     pub path: Option<Vec<u8>>,
+    /// How the process ended, for the exit of a process pmap-trace started (its parent, it
+    /// alone is told).
+    pub exit: Option<ExitStatus>,
 }
 
 /// Converts the kernel's monotonic timestamps to wall-clock time for display.
@@ -645,13 +651,30 @@ impl EventLines {
                 push_result(out, call, *ret);
             }
             EventKind::Exec => out.extend_from_slice(b"+++ exec: address space replaced +++"),
-            EventKind::Exit { .. } => out.extend_from_slice(b"+++ exited +++"),
+            EventKind::Exit { .. } => out.extend_from_slice(exit_text(context.exit).as_bytes()),
             EventKind::Fork { child, .. } => {
                 out.extend_from_slice(b"+++ forked ");
                 push_dec(out, (*child).into(), 0);
                 out.extend_from_slice(b" +++");
             }
         }
+    }
+}
+
+/// An exit as strace reports it: `+++ exited with 0 +++`, `+++ killed by SIGINT +++`, or
+/// `+++ exited +++` when the status is not known.
+fn exit_text(status: Option<ExitStatus>) -> String {
+    match status {
+        Some(ExitStatus::Exited(code)) => format!("+++ exited with {code} +++"),
+        Some(ExitStatus::Killed {
+            signal,
+            core_dumped,
+        }) => format!(
+            "+++ killed by {}{} +++",
+            signal_name(signal),
+            if core_dumped { " (core dumped)" } else { "" }
+        ),
+        Some(ExitStatus::Unknown) | None => "+++ exited +++".to_string(),
     }
 }
 
@@ -782,6 +805,13 @@ pub fn event_json(event: &Event, context: &EventContext, clock: &Clock) -> Value
         }
         EventKind::Exit { .. } => {
             fields.insert("type".into(), "exit".into());
+            let (code, signal) = match context.exit {
+                Some(ExitStatus::Exited(code)) => (Some(code), None),
+                Some(ExitStatus::Killed { signal, .. }) => (None, Some(signal_name(signal))),
+                Some(ExitStatus::Unknown) | None => (None, None),
+            };
+            fields.insert("exit_code".into(), code.into());
+            fields.insert("killed_by".into(), signal.into());
         }
         EventKind::Fork { child, .. } => {
             fields.insert("type".into(), "fork".into());
@@ -1062,7 +1092,7 @@ mod tests {
                     result_text(call, *ret)
                 ),
                 EventKind::Exec => format!("{head} +++ exec: address space replaced +++"),
-                EventKind::Exit { .. } => format!("{head} +++ exited +++"),
+                EventKind::Exit { .. } => format!("{head} {}", exit_text(context.exit)),
                 EventKind::Fork { child, .. } => format!("{head} +++ forked {child} +++"),
             }
         }
@@ -1241,7 +1271,7 @@ mod tests {
                         kind,
                         file: None,
                     };
-                    (event, EventContext { path })
+                    (event, EventContext { path, exit: None })
                 })
         }
 
@@ -1318,6 +1348,7 @@ mod tests {
         });
         let context = EventContext {
             path: Some(b"/lib/x.so".to_vec()),
+            exit: None,
         };
         let line = event_line(&e, &context, &clock());
         assert!(
@@ -1331,6 +1362,47 @@ mod tests {
         assert_eq!(object["errno"], "ENOMEM");
         assert_eq!(object["args"]["path"], "/lib/x.so");
         assert_eq!(object["args"]["prot"], json!(["PROT_READ", "PROT_EXEC"]));
+    }
+
+    #[test]
+    fn the_exit_of_a_launched_command_says_how_it_ended() {
+        let e = event(EventKind::Exit {
+            memory: crate::decode::ExitMemory::default(),
+        });
+        let with = |exit| EventContext { path: None, exit };
+        let cases = [
+            (None, "+++ exited +++", Value::Null, Value::Null),
+            (
+                Some(ExitStatus::Exited(7)),
+                "+++ exited with 7 +++",
+                json!(7),
+                Value::Null,
+            ),
+            (
+                Some(ExitStatus::Killed {
+                    signal: libc::SIGINT,
+                    core_dumped: false,
+                }),
+                "+++ killed by SIGINT +++",
+                Value::Null,
+                json!("SIGINT"),
+            ),
+            (
+                Some(ExitStatus::Killed {
+                    signal: libc::SIGSEGV,
+                    core_dumped: true,
+                }),
+                "+++ killed by SIGSEGV (core dumped) +++",
+                Value::Null,
+                json!("SIGSEGV"),
+            ),
+        ];
+        for (exit, text, code, signal) in cases {
+            let line = event_line(&e, &with(exit), &clock());
+            assert!(line.ends_with(text), "{line}");
+            let object = event_json(&e, &with(exit), &clock());
+            assert_eq!((&object["exit_code"], &object["killed_by"]), (&code, &signal));
+        }
     }
 
     #[test]

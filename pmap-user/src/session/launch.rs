@@ -12,6 +12,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use thiserror::Error;
 
+use crate::model::ExitStatus;
+
 #[derive(Debug, Error)]
 pub enum LaunchError {
     #[error("command contains a NUL byte: {0:?}")]
@@ -76,8 +78,10 @@ pub fn spawn_held(argv: &[OsString]) -> Result<HeldChild, LaunchError> {
                     libc::_exit(1);
                 }
             }
-            // Rust ignores SIGPIPE in its own process; the command should get the default.
+            // Rust ignores SIGPIPE in its own process; the command should get the default,
+            // and the signals pmap-trace blocks to read them itself unblocked.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            super::signals::restore_original_mask_in_child();
             libc::execvp(arg_ptrs[0], arg_ptrs.as_ptr());
             let errno = *libc::__errno_location();
             libc::write(err_write.as_raw_fd(), (&raw const errno).cast(), 4);
@@ -128,8 +132,8 @@ impl HeldChild {
     }
 }
 
-/// Reaps `pid` and returns its exit code as a shell reports it (128 + signal when killed).
-pub fn wait_exit_code(pid: i32) -> i32 {
+/// Reaps `pid` and returns how it ended.
+pub fn wait_exit(pid: i32) -> ExitStatus {
     let mut status = 0;
     loop {
         // SAFETY: valid out-pointer.
@@ -138,16 +142,24 @@ pub fn wait_exit_code(pid: i32) -> i32 {
             break;
         }
         if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return 1;
+            return ExitStatus::Unknown;
         }
     }
     if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
+        ExitStatus::Exited(libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
+        ExitStatus::Killed {
+            signal: libc::WTERMSIG(status),
+            core_dumped: libc::WCOREDUMP(status),
+        }
     } else {
-        1
+        ExitStatus::Unknown
     }
+}
+
+/// Reaps `pid` and returns its exit code as a shell reports it (128 + signal when killed).
+pub fn wait_exit_code(pid: i32) -> i32 {
+    wait_exit(pid).shell_code()
 }
 
 #[cfg(test)]
@@ -166,6 +178,21 @@ mod tests {
         assert_eq!(wait_exit_code(pid), 7);
         assert!(marker.exists());
         std::fs::remove_file(marker).unwrap();
+    }
+
+    #[test]
+    fn tells_an_exit_from_a_death_by_signal() {
+        let child = spawn_held(&["sh".into(), "-c".into(), "kill -INT $$".into()]).unwrap();
+        let pid = child.release().unwrap();
+        let status = wait_exit(pid);
+        assert_eq!(
+            status,
+            ExitStatus::Killed {
+                signal: libc::SIGINT,
+                core_dumped: false
+            }
+        );
+        assert_eq!(status.shell_code(), 130);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! output lines and keeps every table current until the targets are gone or the user stops it.
 
 pub mod launch;
+pub mod signals;
 mod terminal;
 pub mod traced;
 
@@ -9,13 +10,15 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fs,
     io::{self, Write as _},
+    time::{Duration, Instant},
 };
 
 use thiserror::Error;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use self::{
-    launch::{HeldChild, LaunchError, wait_exit_code},
+    launch::{HeldChild, LaunchError, wait_exit},
+    signals::{Received, StopSignals},
     terminal::KeyReader,
     traced::{KnownFiles, TracedProcess as Traced},
 };
@@ -26,7 +29,7 @@ use crate::{
         Call, Captured, ChildMemory, Event, EventKind, ExecImage, ExitMemory, Record, UserStack,
         special_mappings,
     },
-    model::Mapping,
+    model::{ExitStatus, Mapping, signal_name},
     procfs::{
         seed::{self, SeedError, SmapsReader},
         verify::{self, Divergence},
@@ -63,9 +66,8 @@ pub enum SessionError {
 
 struct Signals {
     usr1: Signal,
-    interrupt: Signal,
-    terminate: Signal,
-    hangup: Signal,
+    /// SIGINT, SIGTERM, SIGHUP.
+    stops: StopSignals,
 }
 
 pub struct Session {
@@ -80,6 +82,8 @@ pub struct Session {
     processes: BTreeMap<u32, Traced>,
     /// The command started by the session, whose exit status becomes ours.
     launched: Option<i32>,
+    /// When a stop signal was passed on to the launched command.
+    passed_on: Option<Instant>,
     exit_code: i32,
     dropped_seen: u64,
     dump_style: DumpStyle,
@@ -113,9 +117,7 @@ impl Session {
         let handler = |kind| signal(kind).map_err(SessionError::Signals);
         let signals = Signals {
             usr1: handler(SignalKind::user_defined1())?,
-            interrupt: handler(SignalKind::interrupt())?,
-            terminate: handler(SignalKind::terminate())?,
-            hangup: handler(SignalKind::hangup())?,
+            stops: StopSignals::install().map_err(SessionError::Signals)?,
         };
         let clock = Clock::now();
         Ok(Session {
@@ -127,6 +129,7 @@ impl Session {
             line: Vec::with_capacity(256),
             processes: BTreeMap::new(),
             launched: None,
+            passed_on: None,
             exit_code: 0,
             dropped_seen: 0,
             untabled: BTreeMap::new(),
@@ -249,13 +252,12 @@ impl Session {
     }
 
     /// Runs until every target has exited (returning the launched command's exit code, or 0)
-    /// or a SIGINT/SIGTERM/SIGHUP arrives (returning 0); a final dump is written either way.
+    /// or a stop signal ends it (see [`Session::stop_signal`]); a final dump is written either
+    /// way.
     pub async fn run(mut self) -> Result<i32, SessionError> {
         let Signals {
             mut usr1,
-            mut interrupt,
-            mut terminate,
-            mut hangup,
+            mut stops,
         } = self.signals.take().expect("run is called once");
         let mut ticker = self
             .config
@@ -277,9 +279,11 @@ impl Session {
                 _ = usr1.recv() => self.dump_all(),
                 Some(()) = next_key(&mut keys) => self.dump_all(),
                 _ = next_tick(&mut ticker) => self.dump_all(),
-                _ = interrupt.recv() => break self.finish(),
-                _ = terminate.recv() => break self.finish(),
-                _ = hangup.recv() => break self.finish(),
+                received = stops.recv() => match received.map(|r| self.stop_signal(r)) {
+                    Ok(Ok(Some(code))) => break Ok(code),
+                    Ok(other) => other.map(drop),
+                    Err(err) => Err(SessionError::Signals(err)),
+                },
             };
             if let Err(err) = step {
                 break Err(err);
@@ -299,10 +303,57 @@ impl Session {
         }
     }
 
-    /// Final dump of every process still traced, then stop.
+    /// Final dump of every process still traced, then stop: with the launched command's
+    /// status once it has ended, else 0.
     fn finish(&mut self) -> Result<i32, SessionError> {
         self.dump_all()?;
-        Ok(0)
+        Ok(self.exit_code)
+    }
+
+    /// A SIGINT, SIGTERM or SIGHUP: `Some(exit code)` when the session ends now. Attached, or
+    /// once the launched command has ended, it ends with the final dumps. While a launched
+    /// command runs, the command decides, as it would without pmap-trace: a signal the
+    /// terminal sent to the whole process group reached it already; one sent to pmap-trace
+    /// alone is passed on to it, once; tracing goes on until the command ends. A second one
+    /// sent to pmap-trace (later than [`REPEAT_WINDOW`]) means stop waiting: the final dumps,
+    /// and a line naming what is left running.
+    fn stop_signal(&mut self, received: Received) -> Result<Option<i32>, SessionError> {
+        let Some(command) = self.launched else {
+            return self.finish().map(Some);
+        };
+        if received.reached_group_of(command) {
+            return Ok(None);
+        }
+        match self.passed_on {
+            None => {
+                // Gone already: its exit record is on its way.
+                let _ = signals::send(command, received.signal);
+                self.passed_on = Some(Instant::now());
+                Ok(None)
+            }
+            Some(at) if at.elapsed() < REPEAT_WINDOW => Ok(None),
+            Some(_) => self.stop_waiting(received.signal).map(Some),
+        }
+    }
+
+    /// Leaves the processes still traced running, and says so: exits as if killed by `signal`.
+    fn stop_waiting(&mut self, signal: i32) -> Result<i32, SessionError> {
+        self.dump_all()?;
+        let running: Vec<String> = self
+            .processes
+            .keys()
+            .chain(self.untabled.keys())
+            .map(|pid| {
+                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                format!("{pid} ({})", comm.trim_end())
+            })
+            .collect();
+        eprintln!(
+            "pmap-trace: stopped waiting at a second {}: {} still running, no longer traced",
+            signal_name(signal),
+            running.join(", ")
+        );
+        Ok(128 + signal)
     }
 
     /// Reads and applies every record already in the ring.
@@ -538,6 +589,7 @@ impl Session {
                 self.exec(event, image)?;
             }
             EventKind::Exit { memory } => {
+                context.exit = self.reap_if_launched(tgid);
                 self.emit(event, &context)?;
                 self.settle_at_exit(tgid, *memory)?;
                 self.end_process(tgid)?;
@@ -723,11 +775,20 @@ impl Session {
             sites.forget(tgid);
         }
         self.capture.remove_target(tgid);
-        if self.launched == Some(tgid as i32) {
-            self.exit_code = wait_exit_code(tgid as i32);
-            self.launched = None;
-        }
+        self.reap_if_launched(tgid);
         Ok(())
+    }
+
+    /// The launched command has ended: pmap-trace, its parent, reaps it, and its status
+    /// becomes pmap-trace's exit code.
+    fn reap_if_launched(&mut self, tgid: u32) -> Option<ExitStatus> {
+        if self.launched != Some(tgid as i32) {
+            return None;
+        }
+        self.launched = None;
+        let status = wait_exit(tgid as i32);
+        self.exit_code = status.shell_code();
+        Some(status)
     }
 
     /// Applies every event produced so far, then dumps every table.
@@ -886,6 +947,10 @@ fn announce(targets: &[PidTarget], descendants: usize) {
     };
     eprintln!("pmap-trace: attached to {}{descendants}", names.join(", "));
 }
+
+/// A stop signal this soon after the one passed on is the same request: timeout(1), for one,
+/// signals pmap-trace and then its whole process group.
+const REPEAT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Lines of each kind a re-read after lost records lists; a heavy loss can change thousands.
 const RESYNC_LINES_SHOWN: usize = 10;

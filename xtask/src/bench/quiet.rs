@@ -57,10 +57,16 @@ fn max_wait() -> Duration {
     Duration::from_millis(MAX_WAIT_MS.load(Ordering::SeqCst))
 }
 
+/// The name of the process an exiting pmap-trace leaves to release its programs.
+const RELEASER: &str = "pmap-trace-exit";
+
 /// Processes the bench did not start that hold eBPF programs now. An attached syscall
 /// tracepoint slows every process, and another tracer competes for the 2 CPUs: someone's
-/// integration tests running alongside would distort the figures.
-fn foreign_bpf_holders() -> Vec<String> {
+/// integration tests running alongside would distort the figures. With `releasers` false,
+/// the processes exiting pmap-traces leave to release their programs are not counted: the
+/// one a measurement's own pmap-trace left is no disturbance of that measurement (the next
+/// one waits for it to finish).
+fn foreign_bpf_holders(releasers: bool) -> Vec<String> {
     let ours = OURS.lock().map(|set| set.clone()).unwrap_or_default();
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
@@ -79,8 +85,8 @@ fn foreign_bpf_holders() -> Vec<String> {
         let holds_prog = fds.flatten().any(|fd| {
             fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-prog")
         });
-        if holds_prog {
-            let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if holds_prog && (releasers || comm.trim() != RELEASER) {
             found.push(format!("{} ({pid})", comm.trim()));
         }
     }
@@ -122,7 +128,7 @@ pub(super) fn quietly<T>(what: &str, mut measure: impl FnMut() -> Result<T>) -> 
         let snapshot = CpuSnapshot::now();
         let value = measure()?;
         let share = snapshot.foreign_share();
-        let holders = foreign_bpf_holders();
+        let holders = foreign_bpf_holders(false);
         if share <= MAX_FOREIGN_CPU && holders.is_empty() {
             return Ok(value);
         }
@@ -156,7 +162,7 @@ pub(super) fn wait_for_quiet(sample_cpu: bool) -> Result<()> {
         if waited >= max_wait() {
             break Ok(());
         }
-        let holders = foreign_bpf_holders();
+        let holders = foreign_bpf_holders(true);
         let busy = if holders.is_empty() && sample_cpu {
             let snapshot = CpuSnapshot::now();
             thread::sleep(Duration::from_secs(1));
