@@ -167,12 +167,34 @@ pub mod sched_layout {
 
 /// Name of the global holding the [`FileOffsets`] userspace found in the kernel's BTF.
 pub const FILE_OFFSETS_GLOBAL: &str = "FILE_OFFSETS";
-/// Bytes kept of a mapped file's name (its last path component), NUL included.
+/// Bytes kept of a mapped file's name (its last path component) in a [`FileIdentity`], NUL
+/// included.
 pub const FILE_NAME_LEN: usize = 64;
+/// Bytes of a [`FilePath`]'s path buffer.
+pub const FILE_PATH_LEN: usize = 768;
+/// A component is copied only while the components before it fill less than this (a power of
+/// two): each copy may take up to `FILE_PATH_LEN - FILE_PATH_ROOM` bytes (a name's 255 and its
+/// NUL), and the verifier must see every copy end inside the buffer. Longer paths are rare
+/// (`PATH_MAX` is 4096): their walk stops short.
+pub const FILE_PATH_ROOM: usize = 512;
+/// Most steps of the walk from a file's dentry up to the root of its mount namespace: a step
+/// copies one component, or crosses from a mount's root to where it is mounted.
+pub const FILE_PATH_STEPS: usize = 32;
+
+const _: () = assert!(FILE_PATH_ROOM.is_power_of_two() && FILE_PATH_LEN >= FILE_PATH_ROOM + 256);
+
+/// What the walk of a [`FilePath`]'s path found.
+pub mod file_path {
+    /// The walk reached the root of the mount tree: the components are the whole path.
+    pub const COMPLETE: u32 = 1;
+    /// The file's dentry was unlinked (`d_unlinked`): `/proc/PID/maps` adds ` (deleted)`.
+    pub const DELETED: u32 = 2;
+}
 
 /// Byte offsets of the kernel struct fields followed to identify the file behind a new
-/// mapping: task → files → fdtable → file → inode / dentry. Found in the running kernel's BTF
-/// by userspace; `valid == 0` turns the look-up off.
+/// mapping: task → files → fdtable → file → inode / dentry, and from the dentry and its mount
+/// up to the root, as `d_path` walks it (fs/d_path.c `prepend_path`). Found in the running
+/// kernel's BTF by userspace; `valid == 0` turns the look-up off.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileOffsets {
@@ -189,6 +211,20 @@ pub struct FileOffsets {
     pub sb_dev: u64,
     /// `dentry.d_name.name`.
     pub dentry_name: u64,
+    /// `dentry.d_parent`.
+    pub dentry_parent: u64,
+    /// `dentry.d_hash.pprev`: null once the dentry is unhashed (unlinked).
+    pub dentry_hash_pprev: u64,
+    /// `file.f_path.mnt`.
+    pub file_mnt: u64,
+    /// `vfsmount.mnt_root`.
+    pub vfsmount_root: u64,
+    /// `mount.mnt`: the `vfsmount` inside its `struct mount` (fs/mount.h).
+    pub mount_vfsmount: u64,
+    /// `mount.mnt_parent`.
+    pub mount_parent: u64,
+    /// `mount.mnt_mountpoint`.
+    pub mount_mountpoint: u64,
 }
 
 impl FileOffsets {
@@ -204,6 +240,13 @@ impl FileOffsets {
         inode_sb: 0,
         sb_dev: 0,
         dentry_name: 0,
+        dentry_parent: 0,
+        dentry_hash_pprev: 0,
+        file_mnt: 0,
+        vfsmount_root: 0,
+        mount_vfsmount: 0,
+        mount_parent: 0,
+        mount_mountpoint: 0,
     };
 }
 
@@ -439,8 +482,7 @@ pub struct ExecRecord {
     pub body: [u8; EXEC_BODY_MAX],
 }
 
-/// The file a successful file-backed `mmap` mapped, read in the kernel while the descriptor is
-/// still open. All zero when it could not be read.
+/// A file a fresh image maps, as an [`ExecVma`] names it. All zero when it could not be read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileIdentity {
@@ -450,6 +492,25 @@ pub struct FileIdentity {
     pub ino: u64,
     /// Last path component, NUL-terminated (truncated to fit).
     pub name: [u8; FILE_NAME_LEN],
+}
+
+/// The file a successful file-backed `mmap` mapped, read in the kernel while the descriptor is
+/// still open, with its whole path. All zero when it could not be read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilePath {
+    /// The kernel's `dev_t`: major in the high 12 bits, minor in the low 20.
+    pub dev: u32,
+    /// [`file_path`] bits.
+    pub path_flags: u32,
+    pub ino: u64,
+    /// Bytes of `path` written; the rest is not (the record is not cleared first).
+    pub path_len: u32,
+    pub _pad: u32,
+    /// The path's components, last first, each NUL-terminated, packed from the start: the
+    /// file's name, its directory's, and so on up to the root (all of them when
+    /// [`file_path::COMPLETE`] is set).
+    pub path: [u8; FILE_PATH_LEN],
 }
 
 /// One record in the ring buffer. Fixed size so the kernel can reserve it in one step.
@@ -485,7 +546,7 @@ impl EventRecord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileMmapRecord {
     pub event: EventRecord,
-    pub file: FileIdentity,
+    pub file: FilePath,
 }
 
 impl FileMmapRecord {

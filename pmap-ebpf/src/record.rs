@@ -3,12 +3,14 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes, generated::bpf_probe_read_user,
+        bpf_probe_read_kernel_str_bytes,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
 };
 use pmap_common::{
-    DROPPED_RECORDS_SLOT, EventRecord, FILE_NAME_LEN, FileIdentity, FileMmapRecord, GrowthRecord,
-    TASK_COMM_LEN, UserRegs, record_kind, syscall_nr,
+    DROPPED_RECORDS_SLOT, EventRecord, FILE_PATH_LEN, FILE_PATH_ROOM, FILE_PATH_STEPS,
+    FileIdentity, FileMmapRecord, FileOffsets, FilePath, GrowthRecord, TASK_COMM_LEN, UserRegs,
+    file_path, record_kind, syscall_nr,
 };
 
 use crate::maps::{EVENTS, count_drop, file_offsets, stack_offsets, wakeup_bytes};
@@ -82,13 +84,13 @@ pub fn emit_file_mmap(caller: Caller, args: [u64; 6], ret: i64, fd: i32) {
             0,
         );
         let file = &raw mut (*record).file;
-        file.write(FileIdentity {
-            dev: 0,
-            _pad: 0,
-            ino: 0,
-            name: [0; FILE_NAME_LEN],
-        });
-        read_file_identity(fd, &mut *file);
+        // The path buffer is not cleared: `path_len` says how much of it was written.
+        (&raw mut (*file).dev).write(0);
+        (&raw mut (*file).path_flags).write(0);
+        (&raw mut (*file).ino).write(0);
+        (&raw mut (*file).path_len).write(0);
+        (&raw mut (*file)._pad).write(0);
+        read_file_path_of_fd(fd, file);
     }
     entry.submit(wake_flag(Urgency::Batched));
 }
@@ -293,30 +295,30 @@ pub fn kernel_u64(base: u64, offset: u64) -> Option<u64> {
         .filter(|&v| v != 0)
 }
 
-/// Follows current task → files → fdtable → file → inode/dentry for descriptor `fd` and fills
-/// `out`; leaves it zeroed when any step fails.
-fn read_file_identity(fd: i32, out: &mut FileIdentity) {
-    let offsets = file_offsets();
-    if offsets.valid == 0 {
-        return;
-    }
+/// Follows current task → files → fdtable to the `struct file *` behind descriptor `fd`.
+#[inline(always)]
+fn file_of_fd(fd: i32, offsets: &FileOffsets) -> Option<u64> {
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() };
-    let Some(fdt) =
-        kernel_u64(task, offsets.task_files).and_then(|files| kernel_u64(files, offsets.files_fdt))
-    else {
-        return;
-    };
+    let fdt = kernel_u64(task, offsets.task_files)
+        .and_then(|files| kernel_u64(files, offsets.files_fdt))?;
     // SAFETY: checked kernel read.
     let max_fds = unsafe { bpf_probe_read_kernel((fdt + offsets.fdtable_max_fds) as *const u32) };
     if max_fds.is_err() || fd as u32 >= max_fds.unwrap_or(0) {
-        return;
+        return None;
     }
-    if let Some(file) =
-        kernel_u64(fdt, offsets.fdtable_fd).and_then(|fds| kernel_u64(fds, fd as u64 * 8))
-    {
-        file_identity(file, out);
-    }
+    kernel_u64(fdt, offsets.fdtable_fd).and_then(|fds| kernel_u64(fds, fd as u64 * 8))
+}
+
+/// The device (`inode->i_sb->s_dev`) and inode number of `file` (a `struct file *`).
+#[inline(always)]
+fn file_dev_ino(file: u64, offsets: &FileOffsets) -> Option<(u32, u64)> {
+    let inode = kernel_u64(file, offsets.file_inode)?;
+    let ino = kernel_u64(inode, offsets.inode_ino)?;
+    let sb = kernel_u64(inode, offsets.inode_sb)?;
+    // SAFETY: checked kernel read.
+    let dev = unsafe { bpf_probe_read_kernel((sb + offsets.sb_dev) as *const u32) }.ok()?;
+    Some((dev, ino))
 }
 
 /// Follows `file` (a `struct file *`) to its inode and dentry and fills `out`; leaves it
@@ -327,17 +329,7 @@ pub fn file_identity(file: u64, out: &mut FileIdentity) {
     if offsets.valid == 0 {
         return;
     }
-    let Some(inode) = kernel_u64(file, offsets.file_inode) else {
-        return;
-    };
-    let Some(ino) = kernel_u64(inode, offsets.inode_ino) else {
-        return;
-    };
-    let Some(sb) = kernel_u64(inode, offsets.inode_sb) else {
-        return;
-    };
-    // SAFETY: checked kernel read.
-    let Ok(dev) = (unsafe { bpf_probe_read_kernel((sb + offsets.sb_dev) as *const u32) }) else {
+    let Some((dev, ino)) = file_dev_ino(file, &offsets) else {
         return;
     };
     out.dev = dev;
@@ -347,5 +339,110 @@ pub fn file_identity(file: u64, out: &mut FileIdentity) {
     {
         // SAFETY: checked string read into the record's own buffer.
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut out.name) };
+    }
+}
+
+/// Fills `out` with the device, inode and path of the file behind descriptor `fd`; leaves it
+/// zeroed when the file cannot be found.
+///
+/// # Safety
+/// `out` must point at a writable `FilePath` in reserved ring memory, its header zeroed.
+#[inline(always)]
+unsafe fn read_file_path_of_fd(fd: i32, out: *mut FilePath) {
+    let offsets = file_offsets();
+    if offsets.valid == 0 {
+        return;
+    }
+    let Some(file) = file_of_fd(fd, &offsets) else {
+        return;
+    };
+    let Some((dev, ino)) = file_dev_ino(file, &offsets) else {
+        return;
+    };
+    // SAFETY: per this function's contract.
+    unsafe {
+        (&raw mut (*out).dev).write(dev);
+        (&raw mut (*out).ino).write(ino);
+        read_file_path(file, &offsets, out);
+    }
+}
+
+/// Writes the path of `file` into `out`, as `d_path` builds the one `/proc/PID/maps` prints
+/// (fs/d_path.c `prepend_path`): its name and each parent's, crossing from a mount's root to
+/// the dentry it is mounted on, up to the root of the mount namespace. A dentry that is its
+/// own parent without being a mount's root is in no tree (memfd, anonymous inodes: /proc names
+/// them by `d_dname`): the walk stops there, incomplete, as it does after
+/// [`FILE_PATH_STEPS`] steps or once [`FILE_PATH_ROOM`] bytes are filled.
+///
+/// # Safety
+/// `out` must point at a writable `FilePath` in reserved ring memory.
+#[inline(always)]
+unsafe fn read_file_path(file: u64, offsets: &FileOffsets, out: *mut FilePath) {
+    let (Some(leaf), Some(mut vfsmount)) = (
+        kernel_u64(file, offsets.file_dentry),
+        kernel_u64(file, offsets.file_mnt),
+    ) else {
+        return;
+    };
+    // SAFETY: per this function's contract.
+    let path = unsafe { (&raw mut (*out).path).cast::<u8>() };
+    let mut mount = vfsmount - offsets.mount_vfsmount;
+    let mut root = kernel_u64(vfsmount, offsets.vfsmount_root);
+    let mut dentry = leaf;
+    let mut used = 0usize;
+    let mut flags = 0;
+    for _ in 0..FILE_PATH_STEPS {
+        if root == Some(dentry) {
+            let Some(parent) = kernel_u64(mount, offsets.mount_parent) else {
+                break;
+            };
+            if parent == mount {
+                flags |= file_path::COMPLETE;
+                break;
+            }
+            let Some(mountpoint) = kernel_u64(mount, offsets.mount_mountpoint) else {
+                break;
+            };
+            dentry = mountpoint;
+            mount = parent;
+            vfsmount = parent + offsets.mount_vfsmount;
+            root = kernel_u64(vfsmount, offsets.vfsmount_root);
+            continue;
+        }
+        let Some(parent) = kernel_u64(dentry, offsets.dentry_parent) else {
+            break;
+        };
+        if parent == dentry || used >= FILE_PATH_ROOM {
+            break;
+        }
+        let Some(name) = kernel_u64(dentry, offsets.dentry_name) else {
+            break;
+        };
+        // The mask shows the verifier what the check above made sure of.
+        let at = used & (FILE_PATH_ROOM - 1);
+        // SAFETY: at + (FILE_PATH_LEN - FILE_PATH_ROOM) <= FILE_PATH_LEN bytes of the buffer;
+        // a checked string read.
+        let copied = unsafe {
+            bpf_probe_read_kernel_str(
+                path.add(at).cast(),
+                (FILE_PATH_LEN - FILE_PATH_ROOM) as u32,
+                name as *const c_void,
+            )
+        };
+        if copied <= 0 {
+            break;
+        }
+        used = at + copied as usize;
+        dentry = parent;
+    }
+    // d_unlinked (include/linux/dcache.h): unhashed, and not the root of its tree.
+    let unhashed = kernel_u64(leaf, offsets.dentry_hash_pprev).is_none();
+    if unhashed && kernel_u64(leaf, offsets.dentry_parent) != Some(leaf) {
+        flags |= file_path::DELETED;
+    }
+    // SAFETY: per this function's contract.
+    unsafe {
+        (&raw mut (*out).path_len).write(used as u32);
+        (&raw mut (*out).path_flags).write(flags);
     }
 }

@@ -71,7 +71,10 @@ fn program_holders() -> std::collections::BTreeMap<u32, Vec<i32>> {
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return holders;
     };
-    for pid in processes.flatten().filter_map(|p| p.file_name().to_str()?.parse().ok()) {
+    for pid in processes
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse().ok())
+    {
         for id in programs_held_by(pid) {
             holders.entry(id).or_default().push(pid);
         }
@@ -95,7 +98,11 @@ fn assert_nothing_left_since(before: &std::collections::BTreeSet<u32>) {
         let holders = program_holders();
         let left: Vec<u32> = our_programs()
             .difference(before)
-            .filter(|id| holders.get(id).is_none_or(|pids| pids.iter().all(|&p| is_releaser(p))))
+            .filter(|id| {
+                holders
+                    .get(id)
+                    .is_none_or(|pids| pids.iter().all(|&p| is_releaser(p)))
+            })
             .copied()
             .collect();
         if left.is_empty() {
@@ -142,7 +149,8 @@ fn pmap_trace_exits_at_once_and_a_detached_process_releases_the_programs() {
             "program {id} held by {pids:?}"
         );
         for &releaser in pids {
-            let stat = std::fs::read_to_string(format!("/proc/{releaser}/stat")).unwrap_or_default();
+            let stat =
+                std::fs::read_to_string(format!("/proc/{releaser}/stat")).unwrap_or_default();
             let session = stat[stat.rfind(')').unwrap_or(0)..]
                 .split_whitespace()
                 .nth(4)
@@ -508,20 +516,26 @@ fn a_signal_to_pmap_trace_alone_is_passed_on_to_the_command_whose_death_ends_the
     }
     let loaded_before = our_programs();
     for signal in [libc::SIGINT, libc::SIGTERM] {
-        let name = if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+        let name = if signal == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
         let (tracer, pid, before) = launch_signal_counter(&[], &[]);
         tracer.signal(signal);
         let (code, out, err) = finish_then_check_gone(tracer, pid);
         let out = before + &out;
         assert_eq!(code, 128 + signal, "{name}: stderr: {err}\n{out}");
         assert_eq!(
-            out.lines().filter(|l| l.starts_with("got ")).collect::<Vec<_>>(),
+            out.lines()
+                .filter(|l| l.starts_with("got "))
+                .collect::<Vec<_>>(),
             [format!("got {name} (1)")],
             "the command gets the signal once"
         );
         assert!(
-            out.lines()
-                .any(|l| l.contains(&format!(" {pid}/")) && l.ends_with(&format!("+++ killed by {name} +++"))),
+            out.lines().any(|l| l.contains(&format!(" {pid}/"))
+                && l.ends_with(&format!("+++ killed by {name} +++"))),
             "{out}"
         );
         assert!(
@@ -535,7 +549,11 @@ fn a_signal_to_pmap_trace_alone_is_passed_on_to_the_command_whose_death_ends_the
     tracer.signal(libc::SIGINT);
     let (code, out, _) = finish_then_check_gone(tracer, pid);
     assert_eq!(code, 130);
-    let lines = json_lines(&(before + &out).replace("ready\n", "").replace("got SIGINT (1)\n", ""));
+    let lines = json_lines(
+        &(before + &out)
+            .replace("ready\n", "")
+            .replace("got SIGINT (1)\n", ""),
+    );
     let exit = lines
         .iter()
         .find(|l| l["type"] == "exit" && l["pid"] == pid)
@@ -569,7 +587,10 @@ fn ctrl_c_on_the_terminal_reaches_the_command_once_and_pmap_trace_exits_with_its
     let mut seen = String::new();
     while !seen.contains("ready") {
         let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "ended early:\n{seen}");
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "ended early:\n{seen}"
+        );
         seen.push_str(&line.replace('\r', ""));
     }
     let pid: i32 = seen[seen.find("attached to ").unwrap() + 12..]
@@ -632,7 +653,9 @@ fn a_second_signal_stops_waiting_for_a_command_that_outlives_the_first_and_says_
     let (_, out, err) = tracer.finish();
     assert_eq!(code, Some(128 + libc::SIGTERM), "{err}");
     assert_eq!(
-        out.lines().filter(|l| l.starts_with("got ")).collect::<Vec<_>>(),
+        out.lines()
+            .filter(|l| l.starts_with("got "))
+            .collect::<Vec<_>>(),
         ["got SIGTERM (1)"],
         "only the first is passed on"
     );
@@ -1019,8 +1042,8 @@ fn a_short_lived_process_still_names_the_files_it_mapped() {
         .filter_map(|l| l["args"]["path"].as_str())
         .collect::<Vec<_>>();
     assert!(
-        mapped.iter().any(|p| p.ends_with(&name)),
-        "the file was not named: {mapped:?}"
+        mapped.iter().any(|p| *p == path.to_str().unwrap()),
+        "the file was not named by its whole path: {mapped:?}"
     );
 }
 
@@ -1121,6 +1144,74 @@ fn a_refused_snapshot_says_what_was_denied_and_why() {
             "{err}"
         );
     }
+}
+
+/// Maps one POSIX shared memory segment (shm_open, as glibc names it under /dev/shm) twice,
+/// the first mapping unmapped at once and its address taken by anonymous memory, so that by
+/// the time pmap-trace handles the call the kernel has nothing left to say about it; then the
+/// same once the segment is unlinked.
+const SHM_TWICE: &str = r#"
+import mmap, os, sys, _posixshmem
+name = sys.argv[1]
+fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+os.ftruncate(fd, 1 << 20)
+kept = []
+for _ in range(2):
+    first = mmap.mmap(fd, 1 << 20)
+    first.close()
+    kept.append(mmap.mmap(-1, 1 << 20))
+    kept.append(mmap.mmap(fd, 1 << 20))
+    if len(kept) == 2:
+        _posixshmem.shm_unlink(name)
+print("mapped", flush=True)
+sys.stdin.readline()
+"#;
+
+#[test]
+fn a_shared_memory_segment_has_one_name_whether_or_not_it_is_still_mapped() {
+    if !require_root() {
+        return;
+    }
+    let name = format!("pmap-trace-shm-{}", std::process::id());
+    let mut tracer = Command::new(pmap_trace_exe())
+        .args(["--json", "--", "/usr/bin/python3", "-c", SHM_TWICE])
+        .arg(format!("/{name}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(tracer.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "{lines:#?}");
+        if line == "mapped\n" {
+            break;
+        }
+        lines.push(line);
+    }
+    // Keep it running a while, so that the second mappings are live when they are handled.
+    std::thread::sleep(Duration::from_millis(200));
+    drop(tracer.stdin.take());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(tracer.wait().unwrap().code(), Some(0));
+    let text = lines.concat() + &rest;
+    let paths: Vec<String> = json_lines(&text)
+        .iter()
+        .filter(|l| l["call"] == "mmap" && l["args"]["flags"] == serde_json::json!(["MAP_SHARED"]))
+        .filter_map(|l| l["args"]["path"].as_str().map(str::to_owned))
+        .filter(|path| path.contains(&name))
+        .collect();
+    // Each as it was at the call: the second pair was mapped after the unlink.
+    let live = format!("/dev/shm/{name}");
+    let unlinked = format!("/dev/shm/{name} (deleted)");
+    assert_eq!(
+        paths,
+        [&live, &live, &unlinked, &unlinked].map(String::as_str),
+        "{text}"
+    );
 }
 
 /// Runs pmap-trace as user nobody with exactly `caps` (setpriv names, e.g. "bpf").

@@ -588,6 +588,48 @@ fn follow_takes_the_processes_postgres_had_forked_before_the_attach() {
     }
 }
 
+#[test]
+fn postgres_parallel_query_segments_are_named_by_their_whole_path() {
+    if !require_root() {
+        return;
+    }
+    let mut server = Postgres::start("dsm");
+    let postmaster = server.pid();
+    let mut tracer = Tracer::attach(&["-f", "-p", &postmaster.to_string()]);
+    // A parallel query: the backend creates dynamic shared memory segments (shm_open'd
+    // files /dev/shm/PostgreSQL.N), its workers map them, and all unmap them within
+    // milliseconds, often before pmap-trace handles the calls.
+    let query = "set force_parallel_mode = on; set parallel_setup_cost = 0; \
+                 set parallel_tuple_cost = 0; select count(*) from pg_class;";
+    for _ in 0..3 {
+        let psql = Postgres::as_nobody("psql")
+            .arg("-h")
+            .arg(&server.dir.0)
+            .args(["-U", "postgres", "-d", "postgres", "-qAtc", query])
+            .output()
+            .expect("run psql");
+        assert!(
+            psql.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&psql.stderr)
+        );
+    }
+    server.stop();
+    let (code, out, err) = tracer.finish();
+    assert_eq!(code, 0, "stderr: {err}");
+    let segments: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(" mmap(") && l.contains("PostgreSQL."))
+        .collect();
+    assert!(
+        segments.len() >= 6,
+        "too few segment mappings: {segments:#?}"
+    );
+    for line in segments {
+        assert!(line.contains("</dev/shm/PostgreSQL."), "{line}");
+    }
+}
+
 /// redis-server on a private Unix socket, nothing persisted, four I/O threads (reads too).
 fn redis_args(dir: &Path) -> Vec<String> {
     let dir = dir.to_str().unwrap();

@@ -194,6 +194,14 @@ impl KernelTypes {
             inode_sb: self.offset_of("inode", "i_sb")?,
             sb_dev: self.offset_of("super_block", "s_dev")?,
             dentry_name: self.offset_of("dentry", "d_name")? + self.offset_of("qstr", "name")?,
+            dentry_parent: self.offset_of("dentry", "d_parent")?,
+            dentry_hash_pprev: self.offset_of("dentry", "d_hash")?
+                + self.offset_of("hlist_bl_node", "pprev")?,
+            file_mnt: self.offset_of("file", "f_path")? + self.offset_of("path", "mnt")?,
+            vfsmount_root: self.offset_of("vfsmount", "mnt_root")?,
+            mount_vfsmount: self.offset_of("mount", "mnt")?,
+            mount_parent: self.offset_of("mount", "mnt_parent")?,
+            mount_mountpoint: self.offset_of("mount", "mnt_mountpoint")?,
         })
     }
 
@@ -339,6 +347,9 @@ mod tests {
         // Layouts that have not moved in years: the first fields of these structs.
         assert_eq!(offsets.fdtable_max_fds, 0);
         assert!(offsets.task_files > 0 && offsets.inode_ino > 0);
+        // struct mount (fs/mount.h) holds its vfsmount after its hash link, parent and
+        // mountpoint.
+        assert!(offsets.mount_vfsmount >= 24 && offsets.mount_parent > 0);
         let stack = KernelTypes::from_running_kernel()
             .unwrap()
             .stack_offsets()

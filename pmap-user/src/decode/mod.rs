@@ -1,8 +1,8 @@
 //! Decoder: raw [`EventRecord`] bytes from the ring → typed [`Event`]s.
 
 use pmap_common::{
-    EXEC_RECORD_MAX, EventRecord, ExecHeader, FaultRecord, FileIdentity, FileMmapRecord,
-    GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs, record_kind, syscall_nr,
+    EXEC_RECORD_MAX, EventRecord, ExecHeader, FaultRecord, FileIdentity, FileMmapRecord, FilePath,
+    GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs, file_path, record_kind, syscall_nr,
 };
 use thiserror::Error;
 
@@ -47,11 +47,23 @@ pub struct Event {
 pub struct MappedFile {
     pub device: Device,
     pub inode: u64,
-    /// The last component of its path.
+    /// Its path as `/proc/PID/maps` prints it (` (deleted)` included) when `whole_path`, else
+    /// the last component of its path (or nothing).
     pub name: Vec<u8>,
+    /// Whether the kernel's walk reached the root, so that `name` is the whole path.
+    pub whole_path: bool,
+}
+
+/// The kernel's internal dev_t: 12 bits of major above 20 bits of minor.
+fn device_of(dev: u32) -> Device {
+    Device {
+        major: dev >> 20,
+        minor: dev & 0xf_ffff,
+    }
 }
 
 impl MappedFile {
+    /// A file of a fresh image, by its last path component.
     pub(crate) fn from_record(identity: &FileIdentity) -> Option<MappedFile> {
         if identity.ino == 0 {
             return None;
@@ -62,13 +74,46 @@ impl MappedFile {
             .position(|&b| b == 0)
             .unwrap_or(identity.name.len());
         Some(MappedFile {
-            // The kernel's internal dev_t: 12 bits of major above 20 bits of minor.
-            device: Device {
-                major: identity.dev >> 20,
-                minor: identity.dev & 0xf_ffff,
-            },
+            device: device_of(identity.dev),
             inode: identity.ino,
             name: identity.name[..len].to_vec(),
+            whole_path: false,
+        })
+    }
+
+    /// The file a file-backed mmap mapped, by the path the kernel walked.
+    fn from_path(identity: &FilePath) -> Option<MappedFile> {
+        if identity.ino == 0 {
+            return None;
+        }
+        let written = &identity.path[..(identity.path_len as usize).min(identity.path.len())];
+        // Last component first, each NUL-terminated.
+        let components: Vec<&[u8]> = written
+            .split(|&b| b == 0)
+            .filter(|c| !c.is_empty())
+            .collect();
+        let whole_path = identity.path_flags & file_path::COMPLETE != 0;
+        let name = if whole_path {
+            let mut path = Vec::with_capacity(written.len() + 11);
+            for component in components.iter().rev() {
+                path.push(b'/');
+                path.extend_from_slice(component);
+            }
+            if path.is_empty() {
+                path.push(b'/');
+            }
+            if identity.path_flags & file_path::DELETED != 0 {
+                path.extend_from_slice(b" (deleted)");
+            }
+            path
+        } else {
+            components.first().map_or(Vec::new(), |leaf| leaf.to_vec())
+        };
+        Some(MappedFile {
+            device: device_of(identity.dev),
+            inode: identity.ino,
+            name,
+            whole_path,
         })
     }
 }
@@ -453,7 +498,7 @@ pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
     if record.kind == record_kind::FILE_MMAP {
         // SAFETY: the length is a FileMmapRecord's, plain data read unaligned as above.
         let whole: FileMmapRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        event.file = MappedFile::from_record(&whole.file);
+        event.file = MappedFile::from_path(&whole.file);
     }
     if record.kind == record_kind::EXEC_IMAGE {
         let image = ExecImage::from_bytes(bytes).ok_or(DecodeError::WrongSize(bytes.len()))?;
@@ -656,11 +701,13 @@ mod tests {
         );
         let mut r = FileMmapRecord {
             event,
-            file: FileIdentity {
+            file: FilePath {
                 dev: 0,
-                _pad: 0,
+                path_flags: 0,
                 ino: 0,
-                name: [0; pmap_common::FILE_NAME_LEN],
+                path_len: 0,
+                _pad: 0,
+                path: [0xaa; pmap_common::FILE_PATH_LEN],
             },
         };
         let file_bytes = |r: &FileMmapRecord| {
@@ -682,7 +729,10 @@ mod tests {
         );
         r.file.dev = (0xfe << 20) | 1;
         r.file.ino = 4242;
-        r.file.name[..9].copy_from_slice(b"libc.so.6");
+        // Components last first; the walk stopped before the root: the name alone.
+        let components = b"libc.so.6\0x86_64-linux-gnu\0lib\0usr\0";
+        r.file.path[..components.len()].copy_from_slice(components);
+        r.file.path_len = 14;
         let decoded = decode(&file_bytes(&r)).unwrap();
         assert!(matches!(
             decoded.kind,
@@ -701,6 +751,16 @@ mod tests {
         );
         assert_eq!(file.inode, 4242);
         assert_eq!(file.name, b"libc.so.6");
+        assert!(!file.whole_path);
+        // It reached the root: the whole path, as /proc prints it.
+        r.file.path_len = components.len() as u32;
+        r.file.path_flags = file_path::COMPLETE;
+        let file = decode(&file_bytes(&r)).unwrap().file.unwrap();
+        assert_eq!(file.name, b"/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert!(file.whole_path);
+        r.file.path_flags |= file_path::DELETED;
+        let file = decode(&file_bytes(&r)).unwrap().file.unwrap();
+        assert_eq!(file.name, b"/usr/lib/x86_64-linux-gnu/libc.so.6 (deleted)");
     }
 
     #[test]

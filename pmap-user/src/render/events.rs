@@ -1401,7 +1401,10 @@ mod tests {
             let line = event_line(&e, &with(exit), &clock());
             assert!(line.ends_with(text), "{line}");
             let object = event_json(&e, &with(exit), &clock());
-            assert_eq!((&object["exit_code"], &object["killed_by"]), (&code, &signal));
+            assert_eq!(
+                (&object["exit_code"], &object["killed_by"]),
+                (&code, &signal)
+            );
         }
     }
 

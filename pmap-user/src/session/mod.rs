@@ -561,8 +561,10 @@ impl Session {
                     .file
                     .as_ref()
                     .and_then(|f| self.files.mapping_for(call, *ret, f));
-                // The path shown is the table's (the live kernel's answer when there was one),
-                // else what the kernel recorded at the call.
+                // The path shown is the file's at the call, as the kernel walked it then; when
+                // the walk stopped short, the table's (the live kernel's answer when there was
+                // one), else the name the kernel recorded.
+                let walked = event.file.as_ref().is_some_and(|f| f.whole_path);
                 context.path = mapped.as_ref().map(|m| m.name.clone());
                 if let Some(traced) = self.processes.get_mut(&tgid) {
                     // Before the table: the stack is unwound against the code mapped at the
@@ -578,7 +580,9 @@ impl Session {
                             .mapping_starting_at(*ret as u64)
                             .filter(|m| !m.name.is_empty())
                     {
-                        context.path = Some(now.name.clone());
+                        if !walked {
+                            context.path = Some(now.name.clone());
+                        }
                         self.files.learn([now]);
                     }
                 }

@@ -240,8 +240,9 @@ impl VmaOracle for KernelHint<'_> {
     }
 }
 
-/// Paths of the files seen mapped so far, by device and inode: the kernel records only a
-/// mapped file's last path component, and this turns it back into the path /proc shows.
+/// Paths of the files seen mapped so far, by device and inode: when the kernel could not walk a
+/// mapped file's path up to the root, it records only its last component, and this turns it
+/// back into the path /proc shows.
 #[derive(Default)]
 pub struct KnownFiles {
     paths: HashMap<(Device, u64), Vec<u8>>,
@@ -300,12 +301,22 @@ impl KnownFiles {
             offset,
             device: file.device,
             inode: file.inode,
-            name: self
-                .paths
-                .get(&(file.device, file.inode))
-                .cloned()
-                .unwrap_or_else(|| file.name.clone()),
+            name: self.name_of(file),
         })
+    }
+
+    /// What `/proc/PID/maps` called the file at the call: the path the kernel walked up to the
+    /// root at the call itself; else the path of the file seen in a table (the kernel's walk
+    /// stopped short: a path longer than its room, or a file in no directory tree); else its
+    /// last component.
+    fn name_of(&self, file: &MappedFile) -> Vec<u8> {
+        if file.whole_path {
+            return file.name.clone();
+        }
+        self.paths
+            .get(&(file.device, file.inode))
+            .cloned()
+            .unwrap_or_else(|| file.name.clone())
     }
 }
 
