@@ -793,6 +793,71 @@ fn a_full_ring_is_counted_reported_and_the_table_resynchronised() {
 }
 
 #[test]
+fn a_launched_command_whose_exit_record_was_lost_still_ends_the_trace() {
+    if !require_root() {
+        return;
+    }
+    // pmap-trace is stopped while the command fills the 4 KiB ring and exits: its exit record
+    // finds no room. Its parent being pmap-trace, it stays a zombie until pmap-trace looks.
+    let script = "import mmap, sys\nprint('ready', flush=True)\nsys.stdin.readline()\n\
+                  for _ in range(500): mmap.mmap(-1, 4096).close()\n";
+    let mut command = Command::new(pmap_trace_exe());
+    command.args([
+        "--ring-size",
+        "4K",
+        "--no-events",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        script,
+    ]);
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // The command's start fills the ring too: notices come first.
+    let mut line = String::new();
+    while line != "ready\n" {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0);
+    }
+    let tracer = child.id() as i32;
+    let python = pmap_trace::seed::children_of(tracer)[0];
+    let _python = KilledOnDrop(python);
+    // SAFETY: signals to processes this test started.
+    unsafe { libc::kill(tracer, libc::SIGSTOP) };
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pmap_trace::seed::has_exited(python) {
+        assert!(Instant::now() < deadline, "the command did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(tracer, libc::SIGCONT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pmap-trace waits forever for the exit record it lost");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(rest.contains("records lost"), "{rest}");
+    assert!(
+        rest.contains(&format!("{python}:   ")) && rest.trim_end().ends_with('K'),
+        "final dump: {rest}"
+    );
+}
+
+#[test]
 fn debug_bpf_forwards_kernel_side_diagnostics() {
     if !require_root() {
         return;
