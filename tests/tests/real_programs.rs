@@ -497,7 +497,7 @@ impl Postgres {
                 "--clear-groups",
             ])
             .arg(Path::new(POSTGRES_BIN).join(program))
-            .current_dir(&std::env::temp_dir());
+            .current_dir(std::env::temp_dir());
         command
     }
 
@@ -595,7 +595,7 @@ fn postgres_parallel_query_segments_are_named_by_their_whole_path() {
     }
     let mut server = Postgres::start("dsm");
     let postmaster = server.pid();
-    let mut tracer = Tracer::attach(&["-f", "-p", &postmaster.to_string()]);
+    let tracer = Tracer::attach(&["-f", "-p", &postmaster.to_string()]);
     // A parallel query: the backend creates dynamic shared memory segments (shm_open'd
     // files /dev/shm/PostgreSQL.N), its workers map them, and all unmap them within
     // milliseconds, often before pmap-trace handles the calls.

@@ -252,7 +252,7 @@ impl Session {
     }
 
     /// Runs until every target has exited (returning the launched command's exit code, or 0)
-    /// or a stop signal ends it (see [`Session::stop_signal`]); a final dump is written either
+    /// or a stop signal ends it (see `Session::stop_signal`); a final dump is written either
     /// way.
     pub async fn run(mut self) -> Result<i32, SessionError> {
         let Signals {
