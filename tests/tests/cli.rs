@@ -1167,7 +1167,7 @@ fn a_refused_snapshot_says_what_was_denied_and_why() {
         .args([
             "/usr/bin/python3",
             "-c",
-            "import ctypes; ctypes.CDLL(None).prctl(4, 0); print('ready', flush=True); input()",
+            "import ctypes, sys; ctypes.CDLL(None).prctl(4, 0); print('ready', flush=True); sys.stdin.readline()",
         ])
         .current_dir("/")
         .stdin(Stdio::piped())
