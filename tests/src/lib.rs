@@ -28,7 +28,8 @@ pub fn require_root() -> bool {
 /// A running `pmap-workload`, driven through its stdin/stdout.
 pub struct Workload {
     pub child: Child,
-    stdin: ChildStdin,
+    /// Closed by [`Workload::finish`], which lets the workload end.
+    stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
 }
 
@@ -47,7 +48,7 @@ impl Workload {
         let stdout = BufReader::new(child.stdout.take().unwrap());
         Workload {
             child,
-            stdin,
+            stdin: Some(stdin),
             stdout,
         }
     }
@@ -57,8 +58,9 @@ impl Workload {
     }
 
     pub fn go(&mut self) {
-        self.stdin.write_all(b"go\n").unwrap();
-        self.stdin.flush().unwrap();
+        let stdin = self.stdin.as_mut().expect("the workload is not finished");
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
     }
 
     /// Reads one line the workload prints.
@@ -112,9 +114,19 @@ impl Workload {
     }
 
     pub fn finish(mut self) -> i32 {
-        drop(self.stdin);
+        self.stdin = None;
         let status = self.child.wait().unwrap();
         status.code().unwrap_or(-1)
+    }
+}
+
+/// A test that fails part-way must not leave the workload behind, stopped at a checkpoint.
+impl Drop for Workload {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -221,6 +233,18 @@ impl Tracer {
         self.stderr.read_to_string(&mut err).unwrap();
         let status = self.child.wait().unwrap();
         (status.code().unwrap_or(-1), out, err)
+    }
+}
+
+/// A test that fails part-way must not leave its tracer running: it would hold the test
+/// harness's output pipe open (a CI log reader waiting for its end would wait forever) and keep
+/// its programs loaded.
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

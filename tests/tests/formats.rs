@@ -175,24 +175,57 @@ fn smaps_rows(lines: &[Vec<String>]) -> Vec<(u64, u64, Vec<String>)> {
 
 /// Checks `-X`/`-XX` with `-A` against pmap, which ignores `-A` there (fixed upstream in 2025):
 /// the rows are pmap's unranged rows that overlap the range, the totals their sums. Column
-/// widths follow from the totals, so the comparison is word by word.
+/// widths follow from the totals, so the comparison is word by word. As [`assert_snapshot`]
+/// does, a difference counts only while our output holds still around pmap's run: `Pss` moves
+/// whenever another process on the machine maps or unmaps a page the target shares.
 fn assert_smaps_range(iso: &Isolated, flag: &str, pid: i32, low: u64, high: u64) {
     let range = format!("{low:x},{high:x}");
-    let theirs = words(&pmap(iso, &[flag], &[pid]));
-    let ours = words(&snapshot(iso, &[flag, "-A", &range], &[pid]));
-    assert_eq!(ours[..2], theirs[..2], "{flag} -A: PID and heading lines");
-    let shown: Vec<Vec<String>> = smaps_rows(&theirs)
+    let mut last = None;
+    for _ in 0..5 {
+        let before = snapshot(iso, &[flag, "-A", &range], &[pid]);
+        let theirs = words(&pmap(iso, &[flag], &[pid]));
+        let after = snapshot(iso, &[flag, "-A", &range], &[pid]);
+        let Err(difference) = ranged_smaps_difference(&words(&before), &theirs, low, high) else {
+            return;
+        };
+        if before == after {
+            last = Some(difference);
+        }
+    }
+    let difference =
+        last.unwrap_or_else(|| panic!("{flag} -A {range}: the target never held still"));
+    panic!("{flag} -A {range}: {difference}");
+}
+
+/// Where our ranged `-X`/`-XX` (`ours`) differs from pmap's unranged one (`theirs`) cut to
+/// `low..=high`.
+fn ranged_smaps_difference(
+    ours: &[Vec<String>],
+    theirs: &[Vec<String>],
+    low: u64,
+    high: u64,
+) -> Result<(), String> {
+    if ours[..2] != theirs[..2] {
+        return Err(format!(
+            "PID and heading lines: {:?} != {:?}",
+            &ours[..2],
+            &theirs[..2]
+        ));
+    }
+    let shown: Vec<Vec<String>> = smaps_rows(theirs)
         .into_iter()
         .filter(|(start, end, _)| *end > low && *start <= high)
         .map(|(_, _, w)| w)
         .collect();
     assert!(shown.len() >= 2, "the range shows several mappings");
     assert!(
-        shown.len() < smaps_rows(&theirs).len(),
+        shown.len() < smaps_rows(theirs).len(),
         "the range leaves some out"
     );
     let rows = &ours[2..ours.len() - 2];
-    assert_eq!(rows, &shown[..], "{flag} -A {range}: rows");
+    if rows != &shown[..] {
+        return Err(format!("rows\n  ours: {rows:?}\n  pmap: {shown:?}"));
+    }
     let columns = ours[ours.len() - 2].len();
     let sums: Vec<String> = (0..columns)
         .map(|c| {
@@ -204,7 +237,10 @@ fn assert_smaps_range(iso: &Isolated, flag: &str, pid: i32, low: u64, high: u64)
         })
         .chain(["KB".to_owned()])
         .collect();
-    assert_eq!(ours[ours.len() - 1], sums, "{flag} -A {range}: totals");
+    if ours[ours.len() - 1] != sums {
+        return Err(format!("totals {:?} != {sums:?}", ours[ours.len() - 1]));
+    }
+    Ok(())
 }
 
 /// pmap 4.0.2's `-x -A` total line adds up the RSS and Dirty of the mappings below the range;
