@@ -1626,9 +1626,16 @@ fn a_kernel_without_btf_and_an_unmounted_tracefs_are_handled() {
     );
 
     // With it, pmap-trace mounts tracefs itself and traces (ended by SIGTERM: `$$` is the
-    // shell that execs pmap-trace).
+    // shell that execs pmap-trace). The SIGTERM waits until pmap-trace takes it (blocked for its
+    // signalfd, or caught): a loaded machine can take more than a second to start it.
+    let takes_sigterm = "s=/proc/$$/status; \
+                         m=$(( 0x$(sed -n 's/^SigBlk:\t//p' $s) | 0x$(sed -n 's/^SigCgt:\t//p' $s) )); \
+                         [ $(( m & 0x4000 )) -ne 0 ]";
     let out = in_private_mounts(
-        &format!("{unmount} && {{ (sleep 2; kill -TERM $$) & }}"),
+        &format!(
+            "{unmount} && {{ (i=0; until {takes_sigterm} || [ $i -ge 600 ]; do sleep 0.05; \
+             i=$((i+1)); done; kill -TERM $$) & }}"
+        ),
         "",
         &["--no-events", "-p", &pid],
     );
