@@ -12,7 +12,14 @@
 //! objects, and exits at once: its own references go without waiting. The fork drops
 //! everything else straight away (standard output included, so a pipe reading pmap-trace sees
 //! its end when pmap-trace exits), leaves pmap-trace's session so that the terminal's signals
-//! do not reach it, closes the eBPF objects (the wait happens here) and exits.
+//! do not reach it, waits until pmap-trace has exited, closes the eBPF objects (the wait
+//! happens here) and exits.
+//!
+//! Only the last reference to a file releases it (`fput` → `__fput`): whichever process closes
+//! its copy of a link last waits. The fork therefore closes nothing before pmap-trace is gone,
+//! told by the end of a pipe whose only writer is pmap-trace: `do_exit` drops every file of
+//! the exiting process in `exit_files` before the deferred `__fput` of the pipe
+//! (`exit_task_work`) wakes the reader, so by then pmap-trace holds no reference of its own.
 
 use std::{ffi::CStr, fs, os::fd::RawFd};
 
@@ -25,11 +32,28 @@ pub fn hand_over() -> bool {
     let Some(held) = kernel_objects() else {
         return false;
     };
+    let mut ends = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two descriptors into `ends`.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return false;
+    }
+    let [parent_gone, open_until_exit] = ends;
+    let mut kept = held;
+    kept.push(parent_gone);
+    kept.sort_unstable();
     // SAFETY: the child calls only async-signal-safe functions (close_range, close, setsid,
-    // prctl, _exit) on memory prepared before the fork.
+    // prctl, read, _exit) on memory prepared before the fork.
     match unsafe { libc::fork() } {
-        0 => unsafe { release_and_exit(&held) },
-        pid => pid > 0,
+        0 => unsafe { release_and_exit(&kept, parent_gone) },
+        pid => {
+            // SAFETY: closing our own descriptors. `open_until_exit` is left open on purpose
+            // when the fork exists: this process's exit closes it, which the fork waits for.
+            unsafe { libc::close(parent_gone) };
+            if pid < 0 {
+                unsafe { libc::close(open_until_exit) };
+            }
+            pid > 0
+        }
     }
 }
 
@@ -51,12 +75,13 @@ fn kernel_objects() -> Option<Vec<RawFd>> {
     Some(held)
 }
 
-/// In the forked child: closes everything but `held` at once, leaves the session, then closes
-/// `held` (each link's release waits) and exits.
+/// In the forked child: closes everything but `held` at once, leaves the session, waits until
+/// `parent_gone` (the reading end of a pipe only the parent writes to) reaches its end, then
+/// closes `held` (each link's release waits) and exits.
 ///
 /// # Safety
-/// Call only in the child of a fork, with `held` sorted.
-unsafe fn release_and_exit(held: &[RawFd]) -> ! {
+/// Call only in the child of a fork, with `held` sorted and holding `parent_gone`.
+unsafe fn release_and_exit(held: &[RawFd], parent_gone: RawFd) -> ! {
     // SAFETY: closing descriptors this process owns; the rest are plain syscalls.
     unsafe {
         let mut next: libc::c_uint = 0;
@@ -70,6 +95,11 @@ unsafe fn release_and_exit(held: &[RawFd]) -> ! {
         close_range(next, libc::c_uint::MAX);
         libc::setsid();
         libc::prctl(libc::PR_SET_NAME, RELEASER_NAME.as_ptr());
+        // Nothing is ever written: the read returns at the end, or early when interrupted.
+        let mut byte = 0u8;
+        while libc::read(parent_gone, (&raw mut byte).cast(), 1) < 0
+            && *libc::__errno_location() == libc::EINTR
+        {}
         for &fd in held {
             libc::close(fd);
         }
