@@ -15,7 +15,7 @@ use super::{
     env::Env,
     processes::{Guarded, Lines, line_channel, status_kb, wait_for_line, wait_until_attached},
     quiet::{check_interrupted, quietly, wait_for_quiet},
-    report::{Report, format_kb, format_ns},
+    units::{format_kb, format_ns},
 };
 
 /// Raises vm.max_map_count for the many-mappings process and puts it back when dropped.
@@ -114,12 +114,14 @@ fn time_pmap(env: &Env, pid: i32) -> Result<(f64, String)> {
 
 /// Part 3: the launch-mode first dump, then fresh attached pmap-traces alternating with pmap,
 /// then the `--sites` memory test.
-pub(super) fn dumps(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
+pub(super) fn dumps(env: &Env, plan: &Plan) -> Result<DumpResults> {
     let n = plan.mappings;
     println!("\n==> dumps: a process with {n} mappings, pmap-trace's dump vs pmap");
     let _map_count = MapCountGuard::raise_to((n + 1000).max(2 * n))?;
-    let results = &mut report.dumps;
-    results.mappings = n;
+    let mut results = DumpResults {
+        mappings: n,
+        ..DumpResults::default()
+    };
     results.totals_agree = true;
 
     // pmap-trace launches the process and sees its mappings made (n/2 mprotect calls). Its first
@@ -160,7 +162,7 @@ pub(super) fn dumps(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
                 results.totals_agree &= total == pmap_total;
                 pmap_ns = Some(ns);
             }
-            let (attach_ns, rss, hwm) = attached_first_dump(env, pid, &pmap_total, results)?;
+            let (attach_ns, rss, hwm) = attached_first_dump(env, pid, &pmap_total, &mut results)?;
             if !pmap_first {
                 let (ns, total) = time_pmap(env, pid)?;
                 results.totals_agree &= total == pmap_total;
@@ -188,7 +190,7 @@ pub(super) fn dumps(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
 
     // Memory is not disturbed by other programs' CPU use: measured once.
     results.stacks = stacks_memory(env, plan)?;
-    Ok(())
+    Ok(results)
 }
 
 /// `pmap-trace FLAGS -- workloads MODE...` started, and run until the workload says

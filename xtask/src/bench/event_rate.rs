@@ -16,7 +16,7 @@ use super::{
     env::Env,
     processes::{Guarded, line_channel, parse_result, wait_until_attached},
     quiet::{check_interrupted, quietly},
-    report::{Report, format_ns},
+    units::format_ns,
 };
 
 /// One run of the paced loop under pmap-trace: what it asked for, made and lost.
@@ -152,9 +152,19 @@ fn cpu_while_looping(pid: i32, attached: Instant, loop_ms: u64) -> Option<(f64, 
     (wall > 0.0).then_some((cpu_end - cpu_start, wall))
 }
 
+/// The event-rate part's runs.
+#[derive(Default)]
+pub(super) struct RateResults {
+    /// At the default ring: each target rate with events on and off.
+    pub(super) rates: Vec<RateRun>,
+    /// Smaller rings at the target rate, down to the first that lost records.
+    pub(super) rings: Vec<RateRun>,
+}
+
 /// Part 2: the paced rates at the default ring, then smaller rings at the target rate until
 /// one loses records.
-pub(super) fn event_rate(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
+pub(super) fn event_rate(env: &Env, plan: &Plan) -> Result<RateResults> {
+    let mut results = RateResults::default();
     println!(
         "\n==> event rate: paced mmap(4K)+munmap pairs for {} ms; events go to a pipe the bench \
          reads",
@@ -163,7 +173,7 @@ pub(super) fn event_rate(env: &Env, plan: &Plan, report: &mut Report) -> Result<
     for &target in &plan.rates {
         for events in [true, false] {
             check_interrupted()?;
-            report.rates.push(quietly("event-rate run", || {
+            results.rates.push(quietly("event-rate run", || {
                 rate_run(env, plan, DEFAULT_RING, events, target)
             })?);
         }
@@ -179,15 +189,15 @@ pub(super) fn event_rate(env: &Env, plan: &Plan, report: &mut Report) -> Result<
             })?)
         };
         let lost = run.as_ref().map_or_else(
-            || at_target(&report.rates).is_some_and(|r| r.lost > 0),
+            || at_target(&results.rates).is_some_and(|r| r.lost > 0),
             |r| r.lost > 0,
         );
-        report.rings.extend(run);
+        results.rings.extend(run);
         if lost {
             break;
         }
     }
-    Ok(())
+    Ok(results)
 }
 
 /// The run with events on at the target rate and the default ring, the one the target is about.

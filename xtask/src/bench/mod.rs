@@ -20,6 +20,7 @@ mod event_rate;
 mod processes;
 mod quiet;
 mod report;
+mod units;
 mod untraced;
 mod workloads;
 
@@ -60,6 +61,18 @@ pub enum Part {
     EventRate,
     Dumps,
     Untraced,
+}
+
+impl Part {
+    /// How the progress lines name it.
+    fn title(self) -> &'static str {
+        match self {
+            Part::Workloads => "workloads",
+            Part::EventRate => "event rate",
+            Part::Dumps => "dumps",
+            Part::Untraced => "untraced process",
+        }
+    }
 }
 
 /// How long and how often everything runs.
@@ -125,9 +138,6 @@ fn in_rotation<T: Copy>(configs: &[T], round: usize) -> impl Iterator<Item = T> 
     (0..configs.len()).map(move |i| configs[(i + round) % configs.len()])
 }
 
-/// One measured part: it runs its measurements and files their results in the report.
-type Section = fn(&Env, &Plan, &mut Report) -> Result<()>;
-
 // --- entry point ----------------------------------------------------------------------------------
 
 pub fn run(options: Options) -> Result<ExitCode> {
@@ -150,19 +160,31 @@ pub fn run(options: Options) -> Result<ExitCode> {
 
     let mut report = Report::new(&command, &plan, &env);
     let activity = Activity::start();
-    let sections: [(&str, Part, Section); 4] = [
-        ("workloads", Part::Workloads, workloads::workloads),
-        ("event rate", Part::EventRate, event_rate::event_rate),
-        ("dumps", Part::Dumps, dumps::dumps),
-        ("untraced process", Part::Untraced, untraced::bystander),
-    ];
-    for (name, part, section) in sections {
+    // Each part returns its results; the untraced process leaves out a tracer the workloads
+    // found failing.
+    for part in [
+        Part::Workloads,
+        Part::EventRate,
+        Part::Dumps,
+        Part::Untraced,
+    ] {
         if !options.only.is_empty() && !options.only.contains(&part) {
             continue;
         }
         let start = Instant::now();
-        section(&env, &plan, &mut report)?;
-        println!("bench: {name} took {:.0} s", start.elapsed().as_secs_f64());
+        match part {
+            Part::Workloads => report.workloads = workloads::workloads(&env, &plan)?,
+            Part::EventRate => report.rates = event_rate::event_rate(&env, &plan)?,
+            Part::Dumps => report.dumps = dumps::dumps(&env, &plan)?,
+            Part::Untraced => {
+                report.bystander = untraced::bystander(&env, &plan, &report.workloads)?;
+            }
+        }
+        println!(
+            "bench: {} took {:.0} s",
+            part.title(),
+            start.elapsed().as_secs_f64()
+        );
     }
     report.activity = activity.finish();
 

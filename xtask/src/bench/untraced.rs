@@ -15,8 +15,8 @@ use super::{
     in_rotation,
     processes::{Guarded, line_channel, median, wait_for_line},
     quiet::{check_interrupted, quietly},
-    report::{Report, format_ns},
-    workloads::{Tracer, run_workload},
+    units::format_ns,
+    workloads::{Tracer, WorkloadResults, run_workload},
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -109,7 +109,12 @@ fn start_tracer(env: &Env, which: Bystander, sleeper: i32) -> Result<Option<Guar
 
 /// Part 4: the bystander's loops with no tracer, pmap-trace and (if it runs) bpftrace watching
 /// a `sleep`, alternating each round.
-pub(super) fn bystander(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
+pub(super) fn bystander(
+    env: &Env,
+    plan: &Plan,
+    workloads: &WorkloadResults,
+) -> Result<BystanderResults> {
+    let mut results = BystanderResults::default();
     println!(
         "\n==> a process that is not traced: getppid, mmap and ioctl loops while a tracer watches \
          an idle process"
@@ -121,7 +126,7 @@ pub(super) fn bystander(env: &Env, plan: &Plan, report: &mut Report) -> Result<(
             .stdout(Stdio::null()),
     )?;
     let mut configs = vec![Bystander::Alone, Bystander::PmapTrace];
-    if env.bpftrace.is_ok() && !report.workloads.failed.contains_key(&Tracer::Bpftrace) {
+    if env.bpftrace.is_ok() && !workloads.failed.contains_key(&Tracer::Bpftrace) {
         configs.push(Bystander::Bpftrace);
     }
     for round in 0..plan.rounds {
@@ -158,14 +163,9 @@ pub(super) fn bystander(env: &Env, plan: &Plan, report: &mut Report) -> Result<(
                     which.label(),
                     format_ns(ns)
                 );
-                report
-                    .bystander
-                    .samples
-                    .entry((which, load))
-                    .or_default()
-                    .push(ns);
+                results.samples.entry((which, load)).or_default().push(ns);
             }
         }
     }
-    Ok(())
+    Ok(results)
 }

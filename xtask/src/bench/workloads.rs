@@ -18,7 +18,7 @@ use super::{
     in_rotation,
     processes::{Guarded, collect, median, parse_result, trimmed},
     quiet::{check_interrupted, quietly},
-    report::{Report, format_ns},
+    units::format_ns,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -289,14 +289,14 @@ impl WorkloadResults {
 }
 
 /// Part 1: every workload under every configuration, [`Plan::rounds`] alternating rounds.
-pub(super) fn workloads(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
+pub(super) fn workloads(env: &Env, plan: &Plan) -> Result<WorkloadResults> {
     println!(
         "\n==> workloads: {} rounds x {} workloads x {} configurations, alternating",
         plan.rounds,
         Workload::ALL.len(),
         Tracer::ALL.len()
     );
-    let results = &mut report.workloads;
+    let mut results = WorkloadResults::default();
     for round in 0..plan.rounds {
         for workload in Workload::ALL {
             let argv = workload.argv(env, plan);
@@ -336,7 +336,7 @@ pub(super) fn workloads(env: &Env, plan: &Plan, report: &mut Report) -> Result<(
         }
     }
     let _ = fs::remove_file(strace_out(env));
-    Ok(())
+    Ok(results)
 }
 
 /// Where strace writes the calls it traced.

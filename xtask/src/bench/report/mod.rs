@@ -13,7 +13,7 @@ use std::{fmt::Write as _, fs, process::Command, thread, time::Duration};
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    Plan, dumps::DumpResults, env::Env, event_rate::RateRun, processes::median,
+    Plan, dumps::DumpResults, env::Env, event_rate::RateResults, processes::median,
     untraced::BystanderResults, workloads::WorkloadResults,
 };
 use crate::process::{probe, workspace_root};
@@ -28,8 +28,7 @@ pub(super) struct Report {
     bt_script: String,
     tool_notes: Vec<String>,
     pub(super) workloads: WorkloadResults,
-    pub(super) rates: Vec<RateRun>,
-    pub(super) rings: Vec<RateRun>,
+    pub(super) rates: RateResults,
     pub(super) dumps: DumpResults,
     pub(super) bystander: BystanderResults,
 }
@@ -67,8 +66,7 @@ impl Report {
             bt_script: env.bt_script.clone(),
             tool_notes,
             workloads: WorkloadResults::default(),
-            rates: Vec::new(),
-            rings: Vec::new(),
+            rates: RateResults::default(),
             dumps: DumpResults::default(),
             bystander: BystanderResults::default(),
         }
@@ -81,7 +79,7 @@ impl Report {
         self.write_circumstances(&mut out, elapsed);
         sections::overhead(&mut out, &self.workloads);
         sections::stack_capture(&mut out, &self.workloads);
-        sections::event_rate(&mut out, self.rate_ms, &self.rates, &self.rings);
+        sections::event_rate(&mut out, self.rate_ms, &self.rates.rates, &self.rates.rings);
         sections::dumps(&mut out, &self.dumps);
         sections::untraced(&mut out, &self.bystander);
         targets::write(&mut out, self);
@@ -115,30 +113,12 @@ fn median_u64(values: &[u64]) -> Option<u64> {
     median(&values).map(|m| m as u64)
 }
 
-pub(super) fn format_ns(ns: f64) -> String {
-    if ns < 1e3 {
-        format!("{ns:.0} ns")
-    } else if ns < 1e6 {
-        format!("{:.2} µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.1} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
 fn format_ratio(ratio: f64) -> String {
     if ratio >= 10.0 {
         format!("{ratio:.1}×")
     } else {
         format!("{ratio:.2}×")
     }
-}
-
-pub(super) fn format_kb(kb: Option<u64>) -> String {
-    kb.map_or("n/a".into(), |kb| {
-        format!("{:.1} MB", kb as f64 * 1024.0 / 1e6)
-    })
 }
 
 fn date() -> String {

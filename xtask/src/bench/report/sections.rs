@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{format_kb, format_ns, format_ratio, median_u64, table::Table};
+use super::{format_ratio, median_u64, table::Table};
+use crate::bench::units::{format_kb, format_ns};
 use crate::bench::{
     DEFAULT_RING, TARGET_RATE,
     dumps::DumpResults,

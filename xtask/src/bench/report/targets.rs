@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, format_kb, format_ns, median_u64, table::Table};
+use super::{Report, median_u64, table::Table};
+use crate::bench::units::{format_kb, format_ns};
 use crate::bench::{
     DEFAULT_RING, TARGET_RATE,
     dumps::DumpResults,
@@ -52,7 +53,7 @@ pub(super) fn write(out: &mut String, report: &Report) {
 fn targets(report: &Report) -> Vec<Target> {
     let mut targets = mmap_overhead(&report.workloads);
     targets.extend(against_bpftrace(&report.workloads));
-    targets.push(no_lost_records(&report.rates));
+    targets.push(no_lost_records(&report.rates.rates));
     targets.extend(untraced(&report.bystander));
     targets.push(dump_time(&report.dumps));
     targets.extend(own_memory(&report.dumps));

@@ -18,7 +18,7 @@ use crate::bench::{
 fn full_report() -> Report {
     let mut report = report_shell(Vec::new());
     report.workloads = full_workloads();
-    (report.rates, report.rings) = full_rates();
+    (report.rates.rates, report.rates.rings) = full_rates();
     report.dumps = full_dumps();
     report.bystander = full_bystander();
     report
@@ -170,7 +170,7 @@ fn sparse_report() -> Report {
             .samples
             .insert((Workload::Mmap, tracer), vec![ns]);
     }
-    report.rates = vec![rate_at_target_losing()];
+    report.rates.rates = vec![rate_at_target_losing()];
     for load in BystanderLoop::ALL {
         report
             .bystander
@@ -211,8 +211,7 @@ fn report_shell(tool_notes: Vec<String>) -> Report {
             .into(),
         tool_notes,
         workloads: WorkloadResults::default(),
-        rates: Vec::new(),
-        rings: Vec::new(),
+        rates: Default::default(),
         dumps: DumpResults::default(),
         bystander: BystanderResults::default(),
     }
