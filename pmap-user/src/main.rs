@@ -20,7 +20,7 @@ use pmap_trace::{
         pmap::{PmapRun, ProcessView},
         sink::Sink,
     },
-    session::{Session, launch::spawn_held},
+    session::{Session, SessionError, controls::LiveControls, launch::spawn_held},
 };
 
 fn main() -> ExitCode {
@@ -196,8 +196,10 @@ fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
                     .map_or(String::new(), |p| p.display().to_string())
             )
         })?;
+        let controls = LiveControls::install(config.key_dumps, config.interval)
+            .map_err(SessionError::Signals)?;
         let targets = config.targets.clone();
-        let mut session = Session::new(config, capture, sink)?;
+        let mut session = Session::new(config, Box::new(capture), Box::new(controls), sink);
         match targets {
             Targets::Pids(pids) => session.attach(&pids)?,
             Targets::Launch(argv) => session.launch(spawn_held(&argv)?)?,

@@ -4,9 +4,11 @@
 mod btf;
 pub(crate) mod fd_watch;
 mod preflight;
+mod record_source;
 mod release;
 mod source;
 
 pub use preflight::{PreflightError, check_fault_tracepoint, check_machine};
+pub use record_source::{Dropped, RecordSource, Wait};
 pub use release::RELEASER_NAME;
 pub use source::{Capture, CaptureError, CaptureOptions, POLL_INTERVAL};

@@ -1,4 +1,4 @@
-//! Loading the eBPF object and reading its ring: the real [`crate::session::EventSource`].
+//! Loading the eBPF object and reading its ring: the real [`RecordSource`].
 
 use std::{io, time::Duration};
 
@@ -17,8 +17,11 @@ use pmap_common::{
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
-use super::btf::KernelTypes;
-use super::fd_watch::watch_readable;
+use super::{
+    btf::KernelTypes,
+    fd_watch::watch_readable,
+    record_source::{Dropped, RecordSource, Wait},
+};
 use crate::decode::{DecodeError, Event, Record, decode_ring_record};
 
 #[derive(Debug, Error)]
@@ -253,17 +256,6 @@ impl Capture {
         self.dropped_sum(DROPPED_RECORDS_SLOT)
     }
 
-    /// Growth calls so far whose record came without its stack copy because the ring had no
-    /// room for it, summed over CPUs.
-    pub fn dropped_stacks_total(&self) -> u64 {
-        self.dropped_sum(DROPPED_STACKS_SLOT)
-    }
-
-    /// Sampled first-touch faults left out so far because the ring was half full.
-    pub fn dropped_faults_total(&self) -> u64 {
-        self.dropped_sum(DROPPED_FAULTS_SLOT)
-    }
-
     fn dropped_sum(&self, slot: u32) -> u64 {
         self.dropped
             .get(&slot, 0)
@@ -319,6 +311,32 @@ impl Capture {
         if let Some(logger) = &mut self.logger {
             logger.get_mut().flush();
         }
+    }
+}
+
+impl RecordSource for Capture {
+    fn readable(&mut self) -> Wait<'_, Result<(), CaptureError>> {
+        Box::pin(Capture::readable(self))
+    }
+
+    fn drain_records(&mut self, out: &mut Vec<Record>) -> Result<(), CaptureError> {
+        Capture::drain_records(self, out)
+    }
+
+    fn dropped(&self) -> Dropped {
+        Dropped {
+            records: self.dropped_total(),
+            stacks: self.dropped_sum(DROPPED_STACKS_SLOT),
+            faults: self.dropped_sum(DROPPED_FAULTS_SLOT),
+        }
+    }
+
+    fn add_target(&mut self, tgid: u32, follow: bool) -> Result<(), CaptureError> {
+        Capture::add_target(self, tgid, follow)
+    }
+
+    fn remove_target(&mut self, tgid: u32) {
+        Capture::remove_target(self, tgid)
     }
 }
 

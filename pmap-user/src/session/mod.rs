@@ -1,6 +1,7 @@
 //! A trace session: attaches to the targets, seeds their tables, then turns ring records into
 //! output lines and keeps every table current until the targets are gone or the user stops it.
 
+pub mod controls;
 pub mod launch;
 pub mod signals;
 mod terminal;
@@ -14,16 +15,15 @@ use std::{
 };
 
 use thiserror::Error;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use self::{
+    controls::{Control, Controls},
     launch::{HeldChild, LaunchError, wait_exit},
-    signals::{Received, StopSignals},
-    terminal::KeyReader,
+    signals::Received,
     traced::{KnownFiles, TracedProcess as Traced},
 };
 use crate::{
-    capture::{Capture, CaptureError},
+    capture::{CaptureError, Dropped, RecordSource},
     config::{Config, DumpSettings, Format, PidTarget},
     decode::{
         Call, Captured, ChildMemory, Event, EventKind, ExecImage, ExitMemory, Record, UserStack,
@@ -64,16 +64,12 @@ pub enum SessionError {
     Signals(io::Error),
 }
 
-struct Signals {
-    usr1: Signal,
-    /// SIGINT, SIGTERM, SIGHUP.
-    stops: StopSignals,
-}
-
 pub struct Session {
-    signals: Option<Signals>,
     config: Config,
-    capture: Capture,
+    /// The kernel's ring, or records replayed.
+    source: Box<dyn RecordSource>,
+    /// Dump and stop requests.
+    controls: Box<dyn Controls>,
     sink: Sink,
     clock: Clock,
     event_lines: EventLines,
@@ -85,7 +81,8 @@ pub struct Session {
     /// When a stop signal was passed on to the launched command.
     passed_on: Option<Instant>,
     exit_code: i32,
-    dropped_seen: u64,
+    /// What the kernel side had left out at the last look.
+    dropped_seen: Dropped,
     dump_style: DumpStyle,
     /// Paths of mapped files by device and inode, to name files the kernel reports by name only.
     files: KnownFiles,
@@ -99,10 +96,6 @@ pub struct Session {
     ended_early: BTreeSet<u32>,
     /// `--sites`: who owns the anonymous memory of each process.
     sites: Option<SiteTracker>,
-    /// Stack copies lost so far, as last reported.
-    dropped_stacks_seen: u64,
-    /// Fault samples left out so far, as last reported.
-    dropped_faults_seen: u64,
     /// `--folded`, `--flamegraph`.
     stack_files: Option<StackFiles>,
     /// The kernel's special mappings (vDSO, vvar, vsyscall) as this process has them: they
@@ -111,18 +104,17 @@ pub struct Session {
 }
 
 impl Session {
-    /// Installs the signal handlers too, before any target is attached: a signal that arrives
-    /// once the `attached` line is out must find them in place.
-    pub fn new(config: Config, capture: Capture, sink: Sink) -> Result<Session, SessionError> {
-        let handler = |kind| signal(kind).map_err(SessionError::Signals);
-        let signals = Signals {
-            usr1: handler(SignalKind::user_defined1())?,
-            stops: StopSignals::install().map_err(SessionError::Signals)?,
-        };
+    /// A session reading `source`, asked for dumps and stops by `controls`, writing to `sink`.
+    pub fn new(
+        config: Config,
+        source: Box<dyn RecordSource>,
+        controls: Box<dyn Controls>,
+        sink: Sink,
+    ) -> Session {
         let clock = Clock::now();
-        Ok(Session {
-            signals: Some(signals),
-            capture,
+        Session {
+            source,
+            controls,
             sink,
             clock,
             event_lines: EventLines::new(clock),
@@ -131,14 +123,12 @@ impl Session {
             launched: None,
             passed_on: None,
             exit_code: 0,
-            dropped_seen: 0,
+            dropped_seen: Dropped::default(),
             untabled: BTreeMap::new(),
             ended_early: BTreeSet::new(),
             files: KnownFiles::default(),
             dump_style: DumpStyle::new(&config),
             sites: config.sites.map(SiteTracker::new),
-            dropped_stacks_seen: 0,
-            dropped_faults_seen: 0,
             stack_files: StackFiles::new(
                 config.stack_files.folded.clone(),
                 config.stack_files.flamegraph.clone(),
@@ -147,7 +137,7 @@ impl Session {
                 .map(|maps| special_mappings(&maps))
                 .unwrap_or_default(),
             config,
-        })
+        }
     }
 
     /// Adds running processes to the kernel filter and seeds their tables from /proc. The
@@ -155,7 +145,7 @@ impl Session {
     /// on a seed read later is harmless, so nothing is lost or counted twice.
     pub fn attach(&mut self, targets: &[PidTarget]) -> Result<(), SessionError> {
         for &PidTarget { pid, .. } in targets {
-            self.capture.add_target(pid as u32, self.config.follow)?;
+            self.source.add_target(pid as u32, self.config.follow)?;
             let traced = self.seed(pid).map_err(|source| match source {
                 SeedError::NoSuchProcess { .. } => SessionError::ExitedDuringAttach(pid),
                 source => SessionError::Attach { pid, source },
@@ -192,11 +182,11 @@ impl Session {
             if self.processes.contains_key(&(pid as u32)) {
                 continue;
             }
-            self.capture.add_target(pid as u32, true)?;
+            self.source.add_target(pid as u32, true)?;
             let traced = match self.seed(pid) {
                 Ok(traced) if !seed::has_exited(pid) => traced,
                 Ok(_) | Err(SeedError::NoSuchProcess { .. }) => {
-                    self.capture.remove_target(pid as u32);
+                    self.source.remove_target(pid as u32);
                     continue;
                 }
                 Err(source) => return Err(SessionError::Attach { pid, source }),
@@ -212,7 +202,7 @@ impl Session {
     /// Traces a held child from its exec on, then lets it run.
     pub fn launch(&mut self, child: HeldChild) -> Result<(), SessionError> {
         let pid = child.pid();
-        self.capture.add_target(pid as u32, self.config.follow)?;
+        self.source.add_target(pid as u32, self.config.follow)?;
         // The child is a copy of us until its exec, which re-seeds the table.
         let traced = self
             .seed(pid)
@@ -255,41 +245,30 @@ impl Session {
     /// or a stop signal ends it (see `Session::stop_signal`); a final dump is written either
     /// way.
     pub async fn run(mut self) -> Result<i32, SessionError> {
-        let Signals {
-            mut usr1,
-            mut stops,
-        } = self.signals.take().expect("run is called once");
-        let mut ticker = self
-            .config
-            .interval
-            .map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
-        let mut keys = self.config.key_dumps.then(KeyReader::start).flatten();
-
         let outcome = loop {
             if self.processes.is_empty() && self.untabled.is_empty() {
                 break Ok(self.exit_code);
             }
-            let step = tokio::select! {
-                ready = self.capture.readable() => match ready {
-                    Ok(()) => self
-                        .process_available()
-                        .and_then(|_| self.end_processes_whose_exit_was_lost()),
-                    Err(err) => Err(err.into()),
+            let woken = tokio::select! {
+                ready = self.source.readable() => Woken::Records(ready),
+                control = self.controls.next() => Woken::Control(control),
+            };
+            let step = match woken {
+                Woken::Records(Ok(())) => self
+                    .process_available()
+                    .and_then(|_| self.end_processes_whose_exit_was_lost()),
+                Woken::Records(Err(err)) => Err(err.into()),
+                Woken::Control(Ok(Control::Dump)) => self.dump_all(),
+                Woken::Control(Ok(Control::Stop(received))) => match self.stop_signal(received) {
+                    Ok(Some(code)) => break Ok(code),
+                    other => other.map(drop),
                 },
-                _ = usr1.recv() => self.dump_all(),
-                Some(()) = next_key(&mut keys) => self.dump_all(),
-                _ = next_tick(&mut ticker) => self.dump_all(),
-                received = stops.recv() => match received.map(|r| self.stop_signal(r)) {
-                    Ok(Ok(Some(code))) => break Ok(code),
-                    Ok(other) => other.map(drop),
-                    Err(err) => Err(SessionError::Signals(err)),
-                },
+                Woken::Control(Err(err)) => Err(SessionError::Signals(err)),
             };
             if let Err(err) = step {
                 break Err(err);
             }
         };
-        drop(keys);
         match outcome {
             Err(SessionError::Sink(SinkError::Closed)) => Ok(0),
             other => {
@@ -360,7 +339,7 @@ impl Session {
     /// Returns the processes that had events.
     fn process_available(&mut self) -> Result<BTreeSet<u32>, SessionError> {
         let mut records = Vec::new();
-        self.capture.drain_records(&mut records)?;
+        self.source.drain_records(&mut records)?;
         let mut changed = BTreeSet::new();
         for record in &records {
             match record {
@@ -386,11 +365,11 @@ impl Session {
 
     /// When the kernel lost records, every table may be stale: say so and re-read them.
     fn check_dropped(&mut self) -> Result<(), SessionError> {
+        let dropped = self.source.dropped();
+        let seen = std::mem::replace(&mut self.dropped_seen, dropped);
         if self.config.sites.is_some_and(|s| s.fault_period.is_some()) {
-            let faults = self.capture.dropped_faults_total();
-            if faults != self.dropped_faults_seen {
-                let lost = faults - self.dropped_faults_seen;
-                self.dropped_faults_seen = faults;
+            let lost = dropped.faults - seen.faults;
+            if lost != 0 {
                 self.notice(&format!(
                     "{lost} fault samples left out (ring half full; raise --ring-size or \
                      sample with --faults=N): touched bytes are underestimated"
@@ -398,10 +377,8 @@ impl Session {
             }
         }
         if self.sites.is_some() {
-            let stacks = self.capture.dropped_stacks_total();
-            if stacks != self.dropped_stacks_seen {
-                let lost = stacks - self.dropped_stacks_seen;
-                self.dropped_stacks_seen = stacks;
+            let lost = dropped.stacks - seen.stacks;
+            if lost != 0 {
                 self.notice(&format!(
                     "{lost} stack copies lost (ring full; raise --ring-size or lower \
                      --stack-bytes): that growth is listed as {}",
@@ -409,12 +386,10 @@ impl Session {
                 ))?;
             }
         }
-        let dropped = self.capture.dropped_total();
-        if dropped == self.dropped_seen {
+        let lost = dropped.records - seen.records;
+        if lost == 0 {
             return Ok(());
         }
-        let lost = dropped - self.dropped_seen;
-        self.dropped_seen = dropped;
         self.notice(&format!(
             "{lost} records lost (ring full; raise --ring-size): mapping tables re-read from /proc"
         ))?;
@@ -453,7 +428,7 @@ impl Session {
     /// that has ended is ended here, after a last drain gave its exit record (written before
     /// it became a zombie) every chance to arrive.
     fn end_processes_whose_exit_was_lost(&mut self) -> Result<(), SessionError> {
-        if self.dropped_seen == 0 {
+        if self.dropped_seen.records == 0 {
             return Ok(());
         }
         let ended = |session: &Session| -> Vec<u32> {
@@ -778,7 +753,7 @@ impl Session {
         if let Some(sites) = &mut self.sites {
             sites.forget(tgid);
         }
-        self.capture.remove_target(tgid);
+        self.source.remove_target(tgid);
         self.reap_if_launched(tgid);
         Ok(())
     }
@@ -1045,18 +1020,8 @@ fn release_freed_memory() {
     unsafe { libc::malloc_trim(0) };
 }
 
-async fn next_key(keys: &mut Option<KeyReader>) -> Option<()> {
-    match keys {
-        Some(reader) => reader.next_dump_request().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
-    match ticker {
-        Some(ticker) => {
-            ticker.tick().await;
-        }
-        None => std::future::pending().await,
-    }
+/// What woke the loop.
+enum Woken {
+    Records(Result<(), CaptureError>),
+    Control(io::Result<Control>),
 }
