@@ -16,7 +16,9 @@ use pmap_trace::{
     demo,
     procfs::seed,
     render::{
+        events::Clock,
         json::dump_json,
+        output::{JsonOutput, Output, TextOutput},
         pmap::{PmapRun, ProcessView},
         sink::Sink,
     },
@@ -198,8 +200,13 @@ fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
         })?;
         let controls = LiveControls::install(config.key_dumps, config.interval)
             .map_err(SessionError::Signals)?;
+        let clock = Clock::now();
+        let output: Box<dyn Output> = match config.format {
+            Format::Text => Box::new(TextOutput::new(sink, clock)),
+            Format::Json => Box::new(JsonOutput::new(sink, clock)),
+        };
         let targets = config.targets.clone();
-        let mut session = Session::new(config, Box::new(capture), Box::new(controls), sink);
+        let mut session = Session::new(config, Box::new(capture), Box::new(controls), output);
         match targets {
             Targets::Pids(pids) => session.attach(&pids)?,
             Targets::Launch(argv) => session.launch(spawn_held(&argv)?)?,

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod digits;
 pub mod events;
 pub mod json;
+pub mod output;
 pub mod pmap;
 pub mod sink;
 pub mod smaps;

@@ -1,5 +1,6 @@
 //! The output sink: standard output or the `-o` file, with a closed reader (`| head -1`)
-//! reported as such so the session can end quietly.
+//! reported as such so the session can end quietly; and standard error, for the lines that
+//! are about the trace rather than its output (`attached to …`).
 
 use std::{
     fs::File,
@@ -30,6 +31,8 @@ impl From<io::Error> for SinkError {
 
 pub struct Sink {
     out: BufWriter<Box<dyn Write + Send>>,
+    /// Unbuffered: a line here is out before anything a launched command prints next.
+    diagnostics: Box<dyn Write + Send>,
 }
 
 impl Sink {
@@ -41,13 +44,16 @@ impl Sink {
         };
         Ok(Sink {
             out: BufWriter::with_capacity(1 << 16, out),
+            diagnostics: Box::new(io::stderr()),
         })
     }
 
+    /// Output to `out`, diagnostics to `diagnostics`.
     #[cfg(test)]
-    pub fn from_writer(out: Box<dyn Write + Send>) -> Sink {
+    pub fn to_writers(out: Box<dyn Write + Send>, diagnostics: Box<dyn Write + Send>) -> Sink {
         Sink {
             out: BufWriter::new(out),
+            diagnostics,
         }
     }
 
@@ -66,5 +72,14 @@ impl Sink {
     pub fn flush(&mut self) -> Result<(), SinkError> {
         self.out.flush()?;
         Ok(())
+    }
+
+    /// One line on standard error, written at once. A standard error nobody reads any more
+    /// does not end the trace: its output may still have a reader.
+    pub fn diagnostic(&mut self, text: &str) {
+        let mut line = Vec::with_capacity(text.len() + 1);
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'\n');
+        let _ = self.diagnostics.write_all(&line);
     }
 }

@@ -9,8 +9,7 @@ pub mod traced;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    fs,
-    io::{self, Write as _},
+    fs, io,
     time::{Duration, Instant},
 };
 
@@ -24,22 +23,22 @@ use self::{
 };
 use crate::{
     capture::{CaptureError, Dropped, RecordSource},
-    config::{Config, DumpSettings, Format, PidTarget},
+    config::{Config, DumpSettings, PidTarget},
     decode::{
         Call, Captured, ChildMemory, Event, EventKind, ExecImage, ExitMemory, Record, UserStack,
         special_mappings,
     },
-    model::{ExitStatus, Mapping, signal_name},
+    model::{ExitStatus, Mapping},
     procfs::{
         seed::{self, SeedError, SmapsReader},
         verify::{self, Divergence},
     },
     render::{
-        diff::{diff, diff_json, write_diff},
-        events::{Clock, EventContext, EventLines, escape_bytes, event_json},
-        json::dump_json,
+        diff::diff,
+        events::EventContext,
+        output::{AttachedTarget, Compared, Dump, Message, NoTable, Notice, Output, ProcessName},
         pmap::PmapRun,
-        sink::{Sink, SinkError},
+        sink::SinkError,
         smaps::SmapsLayout,
     },
     sites::{Origin, SiteTracker, folded::StackFiles},
@@ -70,11 +69,8 @@ pub struct Session {
     source: Box<dyn RecordSource>,
     /// Dump and stop requests.
     controls: Box<dyn Controls>,
-    sink: Sink,
-    clock: Clock,
-    event_lines: EventLines,
-    /// The event line being written, reused from one event to the next.
-    line: Vec<u8>,
+    /// Where every message goes, as text or JSON.
+    output: Box<dyn Output>,
     processes: BTreeMap<u32, Traced>,
     /// The command started by the session, whose exit status becomes ours.
     launched: Option<i32>,
@@ -90,7 +86,7 @@ pub struct Session {
     /// still printed.
     /// With why they have none, said when they end unless a table comes meanwhile (an exec
     /// record's image).
-    untabled: BTreeMap<u32, String>,
+    untabled: BTreeMap<u32, NoTable>,
     /// Processes ended without their exit record (it seemed lost): records of theirs that
     /// arrive late, behind a record another CPU had not yet committed, must not bring them back.
     ended_early: BTreeSet<u32>,
@@ -104,21 +100,18 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session reading `source`, asked for dumps and stops by `controls`, writing to `sink`.
+    /// A session reading `source`, asked for dumps and stops by `controls`, saying what it
+    /// sees to `output`.
     pub fn new(
         config: Config,
         source: Box<dyn RecordSource>,
         controls: Box<dyn Controls>,
-        sink: Sink,
+        output: Box<dyn Output>,
     ) -> Session {
-        let clock = Clock::now();
         Session {
             source,
             controls,
-            sink,
-            clock,
-            event_lines: EventLines::new(clock),
-            line: Vec::with_capacity(256),
+            output,
             processes: BTreeMap::new(),
             launched: None,
             passed_on: None,
@@ -163,8 +156,7 @@ impl Session {
         } else {
             0
         };
-        announce(targets, descendants);
-        Ok(())
+        self.announce(targets, descendants)
     }
 
     /// `-f`: the processes the targets forked before pmap-trace came, and theirs, are traced
@@ -211,7 +203,17 @@ impl Session {
         self.processes.insert(pid as u32, traced);
         self.launched = Some(pid);
         // Said before the command runs, so the line comes before anything the command prints.
-        eprintln!("pmap-trace: attached to {pid} ({})", child.program_name());
+        let command = AttachedTarget {
+            process: ProcessName {
+                pid: pid as u32,
+                comm: child.program_name().to_string(),
+            },
+            thread: None,
+        };
+        self.output.write(Message::Attached {
+            targets: &[command],
+            descendants: 0,
+        })?;
         if let Err(err) = child.release() {
             self.processes.clear();
             return Err(err.into());
@@ -272,7 +274,7 @@ impl Session {
         match outcome {
             Err(SessionError::Sink(SinkError::Closed)) => Ok(0),
             other => {
-                let flushed = self.sink.flush();
+                let flushed = self.output.flush();
                 match (other, flushed) {
                     (Ok(code), Ok(())) | (Ok(code), Err(SinkError::Closed)) => Ok(code),
                     (Ok(_), Err(err)) => Err(err.into()),
@@ -318,20 +320,16 @@ impl Session {
     /// Leaves the processes still traced running, and says so: exits as if killed by `signal`.
     fn stop_waiting(&mut self, signal: i32) -> Result<i32, SessionError> {
         self.dump_all()?;
-        let running: Vec<String> = self
+        let running: Vec<ProcessName> = self
             .processes
             .keys()
             .chain(self.untabled.keys())
-            .map(|pid| {
-                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                format!("{pid} ({})", comm.trim_end())
-            })
+            .map(|&pid| process_name(pid))
             .collect();
-        eprintln!(
-            "pmap-trace: stopped waiting at a second {}: {} still running, no longer traced",
-            signal_name(signal),
-            running.join(", ")
-        );
+        self.output.write(Message::StoppedWaiting {
+            signal,
+            running: &running,
+        })?;
         Ok(128 + signal)
     }
 
@@ -359,7 +357,7 @@ impl Session {
             }
         }
         self.check_dropped()?;
-        self.sink.flush()?;
+        self.output.flush()?;
         Ok(changed)
     }
 
@@ -368,31 +366,22 @@ impl Session {
         let dropped = self.source.dropped();
         let seen = std::mem::replace(&mut self.dropped_seen, dropped);
         if self.config.sites.is_some_and(|s| s.fault_period.is_some()) {
-            let lost = dropped.faults - seen.faults;
-            if lost != 0 {
-                self.notice(&format!(
-                    "{lost} fault samples left out (ring half full; raise --ring-size or \
-                     sample with --faults=N): touched bytes are underestimated"
-                ))?;
+            let count = dropped.faults - seen.faults;
+            if count != 0 {
+                self.say(Notice::FaultSamplesLeftOut { count })?;
             }
         }
         if self.sites.is_some() {
-            let lost = dropped.stacks - seen.stacks;
-            if lost != 0 {
-                self.notice(&format!(
-                    "{lost} stack copies lost (ring full; raise --ring-size or lower \
-                     --stack-bytes): that growth is listed as {}",
-                    Origin::CopyLost.describe()
-                ))?;
+            let count = dropped.stacks - seen.stacks;
+            if count != 0 {
+                self.say(Notice::StackCopiesLost { count })?;
             }
         }
-        let lost = dropped.records - seen.records;
-        if lost == 0 {
+        let count = dropped.records - seen.records;
+        if count == 0 {
             return Ok(());
         }
-        self.notice(&format!(
-            "{lost} records lost (ring full; raise --ring-size): mapping tables re-read from /proc"
-        ))?;
+        self.say(Notice::RecordsLost { count })?;
         let pids: Vec<u32> = self.processes.keys().copied().collect();
         let mut gone = Vec::new();
         for pid in pids {
@@ -416,9 +405,7 @@ impl Session {
             }
         }
         for pid in gone {
-            self.notice(&format!(
-                "{pid} ended while records were lost: its last dump may miss changes"
-            ))?;
+            self.say(Notice::EndedWhileRecordsLost { pid })?;
             self.end_early(pid)?;
         }
         Ok(())
@@ -446,9 +433,7 @@ impl Session {
         self.process_available()?;
         for pid in ended(self) {
             if self.processes.contains_key(&pid) {
-                self.notice(&format!(
-                    "{pid} ended and its exit record was lost: its last dump may miss changes"
-                ))?;
+                self.say(Notice::ExitRecordLost { pid })?;
             }
             self.end_early(pid)?;
         }
@@ -463,50 +448,19 @@ impl Session {
     }
 
     /// What a re-read after lost records changed in `pid`'s table: the lines it had that the
-    /// kernel has not, and the other way round (the first [`RESYNC_LINES_SHOWN`] of each).
+    /// kernel has not, and the other way round.
     fn report_resync(&mut self, pid: u32, divergence: &Divergence) -> Result<(), SessionError> {
-        let escape = |lines: &[Vec<u8>]| lines.iter().map(|l| escape_bytes(l)).collect::<Vec<_>>();
-        if self.config.format == Format::Json {
-            let object = serde_json::json!({
-                "type": "resync",
-                "pid": pid,
-                "only_in_table": escape(&divergence.only_in_table),
-                "only_in_kernel": escape(&divergence.only_in_kernel),
-            });
-            return Ok(self.sink.line(&object.to_string())?);
-        }
-        let (stale, missed) = (
-            divergence.only_in_table.len(),
-            divergence.only_in_kernel.len(),
-        );
-        self.notice(&format!(
-            "re-read {pid}: {stale} lines of its table were stale, {missed} missing"
-        ))?;
-        for (label, lines) in [
-            ("stale:  ", &divergence.only_in_table),
-            ("missing:", &divergence.only_in_kernel),
-        ] {
-            for line in escape(&lines[..lines.len().min(RESYNC_LINES_SHOWN)]) {
-                self.notice(&format!("  {label} {line}"))?;
-            }
-            if lines.len() > RESYNC_LINES_SHOWN {
-                self.notice(&format!(
-                    "  {label} ... {} more",
-                    lines.len() - RESYNC_LINES_SHOWN
-                ))?;
-            }
-        }
+        self.output.write(Message::Resynced(Compared {
+            pid,
+            mappings: 0,
+            only_in_table: &divergence.only_in_table,
+            only_in_kernel: &divergence.only_in_kernel,
+        }))?;
         Ok(())
     }
 
-    fn notice(&mut self, text: &str) -> Result<(), SessionError> {
-        match self.config.format {
-            Format::Text => self.sink.line(&format!("pmap-trace: {text}"))?,
-            Format::Json => {
-                let object = serde_json::json!({ "type": "notice", "message": text });
-                self.sink.line(&object.to_string())?
-            }
-        }
+    fn say(&mut self, notice: Notice<'_>) -> Result<(), SessionError> {
+        self.output.write(Message::Notice(notice))?;
         Ok(())
     }
 
@@ -604,14 +558,8 @@ impl Session {
                 // The new image ran and ended before it could be read: its first mappings
                 // were made by exec itself, without a syscall to replay.
                 self.processes.remove(&tgid);
-                let why = match image.and_then(|image| image.gap) {
-                    Some(gap) => format!(" ({gap})"),
-                    None => String::new(),
-                };
-                self.untabled.insert(
-                    tgid,
-                    format!("exited before its new address space could be read{why}"),
-                );
+                let gap = image.and_then(|image| image.gap);
+                self.untabled.insert(tgid, NoTable::ExecImageUnread { gap });
             }
         }
         Ok(())
@@ -631,10 +579,7 @@ impl Session {
             None => match seed::read_process_header(pid) {
                 Ok(header) if !seed::has_exited(pid) => header,
                 _ => {
-                    self.notice(&format!(
-                        "{pid}: its command line was longer than the exec record holds and it \
-                         ended before it could be read; its dump is headed by the start of it"
-                    ))?;
+                    self.say(Notice::CommandLineCut { pid: pid as u32 })?;
                     seed::header_from_cmdline(&image.cmdline_start, &event.comm)
                 }
             },
@@ -663,11 +608,7 @@ impl Session {
             (copy, false) => match self.seed(child as i32) {
                 Ok(read) => read,
                 Err(_) => {
-                    self.notice(&format!(
-                        "{child} ended before it could be read: its table is its parent's at \
-                         the fork, which may show memory the parent marked MADV_DONTFORK \
-                         before it was traced"
-                    ))?;
+                    self.say(Notice::ForkCopyKept { child })?;
                     copy
                 }
             },
@@ -687,11 +628,11 @@ impl Session {
             return Ok(());
         };
         match traced.settle_at_exit(memory) {
-            Some((mapped, kernel)) => self.notice(&format!(
-                "{tgid}: its final dump maps {}K where the kernel had {}K at its exit",
-                mapped >> 10,
-                kernel >> 10
-            )),
+            Some((mapped, kernel)) => self.say(Notice::ExitSizeDiffers {
+                pid: tgid,
+                mapped,
+                kernel,
+            }),
             None => Ok(()),
         }
     }
@@ -709,8 +650,7 @@ impl Session {
                 Ok(())
             }
             Err(_) => {
-                let why = "ended before its table could be read (its fork record was lost)";
-                self.untabled.insert(tgid, why.to_string());
+                self.untabled.insert(tgid, NoTable::ForkRecordLost);
                 Ok(())
             }
         }
@@ -720,20 +660,7 @@ impl Session {
         if !self.config.events {
             return Ok(());
         }
-        match self.config.format {
-            Format::Text => {
-                self.line.clear();
-                self.event_lines.push(&mut self.line, event, context);
-                self.line.push(b'\n');
-                self.sink
-                    .writer()
-                    .write_all(&self.line)
-                    .map_err(SinkError::from)?;
-            }
-            Format::Json => self
-                .sink
-                .line(&event_json(event, context, &self.clock).to_string())?,
-        }
+        self.output.write(Message::Event { event, context })?;
         Ok(())
     }
 
@@ -743,12 +670,13 @@ impl Session {
         let untabled = self.untabled.remove(&tgid);
         if let Some(mut traced) = self.processes.remove(&tgid) {
             traced.mark_gone();
-            self.dump_style.write(&mut self.sink, &[&traced], false)?;
+            self.dump_style
+                .write(self.output.as_mut(), &[&traced], false)?;
             self.dump_style.forget(tgid);
             self.write_sites(tgid)?;
             self.write_stack_files()?;
         } else if let Some(why) = untabled {
-            self.notice(&format!("{tgid} {why}; no dump for it"))?;
+            self.say(Notice::NoDump { pid: tgid, why })?;
         }
         if let Some(sites) = &mut self.sites {
             sites.forget(tgid);
@@ -779,7 +707,8 @@ impl Session {
         }
         // One pmap run over every process, in PID order.
         let processes: Vec<&Traced> = self.processes.values().collect();
-        self.dump_style.write(&mut self.sink, &processes, true)?;
+        self.dump_style
+            .write(self.output.as_mut(), &processes, true)?;
         let pids: Vec<u32> = self.processes.keys().copied().collect();
         for pid in pids {
             self.write_sites(pid)?;
@@ -791,7 +720,7 @@ impl Session {
                 self.verify(pid)?;
             }
         }
-        self.sink.flush()?;
+        self.output.flush()?;
         release_freed_memory();
         Ok(())
     }
@@ -822,9 +751,10 @@ impl Session {
             }
             return self.report_verification(pid, &divergence, kernel.len());
         }
-        self.notice(&format!(
-            "verify {pid}: not compared: the process kept changing during {ATTEMPTS} attempts"
-        ))
+        self.say(Notice::NotCompared {
+            pid,
+            attempts: ATTEMPTS,
+        })
     }
 
     /// `--sites`: the call sites of `pid` after its dump; `--folded`/`--flamegraph` take
@@ -839,14 +769,7 @@ impl Session {
         if self.config.sites.is_none_or(|sites| sites.top.is_none()) {
             return Ok(());
         }
-        match self.config.format {
-            Format::Text => {
-                for line in report.text() {
-                    self.sink.line(&line)?;
-                }
-            }
-            Format::Json => self.sink.line(&report.json().to_string())?,
-        }
+        self.output.write(Message::Sites(&report))?;
         Ok(())
     }
 
@@ -858,7 +781,7 @@ impl Session {
         };
         match files.write() {
             Ok(()) => Ok(()),
-            Err(err) => self.notice(&err.to_string()),
+            Err(err) => self.say(Notice::StackFilesNotWritten(&err)),
         }
     }
 
@@ -868,76 +791,51 @@ impl Session {
         divergence: &Divergence,
         mappings: usize,
     ) -> Result<(), SessionError> {
-        let escape = |lines: &[Vec<u8>]| lines.iter().map(|l| escape_bytes(l)).collect::<Vec<_>>();
-        match self.config.format {
-            Format::Json => {
-                let object = serde_json::json!({
-                    "type": "verify",
-                    "pid": pid,
-                    "matches": divergence.is_empty(),
-                    "only_in_table": escape(&divergence.only_in_table),
-                    "only_in_kernel": escape(&divergence.only_in_kernel),
-                });
-                self.sink.line(&object.to_string())?;
-            }
-            Format::Text if divergence.is_empty() => {
-                self.sink.line(&format!(
-                    "pmap-trace: verify {pid}: the table matches /proc/{pid}/maps ({mappings} mappings)"
-                ))?;
-            }
-            Format::Text => {
-                self.sink.line(&format!(
-                    "pmap-trace: verify {pid}: the table DIFFERS from /proc/{pid}/maps (re-read from there now):"
-                ))?;
-                for line in escape(&divergence.only_in_table) {
-                    self.sink
-                        .line(&format!("pmap-trace:   table only:  {line}"))?;
-                }
-                for line in escape(&divergence.only_in_kernel) {
-                    self.sink
-                        .line(&format!("pmap-trace:   kernel only: {line}"))?;
-                }
-            }
-        }
+        self.output.write(Message::Verified(Compared {
+            pid,
+            mappings,
+            only_in_table: &divergence.only_in_table,
+            only_in_kernel: &divergence.only_in_kernel,
+        }))?;
+        Ok(())
+    }
+
+    /// Says tracing is live, on one line that scripts wait for: `attached to PID (COMM)` for
+    /// each target, in PID order, followed by `(thread TID given)` when `-p` named one of its
+    /// threads, and with `-f` how many processes they had forked already.
+    fn announce(&mut self, targets: &[PidTarget], descendants: usize) -> Result<(), SessionError> {
+        let mut targets: Vec<AttachedTarget> = targets
+            .iter()
+            .map(|target| AttachedTarget {
+                process: process_name(target.pid as u32),
+                thread: target.thread,
+            })
+            .collect();
+        targets.sort_by_key(|target| target.process.pid);
+        self.output.write(Message::Attached {
+            targets: &targets,
+            descendants,
+        })?;
         Ok(())
     }
 }
 
-/// Says tracing is live, on one line that scripts wait for: `attached to PID (COMM)` for each
-/// target, in PID order, followed by `(thread TID given)` when `-p` named one of its threads,
-/// and with `-f` how many processes they had forked already.
-fn announce(targets: &[PidTarget], descendants: usize) {
-    let mut targets = targets.to_vec();
-    targets.sort_by_key(|t| t.pid);
-    let names: Vec<String> = targets
-        .iter()
-        .map(|target| {
-            let comm = fs::read_to_string(format!("/proc/{}/comm", target.pid)).unwrap_or_default();
-            let given = target
-                .thread
-                .map_or(String::new(), |tid| format!(" (thread {tid} given)"));
-            format!("{} ({}){given}", target.pid, comm.trim_end())
-        })
-        .collect();
-    let descendants = match descendants {
-        0 => String::new(),
-        1 => " and 1 descendant".to_string(),
-        n => format!(" and {n} descendants"),
-    };
-    eprintln!("pmap-trace: attached to {}{descendants}", names.join(", "));
+/// `pid` and its name as `/proc/PID/comm` gives it now (empty when it is gone).
+fn process_name(pid: u32) -> ProcessName {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    ProcessName {
+        pid,
+        comm: comm.trim_end().to_string(),
+    }
 }
 
 /// A stop signal this soon after the one passed on is the same request: timeout(1), for one,
 /// signals pmap-trace and then its whole process group.
 const REPEAT_WINDOW: Duration = Duration::from_secs(1);
 
-/// Lines of each kind a re-read after lost records lists; a heavy loss can change thousands.
-const RESYNC_LINES_SHOWN: usize = 10;
-
 /// How dumps are printed, what pmap looks up once per run, and for `--diff` each process's
 /// table at its previous dump.
 struct DumpStyle {
-    format: Format,
     settings: DumpSettings,
     sysv_shm_minor: Option<u32>,
     smaps_layout: SmapsLayout,
@@ -947,7 +845,6 @@ struct DumpStyle {
 impl DumpStyle {
     fn new(config: &Config) -> DumpStyle {
         DumpStyle {
-            format: config.format,
             settings: config.dump,
             sysv_shm_minor: seed::discover_shm_minor(),
             smaps_layout: seed::discover_smaps_layout(),
@@ -960,12 +857,12 @@ impl DumpStyle {
     /// name another process.
     fn write(
         &mut self,
-        sink: &mut Sink,
+        output: &mut dyn Output,
         processes: &[&Traced],
         live: bool,
-    ) -> Result<(), SessionError> {
-        let opts = self.settings.pmap;
-        let mut run = PmapRun::new(opts, &self.smaps_layout);
+    ) -> Result<(), SinkError> {
+        let options = self.settings.pmap;
+        let mut run = PmapRun::new(options, &self.smaps_layout);
         for traced in processes {
             let mappings: Vec<Mapping> = traced.mappings();
             let view = traced.view(&mappings, self.sysv_shm_minor);
@@ -976,32 +873,26 @@ impl DumpStyle {
             };
             if let Some(before) = before {
                 let diff = diff(&before, &mappings);
-                match self.format {
-                    Format::Text => {
-                        write_diff(sink.writer(), &view, &diff, &opts).map_err(SinkError::from)?
-                    }
-                    Format::Json => sink.line(&diff_json(&view, &diff, &opts).to_string())?,
-                }
+                output.write(Message::Diff {
+                    view: &view,
+                    diff: &diff,
+                    options: &options,
+                })?;
                 continue;
             }
             // Read as the dump goes. A file that cannot be read, or stops early (the process
             // ended), leaves the mappings it has no lines for with lines made from the table.
-            let mut smaps_file = if live && opts.format.needs_smaps() {
+            let mut smaps_file = if live && options.format.needs_smaps() {
                 SmapsReader::open(traced.pid).ok()
             } else {
                 None
             };
-            let smaps = smaps_file.iter_mut().flatten().map(|(_, entry)| entry);
-            match self.format {
-                Format::Text => run
-                    .write_process(sink.writer(), &view, smaps)
-                    .map_err(SinkError::from)?,
-                Format::Json => {
-                    let smaps: Vec<_> = smaps.collect();
-                    let dump = run.process(&view, &smaps);
-                    sink.line(&dump_json(&view, opts.format, &dump).to_string())?
-                }
-            }
+            let mut smaps = smaps_file.iter_mut().flatten().map(|(_, entry)| entry);
+            output.write(Message::Dump(Dump {
+                run: &mut run,
+                view: &view,
+                smaps: &mut smaps,
+            }))?;
         }
         Ok(())
     }

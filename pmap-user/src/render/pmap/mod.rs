@@ -214,20 +214,27 @@ pub struct ProcessDump {
 
 /// One pmap invocation over several processes, `pmap OPTIONS PID...`: `-X` keeps its columns
 /// and their widths from one process to the next.
-pub struct PmapRun<'l> {
+pub struct PmapRun {
     opts: PmapOptions,
-    layout: &'l SmapsLayout,
+    /// A copy (a few dozen keys, once per run), so a run borrows nothing and can be handed
+    /// from one process's dump to the next.
+    layout: SmapsLayout,
     columns: SmapsColumns,
 }
 
-impl<'l> PmapRun<'l> {
+impl PmapRun {
     /// `layout` is this kernel's smaps layout, used for mappings the kernel has no lines for.
-    pub fn new(opts: PmapOptions, layout: &'l SmapsLayout) -> PmapRun<'l> {
+    pub fn new(opts: PmapOptions, layout: &SmapsLayout) -> PmapRun {
         PmapRun {
             opts,
-            layout,
+            layout: layout.clone(),
             columns: SmapsColumns::default(),
         }
+    }
+
+    /// The options the run prints with.
+    pub fn options(&self) -> &PmapOptions {
+        &self.opts
     }
 
     /// The next process's block, as text and as rows. `smaps` is what `/proc/PID/smaps` held
@@ -269,13 +276,13 @@ impl<'l> PmapRun<'l> {
         let opts = &self.opts;
         Ok(if opts.format.needs_smaps() {
             if opts.format == PmapFormat::Extended {
-                let mut texts = smaps_text(view.mappings, smaps, self.layout);
+                let mut texts = smaps_text(view.mappings, smaps, &self.layout);
                 let (rows, totals) =
                     OneProc::new(view, opts, out, keep_rows).run(Source::Texts(&mut texts))?;
                 Table::Maps { rows, totals }
             } else {
                 let smaps: Vec<E> = smaps.collect();
-                let texts = smaps_text(view.mappings, smaps.iter().map(E::borrow), self.layout);
+                let texts = smaps_text(view.mappings, smaps.iter().map(E::borrow), &self.layout);
                 let (body, rows) = self.columns.print(texts, opts);
                 out.write_all(&body)?;
                 Table::Smaps { rows }
