@@ -232,14 +232,14 @@ impl Session {
     /// `--sites`: a table read from scratch; its anonymous memory so far comes from `origin`.
     fn track_seeded(&mut self, traced: &Traced, origin: Origin) {
         if let Some(sites) = &mut self.sites {
-            sites.seeded(traced, origin);
+            sites.seeded(traced.pid as u32, &traced.table, origin);
         }
     }
 
     /// `--sites`: a table read again; the owners of what is still anonymous stay.
     fn track_reread(&mut self, traced: &Traced) {
         if let Some(sites) = &mut self.sites {
-            sites.reread(traced);
+            sites.reread(traced.pid as u32, &traced.table);
         }
     }
 
@@ -499,7 +499,7 @@ impl Session {
                     // Before the table: the stack is unwound against the code mapped at the
                     // call.
                     if let Some(sites) = &mut self.sites {
-                        sites.apply(traced, call, *ret, stack);
+                        sites.apply(tgid, &traced.table, call, *ret, stack);
                     }
                     traced.apply_with_file(call, *ret, mapped);
                     if let Call::Mmap { fd, .. } = call
@@ -615,7 +615,7 @@ impl Session {
         };
         // The child's memory is a copy of its parent's, owners included.
         if let Some(sites) = &mut self.sites {
-            sites.forked(parent, &traced);
+            sites.forked(parent, child, &traced.table);
         }
         self.processes.insert(child, traced);
         Ok(())

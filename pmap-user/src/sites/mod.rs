@@ -21,7 +21,7 @@ use self::{
 use crate::{
     decode::{Call, UserStack},
     model::PAGE_SIZE,
-    session::traced::TracedProcess,
+    table::AddressSpace,
 };
 
 /// Where memory came from when no stack names its caller.
@@ -228,13 +228,13 @@ impl SiteTracker {
         }
     }
 
-    /// A process whose table was just read from scratch (attach, exec, a new child): its
+    /// Process `pid`, whose `table` was just read from scratch (attach, exec, a new child): its
     /// anonymous memory so far comes from `origin`.
-    pub fn seeded(&mut self, traced: &TracedProcess, origin: Origin) {
-        let mappings: Vec<_> = traced.table.mappings().cloned().collect();
-        let attribution = Attribution::seeded(&mappings, traced.table.start_brk(), origin.site());
+    pub fn seeded(&mut self, pid: u32, table: &AddressSpace, origin: Origin) {
+        let mappings: Vec<_> = table.mappings().cloned().collect();
+        let attribution = Attribution::seeded(&mappings, table.start_brk(), origin.site());
         self.processes.insert(
-            traced.pid as u32,
+            pid,
             ProcessSites {
                 attribution,
                 unwinder: ProcessUnwinder::default(),
@@ -244,16 +244,17 @@ impl SiteTracker {
         );
     }
 
-    /// A child forked by `parent` has the parent's memory, owners included.
-    pub fn forked(&mut self, parent: u32, child: &TracedProcess) {
+    /// A child forked by `parent` (its table `table`) has the parent's memory, owners
+    /// included.
+    pub fn forked(&mut self, parent: u32, child: u32, table: &AddressSpace) {
         let Some(from) = self.processes.get(&parent) else {
-            return self.seeded(child, Origin::BeforeTracing);
+            return self.seeded(child, table, Origin::BeforeTracing);
         };
         let mut attribution = from.attribution.clone();
-        let mappings: Vec<_> = child.table.mappings().cloned().collect();
-        attribution.reconcile(&mappings, child.table.start_brk(), Origin::Unknown.site());
+        let mappings: Vec<_> = table.mappings().cloned().collect();
+        attribution.reconcile(&mappings, table.start_brk(), Origin::Unknown.site());
         self.processes.insert(
-            child.pid as u32,
+            child,
             ProcessSites {
                 attribution,
                 unwinder: ProcessUnwinder::default(),
@@ -263,16 +264,16 @@ impl SiteTracker {
         );
     }
 
-    /// A table read again (after lost records, or `--verify` found it wrong): owners of
+    /// `pid`'s table read again (after lost records, or `--verify` found it wrong): owners of
     /// ranges still anonymous stay.
-    pub fn reread(&mut self, traced: &TracedProcess) {
-        let Some(process) = self.processes.get_mut(&(traced.pid as u32)) else {
-            return self.seeded(traced, Origin::BeforeTracing);
+    pub fn reread(&mut self, pid: u32, table: &AddressSpace) {
+        let Some(process) = self.processes.get_mut(&pid) else {
+            return self.seeded(pid, table, Origin::BeforeTracing);
         };
-        let mappings: Vec<_> = traced.table.mappings().cloned().collect();
+        let mappings: Vec<_> = table.mappings().cloned().collect();
         process
             .attribution
-            .reconcile(&mappings, traced.table.start_brk(), Origin::Unknown.site());
+            .reconcile(&mappings, table.start_brk(), Origin::Unknown.site());
         process.unwinder = ProcessUnwinder::default();
     }
 
@@ -280,11 +281,12 @@ impl SiteTracker {
         self.processes.remove(&pid);
     }
 
-    /// Applies a call of `traced` before its table applies it (the stack is unwound against
-    /// the code mapped when the call was made). `stack` is what the kernel copied.
+    /// Applies a call of process `pid` before its `table` applies it (the stack is unwound
+    /// against the code mapped when the call was made). `stack` is what the kernel copied.
     pub fn apply(
         &mut self,
-        traced: &TracedProcess,
+        pid: u32,
+        table: &AddressSpace,
         call: &Call,
         ret: i64,
         stack: Option<&UserStack>,
@@ -293,7 +295,7 @@ impl SiteTracker {
             attribution,
             unwinder,
             ..
-        }) = self.processes.get_mut(&(traced.pid as u32))
+        }) = self.processes.get_mut(&pid)
         else {
             return;
         };
@@ -303,7 +305,7 @@ impl SiteTracker {
         // anonymous memory.
         attribution.apply(call, ret, || match stack {
             Some(stack) => {
-                let frames = unwinder.unwind(traced.pid, traced.table.mappings(), modules, stack);
+                let frames = unwinder.unwind(pid as i32, table.mappings(), modules, stack);
                 sites.intern(&frames)
             }
             None if stack_bytes == 0 => Origin::NotCopied.site(),
@@ -794,7 +796,7 @@ mod tests {
     fn growth_is_counted_from_the_previous_report() {
         use pmap_common::linux::{MAP_ANONYMOUS, MAP_PRIVATE};
 
-        use crate::{model::Mapping, table::AddressSpace};
+        use crate::model::Mapping;
 
         const PAGE: u64 = PAGE_SIZE;
         let seeded = Mapping {
@@ -806,15 +808,14 @@ mod tests {
             inode: 0,
             name: Vec::new(),
         };
-        let traced =
-            TracedProcess::from_table(42, AddressSpace::from_mappings(vec![seeded], 0x2000_0000));
+        let table = AddressSpace::from_mappings(vec![seeded], 0x2000_0000);
         let mut tracker = SiteTracker::new(SitesSettings {
             top: Some(10),
             stack_bytes: 0,
             full_stacks: false,
             fault_period: None,
         });
-        tracker.seeded(&traced, Origin::BeforeTracing);
+        tracker.seeded(42, &table, Origin::BeforeTracing);
         let block = 0x3000_0000;
         let mmap = |addr: u64, pages: u64| Call::Mmap {
             addr,
@@ -825,7 +826,7 @@ mod tests {
             offset: 0,
         };
         // Without stack copies every call's growth goes to the origin that says so.
-        tracker.apply(&traced, &mmap(0, 8), block as i64, None);
+        tracker.apply(42, &table, &mmap(0, 8), block as i64, None);
         let ranking = |lines: &[SiteLine]| -> Vec<(Option<Origin>, u64, i64)> {
             lines.iter().map(|l| (l.origin, l.live, l.growth)).collect()
         };
@@ -849,7 +850,7 @@ mod tests {
             addr: block,
             len: 2 * PAGE,
         };
-        tracker.apply(&traced, &unmap, 0, None);
+        tracker.apply(42, &table, &unmap, 0, None);
         let second = tracker.report(42).expect("a tracked process");
         assert_eq!(
             ranking(&second.by_live),
@@ -857,7 +858,7 @@ mod tests {
         );
         assert!(second.by_growth.is_empty());
         // The next report counts from the second, not the first.
-        tracker.apply(&traced, &mmap(0, 3), (block + 64 * PAGE) as i64, None);
+        tracker.apply(42, &table, &mmap(0, 3), (block + 64 * PAGE) as i64, None);
         let third = tracker.report(42).expect("a tracked process");
         assert_eq!(
             ranking(&third.by_growth),
