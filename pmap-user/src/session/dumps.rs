@@ -1,0 +1,74 @@
+//! Dumps: every process on request, one process at its exit; `--diff` instead of a dump once a
+//! process has had one; the `--sites` report after each, and the `--folded`/`--flamegraph`
+//! files rewritten.
+
+use super::{Session, SessionError, Traced, release_freed_memory};
+use crate::render::output::{Message, Notice};
+
+impl Session {
+    /// Applies every event produced so far, then dumps every table.
+    pub(super) fn dump_all(&mut self) -> Result<(), SessionError> {
+        self.process_available()?;
+        for traced in self.processes.values_mut() {
+            traced.refresh_growing();
+            traced.refresh_header();
+        }
+        // One pmap run over every process, in PID order.
+        let processes: Vec<&Traced> = self.processes.values().collect();
+        self.dump_style
+            .write(self.output.as_mut(), &processes, true)?;
+        let pids: Vec<u32> = self.processes.keys().copied().collect();
+        for pid in pids {
+            self.write_sites(pid)?;
+        }
+        self.write_stack_files()?;
+        if self.config.verify {
+            let pids: Vec<u32> = self.processes.keys().copied().collect();
+            for pid in pids {
+                self.verify(pid)?;
+            }
+        }
+        self.output.flush()?;
+        release_freed_memory();
+        Ok(())
+    }
+
+    /// The last dump of a process that is gone (its smaps are not read: it has none, and its
+    /// PID may name another process already), its sites, and the stack files with them.
+    pub(super) fn final_dump(&mut self, traced: &Traced) -> Result<(), SessionError> {
+        let pid = traced.pid as u32;
+        self.dump_style
+            .write(self.output.as_mut(), &[traced], false)?;
+        self.dump_style.forget(pid);
+        self.write_sites(pid)?;
+        self.write_stack_files()
+    }
+
+    /// `--sites`: the call sites of `pid` after its dump; `--folded`/`--flamegraph` take
+    /// them in too.
+    fn write_sites(&mut self, pid: u32) -> Result<(), SessionError> {
+        let Some(report) = self.sites.as_mut().and_then(|sites| sites.report(pid)) else {
+            return Ok(());
+        };
+        if let Some(files) = &mut self.stack_files {
+            files.update(pid, &report.all);
+        }
+        if self.config.sites.is_none_or(|sites| sites.top.is_none()) {
+            return Ok(());
+        }
+        self.output.write(Message::Sites(&report))?;
+        Ok(())
+    }
+
+    /// `--folded`/`--flamegraph`: rewrites the files. A write that fails is said and tracing
+    /// goes on: the next dump tries again.
+    fn write_stack_files(&mut self) -> Result<(), SessionError> {
+        let Some(files) = &self.stack_files else {
+            return Ok(());
+        };
+        match files.write() {
+            Ok(()) => Ok(()),
+            Err(err) => self.say(Notice::StackFilesNotWritten(&err)),
+        }
+    }
+}
