@@ -48,13 +48,15 @@ impl Sink {
         })
     }
 
-    /// Output to `out`, diagnostics to `diagnostics`.
+    /// Output and diagnostics kept in memory, for tests.
     #[cfg(test)]
-    pub fn to_writers(out: Box<dyn Write + Send>, diagnostics: Box<dyn Write + Send>) -> Sink {
-        Sink {
-            out: BufWriter::new(out),
-            diagnostics,
-        }
+    pub fn in_memory() -> (Sink, memory::Written) {
+        let written = memory::Written::default();
+        let sink = Sink {
+            out: BufWriter::new(Box::new(written.out.clone())),
+            diagnostics: Box::new(written.err.clone()),
+        };
+        (sink, written)
     }
 
     pub fn line(&mut self, text: &str) -> Result<(), SinkError> {
@@ -81,5 +83,52 @@ impl Sink {
         line.extend_from_slice(text.as_bytes());
         line.push(b'\n');
         let _ = self.diagnostics.write_all(&line);
+    }
+}
+
+#[cfg(test)]
+pub mod memory {
+    use std::{
+        io::{self, Write},
+        sync::{Arc, Mutex},
+    };
+
+    /// What an in-memory sink was given, readable while the sink is still in use.
+    #[derive(Clone, Default)]
+    pub struct Written {
+        pub(super) out: Shared,
+        pub(super) err: Shared,
+    }
+
+    impl Written {
+        /// Standard output so far (what was flushed to it).
+        pub fn out(&self) -> String {
+            self.out.text()
+        }
+
+        /// Standard error so far.
+        pub fn err(&self) -> String {
+            self.err.text()
+        }
+    }
+
+    #[derive(Clone, Default)]
+    pub(super) struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).expect("output is UTF-8")
+        }
+    }
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
 }

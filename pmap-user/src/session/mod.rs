@@ -11,6 +11,8 @@ mod lifecycle;
 mod recovery;
 pub mod signals;
 mod terminal;
+#[cfg(test)]
+mod tests;
 pub mod traced;
 
 use std::{

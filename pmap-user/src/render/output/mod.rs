@@ -137,3 +137,138 @@ fn stopped_waiting_line(signal: i32, running: &[ProcessName]) -> String {
         running.join(", ")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{events::Clock, sink::Sink};
+
+    /// What `messages` print as text and as JSON: (standard output, standard error) of each.
+    fn written<'a>(messages: impl Fn() -> Vec<Message<'a>>) -> [(String, String); 2] {
+        let outputs: [fn(Sink) -> Box<dyn Output>; 2] = [
+            |sink| Box::new(TextOutput::new(sink, Clock::now())),
+            |sink| Box::new(JsonOutput::new(sink, Clock::now())),
+        ];
+        outputs.map(|output| {
+            let (sink, written) = Sink::in_memory();
+            let mut output = output(sink);
+            for message in messages() {
+                output.write(message).unwrap();
+            }
+            output.flush().unwrap();
+            (written.out(), written.err())
+        })
+    }
+
+    fn named(pid: u32, comm: &str) -> ProcessName {
+        ProcessName {
+            pid,
+            comm: comm.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_attached_line_names_each_target_its_thread_and_the_descendants() {
+        let targets = [
+            AttachedTarget {
+                process: named(7, "redis-server"),
+                thread: Some(9),
+            },
+            AttachedTarget {
+                process: named(12, "sh"),
+                thread: None,
+            },
+        ];
+        for (descendants, tail) in [(0, ""), (1, " and 1 descendant"), (3, " and 3 descendants")] {
+            let line = format!(
+                "pmap-trace: attached to 7 (redis-server) (thread 9 given), 12 (sh){tail}\n"
+            );
+            let messages = || {
+                vec![Message::Attached {
+                    targets: &targets[..],
+                    descendants,
+                }]
+            };
+            // Standard error is for people and scripts: the same line in both formats.
+            assert_eq!(
+                written(messages),
+                [(String::new(), line.clone()), (String::new(), line)]
+            );
+        }
+    }
+
+    #[test]
+    fn stopping_the_wait_names_what_is_left_running_on_standard_error() {
+        let running = [named(42, "server"), named(43, "worker")];
+        let line = "pmap-trace: stopped waiting at a second SIGTERM: 42 (server), 43 (worker) \
+                    still running, no longer traced\n";
+        let messages = || {
+            vec![Message::StoppedWaiting {
+                signal: libc::SIGTERM,
+                running: &running[..],
+            }]
+        };
+        assert_eq!(
+            written(messages),
+            [
+                (String::new(), line.to_string()),
+                (String::new(), line.to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_re_read_lists_ten_lines_of_each_kind_as_text_and_all_as_json() {
+        let stale: Vec<Vec<u8>> = (0..12)
+            .map(|i| format!("{i:08x}-{:08x} rw-p", i + 1).into_bytes())
+            .collect();
+        let missing = [b"bad \x1b name".to_vec()];
+        let messages = || {
+            vec![Message::Resynced(Compared {
+                pid: 5,
+                mappings: 0,
+                only_in_table: &stale,
+                only_in_kernel: &missing,
+            })]
+        };
+        let [(text, _), (json, _)] = written(messages);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "pmap-trace: re-read 5: 12 lines of its table were stale, 1 missing"
+        );
+        assert_eq!(lines[1], "pmap-trace:   stale:   00000000-00000001 rw-p");
+        assert_eq!(lines[10], "pmap-trace:   stale:   00000009-0000000a rw-p");
+        assert_eq!(lines[11], "pmap-trace:   stale:   ... 2 more");
+        // Names are escaped as event lines escape them.
+        assert_eq!(lines[12], "pmap-trace:   missing: bad \\033 name");
+        assert_eq!(lines.len(), 13);
+        let object: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+        assert_eq!(object["type"], "resync");
+        assert_eq!(object["only_in_table"].as_array().unwrap().len(), 12);
+        assert_eq!(object["only_in_kernel"][0], "bad \\033 name");
+    }
+
+    #[test]
+    fn a_notice_is_one_line_after_the_name_or_one_object() {
+        let messages = || {
+            vec![Message::Notice(Notice::NoDump {
+                pid: 8,
+                why: NoTable::ExecImageUnread {
+                    gap: Some(crate::decode::ImageGap::Overlap),
+                },
+            })]
+        };
+        let text = "8 exited before its new address space could be read (the exec record's VMAs \
+                    overlap); no dump for it";
+        let [(plain, _), (json, _)] = written(messages);
+        assert_eq!(plain, format!("pmap-trace: {text}\n"));
+        assert_eq!(
+            json,
+            format!(
+                "{}\n",
+                serde_json::json!({"type": "notice", "message": text})
+            )
+        );
+    }
+}
