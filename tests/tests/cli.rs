@@ -1040,6 +1040,50 @@ fn a_closed_output_pipe_ends_the_trace_quietly() {
 }
 
 #[test]
+fn a_closed_output_pipe_leaves_no_launched_command_behind_and_its_status_is_the_exit_status() {
+    if !require_root() {
+        return;
+    }
+    let loaded_before = our_programs();
+    // Calls after the reader has gone, then a second in which the command still runs.
+    let script = "sleep 0.5; for i in 1 2 3; do /bin/true; done; sleep 1; exit 7";
+    let mut tracer = Command::new(pmap_trace_exe())
+        .args(["-f", "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut attached = String::new();
+    stderr.read_line(&mut attached).unwrap();
+    let command: i32 = attached
+        .trim_start_matches("pmap-trace: attached to ")
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(tracer.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    drop(stdout);
+    let status = tracer.wait().unwrap();
+    let left_behind = !ends_soon_within(command, Duration::ZERO);
+    if left_behind {
+        // SAFETY: a process this test started (through pmap-trace).
+        unsafe { libc::kill(command, libc::SIGKILL) };
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    assert!(
+        !left_behind,
+        "pmap-trace exited ({status}) with the command still running"
+    );
+    assert_eq!(status.code(), Some(7), "stderr: {err}");
+    assert_eq!(err, "", "nothing said after the attached line");
+    assert_nothing_left_since(&loaded_before);
+}
+
+#[test]
 fn a_zombie_is_refused() {
     if !require_root() {
         return;

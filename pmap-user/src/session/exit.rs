@@ -1,5 +1,5 @@
-//! How a trace ends: the launched command's exit status becomes pmap-trace's, and the stop
-//! signals (see [`Session::stop_signal`] for the rules).
+//! How a trace ends: the launched command's exit status becomes pmap-trace's; the stop
+//! signals (see [`Session::stop_signal`] for the rules); an output nobody reads any more.
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,16 @@ impl Session {
             running: &running,
         })?;
         Ok(128 + signal)
+    }
+
+    /// The output's reader has gone (`pmap-trace … | head -1`): nothing more can be said.
+    /// Attached, the trace ends there (`Some(0)`), leaving the targets as they were. A
+    /// launched command is not left behind: as a stage of a pipeline, pmap-trace waits for it,
+    /// tracing on without output, and exits with its status once it has ended (a command
+    /// that writes into the same pipe meets its end too, by SIGPIPE). Its followed children
+    /// are left running, as they would be without pmap-trace.
+    pub(super) fn unread(&self) -> Option<i32> {
+        (self.output.closed() && self.launched.is_none()).then_some(self.exit_code)
     }
 
     /// The launched command has ended: pmap-trace, its parent, reaps it, and its status

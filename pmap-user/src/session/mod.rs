@@ -134,11 +134,15 @@ impl Session {
 
     /// Runs until every target has exited (returning the launched command's exit code, or 0)
     /// or a stop signal ends it (see `Session::stop_signal`); a final dump is written either
-    /// way.
+    /// way. Or until the output's reader has gone, and no launched command is left to wait
+    /// for (see `Session::unread`).
     pub async fn run(mut self) -> Result<i32, SessionError> {
         let outcome = loop {
             if self.processes.is_empty() && self.untabled.is_empty() {
                 break Ok(self.exit_code);
+            }
+            if let Some(code) = self.unread() {
+                break Ok(code);
             }
             let woken = tokio::select! {
                 ready = self.source.readable() => Woken::Records(ready),
@@ -160,16 +164,11 @@ impl Session {
                 break Err(err);
             }
         };
-        match outcome {
-            Err(SessionError::Sink(SinkError::Closed)) => Ok(0),
-            other => {
-                let flushed = self.output.flush();
-                match (other, flushed) {
-                    (Ok(code), Ok(())) | (Ok(code), Err(SinkError::Closed)) => Ok(code),
-                    (Ok(_), Err(err)) => Err(err.into()),
-                    (Err(err), _) => Err(err),
-                }
-            }
+        let flushed = self.output.flush();
+        match (outcome, flushed) {
+            (Ok(code), Ok(())) => Ok(code),
+            (Ok(_), Err(err)) => Err(err.into()),
+            (Err(err), _) => Err(err),
         }
     }
 

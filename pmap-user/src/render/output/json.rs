@@ -28,6 +28,9 @@ fn escaped(lines: &[Vec<u8>]) -> Vec<String> {
 
 impl Output for JsonOutput {
     fn write(&mut self, message: Message<'_>) -> Result<(), SinkError> {
+        if self.sink.closed() && !message.to_stderr() {
+            return Ok(());
+        }
         let object = match message {
             Message::Event { event, context } => event_json(event, context, &self.clock),
             Message::Dump(Dump { run, view, smaps }) => {
@@ -80,5 +83,9 @@ impl Output for JsonOutput {
 
     fn flush(&mut self) -> Result<(), SinkError> {
         self.sink.flush()
+    }
+
+    fn closed(&self) -> bool {
+        self.sink.closed()
     }
 }

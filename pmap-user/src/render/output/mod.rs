@@ -59,6 +59,17 @@ pub enum Message<'a> {
     },
 }
 
+impl Message<'_> {
+    /// Whether the message goes to standard error: it does even once the output's reader is
+    /// gone.
+    fn to_stderr(&self) -> bool {
+        matches!(
+            self,
+            Message::Attached { .. } | Message::StoppedWaiting { .. }
+        )
+    }
+}
+
 /// One process's dump. A run keeps what pmap keeps from one process to the next (`-X` column
 /// widths); `smaps` gives `/proc/PID/smaps` entries as the dump reads them (none when the
 /// process is gone), so a large dump is streamed rather than built.
@@ -105,10 +116,15 @@ pub struct AttachedTarget {
 
 /// Writes messages. Implementations own the sink.
 pub trait Output {
+    /// Writes `message`; once the output's reader has gone (see [`Output::closed`]), only what
+    /// goes to standard error.
     fn write(&mut self, message: Message<'_>) -> Result<(), SinkError>;
 
     /// Pushes buffered output to the reader: after every batch, so events are seen live.
     fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// Whether the output's reader has gone (`| head -1`): nothing more reaches anyone.
+    fn closed(&self) -> bool;
 }
 
 /// The `attached to …` line, the same in every format.

@@ -1,8 +1,6 @@
 //! Messages as text: strace-like event lines, dumps as pmap prints them, notices after
 //! `pmap-trace: `.
 
-use std::io::Write as _;
-
 use super::{Compared, Dump, Message, Output, attached_line, stopped_waiting_line};
 use crate::render::{
     diff::write_diff,
@@ -79,21 +77,26 @@ impl TextOutput {
 
 impl Output for TextOutput {
     fn write(&mut self, message: Message<'_>) -> Result<(), SinkError> {
+        if self.sink.closed() && !message.to_stderr() {
+            return Ok(());
+        }
         match message {
             Message::Event { event, context } => {
                 self.line.clear();
                 self.event_lines.push(&mut self.line, event, context);
                 self.line.push(b'\n');
-                Ok(self.sink.writer().write_all(&self.line)?)
+                self.sink.bytes(&self.line)
             }
-            Message::Dump(Dump { run, view, smaps }) => {
-                Ok(run.write_process(self.sink.writer(), view, smaps)?)
-            }
+            Message::Dump(Dump { run, view, smaps }) => self
+                .sink
+                .write_with(|mut out| run.write_process(&mut out, view, smaps)),
             Message::Diff {
                 view,
                 diff,
                 options,
-            } => Ok(write_diff(self.sink.writer(), view, diff, options)?),
+            } => self
+                .sink
+                .write_with(|mut out| write_diff(&mut out, view, diff, options)),
             Message::Sites(report) => {
                 for line in report.text() {
                     self.sink.line(&line)?;
@@ -119,5 +122,9 @@ impl Output for TextOutput {
 
     fn flush(&mut self) -> Result<(), SinkError> {
         self.sink.flush()
+    }
+
+    fn closed(&self) -> bool {
+        self.sink.closed()
     }
 }

@@ -33,7 +33,7 @@ use crate::{
         maps_line,
         output::{JsonOutput, Output, TextOutput},
         pmap::{PmapOptions, ProcessView, write_default},
-        sink::Sink,
+        sink::{Sink, memory::Written},
     },
 };
 
@@ -91,31 +91,36 @@ struct Ran {
 
 /// Runs `pmap-trace -p PID… ARGS` with `steps` replayed.
 fn run(args: &[&str], steps: Vec<Step>) -> Ran {
-    run_with(
-        args,
-        |session, targets| match targets {
-            Targets::Pids(pids) => session.attach(&pids),
-            Targets::Launch(_) => unreachable!("launched commands are started by the test"),
-        },
-        steps,
-    )
+    run_with(args, Sink::in_memory(), attach, steps)
+}
+
+fn attach(session: &mut Session, targets: Targets) -> Result<(), SessionError> {
+    match targets {
+        Targets::Pids(pids) => session.attach(&pids),
+        Targets::Launch(_) => unreachable!("launched commands are started by the test"),
+    }
 }
 
 /// Runs `pmap-trace ARGS -- CMD` with `steps` replayed, `child` (held before its exec) being
 /// the command: the test knows its PID before the script is written.
 fn run_launched(args: &[&str], child: HeldChild, steps: Vec<Step>) -> Ran {
-    run_with(args, |session, _| session.launch(child), steps)
+    run_with(
+        args,
+        Sink::in_memory(),
+        |session, _| session.launch(child),
+        steps,
+    )
 }
 
-/// Runs the session `args` configure, `start`ed, with `steps` replayed.
+/// Runs the session `args` configure, writing to `sink`, `start`ed, with `steps` replayed.
 fn run_with(
     args: &[&str],
+    (sink, written): (Sink, Written),
     start: impl FnOnce(&mut Session, Targets) -> Result<(), SessionError>,
     steps: Vec<Step>,
 ) -> Ran {
     let cli = Cli::try_parse_from(["pmap-trace"].iter().chain(args)).unwrap();
     let config = Config::from_args(&cli.trace, cli.launch).unwrap();
-    let (sink, written) = Sink::in_memory();
     let output: Box<dyn Output> = match config.format {
         Format::Text => Box::new(TextOutput::new(sink, Clock::now())),
         Format::Json => Box::new(JsonOutput::new(sink, Clock::now())),
@@ -615,6 +620,47 @@ fn a_second_stop_signal_stops_waiting_for_a_command_that_outlived_the_first() {
     );
     // The final dump, of a process still traced.
     assert_eq!(dumps_of(&ran.out, pid as u32).len(), 1);
+}
+
+#[test]
+fn attached_the_trace_ends_when_its_reader_goes_away() {
+    let sleeper = Sleeper::start();
+    let pid = sleeper.pid();
+    let p = pid.to_string();
+    let (sink, written) = Sink::reader_gone();
+    let ran = run_with(
+        &["-p", &p],
+        (sink, written),
+        attach,
+        // The script goes on, but not the trace: the first batch's output finds no reader.
+        vec![records(vec![mmap(pid, AT, 1)]), dump(), dump()],
+    );
+    assert_eq!(ran.code.unwrap(), 0);
+    assert_eq!(ran.err, format!("pmap-trace: attached to {pid} (sleep)\n"));
+}
+
+#[test]
+fn a_launched_command_is_waited_for_when_the_reader_goes_away_and_its_status_is_the_exit_status() {
+    let child = spawn_held(&["sleep".into(), "1000".into()]).unwrap();
+    let pid = child.pid();
+    let ran = run_with(
+        &["--", "sleep", "1000"],
+        Sink::reader_gone(),
+        |session, _| session.launch(child),
+        vec![
+            // Its output finds no reader: tracing goes on, without output.
+            records(vec![mmap(pid as u32, AT, 1)]),
+            dump(),
+            // SAFETY: the command this test started; pmap-trace, its parent, reaps it.
+            Step::Act(Box::new(move || unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            })),
+            records(vec![exit(pid as u32)]),
+        ],
+    );
+    assert_eq!(ran.code.unwrap(), 128 + libc::SIGKILL);
+    // Nothing said about it: a pipeline waits for its stages without a word.
+    assert_eq!(ran.err, format!("pmap-trace: attached to {pid} (sleep)\n"));
 }
 
 #[test]
