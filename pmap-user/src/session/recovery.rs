@@ -41,10 +41,9 @@ impl Session {
                 gone.push(pid);
                 continue;
             }
+            // A process in exit_mm() is not read (see `TracedProcess::seed`): the table held
+            // is the better last dump.
             match self.seed(pid as i32) {
-                // A process in exit_mm() reads empty before it is a zombie: the table held
-                // is the better last dump.
-                Ok(fresh) if fresh.table.mappings().next().is_none() => gone.push(pid),
                 Ok(fresh) => {
                     let before = self.processes[&pid].table.to_mappings();
                     let divergence = verify::compare(&before, &fresh.table.to_mappings());

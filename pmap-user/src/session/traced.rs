@@ -53,8 +53,9 @@ impl TracedProcess {
         let start_stack = seed::read_start_stack(pid)?;
         let start_brk = read_start_brk(pid).unwrap_or(0);
         // Ended while being read: the reads may describe it before and after exit_mm() (its
-        // mappings, then a `[comm] <defunct>` header).
-        if seed::has_exited(pid) {
+        // mappings, then a `[comm]` header and no mappings). Its address space is checked
+        // last: one still there was there for every read before.
+        if seed::has_exited(pid) || !has_address_space(pid) {
             return Err(SeedError::NoSuchProcess { pid });
         }
         Ok(TracedProcess {
@@ -338,6 +339,18 @@ fn canonical_path_of(file: &MappedFile, exec_path: &[u8]) -> Option<Vec<u8>> {
         .then(|| canonical.as_os_str().as_bytes().to_vec())
 }
 
+/// Whether `pid` still has its address space. exit_mm() (kernel/exit.c) drops it before
+/// exit_notify() makes the process a zombie; from then on proc_pid_statm() (fs/proc/array.c)
+/// finds no mm and reports zeros, where a live process maps something.
+fn has_address_space(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/statm")).is_ok_and(|statm| {
+        statm
+            .split_whitespace()
+            .next()
+            .is_some_and(|size| size != "0")
+    })
+}
+
 /// `mm->start_brk` (field 47 of `/proc/PID/stat`): where the heap starts.
 fn read_start_brk(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -387,6 +400,21 @@ sys.stdin.readline()
             inode: 0,
             name: name.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn a_process_whose_exit_has_dropped_its_address_space_has_none() {
+        let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(has_address_space(pid));
+        child.kill().unwrap();
+        // A zombie until reaped: past exit_mm().
+        while !seed::has_exited(pid) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!has_address_space(pid));
+        child.wait().unwrap();
+        assert!(!has_address_space(pid));
     }
 
     #[test]
