@@ -450,6 +450,45 @@ fn sigterm_and_sigint_give_a_final_dump_and_exit_zero() {
     }
 }
 
+#[test]
+fn sigquit_stops_as_the_other_stop_signals_do() {
+    if !require_root() {
+        return;
+    }
+    let loaded_before = our_programs();
+    // Attached: the final dump, and exit 0.
+    let mut sleeper = Sleeper::start();
+    let pid = sleeper.pid();
+    let tracer = Tracer::attach(&["-p", &pid.to_string()]);
+    tracer.signal(libc::SIGQUIT);
+    let (code, out, err) = tracer.finish();
+    assert_eq!(code, 0, "{err}");
+    assert_same_text("final dump", &real_pmap(&[], pid), &last_dump(&out, pid));
+    sleeper.end();
+
+    // Launched: passed on to the command, whose death is the exit status.
+    let mut command = Command::new(pmap_trace_exe());
+    command.args(["--", "sleep", "30"]);
+    let tracer = Tracer::attach_command(command);
+    let pid: i32 = tracer
+        .attached
+        .trim_start_matches("pmap-trace: attached to ")
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap();
+    tracer.signal(libc::SIGQUIT);
+    let (code, out, err) = finish_then_check_gone(tracer, pid);
+    assert_eq!(code, 128 + libc::SIGQUIT, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!(" {pid}/")) && l.contains("+++ killed by SIGQUIT")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("\n{pid}:   ")), "final dump: {out}");
+    assert_nothing_left_since(&loaded_before);
+}
+
 /// Counts the SIGINTs and SIGTERMs it gets (`got SIGNAL (N)` on stdout), after printing
 /// `ready`. Given an argument, it keeps running; else, half a second after the first (time for
 /// a second to come, and be counted), it dies of that signal.

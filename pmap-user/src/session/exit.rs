@@ -26,7 +26,7 @@ impl Session {
         Ok(self.exit_code)
     }
 
-    /// A SIGINT, SIGTERM or SIGHUP: `Some(exit code)` when the session ends now. Attached, or
+    /// A SIGINT, SIGTERM, SIGHUP or SIGQUIT: `Some(exit code)` when the session ends now. Attached, or
     /// once the launched command has ended, it ends with the final dumps. While a launched
     /// command runs, the command decides, as it would without pmap-trace: a signal the
     /// terminal sent to the whole process group reached it already; one sent to pmap-trace

@@ -1,5 +1,6 @@
-//! SIGINT, SIGTERM and SIGHUP as pmap-trace receives them: each with where it came from, which
-//! decides whether a launched command has it already (see [`Received::reached_group_of`]).
+//! SIGINT, SIGTERM, SIGHUP and SIGQUIT as pmap-trace receives them: each with where it came
+//! from, which decides whether a launched command has it already (see
+//! [`Received::reached_group_of`]).
 //! They are read from a signalfd rather than caught by a handler, because a handler is not
 //! told who sent the signal.
 
@@ -14,8 +15,9 @@ use tokio::io::unix::AsyncFd;
 
 use crate::capture::fd_watch::watch_readable;
 
-/// The signals that stop a trace.
-const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// The signals that stop a trace: those whose default action ends a process, that a terminal
+/// or a supervisor sends to ask for an end (Ctrl-C, Ctrl-\, a hangup, `kill`).
+const STOP_SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 /// The signal mask pmap-trace started with: what a command it launches must run with, since a
 /// blocked signal stays blocked across exec.
