@@ -36,35 +36,7 @@ impl Session {
         let mut context = EventContext::default();
         match &event.kind {
             EventKind::Call { call, ret } => {
-                let mapped = event
-                    .file
-                    .as_ref()
-                    .and_then(|f| self.files.mapping_for(call, *ret, f));
-                // The path shown is the file's at the call, as the kernel walked it then; when
-                // the walk stopped short, the table's (the live kernel's answer when there was
-                // one), else the name the kernel recorded.
-                let walked = event.file.as_ref().is_some_and(|f| f.whole_path);
-                context.path = mapped.as_ref().map(|m| m.name.clone());
-                if let Some(traced) = self.processes.get_mut(&tgid) {
-                    // Before the table: the stack is unwound against the code mapped at the
-                    // call.
-                    if let Some(sites) = &mut self.sites {
-                        sites.apply(tgid, &traced.table, call, *ret, stack);
-                    }
-                    traced.apply_with_file(call, *ret, mapped);
-                    if let Call::Mmap { fd, .. } = call
-                        && *fd >= 0
-                        && let Some(now) = traced
-                            .table
-                            .mapping_starting_at(*ret as u64)
-                            .filter(|m| !m.name.is_empty())
-                    {
-                        if !walked {
-                            context.path = Some(now.name.clone());
-                        }
-                        self.files.learn([now]);
-                    }
-                }
+                context.path = self.apply_call(event, call, *ret, stack);
                 self.emit(event, &context)?;
             }
             EventKind::Exec => {
@@ -85,6 +57,47 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Applies `event`'s call to its process's table (and `--sites`' owners), and returns the
+    /// path its line shows: the file's at the call, as the kernel walked it then; when the walk
+    /// stopped short, the table's (the live kernel's answer when there was one), else the
+    /// name the kernel recorded.
+    fn apply_call(
+        &mut self,
+        event: &Event,
+        call: &Call,
+        ret: i64,
+        stack: Option<&UserStack>,
+    ) -> Option<Vec<u8>> {
+        let mapped = event
+            .file
+            .as_ref()
+            .and_then(|f| self.files.mapping_for(call, ret, f));
+        let walked = event.file.as_ref().is_some_and(|f| f.whole_path);
+        let mut path = mapped.as_ref().map(|m| m.name.clone());
+        let Some(traced) = self.processes.get_mut(&event.tgid) else {
+            // Untabled: its line shows what the kernel recorded.
+            return path;
+        };
+        // Before the table: the stack is unwound against the code mapped at the call.
+        if let Some(sites) = &mut self.sites {
+            sites.apply(event.tgid, &traced.table, call, ret, stack);
+        }
+        traced.apply_with_file(call, ret, mapped);
+        if let Call::Mmap { fd, .. } = call
+            && *fd >= 0
+            && let Some(now) = traced
+                .table
+                .mapping_starting_at(ret as u64)
+                .filter(|m| !m.name.is_empty())
+        {
+            if !walked {
+                path = Some(now.name.clone());
+            }
+            self.files.learn([now]);
+        }
+        path
     }
 
     /// An exec replaced `event.tgid`'s address space: its table is the image the record

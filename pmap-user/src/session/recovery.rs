@@ -102,7 +102,6 @@ impl Session {
     fn report_resync(&mut self, pid: u32, divergence: &Divergence) -> Result<(), SessionError> {
         self.output.write(Message::Resynced(Compared {
             pid,
-            mappings: 0,
             only_in_table: &divergence.only_in_table,
             only_in_kernel: &divergence.only_in_kernel,
         }))?;
@@ -147,12 +146,13 @@ impl Session {
         divergence: &Divergence,
         mappings: usize,
     ) -> Result<(), SessionError> {
-        self.output.write(Message::Verified(Compared {
+        let compared = Compared {
             pid,
-            mappings,
             only_in_table: &divergence.only_in_table,
             only_in_kernel: &divergence.only_in_kernel,
-        }))?;
+        };
+        self.output
+            .write(Message::Verified { compared, mappings })?;
         Ok(())
     }
 }

@@ -47,7 +47,7 @@ impl Output for JsonOutput {
             Message::Notice(notice) => {
                 json!({ "type": "notice", "message": notice.to_string() })
             }
-            Message::Verified(compared) => json!({
+            Message::Verified { compared, .. } => json!({
                 "type": "verify",
                 "pid": compared.pid,
                 "matches": compared.matches(),

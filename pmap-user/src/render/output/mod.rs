@@ -41,8 +41,11 @@ pub enum Message<'a> {
     Sites(&'a SitesReport),
     /// Something the user should know about the trace itself.
     Notice(Notice<'a>),
-    /// `--verify`: a table compared with the kernel's `/proc/PID/maps`.
-    Verified(Compared<'a>),
+    /// `--verify`: a table compared with the kernel's `/proc/PID/maps`, of `mappings` lines.
+    Verified {
+        compared: Compared<'a>,
+        mappings: usize,
+    },
     /// A table re-read after lost records: what the re-read changed.
     Resynced(Compared<'a>),
     /// Tracing is live (on standard error: scripts wait for this line).
@@ -82,8 +85,6 @@ pub struct Dump<'a> {
 /// A table held against the kernel's: the `/proc/PID/maps` lines only one of them has.
 pub struct Compared<'a> {
     pub pid: u32,
-    /// Lines in the kernel's file (`--verify` says how many it compared).
-    pub mappings: usize,
     pub only_in_table: &'a [Vec<u8>],
     pub only_in_kernel: &'a [Vec<u8>],
 }
@@ -242,7 +243,6 @@ mod tests {
         let messages = || {
             vec![Message::Resynced(Compared {
                 pid: 5,
-                mappings: 0,
                 only_in_table: &stale,
                 only_in_kernel: &missing,
             })]

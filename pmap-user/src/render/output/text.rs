@@ -32,8 +32,8 @@ impl TextOutput {
         self.sink.line(&format!("pmap-trace: {text}"))
     }
 
-    fn verified(&mut self, compared: &Compared<'_>) -> Result<(), SinkError> {
-        let Compared { pid, mappings, .. } = *compared;
+    fn verified(&mut self, compared: &Compared<'_>, mappings: usize) -> Result<(), SinkError> {
+        let pid = compared.pid;
         if compared.matches() {
             return self.notice(&format!(
                 "verify {pid}: the table matches /proc/{pid}/maps ({mappings} mappings)"
@@ -104,7 +104,7 @@ impl Output for TextOutput {
                 Ok(())
             }
             Message::Notice(notice) => self.notice(&notice.to_string()),
-            Message::Verified(compared) => self.verified(&compared),
+            Message::Verified { compared, mappings } => self.verified(&compared, mappings),
             Message::Resynced(compared) => self.resynced(&compared),
             Message::Attached {
                 targets,
