@@ -18,7 +18,7 @@ use pmap_trace::{
     render::{
         events::Clock,
         json::dump_json,
-        output::{JsonOutput, Output, TextOutput},
+        output::{Output, json::JsonOutput, text::TextOutput},
         pmap::{PmapRun, ProcessView},
         sink::Sink,
     },

@@ -2,13 +2,15 @@
 //! eBPF programs, manages the target filter and reads records from the ring.
 
 mod btf;
+mod error;
 pub(crate) mod fd_watch;
 mod preflight;
 mod record_source;
 mod release;
 mod source;
 
+pub use error::CaptureError;
 pub use preflight::{PreflightError, check_fault_tracepoint, check_machine};
 pub use record_source::{Dropped, RecordSource, Wait};
 pub use release::RELEASER_NAME;
-pub use source::{Capture, CaptureError, CaptureOptions, POLL_INTERVAL};
+pub use source::{Capture, CaptureOptions, POLL_INTERVAL};

@@ -1,9 +1,9 @@
 //! What a trace session reads records from, and tells which processes to trace: the kernel's
-//! ring ([`super::Capture`]), or in the session's unit tests records replayed in order.
+//! ring (the capture), or in the session's unit tests records replayed in order.
 
 use std::{future::Future, pin::Pin};
 
-use super::CaptureError;
+use super::error::CaptureError;
 use crate::decode::Record;
 
 /// A wait that a trait object can return: the session waits on its record source and its
@@ -15,7 +15,7 @@ pub type Wait<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// so dynamic dispatch costs nothing that shows, and the session stays one plain type.
 pub trait RecordSource {
     /// Resolves when records may be available. It may also resolve with none (the capture
-    /// looks at least every [`super::POLL_INTERVAL`]); the session drains then either way.
+    /// looks at least every `POLL_INTERVAL`); the session drains then either way.
     fn readable(&mut self) -> Wait<'_, Result<(), CaptureError>>;
 
     /// Appends the records available now to `out`, in the order they were written, without

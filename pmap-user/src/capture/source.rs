@@ -1,6 +1,6 @@
 //! Loading the eBPF object and reading its ring: the real [`RecordSource`].
 
-use std::{io, time::Duration};
+use std::time::Duration;
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -14,41 +14,15 @@ use pmap_common::{
     ForkOffsets, STACK_BYTES_GLOBAL, STACK_OFFSETS_GLOBAL, STACK_SIZES, StackOffsets, TARGETS_MAP,
     WAKEUP_BYTES_GLOBAL, target_flags,
 };
-use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
 use super::{
     btf::KernelTypes,
+    error::CaptureError,
     fd_watch::watch_readable,
     record_source::{Dropped, RecordSource, Wait},
 };
-use crate::decode::{DecodeError, Event, Record, decode_ring_record};
-
-#[derive(Debug, Error)]
-pub enum CaptureError {
-    #[error("could not load the eBPF programs: {0}")]
-    Load(#[from] aya::EbpfError),
-    #[error("could not load or attach eBPF program {program}: {source}")]
-    Program {
-        program: String,
-        source: aya::programs::ProgramError,
-    },
-    #[error("eBPF map {0} is missing from the object")]
-    MissingMap(&'static str),
-    #[error("eBPF map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: aya::maps::MapError,
-    },
-    #[error("could not start kernel-side logging: {0}")]
-    Logger(#[from] aya_log::Error),
-    #[error("waiting on the ring buffer failed: {0}")]
-    Poll(#[from] io::Error),
-    #[error("undecodable record from the kernel: {0}")]
-    Decode(#[from] DecodeError),
-    #[error("stack copies of {0} bytes are not supported (0 or one of {STACK_SIZES:?})")]
-    StackBytes(u32),
-}
+use crate::decode::{Event, Record, decode_ring_record};
 
 /// Longest a call's record waits in the ring before the reader looks.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);

@@ -3,7 +3,7 @@
 //! files rewritten.
 
 use super::{Session, SessionError, Traced, release_freed_memory};
-use crate::render::output::{Message, Notice};
+use crate::render::output::{Message, notice::Notice};
 
 impl Session {
     /// Applies every event produced so far, then dumps every table.

@@ -8,7 +8,7 @@ use crate::{
     procfs::seed::{self, SeedError},
     render::{
         events::EventContext,
-        output::{NoTable, Notice},
+        output::notice::{NoTable, Notice},
     },
     sites::Origin,
 };

@@ -37,7 +37,10 @@ use crate::{
     procfs::seed::{self, SeedError},
     render::{
         events::EventContext,
-        output::{Message, NoTable, Notice, Output},
+        output::{
+            Message, Output,
+            notice::{NoTable, Notice},
+        },
         sink::SinkError,
     },
     sites::{SiteTracker, folded::StackFiles},

@@ -8,7 +8,7 @@ use crate::{
         seed,
         verify::{self, Divergence},
     },
-    render::output::{Compared, Message, Notice},
+    render::output::{Compared, Message, notice::Notice},
 };
 
 impl Session {

@@ -1,18 +1,15 @@
 //! One output layer for a trace session: everything it says is a [`Message`], a value that an
-//! [`Output`] writes to the sink as text ([`TextOutput`]) or as one JSON object a line
-//! ([`JsonOutput`]). The session decides what to say; how it reads is decided here alone.
+//! [`Output`] writes to the sink as text ([`text::TextOutput`]) or as one JSON object a line
+//! ([`json::JsonOutput`]). The session decides what to say; how it reads is decided here
+//! alone.
 
-mod json;
-mod notice;
-mod text;
+pub mod json;
+pub mod notice;
+pub mod text;
 
 use std::fmt;
 
-pub use self::{
-    json::JsonOutput,
-    notice::{NoTable, Notice},
-    text::TextOutput,
-};
+use self::notice::Notice;
 use super::{
     diff::Diff,
     events::EventContext,
@@ -157,7 +154,7 @@ fn stopped_waiting_line(signal: i32, running: &[ProcessName]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{json::JsonOutput, notice::NoTable, text::TextOutput, *};
     use crate::render::{events::Clock, sink::Sink};
 
     /// What `messages` print as text and as JSON: (standard output, standard error) of each.

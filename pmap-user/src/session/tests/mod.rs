@@ -31,7 +31,7 @@ use crate::{
     render::{
         events::Clock,
         maps_line,
-        output::{JsonOutput, Output, TextOutput},
+        output::{Output, json::JsonOutput, text::TextOutput},
         pmap::{PmapOptions, ProcessView, write_default},
         sink::{Sink, memory::Written},
     },
