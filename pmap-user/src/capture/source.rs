@@ -83,114 +83,18 @@ impl Capture {
         if stack_bytes != 0 && !STACK_SIZES.contains(&stack_bytes) {
             return Err(CaptureError::StackBytes(stack_bytes));
         }
-        let debug = u8::from(options.debug_bpf);
-        // A quarter full wakes the reader early enough that a burst cannot fill the ring
-        // between two polls.
-        let wakeup_bytes = u64::from(options.ring_size / 4);
-        // Fault samples stop at half full: the other half is the calls' room.
-        let fault_room = u64::from(options.ring_size / 2);
-        let fault_period = options.fault_period.unwrap_or(1).max(1);
-        // Without usable BTF offsets the kernel side leaves file identities out and the table
-        // asks /proc instead, as it must anyway for a process that is still running.
-        let types = KernelTypes::from_running_kernel().ok();
-        let file_offsets = types
-            .as_ref()
-            .and_then(|types| types.file_offsets().ok())
-            .unwrap_or(FileOffsets::UNKNOWN);
-        // Without them every growth call copies the full --stack-bytes.
-        let stack_offsets = types
-            .as_ref()
-            .and_then(|types| types.stack_offsets().ok())
-            .unwrap_or(StackOffsets::UNKNOWN);
-        // Without them exec records carry no image and userspace reads /proc.
-        let exec_offsets = types
-            .as_ref()
-            .and_then(|types| types.exec_offsets().ok())
-            .unwrap_or(ExecOffsets::UNKNOWN);
-        // Without them a forked child's copied table is checked against /proc instead.
-        let fork_offsets = types
-            .as_ref()
-            .and_then(|types| types.fork_offsets().ok())
-            .unwrap_or(ForkOffsets::UNKNOWN);
-        // Without them a final dump's stack is as large as the last dump saw it.
-        let exit_offsets = types
-            .as_ref()
-            .and_then(|types| types.exit_offsets().ok())
-            .unwrap_or(ExitOffsets::UNKNOWN);
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(EVENTS_MAP, options.ring_size)
-            .override_global(DEBUG_GLOBAL, &debug, true)
-            .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
-            .override_global(FILE_OFFSETS_GLOBAL, &file_offsets, true)
-            .override_global(STACK_BYTES_GLOBAL, &stack_bytes, true)
-            .override_global(STACK_OFFSETS_GLOBAL, &stack_offsets, true)
-            .override_global(EXEC_OFFSETS_GLOBAL, &exec_offsets, true)
-            .override_global(FORK_OFFSETS_GLOBAL, &fork_offsets, true)
-            .override_global(EXIT_OFFSETS_GLOBAL, &exit_offsets, true)
-            .override_global(FAULT_PERIOD_GLOBAL, &fault_period, true)
-            .override_global(FAULT_ROOM_GLOBAL, &fault_room, true)
-            .load(crate::EBPF_OBJECT)?;
-
+        let mut ebpf = load_object(&options, stack_bytes)?;
         let logger = if options.debug_bpf {
             let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, StderrLog)?;
             Some(watch_readable(logger)?)
         } else {
             None
         };
-
-        let exits: Vec<(&str, String)> = options
-            .syscalls
-            .iter()
-            .filter(|&&name| options.userfaultfd || name != "ioctl")
-            .map(|name| ("syscalls", format!("sys_exit_{name}")))
-            .collect();
-        attach(&mut ebpf, "mm_syscall_exit", &exits)?;
-        attach(
-            &mut ebpf,
-            "process_fork",
-            &[("sched", "sched_process_fork".to_string())],
-        )?;
-        attach(
-            &mut ebpf,
-            "process_exec",
-            &[("sched", "sched_process_exec".to_string())],
-        )?;
-        attach(
-            &mut ebpf,
-            "process_exit",
-            &[("sched", "sched_process_exit".to_string())],
-        )?;
-        if options.fault_period.is_some() {
-            attach(
-                &mut ebpf,
-                "page_fault_user",
-                &[("exceptions", "page_fault_user".to_string())],
-            )?;
-        }
-
-        let ring = RingBuf::try_from(take_map(&mut ebpf, EVENTS_MAP)?).map_err(|source| {
-            CaptureError::Map {
-                name: EVENTS_MAP,
-                source,
-            }
-        })?;
-        let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?).map_err(|source| {
-            CaptureError::Map {
-                name: TARGETS_MAP,
-                source,
-            }
-        })?;
-        let dropped =
-            PerCpuArray::try_from(take_map(&mut ebpf, DROPPED_MAP)?).map_err(|source| {
-                CaptureError::Map {
-                    name: DROPPED_MAP,
-                    source,
-                }
-            })?;
+        attach_programs(&mut ebpf, &options)?;
         Ok(Capture {
-            ring: watch_readable(ring)?,
-            targets,
-            dropped,
+            ring: watch_readable(typed_map::<RingBuf<_>>(&mut ebpf, EVENTS_MAP)?)?,
+            targets: typed_map(&mut ebpf, TARGETS_MAP)?,
+            dropped: typed_map(&mut ebpf, DROPPED_MAP)?,
             logger,
             release_in_background: false,
             _ebpf: ebpf,
@@ -314,8 +218,92 @@ impl RecordSource for Capture {
     }
 }
 
-fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, CaptureError> {
-    ebpf.take_map(name).ok_or(CaptureError::MissingMap(name))
+/// The embedded object loaded with this run's settings and this kernel's offsets, its
+/// programs not yet attached.
+fn load_object(options: &CaptureOptions, stack_bytes: u32) -> Result<Ebpf, CaptureError> {
+    let debug = u8::from(options.debug_bpf);
+    // A quarter full wakes the reader early enough that a burst cannot fill the ring
+    // between two polls.
+    let wakeup_bytes = u64::from(options.ring_size / 4);
+    // Fault samples stop at half full: the other half is the calls' room.
+    let fault_room = u64::from(options.ring_size / 2);
+    let fault_period = options.fault_period.unwrap_or(1).max(1);
+    // Without usable BTF offsets the kernel side leaves file identities out and the table
+    // asks /proc instead, as it must anyway for a process that is still running.
+    let types = KernelTypes::from_running_kernel().ok();
+    let file_offsets = types
+        .as_ref()
+        .and_then(|types| types.file_offsets().ok())
+        .unwrap_or(FileOffsets::UNKNOWN);
+    // Without them every growth call copies the full --stack-bytes.
+    let stack_offsets = types
+        .as_ref()
+        .and_then(|types| types.stack_offsets().ok())
+        .unwrap_or(StackOffsets::UNKNOWN);
+    // Without them exec records carry no image and userspace reads /proc.
+    let exec_offsets = types
+        .as_ref()
+        .and_then(|types| types.exec_offsets().ok())
+        .unwrap_or(ExecOffsets::UNKNOWN);
+    // Without them a forked child's copied table is checked against /proc instead.
+    let fork_offsets = types
+        .as_ref()
+        .and_then(|types| types.fork_offsets().ok())
+        .unwrap_or(ForkOffsets::UNKNOWN);
+    // Without them a final dump's stack is as large as the last dump saw it.
+    let exit_offsets = types
+        .as_ref()
+        .and_then(|types| types.exit_offsets().ok())
+        .unwrap_or(ExitOffsets::UNKNOWN);
+    Ok(EbpfLoader::new()
+        .map_max_entries(EVENTS_MAP, options.ring_size)
+        .override_global(DEBUG_GLOBAL, &debug, true)
+        .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+        .override_global(FILE_OFFSETS_GLOBAL, &file_offsets, true)
+        .override_global(STACK_BYTES_GLOBAL, &stack_bytes, true)
+        .override_global(STACK_OFFSETS_GLOBAL, &stack_offsets, true)
+        .override_global(EXEC_OFFSETS_GLOBAL, &exec_offsets, true)
+        .override_global(FORK_OFFSETS_GLOBAL, &fork_offsets, true)
+        .override_global(EXIT_OFFSETS_GLOBAL, &exit_offsets, true)
+        .override_global(FAULT_PERIOD_GLOBAL, &fault_period, true)
+        .override_global(FAULT_ROOM_GLOBAL, &fault_room, true)
+        .load(crate::EBPF_OBJECT)?)
+}
+
+/// Attaches every program to its tracepoints: the exit of each traced syscall, the process
+/// lifecycle, and with `--faults` the user page faults.
+fn attach_programs(ebpf: &mut Ebpf, options: &CaptureOptions) -> Result<(), CaptureError> {
+    let exits: Vec<(&str, String)> = options
+        .syscalls
+        .iter()
+        .filter(|&&name| options.userfaultfd || name != "ioctl")
+        .map(|name| ("syscalls", format!("sys_exit_{name}")))
+        .collect();
+    attach(ebpf, "mm_syscall_exit", &exits)?;
+    for (program, tracepoint) in [
+        ("process_fork", "sched_process_fork"),
+        ("process_exec", "sched_process_exec"),
+        ("process_exit", "sched_process_exit"),
+    ] {
+        attach(ebpf, program, &[("sched", tracepoint.to_string())])?;
+    }
+    if options.fault_period.is_some() {
+        attach(
+            ebpf,
+            "page_fault_user",
+            &[("exceptions", "page_fault_user".to_string())],
+        )?;
+    }
+    Ok(())
+}
+
+/// Takes map `name` out of the object, as the map type the kernel side declares it.
+fn typed_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, CaptureError>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(CaptureError::MissingMap(name))?;
+    M::try_from(map).map_err(|source| CaptureError::Map { name, source })
 }
 
 fn attach(
