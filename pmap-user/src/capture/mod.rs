@@ -11,6 +11,6 @@ mod source;
 
 pub use error::CaptureError;
 pub use preflight::{PreflightError, check_fault_tracepoint, check_machine};
-pub use record_source::{Dropped, RecordSource, Wait};
+pub use record_source::{Dropped, Loss, RecordSource, Wait};
 pub use release::RELEASER_NAME;
 pub use source::{Capture, CaptureOptions, POLL_INTERVAL};

@@ -22,8 +22,10 @@ pub trait RecordSource {
     /// waiting.
     fn drain_records(&mut self, out: &mut Vec<Record>) -> Result<(), CaptureError>;
 
-    /// What the kernel side has left out so far, counted from the start.
-    fn dropped(&self) -> Dropped;
+    /// How many of `loss` the kernel side has had since it was loaded. Each count is a read of
+    /// the kernel's counters (a syscall), once per batch: the session asks for those it
+    /// reports only.
+    fn dropped(&self, loss: Loss) -> u64;
 
     /// Starts tracing process `tgid` (with `follow`, its future children too).
     fn add_target(&mut self, tgid: u32, follow: bool) -> Result<(), CaptureError>;
@@ -32,13 +34,31 @@ pub trait RecordSource {
     fn remove_target(&mut self, tgid: u32);
 }
 
-/// Counts of what the kernel side could not record, summed over CPUs, since it was loaded.
+/// What the kernel side can fail to record, each counted over every CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Records lost because the ring was full.
+    Records,
+    /// Growth calls whose record came without its stack copy (the ring had no room for it).
+    Stacks,
+    /// Sampled first-touch faults left out because the ring was half full.
+    Faults,
+}
+
+/// A count of each [`Loss`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
-    /// Records lost because the ring was full.
     pub records: u64,
-    /// Growth calls whose record came without its stack copy (the ring had no room for it).
     pub stacks: u64,
-    /// Sampled first-touch faults left out because the ring was half full.
     pub faults: u64,
+}
+
+impl Dropped {
+    pub fn count(&mut self, loss: Loss) -> &mut u64 {
+        match loss {
+            Loss::Records => &mut self.records,
+            Loss::Stacks => &mut self.stacks,
+            Loss::Faults => &mut self.faults,
+        }
+    }
 }

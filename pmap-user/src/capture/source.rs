@@ -20,7 +20,7 @@ use super::{
     btf::KernelTypes,
     error::CaptureError,
     fd_watch::watch_readable,
-    record_source::{Dropped, RecordSource, Wait},
+    record_source::{Loss, RecordSource, Wait},
 };
 use crate::decode::{Event, Record, decode_ring_record};
 
@@ -201,12 +201,12 @@ impl RecordSource for Capture {
         Capture::drain_records(self, out)
     }
 
-    fn dropped(&self) -> Dropped {
-        Dropped {
-            records: self.dropped_total(),
-            stacks: self.dropped_sum(DROPPED_STACKS_SLOT),
-            faults: self.dropped_sum(DROPPED_FAULTS_SLOT),
-        }
+    fn dropped(&self, loss: Loss) -> u64 {
+        self.dropped_sum(match loss {
+            Loss::Records => DROPPED_RECORDS_SLOT,
+            Loss::Stacks => DROPPED_STACKS_SLOT,
+            Loss::Faults => DROPPED_FAULTS_SLOT,
+        })
     }
 
     fn add_target(&mut self, tgid: u32, follow: bool) -> Result<(), CaptureError> {

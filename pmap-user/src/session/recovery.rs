@@ -4,6 +4,7 @@
 
 use super::{Session, SessionError};
 use crate::{
+    capture::Loss,
     procfs::{
         seed,
         verify::{self, Divergence},
@@ -14,21 +15,19 @@ use crate::{
 impl Session {
     /// When the kernel lost records, every table may be stale: say so and re-read them.
     pub(super) fn check_dropped(&mut self) -> Result<(), SessionError> {
-        let dropped = self.source.dropped();
-        let seen = std::mem::replace(&mut self.dropped_seen, dropped);
         if self.config.sites.is_some_and(|s| s.fault_period.is_some()) {
-            let count = dropped.faults - seen.faults;
+            let count = self.newly_dropped(Loss::Faults);
             if count != 0 {
                 self.say(Notice::FaultSamplesLeftOut { count })?;
             }
         }
         if self.sites.is_some() {
-            let count = dropped.stacks - seen.stacks;
+            let count = self.newly_dropped(Loss::Stacks);
             if count != 0 {
                 self.say(Notice::StackCopiesLost { count })?;
             }
         }
-        let count = dropped.records - seen.records;
+        let count = self.newly_dropped(Loss::Records);
         if count == 0 {
             return Ok(());
         }
@@ -59,6 +58,12 @@ impl Session {
             self.end_early(pid)?;
         }
         Ok(())
+    }
+
+    /// How many of `loss` the kernel side has had since the last look.
+    fn newly_dropped(&mut self, loss: Loss) -> u64 {
+        let now = self.source.dropped(loss);
+        now - std::mem::replace(self.dropped_seen.count(loss), now)
     }
 
     /// Once records have been lost, a traced process's exit record may be among them: one

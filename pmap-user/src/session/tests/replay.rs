@@ -12,7 +12,7 @@ use std::{
 };
 
 use crate::{
-    capture::{CaptureError, Dropped, RecordSource, Wait},
+    capture::{CaptureError, Dropped, Loss, RecordSource, Wait},
     decode::Record,
     session::controls::{Control, Controls},
 };
@@ -95,8 +95,9 @@ impl RecordSource for ReplaySource {
         Ok(())
     }
 
-    fn dropped(&self) -> Dropped {
-        self.dropped
+    fn dropped(&self, loss: Loss) -> u64 {
+        let mut counts = self.dropped;
+        *counts.count(loss)
     }
 
     fn add_target(&mut self, tgid: u32, follow: bool) -> Result<(), CaptureError> {
