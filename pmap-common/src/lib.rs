@@ -8,6 +8,21 @@ pub mod linux;
 
 /// Name of the ring buffer map that carries [`EventRecord`]s.
 pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the ring buffer map that carries the stack copies of growth calls
+/// ([`StackHeader`]s and their bytes). A ring of its own, so that stack data, many times the
+/// size of a call's record, can never take the room the calls the tables depend on need.
+pub const STACKS_MAP: &str = "STACKS";
+/// Name of the array map, one entry per CPU, where a stack copy is assembled before it goes
+/// into [`STACKS_MAP`] at its exact length ([`StackScratch`]).
+pub const STACK_SCRATCH_MAP: &str = "STACK_SCRATCH";
+/// Name of the LRU hash map from thread id to the top of that thread's stack, as far up as an
+/// unwind of one of its copies read (exclusive): userspace writes it once it has unwound a
+/// whole stack of the thread, and later copies stop there. A thread's outermost frames never
+/// move, so every later stack of the thread ends there too.
+pub const THREAD_TOPS_MAP: &str = "THREAD_TOPS";
+/// Name of the hash map from TGID to the [`GoOffsets`] of a traced Go program, written by
+/// userspace from the program's DWARF.
+pub const GO_RUNTIMES_MAP: &str = "GO_RUNTIMES";
 /// Name of the hash map of traced thread-group ids (key: TGID, value: [`target_flags`] bits).
 pub const TARGETS_MAP: &str = "TARGETS";
 /// Name of the per-CPU array counting what the ring had no room for: slot
@@ -30,6 +45,9 @@ pub const BRK_TOPS_MAP: &str = "BRK_TOPS";
 /// Name of the global holding how many bytes of user stack a growth call's record copies: 0 (no
 /// copy) or one of [`STACK_SIZES`].
 pub const STACK_BYTES_GLOBAL: &str = "STACK_BYTES";
+/// Name of the global holding how many unread bytes in [`STACKS_MAP`] wake the reader (as
+/// [`WAKEUP_BYTES_GLOBAL`] for the call records).
+pub const STACK_WAKEUP_BYTES_GLOBAL: &str = "STACK_WAKEUP_BYTES";
 /// Name of the global that turns kernel-side aya-log output on (non-zero) or off.
 pub const DEBUG_GLOBAL: &str = "DEBUG_BPF";
 /// Name of the global holding how many unread bytes in the ring wake the reader. Below it a
@@ -46,6 +64,10 @@ pub const TASK_COMM_LEN: usize = 16;
 pub mod target_flags {
     /// Children forked by this process are traced too, from their first instruction.
     pub const FOLLOW_FORKS: u32 = 1;
+    /// The process runs a Go program whose [`super::GoOffsets`] are in
+    /// [`super::GO_RUNTIMES_MAP`]: its stack copies follow a switch to the system stack back
+    /// to the goroutine.
+    pub const GO_RUNTIME: u32 = 2;
 }
 
 /// What an [`EventRecord`] describes.
@@ -60,17 +82,22 @@ pub mod record_kind {
     /// The process forked a new process (not a thread); `aux` is its PID, the arguments what
     /// is known of its memory ([`super::FORK_CHILD_VMAS`], [`super::FORK_SHARES_MM`]).
     pub const FORK: u32 = 4;
-    /// As [`SYSCALL`] for a call that may have grown anonymous memory, in a [`GrowthRecord`](crate::GrowthRecord)
-    /// that also carries the caller's registers and a copy of its stack.
+    /// As [`SYSCALL`] for a call that may have grown anonymous memory and whose stack copy is in
+    /// the [`STACKS_MAP`](crate::STACKS_MAP) ring, in a [`StackHeader`](crate::StackHeader) with
+    /// the same thread id and timestamp. The stack record is written first: once this record
+    /// is read, its stack is in the stack ring.
     pub const SYSCALL_WITH_STACK: u32 = 5;
     /// As [`SYSCALL`] for a successful file-backed mmap, in a [`FileMmapRecord`](crate::FileMmapRecord) that also
-    /// names the file.
+    /// names the file; only the part of the path that was written is sent.
     pub const FILE_MMAP: u32 = 6;
     /// A sampled first touch of a page (`--faults`), in a [`FaultRecord`](crate::FaultRecord).
     pub const FIRST_TOUCH: u32 = 7;
     /// As [`EXEC`], in an [`super::ExecHeader`] that also carries the new address space as exec left
     /// it: its VMAs, the stack, the break and the command line.
     pub const EXEC_IMAGE: u32 = 8;
+    /// A growth call's stack copy, in the [`STACKS_MAP`](crate::STACKS_MAP) ring: a
+    /// [`StackHeader`](crate::StackHeader) and its bytes.
+    pub const STACK: u32 = 9;
 }
 
 /// Byte offsets inside the `exceptions:page_fault_user` tracepoint record that the kernel side
@@ -495,7 +522,9 @@ pub struct FileIdentity {
 }
 
 /// The file a successful file-backed `mmap` mapped, read in the kernel while the descriptor is
-/// still open, with its whole path. All zero when it could not be read.
+/// still open, with its whole path. All zero when it could not be read. In the ring only the
+/// first `path_len` bytes of `path` follow the header: most paths are far shorter than the
+/// buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FilePath {
@@ -504,7 +533,7 @@ pub struct FilePath {
     /// [`file_path`] bits.
     pub path_flags: u32,
     pub ino: u64,
-    /// Bytes of `path` written; the rest is not (the record is not cleared first).
+    /// Bytes of `path` written and sent.
     pub path_len: u32,
     pub _pad: u32,
     /// The path's components, last first, each NUL-terminated, packed from the start: the
@@ -550,7 +579,10 @@ pub struct FileMmapRecord {
 }
 
 impl FileMmapRecord {
+    /// The largest record: a whole path buffer.
     pub const SIZE: usize = core::mem::size_of::<FileMmapRecord>();
+    /// The smallest: the call and the file's identity, no path.
+    pub const HEADER_SIZE: usize = FileMmapRecord::SIZE - FILE_PATH_LEN;
 }
 
 /// The user registers an unwinder starts from, as saved at syscall entry.
@@ -563,29 +595,106 @@ pub struct UserRegs {
     pub rbp: u64,
 }
 
-/// The sizes a stack copy can have (`--stack-bytes`). The kernel reserves a whole
-/// [`GrowthRecord`] of one of these sizes at once, and a reservation's size must be a constant
-/// the verifier sees, so each size is its own record type.
+/// The sizes a stack copy can have (`--stack-bytes`): how many bytes of user stack one growth
+/// call may copy at most, both segments of a [`StackHeader`] together.
 pub const STACK_SIZES: [u32; 5] = [4096, 8192, 16384, 32768, 65536];
+/// The largest of [`STACK_SIZES`].
+pub const STACK_MAX: usize = 65536;
 
-/// A call that may have grown anonymous memory (kind [`record_kind::SYSCALL_WITH_STACK`]): the
-/// call's record, the caller's registers, and the user stack from `regs.rsp` up. The record
-/// has the smallest of [`STACK_SIZES`] that holds the copy (at most `--stack-bytes`), which is
-/// smaller than `--stack-bytes` when the main thread's stack ends sooner.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GrowthRecord<const N: usize> {
-    pub event: EventRecord,
-    pub regs: UserRegs,
-    /// How many bytes of `stack` were copied: user memory is copied in pieces from `regs.rsp`
-    /// up until `N` bytes, the main thread's stack top (see [`StackOffsets`]) or the first
-    /// unreadable piece (the end of the stack's mapping).
-    pub stack_len: u64,
-    pub stack: [u8; N],
+/// What a [`StackHeader`]'s copy was bounded by, and what it holds.
+pub mod stack_flags {
+    /// The copy stopped at the thread's top from [`super::THREAD_TOPS_MAP`], `learned_top`.
+    pub const LEARNED_TOP: u32 = 1;
+    /// The call was made on a Go program's system stack (g0) while a goroutine had switched
+    /// to it: `switched` is the goroutine's saved context (`g.sched`) and a copy of the
+    /// goroutine's stack follows the first segment.
+    pub const SWITCHED: u32 = 2;
 }
 
-/// Bytes before `stack` in every [`GrowthRecord`].
-pub const GROWTH_HEADER_SIZE: usize = core::mem::size_of::<GrowthRecord<0>>();
+/// A growth call's stack copy (kind [`record_kind::STACK`]) in the [`STACKS_MAP`] ring: the
+/// registers an unwinder starts from, then `len` bytes of user memory from `regs.rsp` up and,
+/// with [`stack_flags::SWITCHED`], `switched_len` bytes from `switched.rsp` up. The record is
+/// as long as they are. The call's own record (kind [`record_kind::SYSCALL_WITH_STACK`], in
+/// [`EVENTS_MAP`]) has the same `tid` and `timestamp_ns`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackHeader {
+    pub kind: u32,
+    pub tid: u32,
+    pub timestamp_ns: u64,
+    pub regs: UserRegs,
+    /// Bytes copied from `regs.rsp` up: to the stack's top when it is known (the main
+    /// thread's `mm->start_stack`, a learned top, a goroutine's `g.stack.hi`), else as far as
+    /// `--stack-bytes` or the stack's mapping reach.
+    pub len: u32,
+    /// [`stack_flags`] bits.
+    pub flags: u32,
+    /// The top the copy was bounded by, with [`stack_flags::LEARNED_TOP`].
+    pub learned_top: u64,
+    /// With [`stack_flags::SWITCHED`]: where the goroutine stopped (`g.sched`: pc, sp, bp).
+    pub switched: UserRegs,
+    pub switched_len: u32,
+    pub _pad: u32,
+}
+
+impl StackHeader {
+    pub const SIZE: usize = core::mem::size_of::<StackHeader>();
+}
+
+/// One CPU's [`STACK_SCRATCH_MAP`] entry: a stack record assembled in full before it is sent
+/// at its used length. Twice [`STACK_MAX`] of room, so that the verifier sees the second
+/// segment, which starts where the first ended (below [`STACK_MAX`]), end inside it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StackScratch {
+    pub header: StackHeader,
+    pub bytes: [u8; 2 * STACK_MAX],
+}
+
+/// Byte offsets inside a Go program's runtime structures (`runtime.g`, `runtime.m`,
+/// `runtime.gobuf`, from the program's DWARF) and of the current `g` from the thread pointer,
+/// which the kernel side follows from a call on the system stack back to the goroutine that
+/// switched to it: `g` (TLS) → `g.m` → `m.curg` → `curg.sched`, and each stack's bounds from
+/// `g.stack`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoOffsets {
+    /// Where the current `g` is, from the thread pointer (`fs` base): -8 for a program the Go
+    /// linker linked alone; a cgo program's from its TLS segment.
+    pub tls_g: i64,
+    /// `g.stack.lo`, `g.stack.hi`, `g.m`, `g.sched`.
+    pub g_stack_lo: u64,
+    pub g_stack_hi: u64,
+    pub g_m: u64,
+    pub g_sched: u64,
+    /// `m.g0`, `m.curg`.
+    pub m_g0: u64,
+    pub m_curg: u64,
+    /// `gobuf.sp`, `gobuf.pc`, `gobuf.bp`.
+    pub gobuf_sp: u64,
+    pub gobuf_pc: u64,
+    pub gobuf_bp: u64,
+}
+
+/// Name of the global holding the [`TaskOffsets`] userspace found in the kernel's BTF.
+pub const TASK_OFFSETS_GLOBAL: &str = "TASK_OFFSETS";
+
+/// Byte offset of the saved `fs` base in a task (`task_struct.thread.fsbase`): the thread
+/// pointer of a user thread, where a Go program keeps its current `g`. `valid == 0` turns the
+/// Go stack switch off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOffsets {
+    pub valid: u64,
+    pub task_fsbase: u64,
+}
+
+impl TaskOffsets {
+    pub const UNKNOWN: TaskOffsets = TaskOffsets {
+        valid: 0,
+        task_fsbase: 0,
+    };
+}
 
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` integers and byte arrays, every bit pattern is valid.
@@ -601,6 +710,14 @@ unsafe impl aya::Pod for StackOffsets {}
 
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` u64 fields, every bit pattern is valid.
+unsafe impl aya::Pod for TaskOffsets {}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` integer fields, every bit pattern is valid.
+unsafe impl aya::Pod for GoOffsets {}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` u64 fields, every bit pattern is valid.
 unsafe impl aya::Pod for ExecOffsets {}
 
 #[cfg(feature = "user")]
@@ -612,3 +729,5 @@ unsafe impl aya::Pod for ForkOffsets {}
 unsafe impl aya::Pod for ExitOffsets {}
 
 const _: () = assert!(ExecHeader::SIZE.is_multiple_of(8) && EXEC_VMA_SIZE.is_multiple_of(8));
+const _: () = assert!(StackHeader::SIZE.is_multiple_of(8) && STACK_MAX.is_power_of_two());
+const _: () = assert!(STACK_SIZES[STACK_SIZES.len() - 1] as usize == STACK_MAX);

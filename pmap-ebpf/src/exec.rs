@@ -8,8 +8,8 @@ use aya_ebpf::{
     EbpfContext,
     cty::c_void,
     helpers::{
-        bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
-        generated::bpf_probe_read_user,
+        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes, generated::bpf_probe_read_user,
     },
     macros::{map, tracepoint},
     maps::PerCpuArray,
@@ -87,6 +87,7 @@ fn emit_image(ctx: &TracePointContext, caller: Caller) -> bool {
     unsafe {
         fill(
             &raw mut (*record).header.event,
+            bpf_ktime_get_ns(),
             record_kind::EXEC_IMAGE,
             caller,
             0,
@@ -125,7 +126,7 @@ fn emit_image(ctx: &TracePointContext, caller: Caller) -> bool {
     // SAFETY: the first `len` bytes of the scratch record, all written above.
     let used = unsafe { core::slice::from_raw_parts(record.cast::<u8>(), len) };
     EVENTS
-        .output::<[u8]>(used, wake_flag(Urgency::Immediate))
+        .output::<[u8]>(used, wake_flag(Urgency::Immediate, 0, 0, 0))
         .is_ok()
 }
 

@@ -1,6 +1,6 @@
 //! Process lifecycle: fork (and `--follow`), exec, exit.
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user},
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -12,7 +12,7 @@ use pmap_common::{
 };
 
 use crate::{
-    maps::{TARGETS, current_target, debug_enabled},
+    maps::{GO_RUNTIMES, TARGETS, THREAD_TOPS, current_target, debug_enabled},
     record::{Caller, Urgency, emit, kernel_u64},
     regs::SavedRegs,
 };
@@ -114,6 +114,13 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
     }
     if flags & target_flags::FOLLOW_FORKS != 0 {
         let _ = TARGETS.insert(&child, &flags, 0);
+        // The child runs the parent's program until it execs: the same Go runtime layout.
+        if flags & target_flags::GO_RUNTIME != 0 {
+            // SAFETY: the value is plain data copied out immediately.
+            if let Some(go) = unsafe { GO_RUNTIMES.get(&parent.tgid).copied() } {
+                let _ = GO_RUNTIMES.insert(&child, &go, 0);
+            }
+        }
         if debug_enabled() {
             debug!(
                 &ctx,
@@ -127,6 +134,8 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
     args[FORK_SHARES_MM] = shares;
     emit(
         Urgency::Immediate,
+        // SAFETY: helper without preconditions.
+        unsafe { bpf_ktime_get_ns() },
         record_kind::FORK,
         parent,
         0,
@@ -143,16 +152,29 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
     if current_target(caller.tgid).is_none() {
         return 0;
     }
+    // Its id may be used again by a thread with another stack.
+    let _ = THREAD_TOPS.remove(&caller.tid);
     // SAFETY: offset checked against the tracepoint's format file by userspace.
     let group_dead =
         unsafe { ctx.read_at::<u8>(sched_layout::EXIT_GROUP_DEAD_OFFSET) }.unwrap_or(0);
     if group_dead != 0 {
         let _ = TARGETS.remove(&caller.tgid);
+        let _ = GO_RUNTIMES.remove(&caller.tgid);
         let (total, stack) = exit_memory();
         let mut args = [0; 6];
         args[EXIT_TOTAL_PAGES] = total;
         args[EXIT_STACK_PAGES] = stack;
-        emit(Urgency::Immediate, record_kind::EXIT, caller, 0, args, 0, 0);
+        emit(
+            Urgency::Immediate,
+            // SAFETY: helper without preconditions.
+            unsafe { bpf_ktime_get_ns() },
+            record_kind::EXIT,
+            caller,
+            0,
+            args,
+            0,
+            0,
+        );
         if debug_enabled() {
             debug!(&ctx, "pmap-ebpf: {} exited", caller.tgid);
         }

@@ -21,6 +21,8 @@ mod record;
 #[cfg(target_arch = "bpf")]
 mod regs;
 #[cfg(target_arch = "bpf")]
+mod stacks;
+#[cfg(target_arch = "bpf")]
 mod syscalls;
 
 #[cfg(target_arch = "bpf")]

@@ -1,13 +1,42 @@
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use pmap_common::{DROPPED_SLOTS, EventRecord, FileOffsets, MAX_TARGETS, StackOffsets};
+use pmap_common::{
+    DROPPED_SLOTS, EventRecord, FileMmapRecord, FileOffsets, GoOffsets, MAX_TARGETS, StackOffsets,
+    StackScratch, TaskOffsets,
+};
 
 /// Completed calls and lifecycle records, in the order they happened on each CPU.
 /// Userspace sets the real size (`--ring-size`) before loading.
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Growth calls' stack copies (see `pmap_common::STACKS_MAP`). Userspace sets the real size
+/// before loading: the smallest ring when no stacks are copied.
+#[map(name = "STACKS")]
+pub static STACKS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// One entry per CPU (userspace sets the count): where a stack record is assembled before it
+/// is sent at its exact length. An array rather than a per-CPU array, whose values are limited
+/// to 32 KiB. A tracepoint program is not entered again on its CPU while it runs
+/// (`trace_call_bpf` counts `bpf_prog_active`), so a CPU's entry has one writer at a time.
+#[map(name = "STACK_SCRATCH")]
+pub static STACK_SCRATCH: Array<StackScratch> = Array::with_max_entries(1, 0);
+
+/// Where a file-backed mmap's record is assembled before it is sent with only the part of its
+/// path buffer the walk filled.
+#[map(name = "FILE_SCRATCH")]
+pub static FILE_SCRATCH: PerCpuArray<FileMmapRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Each thread's stack top as userspace learned it (see `pmap_common::THREAD_TOPS_MAP`). LRU,
+/// and emptied as threads exit, so thread ids used again start over.
+#[map(name = "THREAD_TOPS")]
+pub static THREAD_TOPS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// The Go runtime layout of traced Go programs, by TGID (see `pmap_common::GO_RUNTIMES_MAP`).
+#[map(name = "GO_RUNTIMES")]
+pub static GO_RUNTIMES: HashMap<u32, GoOffsets> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// Traced processes by TGID; the value holds `target_flags` bits.
 #[map(name = "TARGETS")]
@@ -38,6 +67,15 @@ static WAKEUP_BYTES: u64 = 0;
 pub fn wakeup_bytes() -> u64 {
     // SAFETY: as for DEBUG_BPF below.
     unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) }
+}
+
+/// Set by userspace: unread bytes of the stack ring at which a stack record wakes the reader.
+#[unsafe(no_mangle)]
+static STACK_WAKEUP_BYTES: u64 = 0;
+
+pub fn stack_wakeup_bytes() -> u64 {
+    // SAFETY: as for DEBUG_BPF below.
+    unsafe { core::ptr::read_volatile(&STACK_WAKEUP_BYTES) }
 }
 
 /// Set by userspace (`--stack-bytes`): bytes of user stack a growth call's record copies, 0 or
@@ -84,6 +122,15 @@ static STACK_OFFSETS: StackOffsets = StackOffsets::UNKNOWN;
 pub fn stack_offsets() -> StackOffsets {
     // SAFETY: as for DEBUG_BPF below.
     unsafe { core::ptr::read_volatile(&STACK_OFFSETS) }
+}
+
+/// Set by userspace from the kernel's BTF: where a task keeps its thread pointer.
+#[unsafe(no_mangle)]
+static TASK_OFFSETS: TaskOffsets = TaskOffsets::UNKNOWN;
+
+pub fn task_offsets() -> TaskOffsets {
+    // SAFETY: as for DEBUG_BPF below.
+    unsafe { core::ptr::read_volatile(&TASK_OFFSETS) }
 }
 
 pub fn debug_enabled() -> bool {

@@ -3,17 +3,16 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes,
-        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+        bpf_probe_read_kernel_str_bytes, generated::bpf_probe_read_kernel_str,
     },
 };
 use pmap_common::{
     DROPPED_RECORDS_SLOT, EventRecord, FILE_PATH_LEN, FILE_PATH_ROOM, FILE_PATH_STEPS,
-    FileIdentity, FileMmapRecord, FileOffsets, FilePath, GrowthRecord, TASK_COMM_LEN, UserRegs,
-    file_path, record_kind, syscall_nr,
+    FileIdentity, FileMmapRecord, FileOffsets, FilePath, TASK_COMM_LEN, file_path, record_kind,
+    syscall_nr,
 };
 
-use crate::maps::{EVENTS, count_drop, file_offsets, stack_offsets, wakeup_bytes};
+use crate::maps::{EVENTS, FILE_SCRATCH, count_drop, file_offsets, wakeup_bytes};
 
 /// Whether a record must reach the reader at once (lifecycle) or may wait for its next poll.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,12 +40,23 @@ impl Caller {
     }
 }
 
+/// Ring bytes a record of `len` bytes takes: the record, padded to 8 bytes, and the ring's
+/// 8-byte header.
+#[inline(always)]
+pub const fn ring_bytes(len: usize) -> u64 {
+    (len as u64).next_multiple_of(8) + 8
+}
+
+const EVENT_RING_BYTES: u64 = ring_bytes(EventRecord::SIZE);
+
 /// Writes one record into the ring, or counts it as dropped when the ring is full.
+/// `timestamp_ns` is the call's `bpf_ktime_get_ns`, shared with its stack record.
 #[allow(clippy::too_many_arguments)]
 // BPF calls take at most five arguments: inlined, the arguments stay in registers.
 #[inline(always)]
 pub fn emit(
     urgency: Urgency,
+    timestamp_ns: u64,
     kind: u32,
     caller: Caller,
     syscall_nr: u32,
@@ -59,23 +69,44 @@ pub fn emit(
         return;
     };
     // SAFETY: the pointer is a reserved, writable EventRecord in the ring.
-    unsafe { fill(entry.as_mut_ptr(), kind, caller, syscall_nr, args, ret, aux) };
-    entry.submit(wake_flag(urgency));
+    unsafe {
+        fill(
+            entry.as_mut_ptr(),
+            timestamp_ns,
+            kind,
+            caller,
+            syscall_nr,
+            args,
+            ret,
+            aux,
+        )
+    };
+    // The reservation is already counted in the ring's unread bytes.
+    let after = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    entry.submit(wake_flag(
+        urgency,
+        after.saturating_sub(EVENT_RING_BYTES),
+        after,
+        wakeup_bytes(),
+    ));
 }
 
 /// Writes a successful file-backed mmap with the identity of the file behind `fd`, read now,
-/// while the descriptor is certainly open.
+/// while the descriptor is certainly open. The record is assembled in this CPU's scratch entry
+/// and sent with only the part of the path buffer the walk filled: most paths are a fraction
+/// of it, and every byte of a record is ring room and a copy the traced thread pays for.
 #[inline(always)]
 pub fn emit_file_mmap(caller: Caller, args: [u64; 6], ret: i64, fd: i32) {
-    let Some(mut entry) = EVENTS.reserve::<FileMmapRecord>(0) else {
+    let Some(record) = FILE_SCRATCH.get_ptr_mut(0) else {
         count_drop(DROPPED_RECORDS_SLOT);
         return;
     };
-    let record = entry.as_mut_ptr();
-    // SAFETY: `record` points at a reserved, writable FileMmapRecord in the ring.
-    unsafe {
+    // SAFETY: `record` is this CPU's scratch entry, which nothing else writes meanwhile (see
+    // STACK_SCRATCH).
+    let path_len = unsafe {
         fill(
             &raw mut (*record).event,
+            bpf_ktime_get_ns(),
             record_kind::FILE_MMAP,
             caller,
             syscall_nr::MMAP,
@@ -84,159 +115,31 @@ pub fn emit_file_mmap(caller: Caller, args: [u64; 6], ret: i64, fd: i32) {
             0,
         );
         let file = &raw mut (*record).file;
-        // The path buffer is not cleared: `path_len` says how much of it was written.
         (&raw mut (*file).dev).write(0);
         (&raw mut (*file).path_flags).write(0);
         (&raw mut (*file).ino).write(0);
         (&raw mut (*file).path_len).write(0);
         (&raw mut (*file)._pad).write(0);
         read_file_path_of_fd(fd, file);
-    }
-    entry.submit(wake_flag(Urgency::Batched));
-}
-
-/// Writes a call that may have grown anonymous memory, with the caller's registers and a copy
-/// of at most `stack_bytes` (one of `STACK_SIZES`) of its stack for userspace to unwind: on the
-/// main thread only up to its stack top, in the smallest record that holds that. Returns
-/// false, having written nothing, when the ring has no room for it (or `stack_bytes` is no
-/// size): the caller then writes the call's plain record.
-#[inline(always)]
-pub fn emit_growth(
-    stack_bytes: u32,
-    caller: Caller,
-    syscall_nr: u32,
-    args: [u64; 6],
-    ret: i64,
-    regs: UserRegs,
-) -> bool {
-    let wanted = match main_stack_top() {
-        // No frame lies above the top; a grain more keeps the last frame's return address
-        // in even when the top is not aligned.
-        Some(top) if top > regs.rsp => (top - regs.rsp)
-            .saturating_add(STACK_GRAIN as u64)
-            .min(stack_bytes as u64) as usize,
-        _ => stack_bytes as usize,
+        (*file).path_len as usize
     };
-    // Each size is its own reservation: the verifier only takes a constant size.
-    match stack_bytes {
-        0 => false,
-        _ if wanted <= 4096 => {
-            emit_growth_sized::<4096>(caller, syscall_nr, args, ret, regs, wanted)
-        }
-        _ if wanted <= 8192 => {
-            emit_growth_sized::<8192>(caller, syscall_nr, args, ret, regs, wanted)
-        }
-        _ if wanted <= 16384 => {
-            emit_growth_sized::<16384>(caller, syscall_nr, args, ret, regs, wanted)
-        }
-        _ if wanted <= 32768 => {
-            emit_growth_sized::<32768>(caller, syscall_nr, args, ret, regs, wanted)
-        }
-        _ if wanted <= 65536 => {
-            emit_growth_sized::<65536>(caller, syscall_nr, args, ret, regs, wanted)
-        }
-        _ => false,
+    let len = FileMmapRecord::HEADER_SIZE + path_len;
+    if len > FileMmapRecord::SIZE {
+        count_drop(DROPPED_RECORDS_SLOT);
+        return;
     }
-}
-
-/// `mm->start_stack` of the current process: the top of its main thread's stack.
-#[inline(always)]
-fn main_stack_top() -> Option<u64> {
-    let offsets = stack_offsets();
-    if offsets.valid == 0 {
-        return None;
+    // SAFETY: the first `len` bytes of the scratch record, all written above.
+    let used = unsafe { core::slice::from_raw_parts(record.cast::<u8>(), len) };
+    let before = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let flags = wake_flag(
+        Urgency::Batched,
+        before,
+        before + ring_bytes(len),
+        wakeup_bytes(),
+    );
+    if EVENTS.output::<[u8]>(used, flags).is_err() {
+        count_drop(DROPPED_RECORDS_SLOT);
     }
-    // SAFETY: helper without preconditions.
-    let task = unsafe { bpf_get_current_task() };
-    kernel_u64(task, offsets.task_mm).and_then(|mm| kernel_u64(mm, offsets.mm_start_stack))
-}
-
-#[inline(always)]
-fn emit_growth_sized<const N: usize>(
-    caller: Caller,
-    syscall_nr: u32,
-    args: [u64; 6],
-    ret: i64,
-    regs: UserRegs,
-    wanted: usize,
-) -> bool {
-    let Some(mut entry) = EVENTS.reserve::<GrowthRecord<N>>(0) else {
-        return false;
-    };
-    let record = entry.as_mut_ptr();
-    // SAFETY: `record` points at a reserved, writable GrowthRecord<N> in the ring; every field
-    // is written before submit (the stack bytes past `stack_len` are not read by userspace).
-    unsafe {
-        fill(
-            &raw mut (*record).event,
-            record_kind::SYSCALL_WITH_STACK,
-            caller,
-            syscall_nr,
-            args,
-            ret,
-            0,
-        );
-        (&raw mut (*record).regs).write(regs);
-        let copied = copy_user_stack::<N>((&raw mut (*record).stack).cast(), regs.rsp, wanted);
-        (&raw mut (*record).stack_len).write(copied as u64);
-    }
-    entry.submit(wake_flag(Urgency::Batched));
-    true
-}
-
-/// Bytes copied with one `bpf_probe_read_user` while the stack is readable: a read that runs
-/// past the end of the stack's mapping fails whole, so the last piece is found by halving.
-const STACK_CHUNK: usize = 4096;
-/// The finest piece the last read is narrowed to.
-const STACK_GRAIN: usize = 64;
-
-/// Copies user memory from `rsp` up into `dst` (`N` bytes of ring memory), `wanted` bytes at
-/// most: whole chunks while they read, then halving pieces down to [`STACK_GRAIN`] bytes, so
-/// everything readable up to the end of the stack (short of at most one grain) arrives. Returns
-/// the bytes copied.
-///
-/// # Safety
-/// `dst` must point at `N` writable bytes.
-#[inline(always)]
-unsafe fn copy_user_stack<const N: usize>(dst: *mut u8, rsp: u64, wanted: usize) -> usize {
-    let mut copied = 0usize;
-    for _ in 0..N / STACK_CHUNK {
-        if copied + STACK_CHUNK > wanted {
-            break;
-        }
-        // SAFETY: copied + STACK_CHUNK <= N, checked by the loop bound; a bad user address
-        // fails the helper instead of faulting.
-        let failed = unsafe {
-            bpf_probe_read_user(
-                dst.add(copied).cast(),
-                STACK_CHUNK as u32,
-                (rsp + copied as u64) as *const c_void,
-            )
-        } != 0;
-        if failed {
-            break;
-        }
-        copied += STACK_CHUNK;
-    }
-    let mut piece = STACK_CHUNK / 2;
-    while piece >= STACK_GRAIN {
-        // The explicit bound keeps the verifier's view of `copied` inside the reservation.
-        if copied <= N - piece && copied + piece <= wanted {
-            // SAFETY: copied + piece <= N, checked just above.
-            let read = unsafe {
-                bpf_probe_read_user(
-                    dst.add(copied).cast(),
-                    piece as u32,
-                    (rsp + copied as u64) as *const c_void,
-                )
-            };
-            if read == 0 {
-                copied += piece;
-            }
-        }
-        piece /= 2;
-    }
-    copied
 }
 
 /// Fills the record at `record` with a call or lifecycle event.
@@ -247,6 +150,7 @@ unsafe fn copy_user_stack<const N: usize>(dst: *mut u8, rsp: u64, wanted: usize)
 #[inline(always)]
 pub unsafe fn fill(
     record: *mut EventRecord,
+    timestamp_ns: u64,
     kind: u32,
     caller: Caller,
     syscall_nr: u32,
@@ -260,7 +164,7 @@ pub unsafe fn fill(
     unsafe {
         (&raw mut (*record).kind).write(kind);
         (&raw mut (*record).syscall_nr).write(syscall_nr);
-        (&raw mut (*record).timestamp_ns).write(bpf_ktime_get_ns());
+        (&raw mut (*record).timestamp_ns).write(timestamp_ns);
         (&raw mut (*record).tgid).write(caller.tgid);
         (&raw mut (*record).tid).write(caller.tid);
         (&raw mut (*record).args).write(args);
@@ -270,11 +174,15 @@ pub unsafe fn fill(
     }
 }
 
-/// Wake the reader for lifecycle records, and for calls only once the ring is a quarter full.
+/// Wake the reader for lifecycle records at once; for other records, only when the record
+/// takes the ring's unread bytes (from `before` to `after`) across `threshold` or across a
+/// further step above it. Waking on every record above the mark would cost each one a
+/// self-IPI (`bpf_ringbuf_commit` queues `irq_work` on every forced wakeup; in a VM an APIC
+/// write and a VM exit), while the reader, once woken, drains the whole ring anyway. The later
+/// steps wake it again should it have stopped at a record another CPU had not committed yet.
 #[inline(always)]
-pub fn wake_flag(urgency: Urgency) -> u64 {
-    let wake =
-        urgency == Urgency::Immediate || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes();
+pub fn wake_flag(urgency: Urgency, before: u64, after: u64, threshold: u64) -> u64 {
+    let wake = urgency == Urgency::Immediate || crosses_wake_level(before, after, threshold);
     (if wake {
         BPF_RB_FORCE_WAKEUP
     } else {
@@ -282,9 +190,31 @@ pub fn wake_flag(urgency: Urgency) -> u64 {
     }) as u64
 }
 
+/// Whether unread bytes growing from `before` to `after` pass `threshold` or one of the
+/// levels a quarter of it apart above it.
+#[inline(always)]
+fn crosses_wake_level(before: u64, after: u64, threshold: u64) -> bool {
+    let step = threshold / 4;
+    if step == 0 {
+        return after >= threshold;
+    }
+    let level = |unread: u64| (unread + step).saturating_sub(threshold) / step;
+    level(after) != level(before)
+}
+
 /// A lifecycle record (fork, exec, exit): no call arguments, and the reader is woken at once.
 pub fn emit_lifecycle(kind: u32, caller: Caller, aux: u64) {
-    emit(Urgency::Immediate, kind, caller, 0, [0; 6], 0, aux);
+    emit(
+        Urgency::Immediate,
+        // SAFETY: helper without preconditions.
+        unsafe { bpf_ktime_get_ns() },
+        kind,
+        caller,
+        0,
+        [0; 6],
+        0,
+        aux,
+    );
 }
 
 /// Reads a pointer-sized field at `base + offset` of a kernel object.
@@ -346,7 +276,7 @@ pub fn file_identity(file: u64, out: &mut FileIdentity) {
 /// zeroed when the file cannot be found.
 ///
 /// # Safety
-/// `out` must point at a writable `FilePath` in reserved ring memory, its header zeroed.
+/// `out` must point at a writable `FilePath` in this CPU's scratch record, its header zeroed.
 #[inline(always)]
 unsafe fn read_file_path_of_fd(fd: i32, out: *mut FilePath) {
     let offsets = file_offsets();
@@ -375,7 +305,7 @@ unsafe fn read_file_path_of_fd(fd: i32, out: *mut FilePath) {
 /// [`FILE_PATH_STEPS`] steps or once [`FILE_PATH_ROOM`] bytes are filled.
 ///
 /// # Safety
-/// `out` must point at a writable `FilePath` in reserved ring memory.
+/// `out` must point at a writable `FilePath` in this CPU's scratch record.
 #[inline(always)]
 unsafe fn read_file_path(file: u64, offsets: &FileOffsets, out: *mut FilePath) {
     let (Some(leaf), Some(mut vfsmount)) = (

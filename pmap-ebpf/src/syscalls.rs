@@ -1,5 +1,9 @@
 //! Exit of every mapping-changing syscall: one program, attached to each `sys_exit_*` tracepoint.
-use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
 use pmap_common::{
     DROPPED_STACKS_SLOT,
     linux::{
@@ -11,8 +15,9 @@ use pmap_common::{
 
 use crate::{
     maps::{BRK_TOPS, count_drop, current_target, stack_bytes},
-    record::{Caller, Urgency, emit, emit_file_mmap, emit_growth},
+    record::{Caller, Urgency, emit, emit_file_mmap},
     regs::SavedRegs,
+    stacks::emit_stack,
 };
 
 const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
@@ -36,49 +41,47 @@ pub fn mm_syscall_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let caller = Caller::current();
-    if current_target(caller.tgid).is_none() {
+    let Some(target) = current_target(caller.tgid) else {
         return 0;
-    }
+    };
     let regs = SavedRegs::current();
     let mut args = regs.syscall_args();
     if nr == syscall_nr::IOCTL {
         read_uffd_range(&mut args);
     }
-    let _ = record_exit(&ctx, caller, nr, args, &regs);
+    let _ = record_exit(&ctx, caller, target, nr, args, &regs);
     0
 }
 
 fn record_exit(
     ctx: &TracePointContext,
     caller: Caller,
+    target: u32,
     nr: u32,
     args: [u64; 6],
     regs: &SavedRegs,
 ) -> Result<(), i64> {
     // SAFETY: as above.
     let ret: i64 = unsafe { ctx.read_at(sys_exit_layout::RET_OFFSET) }.map_err(i64::from)?;
-    // Only calls that may have grown anonymous memory pay for a stack copy.
-    let stack_bytes = stack_bytes();
-    if stack_bytes != 0 && may_grow_anon(nr, &args, ret, caller.tgid) {
-        if emit_growth(stack_bytes, caller, nr, args, ret, regs.user()) {
-            return Ok(());
-        }
-        // No room for the copy: the call itself must still reach the table.
-        count_drop(DROPPED_STACKS_SLOT);
-    }
     if nr == syscall_nr::MMAP && succeeded(ret) && args[3] & MAP_ANONYMOUS == 0 {
         emit_file_mmap(caller, args, ret, args[4] as i32);
-    } else {
-        emit(
-            Urgency::Batched,
-            record_kind::SYSCALL,
-            caller,
-            nr,
-            args,
-            ret,
-            0,
-        );
+        return Ok(());
     }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut kind = record_kind::SYSCALL;
+    // Only calls that may have grown anonymous memory pay for a stack copy. The stack goes
+    // first: once userspace reads the call's record, its stack is in the stack ring.
+    let stack_bytes = stack_bytes();
+    if stack_bytes != 0 && may_grow_anon(nr, &args, ret, caller.tgid) {
+        if emit_stack(caller, now, regs.user(), target, stack_bytes) {
+            kind = record_kind::SYSCALL_WITH_STACK;
+        } else {
+            // No room for the copy: the call itself must still reach the table.
+            count_drop(DROPPED_STACKS_SLOT);
+        }
+    }
+    emit(Urgency::Batched, now, kind, caller, nr, args, ret, 0);
     Ok(())
 }
 

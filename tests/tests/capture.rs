@@ -200,7 +200,7 @@ fn a_main_thread_growth_copies_its_stack_only_up_to_the_stack_top() {
             .iter()
             .filter_map(|record| match record {
                 Record::Captured(captured) if captured.event.tgid == pid as u32 => {
-                    captured.stack.as_ref()
+                    captured.stack.as_deref()
                 }
                 _ => None,
             })

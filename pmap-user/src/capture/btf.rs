@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use pmap_common::{ExecOffsets, ExitOffsets, FileOffsets, ForkOffsets, StackOffsets};
+use pmap_common::{ExecOffsets, ExitOffsets, FileOffsets, ForkOffsets, StackOffsets, TaskOffsets};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -211,6 +211,15 @@ impl KernelTypes {
             valid: 1,
             task_mm: self.offset_of("task_struct", "mm")?,
             mm_start_stack: self.offset_of("mm_struct", "start_stack")?,
+        })
+    }
+
+    /// The offset of a task's saved thread pointer, where a Go program finds its current `g`.
+    pub fn task_offsets(&self) -> Result<TaskOffsets, BtfError> {
+        Ok(TaskOffsets {
+            valid: 1,
+            task_fsbase: self.offset_of("task_struct", "thread")?
+                + self.offset_of("thread_struct", "fsbase")?,
         })
     }
 

@@ -4,10 +4,13 @@
 mod btf;
 mod error;
 pub(crate) mod fd_watch;
+mod go_runtime;
 mod preflight;
 mod record_source;
 mod release;
 mod source;
+mod stack_join;
+mod thread_tops;
 
 pub use error::CaptureError;
 pub use preflight::{PreflightError, check_fault_tracepoint, check_machine};

@@ -1,6 +1,6 @@
 //! Loading the eBPF object and reading its ring: the real [`RecordSource`].
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -11,8 +11,9 @@ use pmap_common::{
     DEBUG_GLOBAL, DROPPED_FAULTS_SLOT, DROPPED_MAP, DROPPED_RECORDS_SLOT, DROPPED_STACKS_SLOT,
     EVENTS_MAP, EXEC_OFFSETS_GLOBAL, EXIT_OFFSETS_GLOBAL, ExecOffsets, ExitOffsets,
     FAULT_PERIOD_GLOBAL, FAULT_ROOM_GLOBAL, FILE_OFFSETS_GLOBAL, FORK_OFFSETS_GLOBAL, FileOffsets,
-    ForkOffsets, STACK_BYTES_GLOBAL, STACK_OFFSETS_GLOBAL, STACK_SIZES, StackOffsets, TARGETS_MAP,
-    WAKEUP_BYTES_GLOBAL, target_flags,
+    ForkOffsets, GO_RUNTIMES_MAP, STACK_BYTES_GLOBAL, STACK_OFFSETS_GLOBAL, STACK_SCRATCH_MAP,
+    STACK_SIZES, STACK_WAKEUP_BYTES_GLOBAL, STACKS_MAP, StackOffsets, TARGETS_MAP,
+    TASK_OFFSETS_GLOBAL, THREAD_TOPS_MAP, TaskOffsets, WAKEUP_BYTES_GLOBAL, target_flags,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -20,9 +21,12 @@ use super::{
     btf::KernelTypes,
     error::CaptureError,
     fd_watch::watch_readable,
+    go_runtime::GoRuntimes,
     record_source::{Loss, RecordSource, Wait},
+    stack_join::StackJoin,
+    thread_tops::ThreadTops,
 };
-use crate::decode::{Event, Record, decode_ring_record};
+use crate::decode::{Event, EventKind, Record, StackTops, awaited_stack, decode_ring_record};
 
 /// Longest a call's record waits in the ring before the reader looks.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
@@ -48,6 +52,8 @@ pub struct CaptureOptions {
 /// The loaded, attached kernel side. Dropping it detaches every program and frees every map.
 pub struct Capture {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// With stacks on: their ring and what joins them to their calls.
+    stacks: Option<Stacks>,
     targets: HashMap<MapData, u32, u32>,
     dropped: PerCpuArray<MapData, u64>,
     logger: Option<AsyncFd<aya_log::EbpfLogger<StderrLog>>>,
@@ -55,6 +61,15 @@ pub struct Capture {
     release_in_background: bool,
     // Owns the programs and their links; kept last so maps above are closed first.
     _ebpf: Ebpf,
+}
+
+/// The stack side of the capture: growth calls' stack copies, the tops learned from unwinding
+/// them, and the Go programs whose stack switches are followed.
+struct Stacks {
+    ring: AsyncFd<RingBuf<MapData>>,
+    join: StackJoin,
+    tops: Arc<ThreadTops>,
+    go: GoRuntimes,
 }
 
 impl Drop for Capture {
@@ -66,6 +81,53 @@ impl Drop for Capture {
     }
 }
 
+/// The kernel structure offsets the programs follow, from the running kernel's BTF. Without
+/// one (no usable BTF) the kernel side does without what it serves: file identities (the
+/// table asks /proc instead, as it must anyway for a process that is still running), the main
+/// thread's stack bound (every growth call copies the full --stack-bytes), exec images
+/// (userspace reads /proc), a forked child's map count (its copied table is checked against
+/// /proc), the size at exit (a final dump's stack is as large as the last dump saw it), a
+/// Go thread's `g` (its stacks stop at the switch to the system stack).
+struct KernelOffsets {
+    file: FileOffsets,
+    stack: StackOffsets,
+    exec: ExecOffsets,
+    fork: ForkOffsets,
+    exit: ExitOffsets,
+    task: TaskOffsets,
+}
+
+impl KernelOffsets {
+    fn of_running_kernel() -> KernelOffsets {
+        let types = KernelTypes::from_running_kernel().ok();
+        let types = types.as_ref();
+        KernelOffsets {
+            file: found(types, KernelTypes::file_offsets, FileOffsets::UNKNOWN),
+            stack: found(types, KernelTypes::stack_offsets, StackOffsets::UNKNOWN),
+            exec: found(types, KernelTypes::exec_offsets, ExecOffsets::UNKNOWN),
+            fork: found(types, KernelTypes::fork_offsets, ForkOffsets::UNKNOWN),
+            exit: found(types, KernelTypes::exit_offsets, ExitOffsets::UNKNOWN),
+            task: found(types, KernelTypes::task_offsets, TaskOffsets::UNKNOWN),
+        }
+    }
+}
+
+/// The offsets `read` finds in `types`, or `unknown` (which turns their use off).
+fn found<T>(
+    types: Option<&KernelTypes>,
+    read: impl Fn(&KernelTypes) -> Result<T, super::btf::BtfError>,
+    unknown: T,
+) -> T {
+    types.and_then(|types| read(types).ok()).unwrap_or(unknown)
+}
+
+/// `BPF_EXIST` (include/uapi/linux/bpf.h): an update that fails when the key is gone.
+const BPF_EXIST: u64 = 2;
+
+/// The smallest ring the kernel takes: one page. The stack ring is this small when no stacks
+/// are copied.
+const SMALLEST_RING: u32 = 4096;
+
 impl Capture {
     /// Loads the embedded object and attaches every program. Call [`super::check_machine`]
     /// first for clear errors about the machine.
@@ -74,8 +136,9 @@ impl Capture {
     }
 
     /// As [`Capture::load`], and every call that may grow anonymous memory also carries the
-    /// caller's registers and `stack_bytes` of its stack (0: none; else one of
-    /// [`STACK_SIZES`]), read by [`Capture::drain_records`].
+    /// caller's registers and up to `stack_bytes` of its stack (0: none; else one of
+    /// [`STACK_SIZES`]), read by [`Capture::drain_records`]. The stacks come through a ring
+    /// of their own, as large as the call records' ring.
     pub fn load_with_stacks(
         options: CaptureOptions,
         stack_bytes: u32,
@@ -91,8 +154,14 @@ impl Capture {
             None
         };
         attach_programs(&mut ebpf, &options)?;
+        let stacks = if stack_bytes == 0 {
+            None
+        } else {
+            Some(Stacks::take(&mut ebpf)?)
+        };
         Ok(Capture {
             ring: watch_readable(typed_map::<RingBuf<_>>(&mut ebpf, EVENTS_MAP)?)?,
+            stacks,
             targets: typed_map(&mut ebpf, TARGETS_MAP)?,
             dropped: typed_map(&mut ebpf, DROPPED_MAP)?,
             logger,
@@ -110,12 +179,20 @@ impl Capture {
     }
 
     /// Starts tracing process `tgid` in the kernel (and, with `follow`, its future children).
+    /// With stacks on, a Go program's layout goes to the kernel first.
     pub fn add_target(&mut self, tgid: u32, follow: bool) -> Result<(), CaptureError> {
-        let flags = if follow {
+        let mut flags = if follow {
             target_flags::FOLLOW_FORKS
         } else {
             0
         };
+        if self
+            .stacks
+            .as_mut()
+            .is_some_and(|stacks| stacks.go.examine(tgid))
+        {
+            flags |= target_flags::GO_RUNTIME;
+        }
         self.targets
             .insert(tgid, flags, 0)
             .map_err(|source| CaptureError::Map {
@@ -127,6 +204,24 @@ impl Capture {
     pub fn remove_target(&mut self, tgid: u32) {
         // Already gone when the kernel removed it at exit.
         let _ = self.targets.remove(&tgid);
+    }
+
+    /// A traced process execed: whether the new program is Go decides how its stacks are
+    /// copied. Its entry is only updated, never made again: the process may be gone already.
+    fn examine_new_program(&mut self, tgid: u32) {
+        let Some(stacks) = &mut self.stacks else {
+            return;
+        };
+        let Ok(flags) = self.targets.get(&tgid, 0) else {
+            return;
+        };
+        let go = if stacks.go.examine(tgid) {
+            target_flags::GO_RUNTIME
+        } else {
+            0
+        };
+        let flags = (flags & !target_flags::GO_RUNTIME) | go;
+        let _ = self.targets.insert(tgid, flags, BPF_EXIST);
     }
 
     /// Records lost so far because the ring was full, summed over CPUs.
@@ -152,30 +247,58 @@ impl Capture {
         Ok(())
     }
 
-    /// As [`Capture::drain`], keeping the stacks that growth records carry and the fault
+    /// As [`Capture::drain`], with the stack copied for each growth call and the fault
     /// samples, in ring order.
     pub fn drain_records(&mut self, out: &mut Vec<Record>) -> Result<(), CaptureError> {
         self.flush_logs();
+        if let Some(stacks) = &mut self.stacks {
+            stacks.join.pull(stacks.ring.get_mut())?;
+        }
+        let mut execs = Vec::new();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            out.push(decode_ring_record(&item)?);
+            let mut record = decode_ring_record(&item)?;
+            if let (Record::Captured(captured), Some(stacks)) = (&mut record, &mut self.stacks) {
+                if let Some(key) = awaited_stack(&item) {
+                    captured.stack = stacks.join.take(key, stacks.ring.get_mut())?.map(Box::new);
+                    if let Some(stack) = &mut captured.stack {
+                        stack.tops = Some(stacks.tops.clone() as Arc<dyn StackTops>);
+                    }
+                }
+                if captured.event.kind == EventKind::Exec {
+                    execs.push(captured.event.tgid);
+                }
+            }
+            out.push(record);
+        }
+        for tgid in execs {
+            self.examine_new_program(tgid);
         }
         Ok(())
     }
 
-    /// Waits until the ring (or the kernel-side log) has something to read.
-    /// Waits until the ring is a quarter full, a lifecycle record or kernel-side log arrives,
-    /// or [`POLL_INTERVAL`](crate::capture::POLL_INTERVAL) has passed: calls' records do not wake the reader one by one.
+    /// Waits until either ring is a quarter full (or one of its later marks is passed, see
+    /// `wake_flag` in the kernel side), a lifecycle record or kernel-side log arrives, or
+    /// [`POLL_INTERVAL`](crate::capture::POLL_INTERVAL) has passed: calls' records do not wake
+    /// the reader one by one.
     pub async fn readable(&mut self) -> Result<(), CaptureError> {
-        let woken = async {
+        let stacks = async {
+            match &self.stacks {
+                Some(stacks) => stacks.ring.readable().await.map(|mut g| g.clear_ready()),
+                None => std::future::pending().await,
+            }
+        };
+        let logs = async {
             match &self.logger {
-                Some(logger) => {
-                    tokio::select! {
-                        guard = self.ring.readable() => guard?.clear_ready(),
-                        guard = logger.readable() => guard?.clear_ready(),
-                    }
-                }
-                None => self.ring.readable().await?.clear_ready(),
+                Some(logger) => logger.readable().await.map(|mut g| g.clear_ready()),
+                None => std::future::pending().await,
+            }
+        };
+        let woken = async {
+            tokio::select! {
+                guard = self.ring.readable() => guard?.clear_ready(),
+                ready = stacks => ready?,
+                ready = logs => ready?,
             }
             Ok::<(), CaptureError>(())
         };
@@ -218,53 +341,54 @@ impl RecordSource for Capture {
     }
 }
 
-/// The embedded object loaded with this run's settings and this kernel's offsets, its
-/// programs not yet attached.
+impl Stacks {
+    fn take(ebpf: &mut Ebpf) -> Result<Stacks, CaptureError> {
+        Ok(Stacks {
+            ring: watch_readable(typed_map::<RingBuf<_>>(ebpf, STACKS_MAP)?)?,
+            join: StackJoin::default(),
+            tops: Arc::new(ThreadTops::new(typed_map(ebpf, THREAD_TOPS_MAP)?)),
+            go: GoRuntimes::new(typed_map(ebpf, GO_RUNTIMES_MAP)?),
+        })
+    }
+}
+
+/// The embedded object loaded with this run's settings (ring sizes, `--stack-bytes`,
+/// `--faults`) and this kernel's offsets, its programs not yet attached.
 fn load_object(options: &CaptureOptions, stack_bytes: u32) -> Result<Ebpf, CaptureError> {
     let debug = u8::from(options.debug_bpf);
-    // A quarter full wakes the reader early enough that a burst cannot fill the ring
-    // between two polls.
+    // A quarter full wakes the reader early enough that a burst cannot fill the ring between
+    // two polls.
     let wakeup_bytes = u64::from(options.ring_size / 4);
+    let stack_ring = if stack_bytes == 0 {
+        SMALLEST_RING
+    } else {
+        options.ring_size
+    };
+    let stack_wakeup_bytes = u64::from(stack_ring / 4);
+    // One scratch entry per CPU that may run a program.
+    let scratch_entries = if stack_bytes == 0 {
+        1
+    } else {
+        aya::util::nr_cpus().map_err(|(_, err)| CaptureError::Poll(err))? as u32
+    };
     // Fault samples stop at half full: the other half is the calls' room.
     let fault_room = u64::from(options.ring_size / 2);
     let fault_period = options.fault_period.unwrap_or(1).max(1);
-    // Without usable BTF offsets the kernel side leaves file identities out and the table
-    // asks /proc instead, as it must anyway for a process that is still running.
-    let types = KernelTypes::from_running_kernel().ok();
-    let file_offsets = types
-        .as_ref()
-        .and_then(|types| types.file_offsets().ok())
-        .unwrap_or(FileOffsets::UNKNOWN);
-    // Without them every growth call copies the full --stack-bytes.
-    let stack_offsets = types
-        .as_ref()
-        .and_then(|types| types.stack_offsets().ok())
-        .unwrap_or(StackOffsets::UNKNOWN);
-    // Without them exec records carry no image and userspace reads /proc.
-    let exec_offsets = types
-        .as_ref()
-        .and_then(|types| types.exec_offsets().ok())
-        .unwrap_or(ExecOffsets::UNKNOWN);
-    // Without them a forked child's copied table is checked against /proc instead.
-    let fork_offsets = types
-        .as_ref()
-        .and_then(|types| types.fork_offsets().ok())
-        .unwrap_or(ForkOffsets::UNKNOWN);
-    // Without them a final dump's stack is as large as the last dump saw it.
-    let exit_offsets = types
-        .as_ref()
-        .and_then(|types| types.exit_offsets().ok())
-        .unwrap_or(ExitOffsets::UNKNOWN);
+    let offsets = KernelOffsets::of_running_kernel();
     Ok(EbpfLoader::new()
         .map_max_entries(EVENTS_MAP, options.ring_size)
+        .map_max_entries(STACKS_MAP, stack_ring)
+        .map_max_entries(STACK_SCRATCH_MAP, scratch_entries)
         .override_global(DEBUG_GLOBAL, &debug, true)
         .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
-        .override_global(FILE_OFFSETS_GLOBAL, &file_offsets, true)
+        .override_global(STACK_WAKEUP_BYTES_GLOBAL, &stack_wakeup_bytes, true)
+        .override_global(FILE_OFFSETS_GLOBAL, &offsets.file, true)
         .override_global(STACK_BYTES_GLOBAL, &stack_bytes, true)
-        .override_global(STACK_OFFSETS_GLOBAL, &stack_offsets, true)
-        .override_global(EXEC_OFFSETS_GLOBAL, &exec_offsets, true)
-        .override_global(FORK_OFFSETS_GLOBAL, &fork_offsets, true)
-        .override_global(EXIT_OFFSETS_GLOBAL, &exit_offsets, true)
+        .override_global(STACK_OFFSETS_GLOBAL, &offsets.stack, true)
+        .override_global(EXEC_OFFSETS_GLOBAL, &offsets.exec, true)
+        .override_global(FORK_OFFSETS_GLOBAL, &offsets.fork, true)
+        .override_global(EXIT_OFFSETS_GLOBAL, &offsets.exit, true)
+        .override_global(TASK_OFFSETS_GLOBAL, &offsets.task, true)
         .override_global(FAULT_PERIOD_GLOBAL, &fault_period, true)
         .override_global(FAULT_ROOM_GLOBAL, &fault_room, true)
         .load(crate::EBPF_OBJECT)?)

@@ -2,14 +2,16 @@
 
 use pmap_common::{
     EXEC_RECORD_MAX, EventRecord, ExecHeader, FaultRecord, FileIdentity, FileMmapRecord, FilePath,
-    GROWTH_HEADER_SIZE, STACK_SIZES, UserRegs, file_path, record_kind, syscall_nr,
+    file_path, record_kind, syscall_nr,
 };
 use thiserror::Error;
 
 use crate::model::Device;
 
 mod exec_image;
+mod stack;
 pub use exec_image::{ExecImage, ImageGap, ImageVma, special_mappings};
+pub use stack::{StackKey, StackSegment, StackTops, UserStack, awaited_stack, decode_stack};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -18,8 +20,10 @@ pub enum DecodeError {
         expected = EventRecord::SIZE
     )]
     WrongSize(usize),
-    #[error("growth record claims {0} stack bytes, more than it holds")]
+    #[error("stack record claims {0} stack bytes, not what it holds")]
     StackOverrun(u64),
+    #[error("file mmap record claims {0} path bytes, more than it holds")]
+    PathOverrun(u32),
     #[error("ring record of unknown kind {0}")]
     UnknownKind(u32),
     #[error("ring record for unknown syscall number {0}")]
@@ -401,35 +405,12 @@ impl Call {
     }
 }
 
-/// The caller's user registers and a copy of its stack from `rsp` up, taken by the kernel at a
-/// call that may have grown anonymous memory.
-#[derive(Clone, PartialEq, Eq)]
-pub struct UserStack {
-    pub rip: u64,
-    pub rsp: u64,
-    pub rbp: u64,
-    /// User memory from `rsp` up, as far as it was copied.
-    pub bytes: Vec<u8>,
-}
-
-impl std::fmt::Debug for UserStack {
-    // The bytes are kilobytes of noise in a test failure; their length says enough.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserStack")
-            .field("rip", &format_args!("{:#x}", self.rip))
-            .field("rsp", &format_args!("{:#x}", self.rsp))
-            .field("rbp", &format_args!("{:#x}", self.rbp))
-            .field("bytes", &self.bytes.len())
-            .finish()
-    }
-}
-
-/// One ring record: the event, for a growth record the stack it carries, and for an exec the
-/// address space it made.
+/// One ring record: the event, for a growth call the stack copied for it (joined from the
+/// stack ring), and for an exec the address space it made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Captured {
     pub event: Event,
-    pub stack: Option<UserStack>,
+    pub stack: Option<Box<UserStack>>,
     pub image: Option<Box<ExecImage>>,
 }
 
@@ -473,8 +454,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     decode_captured(bytes).map(|captured| captured.event)
 }
 
-/// Decodes one ring-buffer record: a plain [`EventRecord`], a [`FileMmapRecord`], or a
-/// `GrowthRecord` of one of the stack sizes; the kind says which, and the length must fit it.
+/// Decodes one ring-buffer record: a plain [`EventRecord`] (also for a growth call, whose
+/// stack arrives in the stack ring), a [`FileMmapRecord`] with as much of its path as was
+/// written, or an exec image; the kind says which, and the length must fit it.
 pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
     if bytes.len() < EventRecord::SIZE {
         return Err(DecodeError::WrongSize(bytes.len()));
@@ -484,11 +466,10 @@ pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
     // ring gives the slice.
     let record: EventRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
     let fits = match record.kind {
-        record_kind::FILE_MMAP => bytes.len() == FileMmapRecord::SIZE,
+        record_kind::FILE_MMAP => {
+            (FileMmapRecord::HEADER_SIZE..=FileMmapRecord::SIZE).contains(&bytes.len())
+        }
         record_kind::EXEC_IMAGE => (ExecHeader::SIZE..=EXEC_RECORD_MAX).contains(&bytes.len()),
-        record_kind::SYSCALL_WITH_STACK => STACK_SIZES
-            .iter()
-            .any(|&size| bytes.len() == GROWTH_HEADER_SIZE + size as usize),
         _ => bytes.len() == EventRecord::SIZE,
     };
     if !fits {
@@ -496,46 +477,35 @@ pub fn decode_captured(bytes: &[u8]) -> Result<Captured, DecodeError> {
     }
     let mut event = decode_record(&record)?;
     if record.kind == record_kind::FILE_MMAP {
-        // SAFETY: the length is a FileMmapRecord's, plain data read unaligned as above.
-        let whole: FileMmapRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        event.file = MappedFile::from_path(&whole.file);
+        event.file = MappedFile::from_path(&file_path_of(bytes)?);
     }
-    if record.kind == record_kind::EXEC_IMAGE {
-        let image = ExecImage::from_bytes(bytes).ok_or(DecodeError::WrongSize(bytes.len()))?;
-        return Ok(Captured {
-            event,
-            stack: None,
-            image: Some(Box::new(image)),
-        });
-    }
-    if record.kind != record_kind::SYSCALL_WITH_STACK {
-        return Ok(Captured {
-            event,
-            stack: None,
-            image: None,
-        });
-    }
-    // SAFETY: UserRegs follows the EventRecord inside the header, which the length covers;
-    // plain data, read unaligned as above.
-    let regs: UserRegs =
-        unsafe { std::ptr::read_unaligned(bytes.as_ptr().add(EventRecord::SIZE).cast()) };
-    let len_at = EventRecord::SIZE + std::mem::size_of::<UserRegs>();
-    let stack_len = u64::from_ne_bytes(bytes[len_at..len_at + 8].try_into().expect("8 bytes"));
-    let room = bytes.len() - GROWTH_HEADER_SIZE;
-    if stack_len > room as u64 {
-        return Err(DecodeError::StackOverrun(stack_len));
-    }
-    let stack = UserStack {
-        rip: regs.rip,
-        rsp: regs.rsp,
-        rbp: regs.rbp,
-        bytes: bytes[GROWTH_HEADER_SIZE..GROWTH_HEADER_SIZE + stack_len as usize].to_vec(),
+    let image = match record.kind {
+        record_kind::EXEC_IMAGE => Some(Box::new(
+            ExecImage::from_bytes(bytes).ok_or(DecodeError::WrongSize(bytes.len()))?,
+        )),
+        _ => None,
     };
     Ok(Captured {
         event,
-        stack: Some(stack),
-        image: None,
+        stack: None,
+        image,
     })
+}
+
+/// The file of a file mmap record: the header and the `path_len` bytes of path after it.
+fn file_path_of(bytes: &[u8]) -> Result<FilePath, DecodeError> {
+    // SAFETY: a plain repr(C) struct of integers and bytes: all zero is a valid value.
+    let mut whole: FileMmapRecord = unsafe { std::mem::zeroed() };
+    // SAFETY: `bytes` is no longer than a FileMmapRecord (checked by the caller), copied into
+    // the start of one.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut whole).cast::<u8>(), bytes.len())
+    };
+    let sent = bytes.len() - FileMmapRecord::HEADER_SIZE;
+    if whole.file.path_len as usize > sent {
+        return Err(DecodeError::PathOverrun(whole.file.path_len));
+    }
+    Ok(whole.file)
 }
 
 pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
@@ -710,23 +680,31 @@ mod tests {
                 path: [0xaa; pmap_common::FILE_PATH_LEN],
             },
         };
+        // As the kernel sends it: the header and the part of the path written.
         let file_bytes = |r: &FileMmapRecord| {
             // SAFETY: a plain repr(C) struct viewed as its bytes.
             unsafe {
                 std::slice::from_raw_parts(
                     (r as *const FileMmapRecord).cast::<u8>(),
-                    FileMmapRecord::SIZE,
+                    FileMmapRecord::HEADER_SIZE + r.file.path_len as usize,
                 )
             }
             .to_vec()
         };
         // The kernel could not read it: no identity.
+        assert_eq!(file_bytes(&r).len(), FileMmapRecord::HEADER_SIZE);
         assert_eq!(decode(&file_bytes(&r)).unwrap().file, None);
         // A file record cut to a call record's size is refused.
         assert_eq!(
             decode(&bytes_of(&event)),
             Err(DecodeError::WrongSize(EventRecord::SIZE))
         );
+        // So is one that claims more path than it carries.
+        let mut short = r;
+        short.file.path_len = 8;
+        let mut bytes = file_bytes(&short);
+        bytes.truncate(bytes.len() - 1);
+        assert_eq!(decode(&bytes), Err(DecodeError::PathOverrun(8)));
         r.file.dev = (0xfe << 20) | 1;
         r.file.ino = 4242;
         // Components last first; the walk stopped before the root: the name alone.
@@ -831,30 +809,15 @@ mod tests {
         );
     }
 
-    fn growth_bytes(event: &EventRecord, size: usize, stack: &[u8]) -> Vec<u8> {
-        let mut event = *event;
-        event.kind = record_kind::SYSCALL_WITH_STACK;
-        let mut out = bytes_of(&event);
-        for value in [0x401000u64, 0x7ffc_0000_1000, 0x7ffc_0000_2000] {
-            out.extend_from_slice(&value.to_ne_bytes());
-        }
-        out.extend_from_slice(&(stack.len() as u64).to_ne_bytes());
-        assert_eq!(out.len(), GROWTH_HEADER_SIZE);
-        out.extend_from_slice(stack);
-        out.resize(GROWTH_HEADER_SIZE + size, 0xee);
-        out
-    }
-
     #[test]
-    fn decodes_a_growth_record_with_its_registers_and_the_copied_stack_only() {
+    fn a_growth_calls_record_is_a_call_record_whose_stack_comes_apart() {
         let r = record(
-            record_kind::SYSCALL,
+            record_kind::SYSCALL_WITH_STACK,
             syscall_nr::BRK,
             [0x5000_0000, 0, 0, 0, 0, 0],
             0x5000_0000,
         );
-        let bytes = growth_bytes(&r, 4096, &[1, 2, 3, 4, 5]);
-        let captured = decode_captured(&bytes).unwrap();
+        let captured = decode_captured(&bytes_of(&r)).unwrap();
         assert_eq!(
             captured.event.kind,
             EventKind::Call {
@@ -862,31 +825,13 @@ mod tests {
                 ret: 0x5000_0000
             }
         );
-        let stack = captured.stack.unwrap();
+        assert_eq!(captured.stack, None);
         assert_eq!(
-            (stack.rip, stack.rsp, stack.rbp),
-            (0x401000, 0x7ffc_0000_1000, 0x7ffc_0000_2000)
-        );
-        assert_eq!(stack.bytes, [1, 2, 3, 4, 5]);
-        // The plain decoder takes the event and leaves the stack.
-        assert_eq!(decode(&bytes).unwrap(), captured.event);
-    }
-
-    #[test]
-    fn rejects_growth_records_of_other_sizes_or_claiming_more_than_they_hold() {
-        let r = record(record_kind::SYSCALL, syscall_nr::BRK, [1, 0, 0, 0, 0, 0], 1);
-        let mut bytes = growth_bytes(&r, 4096, &[]);
-        bytes.push(0);
-        assert_eq!(
-            decode_captured(&bytes),
-            Err(DecodeError::WrongSize(GROWTH_HEADER_SIZE + 4097))
-        );
-        let mut bytes = growth_bytes(&r, 4096, &[]);
-        let len_at = GROWTH_HEADER_SIZE - 8;
-        bytes[len_at..GROWTH_HEADER_SIZE].copy_from_slice(&4097u64.to_ne_bytes());
-        assert_eq!(
-            decode_captured(&bytes),
-            Err(DecodeError::StackOverrun(4097))
+            awaited_stack(&bytes_of(&r)),
+            Some(StackKey {
+                tid: 101,
+                timestamp_ns: 42
+            })
         );
     }
 
@@ -922,30 +867,25 @@ mod tests {
 
         use super::super::*;
 
-        fn growth_sized() -> impl Strategy<Value = Vec<u8>> {
-            proptest::collection::vec(any::<u8>(), GROWTH_HEADER_SIZE + STACK_SIZES[0] as usize)
-        }
-
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
 
             /// Whatever the ring hands over, decoding returns an event or an error: it never
-            /// panics, and a stack never claims more bytes than the record holds.
+            /// panics.
             #[test]
             fn decoding_arbitrary_bytes_never_panics(
                 bytes in prop_oneof![
                     proptest::collection::vec(any::<u8>(), 0..400),
                     proptest::collection::vec(any::<u8>(), EventRecord::SIZE),
-                    proptest::collection::vec(any::<u8>(), FileMmapRecord::SIZE),
+                    proptest::collection::vec(
+                        any::<u8>(),
+                        FileMmapRecord::HEADER_SIZE..=FileMmapRecord::SIZE
+                    ),
                     proptest::collection::vec(any::<u8>(), FaultRecord::SIZE),
-                    growth_sized(),
                 ]
             ) {
                 let _ = decode(&bytes);
                 let _ = decode_ring_record(&bytes);
-                if let Ok(Captured { stack: Some(stack), .. }) = decode_captured(&bytes) {
-                    prop_assert!(stack.bytes.len() <= bytes.len());
-                }
             }
         }
     }

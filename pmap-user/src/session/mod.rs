@@ -189,7 +189,7 @@ impl Session {
                     image,
                 }) => {
                     changed.insert(event.tgid);
-                    self.process(event, stack.as_ref(), image.as_deref())?;
+                    self.process(event, stack.as_deref(), image.as_deref())?;
                 }
                 Record::FirstTouch(touch) => {
                     if let Some(sites) = &mut self.sites {

@@ -71,13 +71,11 @@ impl Symbols {
                     by_module.entry(module).or_default().push(offset)
                 }
                 FrameLoc::Address(addr) => {
-                    let frame = SymbolFrame {
-                        function: format!("{addr:#x}"),
-                        file: None,
-                        line: None,
-                        module: None,
-                        inlined: false,
-                    };
+                    self.names
+                        .insert(*loc, Box::new([Arc::new(bare_frame(format!("{addr:#x}")))]));
+                }
+                FrameLoc::CutAtStackSwitch => {
+                    let frame = bare_frame(CUT_AT_STACK_SWITCH.to_string());
                     self.names.insert(*loc, Box::new([Arc::new(frame)]));
                 }
             }
@@ -142,6 +140,20 @@ impl Symbols {
     }
 }
 
+/// What a stack cut where a Go thread switched to its system stack shows as its last frame.
+pub const CUT_AT_STACK_SWITCH: &str = "[cut: the goroutine that switched stacks was not followed]";
+
+/// A frame known by its name alone.
+fn bare_frame(function: String) -> SymbolFrame {
+    SymbolFrame {
+        function,
+        file: None,
+        line: None,
+        module: None,
+        inlined: false,
+    }
+}
+
 /// Modules whose code is the C library, the dynamic loader or a malloc implementation: a
 /// growth call inside them was made on behalf of their caller.
 const ALLOCATOR_MODULES: &[&str] = &[
@@ -201,6 +213,10 @@ const ALLOCATOR_FUNCTIONS: &[&str] = &[
     "__rustc::__rdl_realloc",
 ];
 
+/// Functions of Go's runtime: its allocator (`runtime.mallocgc`, `(*mheap).grow`, `sysMap`),
+/// and the stack switches and map and slice growth that lead there from the program's code.
+const GO_RUNTIME_PREFIX: &str = "runtime.";
+
 /// Whether a frame belongs to the allocator rather than to the code that wanted memory.
 pub fn is_allocator_frame(frame: &SymbolFrame) -> bool {
     if frame
@@ -211,6 +227,9 @@ pub fn is_allocator_frame(frame: &SymbolFrame) -> bool {
         return true;
     }
     let name = frame.function.as_str();
+    if name.starts_with(GO_RUNTIME_PREFIX) {
+        return true;
+    }
     ALLOCATOR_FUNCTIONS.iter().any(|known| {
         if known.ends_with("::") {
             name.starts_with(known)

@@ -2,6 +2,15 @@
 //! `.eh_frame`/`.debug_frame` unwind tables of the ELF files the process maps code from, and
 //! falls back to frame pointers where a function has no table entry.
 //!
+//! A Go program grows its heap on a thread's system stack, switched to by `runtime.systemstack`
+//! (or `mcall`, `morestack`, `asmcgocall`): above that frame the system stack holds nothing of
+//! the caller. The walk stops there and goes on in the goroutine that switched, from where it
+//! stopped, when the kernel copied its stack too; otherwise the stack ends with a frame that
+//! says it was cut ([`FrameLoc::CutAtStackSwitch`]), never with a caller read from stale bytes.
+//!
+//! An unwind that reaches a thread's outermost frame tells the kernel how far up that thread's
+//! stack its copies need to go (see `pmap_common::THREAD_TOPS_MAP`).
+//!
 //! Files are opened through `/proc/PID/map_files` (the exact file mapped, whatever mount
 //! namespace the process sees) or else `/proc/PID/root/PATH`, read once per file
 //! ([`Modules`]), and kept open so that symbols can still be read after the process is gone.
@@ -9,6 +18,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fs::File,
+    ops::Range,
     os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
     path::PathBuf,
     sync::Arc,
@@ -19,7 +29,8 @@ use framehop::{
     x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
 };
 use object::{
-    Object as _, ObjectSection as _, ObjectSegment as _, ReadCache, SegmentFlags, elf::PF_X,
+    Object as _, ObjectSection as _, ObjectSegment as _, ObjectSymbol as _, ReadCache,
+    SegmentFlags, elf::PF_X,
 };
 
 use pmap_common::linux::{MAP_FIXED, PROT_EXEC};
@@ -37,12 +48,24 @@ pub const MAX_FRAMES: usize = 128;
 pub struct ModuleId(pub u32);
 
 /// One address of an unwound stack: in a known file, by file offset (the same in every process
-/// and run), or a bare address in memory no file backs (JIT code, the vdso).
+/// and run), or a bare address in memory no file backs (JIT code, the vdso); or the mark that
+/// the stack was cut where a Go thread had switched to its system stack and the goroutine that
+/// switched could not be followed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FrameLoc {
     Module { module: ModuleId, offset: u64 },
     Address(u64),
+    CutAtStackSwitch,
 }
+
+/// The Go runtime's functions that switch a thread to its system stack (asm_amd64.s): a frame
+/// in one of them is the last frame of that stack.
+const GO_STACK_SWITCHES: [&str; 4] = [
+    "runtime.systemstack",
+    "runtime.mcall",
+    "runtime.morestack",
+    "runtime.asmcgocall",
+];
 
 type SectionData = Arc<[u8]>;
 
@@ -57,6 +80,8 @@ pub struct ModuleFile {
     /// Executable `PT_LOAD` segments as (file offset, virtual address, file size).
     code_segments: Vec<(u64, u64, u64)>,
     sections: ExplicitModuleSectionInfo<SectionData>,
+    /// Linked addresses of [`GO_STACK_SWITCHES`] in a Go program.
+    stack_switches: Arc<[Range<u64>]>,
 }
 
 impl ModuleFile {
@@ -95,6 +120,7 @@ impl ModuleFile {
             debug_frame: data(".debug_frame"),
             ..ExplicitModuleSectionInfo::default()
         };
+        let stack_switches = go_stack_switches(&elf);
         drop(elf);
         drop(cache);
         Some(ModuleFile {
@@ -103,6 +129,7 @@ impl ModuleFile {
             _file: file,
             code_segments,
             sections,
+            stack_switches,
         })
     }
 
@@ -114,6 +141,24 @@ impl ModuleFile {
             .find(|&&(start, _, size)| offset >= start & !(PAGE_SIZE - 1) && offset < start + size)
             .map(|&(start, vaddr, _)| (vaddr + offset).wrapping_sub(start))
     }
+}
+
+/// Where a Go program's stack-switching functions are linked, from its symbol table (none in
+/// any other file, or in a Go program whose symbols were stripped).
+fn go_stack_switches<'data, R: object::ReadRef<'data>>(
+    elf: &object::File<'data, R>,
+) -> Arc<[Range<u64>]> {
+    if elf.section_by_name(".gopclntab").is_none() {
+        return Arc::new([]);
+    }
+    elf.symbols()
+        .filter(|symbol| {
+            symbol
+                .name()
+                .is_ok_and(|name| GO_STACK_SWITCHES.contains(&name))
+        })
+        .map(|symbol| symbol.address()..symbol.address() + symbol.size())
+        .collect()
 }
 
 /// Every code file seen so far, by device and inode, opened once.
@@ -167,6 +212,9 @@ struct CodeMapping {
     /// File offset of the mapping's start.
     offset: u64,
     id: ModuleId,
+    /// What to subtract from an address in the mapping to get its linked address.
+    bias: u64,
+    stack_switches: Arc<[Range<u64>]>,
 }
 
 /// One process's unwinder: the code it maps, kept in step with its table.
@@ -257,10 +305,11 @@ impl ProcessUnwinder {
                 continue;
             };
             let id = modules.by_file[&(mapping.device, mapping.inode)].expect("just opened");
+            let bias = mapping.start.wrapping_sub(svma);
             self.unwinder.add_module(Module::new(
                 file.path.clone(),
                 mapping.start..mapping.end,
-                mapping.start.wrapping_sub(svma),
+                bias,
                 file.sections.clone(),
             ));
             wanted.insert(
@@ -269,6 +318,8 @@ impl ProcessUnwinder {
                     end: mapping.end,
                     offset: mapping.offset,
                     id,
+                    bias,
+                    stack_switches: file.stack_switches.clone(),
                 },
             );
         }
@@ -279,7 +330,9 @@ impl ProcessUnwinder {
     }
 
     /// The frames of `stack`, innermost first, as file locations. `mappings` is the process's
-    /// table when the call was made.
+    /// table when the call was made. A stack that reaches its thread's outermost frame tells
+    /// the kernel where that thread's stack ends (not the main thread's, whose end the kernel
+    /// knows).
     pub fn unwind<'a>(
         &mut self,
         pid: i32,
@@ -290,27 +343,90 @@ impl ProcessUnwinder {
         if self.stale {
             self.sync(pid, mappings, modules);
         }
-        let mut read_stack = |addr: u64| -> Result<u64, ()> {
-            let at = usize::try_from(addr.checked_sub(stack.rsp).ok_or(())?).map_err(|_| ())?;
-            let bytes = stack
-                .bytes
-                .get(at..at.checked_add(8).ok_or(())?)
-                .ok_or(())?;
-            Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
-        };
-        let regs = UnwindRegsX86_64::new(stack.rip, stack.rsp, stack.rbp);
-        let mut frames =
-            self.unwinder
-                .iter_frames(stack.rip, regs, &mut self.cache, &mut read_stack);
-        let mut out = Vec::new();
-        // The walk ends with an error when it runs off the copy; the frames so far stand.
-        while let Ok(Some(frame)) = frames.next() {
-            out.push(frame.address_for_lookup());
-            if out.len() == MAX_FRAMES {
-                break;
+        let mut addresses = Vec::new();
+        let first = self.walk(
+            UnwindRegsX86_64::new(stack.rip, stack.rsp, stack.rbp),
+            &stack.bytes,
+            &mut addresses,
+        );
+        let mut cut = false;
+        match (first.end, &stack.switched) {
+            (WalkEnd::StackSwitch, Some(goroutine)) => {
+                self.walk(
+                    UnwindRegsX86_64::new(goroutine.rip, goroutine.rsp, goroutine.rbp),
+                    &goroutine.bytes,
+                    &mut addresses,
+                );
             }
+            (WalkEnd::StackSwitch, None) => cut = true,
+            _ => {}
         }
-        out.into_iter().map(|addr| self.locate(addr)).collect()
+        if stack.tid != pid as u32 {
+            report_top(stack, &first);
+        }
+        let mut frames: Vec<FrameLoc> = addresses
+            .into_iter()
+            .map(|addr| self.locate(addr))
+            .collect();
+        if cut {
+            frames.push(FrameLoc::CutAtStackSwitch);
+        }
+        frames
+    }
+
+    /// Walks one stack segment from `regs`, reading `bytes` (copied from `regs.sp()` up),
+    /// appending each frame's lookup address to `out`, until the outermost frame, a frame that
+    /// switched stacks, a read the copy cannot serve, or [`MAX_FRAMES`].
+    fn walk(&mut self, regs: UnwindRegsX86_64, bytes: &[u8], out: &mut Vec<u64>) -> Walk {
+        let rsp = regs.sp();
+        let mut highest_read = None;
+        let mut ran_off = false;
+        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+            let word = addr
+                .checked_sub(rsp)
+                .and_then(|at| usize::try_from(at).ok())
+                .and_then(|at| bytes.get(at..at.checked_add(8)?));
+            match word {
+                Some(word) => {
+                    highest_read = highest_read.max(Some(addr + 8));
+                    Ok(u64::from_le_bytes(word.try_into().expect("8 bytes")))
+                }
+                None => {
+                    ran_off |= addr >= rsp;
+                    Err(())
+                }
+            }
+        };
+        let ProcessUnwinder {
+            unwinder,
+            cache,
+            code,
+            ..
+        } = self;
+        let mut frames = unwinder.iter_frames(regs.ip(), regs, cache, &mut read_stack);
+        // An error ends the walk (it ran off the copy, or met code it cannot unwind); the
+        // frames so far stand.
+        let end = loop {
+            match frames.next() {
+                Ok(Some(frame)) => {
+                    let addr = frame.address_for_lookup();
+                    out.push(addr);
+                    if out.len() >= MAX_FRAMES {
+                        break WalkEnd::Cut;
+                    }
+                    if switches_stack(code, addr) {
+                        break WalkEnd::StackSwitch;
+                    }
+                }
+                Ok(None) => break WalkEnd::Outermost,
+                Err(_) => break WalkEnd::Cut,
+            }
+        };
+        Walk {
+            end,
+            highest_read,
+            ran_off,
+        }
     }
 
     fn locate(&self, addr: u64) -> FrameLoc {
@@ -321,5 +437,56 @@ impl ProcessUnwinder {
             },
             _ => FrameLoc::Address(addr),
         }
+    }
+}
+
+/// How a walk of one stack segment ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WalkEnd {
+    /// At the thread's outermost frame: the whole stack was walked.
+    Outermost,
+    /// At a frame that had switched to this stack from another (Go).
+    StackSwitch,
+    /// Anywhere else: the copy ended, the code could not be unwound, or too many frames.
+    Cut,
+}
+
+struct Walk {
+    end: WalkEnd,
+    /// One past the highest stack byte read.
+    highest_read: Option<u64>,
+    /// A read above the stack pointer fell beyond the copy.
+    ran_off: bool,
+}
+
+/// Whether `addr` (a frame's lookup address) lies in a Go function that switches stacks.
+fn switches_stack(code: &BTreeMap<u64, CodeMapping>, addr: u64) -> bool {
+    match code.range(..=addr).next_back() {
+        Some((_, code)) if addr < code.end => {
+            let linked = addr.wrapping_sub(code.bias);
+            code.stack_switches
+                .iter()
+                .any(|range| range.contains(&linked))
+        }
+        _ => false,
+    }
+}
+
+/// Tells the kernel where the stack of `stack`'s thread ends, as far as this walk of its first
+/// segment found: the highest byte read once the walk reached the outermost frame (a thread's
+/// outermost frames never move). A copy the previous top cut short goes back to the full
+/// size. Nothing is written when nothing changed: each write is a system call.
+fn report_top(stack: &UserStack, walk: &Walk) {
+    let Some(tops) = &stack.tops else {
+        return;
+    };
+    match (walk.end, walk.highest_read) {
+        (WalkEnd::Outermost, Some(top)) if stack.learned_top != Some(top) => {
+            tops.set(stack.tid, Some(top))
+        }
+        (WalkEnd::Cut, _) if walk.ran_off && stack.learned_top.is_some() => {
+            tops.set(stack.tid, None)
+        }
+        _ => {}
     }
 }
