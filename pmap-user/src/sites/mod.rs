@@ -6,6 +6,7 @@
 
 pub mod folded;
 pub mod ownership;
+mod stack_memo;
 pub mod symbolize;
 pub mod unwind;
 
@@ -305,8 +306,9 @@ impl SiteTracker {
         // anonymous memory.
         attribution.apply(call, ret, || match stack {
             Some(stack) => {
-                let frames = unwinder.unwind(pid as i32, table.mappings(), modules, stack);
-                sites.intern(&frames)
+                unwinder.site_of(pid as i32, table.mappings(), modules, stack, |frames| {
+                    sites.intern(frames)
+                })
             }
             None if stack_bytes == 0 => Origin::NotCopied.site(),
             None => Origin::CopyLost.site(),

@@ -35,6 +35,10 @@ use object::{
 
 use pmap_common::linux::{MAP_FIXED, PROT_EXEC};
 
+use super::{
+    ownership::SiteId,
+    stack_memo::{Read, Segment, StackMemo, Walked, word_at},
+};
 use crate::{
     decode::{Call, UserStack},
     model::{Device, Mapping, PAGE_SIZE},
@@ -59,7 +63,8 @@ pub enum FrameLoc {
 }
 
 /// The Go runtime's functions that switch a thread to its system stack (asm_amd64.s): a frame
-/// in one of them is the last frame of that stack.
+/// in one of them is the last frame of that stack. The symbol table names assembly functions
+/// with their ABI (`runtime.systemstack.abi0`).
 const GO_STACK_SWITCHES: [&str; 4] = [
     "runtime.systemstack",
     "runtime.mcall",
@@ -153,9 +158,10 @@ fn go_stack_switches<'data, R: object::ReadRef<'data>>(
     }
     elf.symbols()
         .filter(|symbol| {
-            symbol
-                .name()
-                .is_ok_and(|name| GO_STACK_SWITCHES.contains(&name))
+            symbol.name().is_ok_and(|name| {
+                let name = name.strip_suffix(".abi0").unwrap_or(name);
+                GO_STACK_SWITCHES.contains(&name)
+            })
         })
         .map(|symbol| symbol.address()..symbol.address() + symbol.size())
         .collect()
@@ -217,13 +223,15 @@ struct CodeMapping {
     stack_switches: Arc<[Range<u64>]>,
 }
 
-/// One process's unwinder: the code it maps, kept in step with its table.
+/// One process's unwinder: the code it maps, kept in step with its table, and the walks it
+/// made (see [`StackMemo`]).
 pub struct ProcessUnwinder {
     unwinder: UnwinderX86_64<SectionData>,
     cache: CacheX86_64,
     code: BTreeMap<u64, CodeMapping>,
     /// The code mappings may have changed since they were registered.
     stale: bool,
+    memo: StackMemo<WalkSummary>,
 }
 
 impl Default for ProcessUnwinder {
@@ -233,6 +241,7 @@ impl Default for ProcessUnwinder {
             cache: CacheX86_64::new(),
             code: BTreeMap::new(),
             stale: true,
+            memo: StackMemo::default(),
         }
     }
 }
@@ -327,42 +336,66 @@ impl ProcessUnwinder {
             self.unwinder.remove_module(gone);
         }
         self.stale = false;
+        self.memo.forget();
     }
 
-    /// The frames of `stack`, innermost first, as file locations. `mappings` is the process's
-    /// table when the call was made. A stack that reaches its thread's outermost frame tells
-    /// the kernel where that thread's stack ends (not the main thread's, whose end the kernel
-    /// knows).
-    pub fn unwind<'a>(
+    /// The site of `stack`: its frames, innermost first, as file locations, interned by
+    /// `intern`; a stack like one walked before (see [`StackMemo`]) gets that one's site
+    /// without a walk. `mappings` is the process's table when the call was made. A stack that
+    /// reaches its thread's outermost frame tells the kernel where that thread's stack ends
+    /// (not the main thread's, whose end the kernel knows).
+    pub fn site_of<'a>(
         &mut self,
         pid: i32,
         mappings: impl Iterator<Item = &'a Mapping>,
         modules: &mut Modules,
         stack: &UserStack,
-    ) -> Vec<FrameLoc> {
+        intern: impl FnOnce(&[FrameLoc]) -> SiteId,
+    ) -> SiteId {
         if self.stale {
             self.sync(pid, mappings, modules);
         }
+        let walked = match self.memo.recall(stack) {
+            Some(walked) => walked,
+            None => {
+                let mut reads = Vec::new();
+                let (frames, first) = self.unwind(stack, &mut reads);
+                let walked = Walked {
+                    site: intern(&frames),
+                    top: first,
+                };
+                self.memo.remember(stack, reads, walked);
+                walked
+            }
+        };
+        if stack.tid != pid as u32 {
+            report_top(stack, walked.top);
+        }
+        walked.site
+    }
+
+    /// The frames of `stack`, innermost first, and how the walk of its first segment ended;
+    /// every stack word read goes into `reads`.
+    fn unwind(&mut self, stack: &UserStack, reads: &mut Vec<Read>) -> (Vec<FrameLoc>, WalkSummary) {
         let mut addresses = Vec::new();
         let first = self.walk(
             UnwindRegsX86_64::new(stack.rip, stack.rsp, stack.rbp),
-            &stack.bytes,
+            (Segment::Call, &stack.bytes),
             &mut addresses,
+            reads,
         );
         let mut cut = false;
         match (first.end, &stack.switched) {
             (WalkEnd::StackSwitch, Some(goroutine)) => {
                 self.walk(
                     UnwindRegsX86_64::new(goroutine.rip, goroutine.rsp, goroutine.rbp),
-                    &goroutine.bytes,
+                    (Segment::Switched, &goroutine.bytes),
                     &mut addresses,
+                    reads,
                 );
             }
             (WalkEnd::StackSwitch, None) => cut = true,
             _ => {}
-        }
-        if stack.tid != pid as u32 {
-            report_top(stack, &first);
         }
         let mut frames: Vec<FrameLoc> = addresses
             .into_iter()
@@ -371,31 +404,29 @@ impl ProcessUnwinder {
         if cut {
             frames.push(FrameLoc::CutAtStackSwitch);
         }
-        frames
+        (frames, first)
     }
 
     /// Walks one stack segment from `regs`, reading `bytes` (copied from `regs.sp()` up),
-    /// appending each frame's lookup address to `out`, until the outermost frame, a frame that
-    /// switched stacks, a read the copy cannot serve, or [`MAX_FRAMES`].
-    fn walk(&mut self, regs: UnwindRegsX86_64, bytes: &[u8], out: &mut Vec<u64>) -> Walk {
+    /// appending each frame's lookup address to `out` and each word read to `reads`, until
+    /// the outermost frame, a frame that switched stacks, a read the copy cannot serve, or
+    /// [`MAX_FRAMES`].
+    fn walk(
+        &mut self,
+        regs: UnwindRegsX86_64,
+        (segment, bytes): (Segment, &[u8]),
+        out: &mut Vec<u64>,
+        reads: &mut Vec<Read>,
+    ) -> WalkSummary {
         let rsp = regs.sp();
-        let mut highest_read = None;
-        let mut ran_off = false;
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
-            let word = addr
-                .checked_sub(rsp)
-                .and_then(|at| usize::try_from(at).ok())
-                .and_then(|at| bytes.get(at..at.checked_add(8)?));
-            match word {
-                Some(word) => {
-                    highest_read = highest_read.max(Some(addr + 8));
-                    Ok(u64::from_le_bytes(word.try_into().expect("8 bytes")))
-                }
-                None => {
-                    ran_off |= addr >= rsp;
-                    Err(())
-                }
-            }
+            let value = word_at(bytes, rsp, addr);
+            reads.push(Read {
+                segment,
+                addr,
+                value,
+            });
+            value.ok_or(())
         };
         let ProcessUnwinder {
             unwinder,
@@ -422,7 +453,16 @@ impl ProcessUnwinder {
                 Err(_) => break WalkEnd::Cut,
             }
         };
-        Walk {
+        let segment_reads = reads.iter().rev().take_while(|r| r.segment == segment);
+        let highest_read = segment_reads
+            .clone()
+            .filter(|r| r.value.is_some())
+            .map(|r| r.addr + 8)
+            .max();
+        let ran_off = segment_reads
+            .filter(|r| r.value.is_none())
+            .any(|r| r.addr >= rsp);
+        WalkSummary {
             end,
             highest_read,
             ran_off,
@@ -451,7 +491,9 @@ enum WalkEnd {
     Cut,
 }
 
-struct Walk {
+/// How the walk of a segment went, as far as the thread's stack top is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WalkSummary {
     end: WalkEnd,
     /// One past the highest stack byte read.
     highest_read: Option<u64>,
@@ -476,7 +518,7 @@ fn switches_stack(code: &BTreeMap<u64, CodeMapping>, addr: u64) -> bool {
 /// segment found: the highest byte read once the walk reached the outermost frame (a thread's
 /// outermost frames never move). A copy the previous top cut short goes back to the full
 /// size. Nothing is written when nothing changed: each write is a system call.
-fn report_top(stack: &UserStack, walk: &Walk) {
+fn report_top(stack: &UserStack, walk: WalkSummary) {
     let Some(tops) = &stack.tops else {
         return;
     };
