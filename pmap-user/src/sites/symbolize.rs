@@ -214,8 +214,10 @@ const ALLOCATOR_FUNCTIONS: &[&str] = &[
 ];
 
 /// Functions of Go's runtime: its allocator (`runtime.mallocgc`, `(*mheap).grow`, `sysMap`),
-/// and the stack switches and map and slice growth that lead there from the program's code.
-const GO_RUNTIME_PREFIX: &str = "runtime.";
+/// the stack switches and map and slice growth that lead there from the program's code, and in
+/// a program linked with cgo the runtime's C shims (`x_cgo_mmap`) and the wrappers of C calls
+/// (`_cgo_<hash>_Cfunc_malloc`).
+const GO_RUNTIME_PREFIXES: [&str; 3] = ["runtime.", "x_cgo_", "_cgo_"];
 
 /// Whether a frame belongs to the allocator rather than to the code that wanted memory.
 pub fn is_allocator_frame(frame: &SymbolFrame) -> bool {
@@ -227,7 +229,10 @@ pub fn is_allocator_frame(frame: &SymbolFrame) -> bool {
         return true;
     }
     let name = frame.function.as_str();
-    if name.starts_with(GO_RUNTIME_PREFIX) {
+    if GO_RUNTIME_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+    {
         return true;
     }
     ALLOCATOR_FUNCTIONS.iter().any(|known| {
@@ -298,6 +303,29 @@ mod tests {
         // A program function that merely starts like one is not the allocator.
         assert!(!is_allocator_frame(&frame("malloc_stats_report", "app")));
         assert!(!is_allocator_frame(&frame("mmap_the_file", "app")));
+    }
+
+    #[test]
+    fn folds_the_go_runtime_down_to_the_first_frame_of_the_program() {
+        let frames = [
+            frame("__mmap64", "libc.so.6"),
+            frame("x_cgo_mmap", "server"),
+            frame("runtime.sysMmap", "server"),
+            frame("runtime.(*mheap).grow", "server"),
+            frame("runtime.systemstack", "server"),
+            frame("runtime.systemstack_switch", "server"),
+            frame("runtime.mallocgc", "server"),
+            frame("runtime.growslice", "server"),
+            frame("main.loadTable", "server"),
+            frame("main.main", "server"),
+            frame("runtime.main", "server"),
+            frame("runtime.goexit", "server"),
+        ];
+        let folded = fold(&frames, false);
+        assert_eq!(folded[0].function, "main.loadTable");
+        assert_eq!(folded.len(), 4);
+        // A package of the program whose name merely contains "runtime" is the program's.
+        assert!(!is_allocator_frame(&frame("myruntime.Grow", "server")));
     }
 
     #[test]
