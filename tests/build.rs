@@ -7,6 +7,11 @@
 //! - `ATTRIBUTION_TARGET_LIBRARY`: one grower in `libattribution_grower.so`, found next to the
 //!   program through its run path and loaded by the dynamic loader at start.
 //!
+//! And the Go subject of `tests/go_runtime.rs` (`runtimes/go/`), built with `go build` as
+//! `GO_GROWER` (linked by Go's own linker) and `GO_GROWER_CGO` (with cgo, linked by the system
+//! linker). Without `go` (`cargo xtask setup` installs Debian's) both are empty and the tests
+//! that run them say so.
+//!
 //! Per-binary codegen flags are not something cargo profiles can give one `[[bin]]`, so rustc
 //! is run directly: the programs need nothing but std.
 use std::{
@@ -21,6 +26,7 @@ const LIBRARY: &str = "attribution-target/library.rs";
 const BLOCKS: &str = "attribution-target/blocks.rs";
 const OWNERSHIP: &str = "attribution-target/ownership.rs";
 const TOUCH: &str = "attribution-target/touch.rs";
+const GO_SOURCES: &str = "runtimes/go";
 
 fn rustc(out: &Path, flags: &[&str], crate_name: &str, source: &str, output: &Path) {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
@@ -94,4 +100,42 @@ fn main() {
         "cargo:rustc-env=ATTRIBUTION_TARGET_LIBRARY={}",
         target.display()
     );
+    go_builds(&out);
+}
+
+/// Builds the Go subject twice, or leaves its variables empty when `go` cannot build it (the
+/// tests then fail and say why). Go's caches stay under `out`.
+fn go_builds(out: &Path) {
+    for file in ["go.mod", "main.go", "cgo.go"] {
+        println!("cargo:rerun-if-changed={GO_SOURCES}/{file}");
+    }
+    for (variable, name, cgo) in [
+        ("GO_GROWER", "go-grower", false),
+        ("GO_GROWER_CGO", "go-grower-cgo", true),
+    ] {
+        let program = out.join(name);
+        let mut go = Command::new("go");
+        go.current_dir(GO_SOURCES)
+            .env("GOCACHE", out.join("go-cache"))
+            .env("GOPATH", out.join("go-path"))
+            .env("GOFLAGS", "-buildvcs=false")
+            .env("CGO_ENABLED", if cgo { "1" } else { "0" })
+            .arg("build");
+        if cgo {
+            go.args(["-tags", "with_cgo"]);
+        }
+        let built = go
+            .arg("-o")
+            .arg(&program)
+            .arg(".")
+            .status()
+            .is_ok_and(|status| status.success());
+        let path = if built {
+            program.display().to_string()
+        } else {
+            println!("cargo:warning=`go build` of {GO_SOURCES} failed: the Go tests will fail");
+            String::new()
+        };
+        println!("cargo:rustc-env={variable}={path}");
+    }
 }

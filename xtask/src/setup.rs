@@ -128,6 +128,11 @@ const NEEDED: &[Needed] = &[
         package: "nodejs",
         why: "a real multi-threaded runtime attached to by one of its thread ids",
     },
+    Needed {
+        program: "/usr/bin/go",
+        package: "golang-go",
+        why: "builds the Go program whose stacks cross the runtime's system stack",
+    },
 ];
 
 fn installed(program: &str) -> bool {

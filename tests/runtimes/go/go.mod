@@ -1,0 +1,3 @@
+module pmaptrace/gogrower
+
+go 1.19
