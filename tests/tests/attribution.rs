@@ -58,14 +58,26 @@ fn sites_at_checkpoint(exe: &str, mode: &str, extra: &[&str]) -> Value {
 
 /// As [`sites_at_checkpoint`], with the notices printed before the record.
 fn sites_and_notices_at_checkpoint(exe: &str, mode: &str, extra: &[&str]) -> (Value, Vec<String>) {
-    let mut target = Workload::start(exe, mode, &[]);
+    let (sites, notices, _) = run_to_checkpoint(exe, &[mode], extra);
+    (sites, notices)
+}
+
+/// Runs `exe ARGS...` under `pmap-trace --no-events --json EXTRA...`, dumps at its checkpoint,
+/// and returns the `sites` record of that dump, the notices printed before it, and the lines
+/// the program printed before its checkpoint.
+fn run_to_checkpoint(
+    exe: &str,
+    args: &[&str],
+    extra: &[&str],
+) -> (Value, Vec<String>, Vec<String>) {
+    let mut target = Workload::start(exe, args[0], &args[1..]);
     let pid = target.pid().to_string();
-    let mut args = vec!["--no-events", "--json"];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["-p", &pid]);
-    let mut tracer = Tracer::attach(&args);
+    let mut tracer_args = vec!["--no-events", "--json"];
+    tracer_args.extend_from_slice(extra);
+    tracer_args.extend_from_slice(&["-p", &pid]);
+    let mut tracer = Tracer::attach(&tracer_args);
     target.go();
-    target.read_until_checkpoint();
+    let lines = target.read_until_checkpoint();
     target.wait_stopped();
     tracer.signal(libc::SIGUSR1);
     let mut notices = Vec::new();
@@ -86,7 +98,7 @@ fn sites_and_notices_at_checkpoint(exe: &str, mode: &str, extra: &[&str]) -> (Va
     let (code, _, err) = tracer.finish();
     assert_eq!(code, 0, "stderr: {err}");
     assert_eq!(sites["pid"].as_u64(), Some(pid.parse().unwrap()));
-    (sites, notices)
+    (sites, notices, lines)
 }
 
 fn functions(site: &Value) -> Vec<&str> {
@@ -199,6 +211,36 @@ fn the_same_with_a_call_site_inside_a_shared_library() {
         "libattribution_grower.so",
     );
     assert_attributed(&library);
+}
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_pmap-workload");
+
+/// Two threads mapping and unmapping as fast as they can, at the default ring size: stack
+/// copies go to their own ring and stop at each thread's stack top once an unwind has found
+/// it, so none is lost and no call record either; and the mappings each thread kept are its
+/// function's.
+#[test]
+fn two_threads_churning_lose_no_stack_copy_and_no_record_at_the_default_ring() {
+    if !require_root() {
+        return;
+    }
+    let (sites, notices, lines) =
+        run_to_checkpoint(WORKLOAD, &["thread-churn", "3"], &["--sites", "10"]);
+    assert!(notices.is_empty(), "notices: {notices:#?}");
+    let kept: u64 = lines
+        .iter()
+        .find_map(|line| line.strip_prefix("kept "))
+        .expect("the workload says what it kept")
+        .parse()
+        .unwrap();
+    let owned: u64 = sites["by_live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|site| functions(site).contains(&"pmap_workload::churn_mappings"))
+        .map(|site| site["live_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(owned, kept, "{sites:#}");
 }
 
 #[test]

@@ -6,6 +6,9 @@
 //!   `name arg... = ret`, prints `checkpoint`, stops itself with SIGSTOP, and exits when continued.
 //! - `churn ITERATIONS`: maps, re-protects and unmaps in a loop while the test attaches, then
 //!   reports `checkpoint` and stops.
+//! - `thread-churn SECONDS`: two threads map and unmap 64 KiB of anonymous memory as fast as
+//!   they can for SECONDS, each keeping one mapping in 256; reports `kept BYTES`, then
+//!   `checkpoint`, and stops.
 
 use std::{
     fs::File,
@@ -174,6 +177,55 @@ fn scripted() {
 enum Until {
     Iterations(u64),
     Elapsed(std::time::Duration),
+}
+
+/// Bytes of each mapping `thread-churn` makes.
+const CHURN_BYTES: usize = 64 << 10;
+
+/// Two threads churning anonymous mappings (see the module's documentation).
+fn thread_churn(duration: std::time::Duration) {
+    wait_for_go();
+    let threads: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || churn_mappings(duration)))
+        .collect();
+    let kept: usize = threads
+        .into_iter()
+        .map(|thread| thread.join().unwrap())
+        .sum();
+    println!("kept {}", kept * CHURN_BYTES);
+    checkpoint();
+}
+
+/// Maps and unmaps until `duration` has passed, keeping one mapping in 256; returns how many
+/// it kept.
+#[inline(never)]
+fn churn_mappings(duration: std::time::Duration) -> usize {
+    let started = std::time::Instant::now();
+    let mut kept = 0;
+    for i in 0u64.. {
+        if i % 1024 == 0 && started.elapsed() >= duration {
+            break;
+        }
+        // SAFETY: a fresh anonymous mapping, unmapped below unless kept.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                CHURN_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        if i % 256 == 255 {
+            kept += 1;
+        } else {
+            // SAFETY: the mapping made just above.
+            unsafe { libc::munmap(p, CHURN_BYTES) };
+        }
+    }
+    kept
 }
 
 fn churn(until: Until) {
@@ -369,6 +421,10 @@ fn main() {
             let seconds = args.next().and_then(|n| n.parse().ok()).unwrap_or(10.0);
             churn(Until::Elapsed(std::time::Duration::from_secs_f64(seconds)))
         }
+        Some("thread-churn") => {
+            let seconds = args.next().and_then(|n| n.parse().ok()).unwrap_or(3.0);
+            thread_churn(std::time::Duration::from_secs_f64(seconds))
+        }
         Some("untraced-merge") => untraced_merge(),
         Some("userfaultfd") => userfaultfd(),
         Some("threads") => {
@@ -378,7 +434,7 @@ fn main() {
         other => {
             eprintln!(
                 "pmap-workload: unknown mode {other:?}; use scripted, churn N, churn-seconds S, \
-                 threads N, userfaultfd or untraced-merge"
+                 thread-churn S, threads N, userfaultfd or untraced-merge"
             );
             std::process::exit(2);
         }
