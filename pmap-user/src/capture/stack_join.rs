@@ -4,7 +4,7 @@
 //! another CPU has reserved and not yet committed.
 
 use std::{
-    collections::BTreeMap,
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -29,75 +29,131 @@ impl StackSource for RingBuf<MapData> {
 /// comes.
 const COMMIT_WAIT: Duration = Duration::from_millis(20);
 
-/// Stacks read before their calls' records. Most wait only within one drain; those whose call
-/// record the full event ring lost wait until a later stack of their thread is taken, or
-/// until there are [`MAX_WAITING`].
+/// Stacks read before their calls' records. Most are taken by the next record or the one
+/// after (another CPU's record comes first); those whose call record the full event ring lost
+/// wait until a later stack of their thread is taken, or until there are [`MAX_WAITING`].
 const MAX_WAITING: usize = 16_384;
 
-/// Stacks read from the stack ring whose call records have not been read yet.
+/// Stacks read from the stack ring whose call records have not been read yet, per thread in
+/// the order of its calls (a thread's stacks are written in that order).
 #[derive(Default)]
 pub(super) struct StackJoin {
-    waiting: BTreeMap<StackKey, UserStack>,
+    waiting: HashMap<u32, VecDeque<(u64, UserStack)>>,
+    count: usize,
 }
 
 impl StackJoin {
-    /// Takes every stack the ring holds now.
-    pub(super) fn pull(&mut self, source: &mut impl StackSource) -> Result<(), DecodeError> {
-        while let Some(stack) = source.next_stack() {
-            let (key, stack) = stack?;
-            self.waiting.insert(key, stack);
-        }
-        if self.waiting.len() > MAX_WAITING {
-            self.drop_oldest_half();
-        }
-        Ok(())
-    }
-
-    /// The stack of the call `key`, read from `source` if it has not been yet. Stacks of the
-    /// same thread from before it are dropped: their calls' records were lost (a thread's
-    /// records are written in the order of its calls). `None` when it does not come.
+    /// The stack of the call `key`, read from `source` as far as needed. Stacks are read only
+    /// when a record asks for one, so a stack is held in memory only while its record is
+    /// behind another CPU's. Stacks of the same thread from before it are dropped: their
+    /// calls' records were lost (a thread's records are written in the order of its calls).
+    /// `None` when it does not come.
     pub(super) fn take(
         &mut self,
         key: StackKey,
         source: &mut impl StackSource,
     ) -> Result<Option<UserStack>, DecodeError> {
-        let started = Instant::now();
-        let stack = loop {
-            if let Some(stack) = self.waiting.remove(&key) {
-                break Some(stack);
+        let mut started = None;
+        loop {
+            match self.take_waiting(key) {
+                Taken::Found(stack) => return Ok(Some(stack)),
+                Taken::Gone => return Ok(None),
+                Taken::NotYet => {}
             }
-            self.pull(source)?;
-            if self.waiting.contains_key(&key) {
-                continue;
+            match source.next_stack() {
+                Some(stack) => {
+                    let (read, stack) = stack?;
+                    if read == key {
+                        self.drop_before(key);
+                        return Ok(Some(stack));
+                    }
+                    self.insert(read, stack);
+                }
+                None => {
+                    let started = *started.get_or_insert_with(Instant::now);
+                    if started.elapsed() > COMMIT_WAIT {
+                        return Ok(None);
+                    }
+                    std::thread::yield_now();
+                }
             }
-            if started.elapsed() > COMMIT_WAIT {
-                break None;
-            }
-            std::thread::yield_now();
-        };
-        let from = StackKey {
-            tid: key.tid,
-            timestamp_ns: 0,
-        };
-        let orphans: Vec<StackKey> = self.waiting.range(from..key).map(|(k, _)| *k).collect();
-        for orphan in orphans {
-            self.waiting.remove(&orphan);
         }
-        Ok(stack)
+    }
+
+    /// Whether `key`'s stack is waiting; its thread's earlier stacks are dropped.
+    fn take_waiting(&mut self, key: StackKey) -> Taken {
+        self.drop_before(key);
+        let Some(queue) = self.waiting.get_mut(&key.tid) else {
+            return Taken::NotYet;
+        };
+        match queue.front() {
+            Some((at, _)) if *at == key.timestamp_ns => {
+                let (_, stack) = queue.pop_front().expect("a front");
+                self.count -= 1;
+                if queue.is_empty() {
+                    self.waiting.remove(&key.tid);
+                }
+                Taken::Found(stack)
+            }
+            // A later stack of the thread was read first: this one was never written.
+            Some(_) => Taken::Gone,
+            None => Taken::NotYet,
+        }
+    }
+
+    /// Drops the stacks of `key`'s thread from before it.
+    fn drop_before(&mut self, key: StackKey) {
+        let Some(queue) = self.waiting.get_mut(&key.tid) else {
+            return;
+        };
+        while queue.front().is_some_and(|(at, _)| *at < key.timestamp_ns) {
+            queue.pop_front();
+            self.count -= 1;
+        }
+        if queue.is_empty() {
+            self.waiting.remove(&key.tid);
+        }
+    }
+
+    fn insert(&mut self, key: StackKey, stack: UserStack) {
+        self.waiting
+            .entry(key.tid)
+            .or_default()
+            .push_back((key.timestamp_ns, stack));
+        self.count += 1;
+        if self.count > MAX_WAITING {
+            self.drop_oldest_half();
+        }
     }
 
     /// Stacks waiting for their calls' records.
     #[cfg(test)]
     fn waiting(&self) -> usize {
-        self.waiting.len()
+        self.count
     }
 
     fn drop_oldest_half(&mut self) {
-        let mut times: Vec<u64> = self.waiting.keys().map(|k| k.timestamp_ns).collect();
+        let mut times: Vec<u64> = self
+            .waiting
+            .values()
+            .flat_map(|queue| queue.iter().map(|(at, _)| *at))
+            .collect();
         let middle = times.len() / 2;
         let (_, &mut cut, _) = times.select_nth_unstable(middle);
-        self.waiting.retain(|key, _| key.timestamp_ns >= cut);
+        for queue in self.waiting.values_mut() {
+            queue.retain(|(at, _)| *at >= cut);
+        }
+        self.waiting.retain(|_, queue| !queue.is_empty());
+        self.count = self.waiting.values().map(VecDeque::len).sum();
     }
+}
+
+/// What the stacks already read say about a call's stack.
+enum Taken {
+    Found(UserStack),
+    /// A later stack of its thread was read: it was never written.
+    Gone,
+    NotYet,
 }
 
 #[cfg(test)]
@@ -143,18 +199,19 @@ mod tests {
     }
 
     #[test]
-    fn a_calls_stack_is_found_before_or_after_it_was_pulled() {
+    fn a_calls_stack_is_read_as_far_as_needed_and_earlier_ones_kept_for_their_records() {
         let mut join = StackJoin::default();
         let mut ring = Queue::default();
-        ring.records.extend([(0, key(1, 10)), (0, key(2, 11))]);
-        join.pull(&mut ring).unwrap();
-        assert_eq!(join.waiting(), 2);
-        ring.records.push_back((0, key(1, 12)));
+        ring.records
+            .extend([(0, key(1, 10)), (0, key(2, 11)), (0, key(1, 12))]);
+        // Thread 2's record came first (another CPU): thread 1's stack waits for its own.
         assert_eq!(join.take(key(2, 11), &mut ring).unwrap().unwrap().rip, 11);
-        // Not pulled yet: read from the ring.
+        assert_eq!(join.waiting(), 1);
+        // Thread 1's stack at 10 had no record (lost): dropped when the later one is taken,
+        // which is read from the ring only now.
         assert_eq!(join.take(key(1, 12), &mut ring).unwrap().unwrap().rip, 12);
-        // Thread 1's stack at 10 had no record (lost): dropped with the later one taken.
         assert_eq!(join.waiting(), 0);
+        assert!(ring.records.is_empty());
     }
 
     #[test]
@@ -174,6 +231,12 @@ mod tests {
         assert!(join.take(key(1, 10), &mut ring).unwrap().is_none());
         // Another thread's stack stays for its own record.
         assert_eq!(join.waiting(), 1);
+        // A later stack of the same thread says at once that this one will not come.
+        ring.records.push_back((0, key(2, 9)));
+        let started = Instant::now();
+        assert!(join.take(key(2, 7), &mut ring).unwrap().is_none());
+        assert!(started.elapsed() < COMMIT_WAIT);
+        assert!(join.take(key(2, 9), &mut ring).unwrap().is_some());
     }
 
     #[test]
@@ -183,10 +246,12 @@ mod tests {
         for i in 0..=MAX_WAITING as u64 {
             ring.records.push_back((0, key(1000 + i as u32, i)));
         }
-        join.pull(&mut ring).unwrap();
-        assert!(join.waiting() <= MAX_WAITING / 2 + 1);
-        // The newest stay.
-        let newest = key(1000 + MAX_WAITING as u32, MAX_WAITING as u64);
+        let newest = key(1000 + MAX_WAITING as u32 + 1, MAX_WAITING as u64 + 1);
+        ring.records.push_back((0, newest));
         assert!(join.take(newest, &mut ring).unwrap().is_some());
+        assert!(join.waiting() <= MAX_WAITING / 2 + 1);
+        // The newest of those stay.
+        let kept = key(1000 + MAX_WAITING as u32, MAX_WAITING as u64);
+        assert!(join.take(kept, &mut ring).unwrap().is_some());
     }
 }
