@@ -251,9 +251,6 @@ impl Capture {
     /// samples, in ring order.
     pub fn drain_records(&mut self, out: &mut Vec<Record>) -> Result<(), CaptureError> {
         self.flush_logs();
-        if let Some(stacks) = &mut self.stacks {
-            stacks.join.pull(stacks.ring.get_mut())?;
-        }
         let mut execs = Vec::new();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
@@ -364,7 +361,11 @@ fn load_object(options: &CaptureOptions, stack_bytes: u32) -> Result<Ebpf, Captu
     } else {
         options.ring_size
     };
-    let stack_wakeup_bytes = u64::from(stack_ring / 4);
+    // The stack ring wakes the reader sooner: a stack copy is several times a call record's
+    // size, so that ring fills first, and its stacks are taken only as their records are read.
+    // At a quarter, two threads churning mappings on a busy 2-CPU machine overran it before
+    // the woken reader ran; at a sixteenth they did not in most runs.
+    let stack_wakeup_bytes = u64::from(stack_ring / 16);
     // One scratch entry per CPU that may run a program.
     let scratch_entries = if stack_bytes == 0 {
         1
