@@ -15,10 +15,11 @@ pub const STACKS_MAP: &str = "STACKS";
 /// Name of the array map, one entry per CPU, where a stack copy is assembled before it goes
 /// into [`STACKS_MAP`] at its exact length ([`StackScratch`]).
 pub const STACK_SCRATCH_MAP: &str = "STACK_SCRATCH";
-/// Name of the LRU hash map from thread id to the top of that thread's stack, as far up as an
-/// unwind of one of its copies read (exclusive): userspace writes it once it has unwound a
-/// whole stack of the thread, and later copies stop there. A thread's outermost frames never
-/// move, so every later stack of the thread ends there too.
+/// Name of the LRU hash map from thread id to the top of that thread's stack (exclusive): the
+/// kernel side writes the top of the stack a traced thread is created on (from its clone
+/// call), userspace a lower one, as far up as an unwind of one of its copies read, once it has
+/// unwound a whole stack of the thread; later copies stop there. A thread's outermost frames
+/// never move, so every later stack of the thread ends there too.
 pub const THREAD_TOPS_MAP: &str = "THREAD_TOPS";
 /// Name of the hash map from TGID to the [`GoOffsets`] of a traced Go program, written by
 /// userspace from the program's DWARF.

@@ -12,7 +12,7 @@ use pmap_common::{
 };
 
 use crate::{
-    maps::{GO_RUNTIMES, TARGETS, THREAD_TOPS, current_target, debug_enabled},
+    maps::{GO_RUNTIMES, TARGETS, THREAD_TOPS, current_target, debug_enabled, stack_bytes},
     record::{Caller, Urgency, emit, kernel_u64},
     regs::SavedRegs,
 };
@@ -81,20 +81,33 @@ fn child_memory(child: u32) -> (u64, u64) {
     )
 }
 
-/// Whether the task being created is a thread of the caller rather than a new process, from the
-/// flags of the clone call in progress. Tasks the kernel creates outside these syscalls (io_uring
-/// workers) are threads.
-fn creates_thread() -> bool {
+/// The clone call in progress: whether the task being created is a thread of the caller
+/// rather than a new process, and the top of the stack it starts on when the call gave it one
+/// (clone's `newsp`; clone3's `stack + stack_size`, where `clone3_stack_valid` in
+/// kernel/fork.c starts it: stacks grow down). Tasks the kernel creates outside these syscalls
+/// (io_uring workers) are threads, on no user stack.
+fn clone_call() -> (bool, Option<u64>) {
     let regs = SavedRegs::current();
-    let first_arg = regs.syscall_args()[0];
-    let flags = match regs.syscall_nr() {
-        SYS_FORK | SYS_VFORK => 0,
-        SYS_CLONE => first_arg,
-        // SAFETY: checked read of the first field (flags) of the user's struct clone_args.
-        SYS_CLONE3 => unsafe { bpf_probe_read_user(first_arg as *const u64) }.unwrap_or(0),
-        _ => CLONE_THREAD,
+    let args = regs.syscall_args();
+    let (flags, top) = match regs.syscall_nr() {
+        SYS_FORK | SYS_VFORK => (0, 0),
+        SYS_CLONE => (args[0], args[1]),
+        SYS_CLONE3 => {
+            // SAFETY: checked read of the user's struct clone_args (include/uapi/linux/sched.h):
+            // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls.
+            let clone_args = unsafe { bpf_probe_read_user(args[0] as *const [u64; 8]) };
+            clone_args.map_or((0, 0), |a| {
+                let top = if a[5] == 0 {
+                    0
+                } else {
+                    a[5].wrapping_add(a[6])
+                };
+                (a[0], top)
+            })
+        }
+        _ => (CLONE_THREAD, 0),
     };
-    flags & CLONE_THREAD != 0
+    (flags & CLONE_THREAD != 0, (top != 0).then_some(top))
 }
 
 #[tracepoint]
@@ -108,8 +121,17 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let child = child as u32;
-    // A new thread shares the traced thread group: nothing to add, nothing to report.
-    if creates_thread() {
+    // A new thread shares the traced thread group: nothing to add, nothing to report; with
+    // stacks on, its copies stop at the top of the stack it starts on from its first call
+    // (the top an unwind finds later is lower and replaces it). Without it the copies of its
+    // first calls, until the reader has unwound one, are of the full size: two threads
+    // starting to churn filled the stack ring with those before the reader's first unwind.
+    // The child has not run yet: the tracepoint fires before `wake_up_new_task`.
+    let (thread, top) = clone_call();
+    if thread {
+        if let Some(top) = top.filter(|_| stack_bytes() != 0) {
+            let _ = THREAD_TOPS.insert(&child, &top, 0);
+        }
         return 0;
     }
     if flags & target_flags::FOLLOW_FORKS != 0 {
