@@ -184,6 +184,24 @@ pub fn pmap_trace_exe() -> std::path::PathBuf {
     path
 }
 
+/// The optimised `pmap-trace` (`target/release`), for tests of whether its reader keeps up
+/// with a program making calls as fast as it can: the unoptimised one does not, by far
+/// (`cargo xtask test` builds both).
+pub fn pmap_trace_release_exe() -> std::path::PathBuf {
+    let debug = pmap_trace_exe();
+    let path = debug
+        .parent()
+        .and_then(|dir| dir.parent())
+        .expect("target directory")
+        .join("release/pmap-trace");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --release -p pmap-user` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
 /// A running `pmap-trace` with its output and diagnostics piped to the test.
 pub struct Tracer {
     pub child: Child,

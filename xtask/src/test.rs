@@ -32,6 +32,11 @@ pub fn run() -> Result<ExitCode> {
     let mut steps = vec![
         ("rustfmt", cargo_with(&["fmt", "--all", "--", "--check"])),
         ("build", cargo_with(&["build", "-p", "pmap-user", "--bins"])),
+        // The tests of whether the reader keeps up run the optimised binary.
+        (
+            "build release",
+            cargo_with(&["build", "--release", "-p", "pmap-user", "--bins"]),
+        ),
         (
             "build tests",
             cargo_with(&[
