@@ -69,7 +69,7 @@ pub(super) fn stack_capture(out: &mut String, workloads: &WorkloadResults) {
          carries a stack: (median with `--sites 10` − median with `--no-events`) / growth \
          calls per iteration. Growth calls: successful private anonymous `mmap`, `brk` that \
          raised the break, `mremap` that grew, counted from strace's output. Each copies \
-         the caller's stack up to the main thread's stack top, 16 KiB at most (the \
+         the caller's stack up to its thread's stack top, 16 KiB at most (the \
          default).\n"
     );
     let mut table = Table::new([

@@ -254,7 +254,7 @@ Median time per iteration of each workload's own timed loop; in brackets the rat
 
 ### Cost of stack capture (`--sites`)
 
-What `--sites` adds per call that carries a stack: (median with `--sites 10` − median with `--no-events`) / growth calls per iteration. Growth calls: successful private anonymous `mmap`, `brk` that raised the break, `mremap` that grew, counted from strace's output. Each copies the caller's stack up to the main thread's stack top, 16 KiB at most (the default).
+What `--sites` adds per call that carries a stack: (median with `--sites 10` − median with `--no-events`) / growth calls per iteration. Growth calls: successful private anonymous `mmap`, `brk` that raised the break, `mremap` that grew, counted from strace's output. Each copies the caller's stack up to its thread's stack top, 16 KiB at most (the default).
 
 | workload                      | growth calls/iter | pmap-trace --no-events | pmap-trace --sites | added per growth call |
 |-------------------------------|-------------------|------------------------|--------------------|-----------------------|
@@ -365,7 +365,7 @@ Median time per iteration of each workload's own timed loop; in brackets the rat
 
 ### Cost of stack capture (`--sites`)
 
-What `--sites` adds per call that carries a stack: (median with `--sites 10` − median with `--no-events`) / growth calls per iteration. Growth calls: successful private anonymous `mmap`, `brk` that raised the break, `mremap` that grew, counted from strace's output. Each copies the caller's stack up to the main thread's stack top, 16 KiB at most (the default).
+What `--sites` adds per call that carries a stack: (median with `--sites 10` − median with `--no-events`) / growth calls per iteration. Growth calls: successful private anonymous `mmap`, `brk` that raised the break, `mremap` that grew, counted from strace's output. Each copies the caller's stack up to its thread's stack top, 16 KiB at most (the default).
 
 | workload                      | growth calls/iter | pmap-trace --no-events | pmap-trace --sites | added per growth call |
 |-------------------------------|-------------------|------------------------|--------------------|-----------------------|
