@@ -224,7 +224,7 @@ struct CodeMapping {
 }
 
 /// One process's unwinder: the code it maps, kept in step with its table, and the walks it
-/// made (see [`StackMemo`]).
+/// made (see `stack_memo`).
 pub struct ProcessUnwinder {
     unwinder: UnwinderX86_64<SectionData>,
     cache: CacheX86_64,
@@ -340,7 +340,7 @@ impl ProcessUnwinder {
     }
 
     /// The site of `stack`: its frames, innermost first, as file locations, interned by
-    /// `intern`; a stack like one walked before (see [`StackMemo`]) gets that one's site
+    /// `intern`; a stack like one walked before (see `stack_memo`) gets that one's site
     /// without a walk. `mappings` is the process's table when the call was made. A stack that
     /// reaches its thread's outermost frame tells the kernel where that thread's stack ends
     /// (not the main thread's, whose end the kernel knows).
