@@ -8,8 +8,10 @@ use thiserror::Error;
 
 use crate::model::Device;
 
+mod call;
 mod exec_image;
 mod stack;
+pub use call::{Arg, ArgKind, Call, Returns};
 pub use exec_image::{ExecImage, ImageGap, ImageVma, special_mappings};
 pub use stack::{StackKey, StackSegment, StackTops, UserStack, awaited_stack, decode_stack};
 
@@ -30,6 +32,8 @@ pub enum DecodeError {
     UnknownSyscall(u32),
     #[error("ring record for unknown ioctl request {0:#x}")]
     UnknownIoctl(u32),
+    #[error("ring record for unknown prctl option {0:#x}")]
+    UnknownPrctl(u64),
 }
 
 /// One thing that happened to a traced process.
@@ -159,252 +163,6 @@ pub struct ExitMemory {
     pub stack_pages: Option<u64>,
 }
 
-/// A mapping-changing call with its arguments as the user passed them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Call {
-    Mmap {
-        addr: u64,
-        len: u64,
-        prot: u64,
-        flags: u64,
-        fd: i32,
-        offset: u64,
-    },
-    Munmap {
-        addr: u64,
-        len: u64,
-    },
-    Brk {
-        addr: u64,
-    },
-    Mremap {
-        old_addr: u64,
-        old_len: u64,
-        new_len: u64,
-        flags: u64,
-        new_addr: u64,
-    },
-    Mprotect {
-        addr: u64,
-        len: u64,
-        prot: u64,
-    },
-    PkeyMprotect {
-        addr: u64,
-        len: u64,
-        prot: u64,
-        pkey: i32,
-    },
-    Madvise {
-        addr: u64,
-        len: u64,
-        advice: u64,
-    },
-    Mlock {
-        addr: u64,
-        len: u64,
-    },
-    Mlock2 {
-        addr: u64,
-        len: u64,
-        flags: u64,
-    },
-    Munlock {
-        addr: u64,
-        len: u64,
-    },
-    Mlockall {
-        flags: u64,
-    },
-    Munlockall,
-    Shmat {
-        shmid: i32,
-        addr: u64,
-        flags: u64,
-    },
-    Shmdt {
-        addr: u64,
-    },
-    /// `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name)`; `name` is a user pointer.
-    SetVmaAnonName {
-        attr: u64,
-        addr: u64,
-        len: u64,
-        name: u64,
-    },
-    RemapFilePages {
-        addr: u64,
-        size: u64,
-        prot: u64,
-        pgoff: u64,
-        flags: u64,
-    },
-    Mbind {
-        addr: u64,
-        len: u64,
-        mode: u64,
-        flags: u64,
-    },
-    /// `ioctl(fd, UFFDIO_REGISTER, {range={start, len}, mode})`: `mode` is the
-    /// UFFDIO_REGISTER_MODE_* bits.
-    UffdRegister {
-        fd: i32,
-        start: u64,
-        len: u64,
-        mode: u64,
-    },
-    /// `ioctl(fd, UFFDIO_UNREGISTER, {start, len})`.
-    UffdUnregister {
-        fd: i32,
-        start: u64,
-        len: u64,
-    },
-    MapShadowStack {
-        addr: u64,
-        size: u64,
-        flags: u64,
-    },
-    Mseal {
-        addr: u64,
-        len: u64,
-        flags: u64,
-    },
-}
-
-impl Call {
-    /// The syscall's name as strace and the kernel's tracepoints spell it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Call::Mmap { .. } => "mmap",
-            Call::Munmap { .. } => "munmap",
-            Call::Brk { .. } => "brk",
-            Call::Mremap { .. } => "mremap",
-            Call::Mprotect { .. } => "mprotect",
-            Call::PkeyMprotect { .. } => "pkey_mprotect",
-            Call::Madvise { .. } => "madvise",
-            Call::Mlock { .. } => "mlock",
-            Call::Mlock2 { .. } => "mlock2",
-            Call::Munlock { .. } => "munlock",
-            Call::Mlockall { .. } => "mlockall",
-            Call::Munlockall => "munlockall",
-            Call::Shmat { .. } => "shmat",
-            Call::Shmdt { .. } => "shmdt",
-            Call::SetVmaAnonName { .. } => "prctl",
-            Call::RemapFilePages { .. } => "remap_file_pages",
-            Call::Mbind { .. } => "mbind",
-            Call::MapShadowStack { .. } => "map_shadow_stack",
-            Call::Mseal { .. } => "mseal",
-            Call::UffdRegister { .. } | Call::UffdUnregister { .. } => "ioctl",
-        }
-    }
-
-    fn from_raw(nr: u32, a: [u64; 6]) -> Result<Self, DecodeError> {
-        Ok(match nr {
-            syscall_nr::MMAP => Call::Mmap {
-                addr: a[0],
-                len: a[1],
-                prot: a[2],
-                flags: a[3],
-                fd: a[4] as i32,
-                offset: a[5],
-            },
-            syscall_nr::MUNMAP => Call::Munmap {
-                addr: a[0],
-                len: a[1],
-            },
-            syscall_nr::BRK => Call::Brk { addr: a[0] },
-            syscall_nr::MREMAP => Call::Mremap {
-                old_addr: a[0],
-                old_len: a[1],
-                new_len: a[2],
-                flags: a[3],
-                new_addr: a[4],
-            },
-            syscall_nr::MPROTECT => Call::Mprotect {
-                addr: a[0],
-                len: a[1],
-                prot: a[2],
-            },
-            syscall_nr::PKEY_MPROTECT => Call::PkeyMprotect {
-                addr: a[0],
-                len: a[1],
-                prot: a[2],
-                pkey: a[3] as i32,
-            },
-            syscall_nr::MADVISE => Call::Madvise {
-                addr: a[0],
-                len: a[1],
-                advice: a[2],
-            },
-            syscall_nr::MLOCK => Call::Mlock {
-                addr: a[0],
-                len: a[1],
-            },
-            syscall_nr::MLOCK2 => Call::Mlock2 {
-                addr: a[0],
-                len: a[1],
-                flags: a[2],
-            },
-            syscall_nr::MUNLOCK => Call::Munlock {
-                addr: a[0],
-                len: a[1],
-            },
-            syscall_nr::MLOCKALL => Call::Mlockall { flags: a[0] },
-            syscall_nr::MUNLOCKALL => Call::Munlockall,
-            syscall_nr::SHMAT => Call::Shmat {
-                shmid: a[0] as i32,
-                addr: a[1],
-                flags: a[2],
-            },
-            syscall_nr::SHMDT => Call::Shmdt { addr: a[0] },
-            syscall_nr::PRCTL => Call::SetVmaAnonName {
-                attr: a[1],
-                addr: a[2],
-                len: a[3],
-                name: a[4],
-            },
-            syscall_nr::REMAP_FILE_PAGES => Call::RemapFilePages {
-                addr: a[0],
-                size: a[1],
-                prot: a[2],
-                pgoff: a[3],
-                flags: a[4],
-            },
-            syscall_nr::MBIND => Call::Mbind {
-                addr: a[0],
-                len: a[1],
-                mode: a[2],
-                flags: a[5],
-            },
-            syscall_nr::MAP_SHADOW_STACK => Call::MapShadowStack {
-                addr: a[0],
-                size: a[1],
-                flags: a[2],
-            },
-            syscall_nr::MSEAL => Call::Mseal {
-                addr: a[0],
-                len: a[1],
-                flags: a[2],
-            },
-            syscall_nr::IOCTL => match a[1] as u32 {
-                pmap_common::linux::UFFDIO_REGISTER => Call::UffdRegister {
-                    fd: a[0] as i32,
-                    start: a[3],
-                    len: a[4],
-                    mode: a[5],
-                },
-                pmap_common::linux::UFFDIO_UNREGISTER => Call::UffdUnregister {
-                    fd: a[0] as i32,
-                    start: a[3],
-                    len: a[4],
-                },
-                request => return Err(DecodeError::UnknownIoctl(request)),
-            },
-            other => return Err(DecodeError::UnknownSyscall(other)),
-        })
-    }
-}
-
 /// One ring record: the event, for a growth call the stack copied for it (joined from the
 /// stack ring), and for an exec the address space it made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -508,11 +266,20 @@ fn file_path_of(bytes: &[u8]) -> Result<FilePath, DecodeError> {
     Ok(whole.file)
 }
 
+/// The call a syscall record describes, or why it describes none.
+fn call_of(nr: u32, args: [u64; 6]) -> Result<Call, DecodeError> {
+    Call::from_registers(nr, args).ok_or(match nr {
+        syscall_nr::IOCTL => DecodeError::UnknownIoctl(args[1] as u32),
+        syscall_nr::PRCTL => DecodeError::UnknownPrctl(args[0]),
+        other => DecodeError::UnknownSyscall(other),
+    })
+}
+
 pub fn decode_record(record: &EventRecord) -> Result<Event, DecodeError> {
     let kind = match record.kind {
         record_kind::SYSCALL | record_kind::SYSCALL_WITH_STACK | record_kind::FILE_MMAP => {
             EventKind::Call {
-                call: Call::from_raw(record.syscall_nr, record.args)?,
+                call: call_of(record.syscall_nr, record.args)?,
                 ret: record.ret,
             }
         }
@@ -842,6 +609,14 @@ mod tests {
         assert_eq!(decode(&bytes_of(&r)), Err(DecodeError::UnknownKind(99)));
         let r = record(record_kind::SYSCALL, 1, [0; 6], 0);
         assert_eq!(decode(&bytes_of(&r)), Err(DecodeError::UnknownSyscall(1)));
+        // prctl is traced for PR_SET_VMA alone; PR_SET_NAME is another option.
+        let r = record(
+            record_kind::SYSCALL,
+            syscall_nr::PRCTL,
+            [15, 0, 0, 0, 0, 0],
+            0,
+        );
+        assert_eq!(decode(&bytes_of(&r)), Err(DecodeError::UnknownPrctl(15)));
     }
 
     #[test]
