@@ -36,6 +36,10 @@ pub const MAP_UNINITIALIZED: u64 = 0x400_0000;
 /// mmap's flags hold log2 of a huge page size in the 6 bits from here.
 pub const MAP_HUGE_SHIFT: u32 = 26;
 pub const MAP_HUGE_MASK: u64 = 0x3f;
+/// Huge page sizes as mmap's flags encode them (`include/uapi/asm-generic/hugetlb_encode.h`).
+pub const MAP_HUGE_64KB: u64 = 16 << MAP_HUGE_SHIFT;
+pub const MAP_HUGE_2MB: u64 = 21 << MAP_HUGE_SHIFT;
+pub const MAP_HUGE_1GB: u64 = 30 << MAP_HUGE_SHIFT;
 
 pub const MREMAP_MAYMOVE: u64 = 1;
 pub const MREMAP_FIXED: u64 = 2;
@@ -99,6 +103,8 @@ pub const EINVAL: i64 = 22;
 
 /// `prctl` option that names anonymous mappings; other prctl calls are not recorded.
 pub const PR_SET_VMA: u64 = 0x53564d41;
+/// The `PR_SET_VMA` attribute that names anonymous mappings (`include/uapi/linux/prctl.h`).
+pub const PR_SET_VMA_ANON_NAME: u64 = 0;
 
 /// x86_64 numbers of the calls that create tasks, which the fork hook tells apart.
 pub const SYS_CLONE: u64 = 56;

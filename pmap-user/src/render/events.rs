@@ -2,11 +2,12 @@
 
 use std::io::Write as _;
 
-use serde_json::{Value, json};
+use pmap_common::linux::{MAP_HUGE_MASK, MAP_HUGE_SHIFT, MAP_TYPE};
+use serde_json::{Map, Value, json};
 
 use super::digits::{push_dec, push_dec_zero_padded, push_prefixed_hex, push_signed};
 use crate::{
-    decode::{Call, Event, EventKind},
+    decode::{Arg, ArgKind, Call, Event, EventKind, Returns},
     model::{ExitStatus, signal_name},
 };
 
@@ -195,7 +196,7 @@ fn push_map_flags(out: &mut Vec<u8>, flags: u64) {
     // The type comes first and is never empty, so every later name follows a '|'.
     match map_kind(flags) {
         Some(kind) => out.extend_from_slice(kind.as_bytes()),
-        None => push_prefixed_hex(out, flags & 0x0f),
+        None => push_prefixed_hex(out, flags & MAP_TYPE),
     }
     let rest = map_flags_rest(flags);
     if rest != 0 {
@@ -231,31 +232,43 @@ fn flag_names(value: u64, table: &[(u64, &'static str)]) -> Vec<String> {
     names
 }
 
-const PROT: &[(u64, &str)] = &[
-    (1, "PROT_READ"),
-    (2, "PROT_WRITE"),
-    (4, "PROT_EXEC"),
-    (0x0100_0000, "PROT_GROWSDOWN"),
-    (0x0200_0000, "PROT_GROWSUP"),
+/// `(CONST, "CONST")` pairs of `pmap_common::linux` constants: each name is written once, as
+/// the constant it names.
+macro_rules! named {
+    ($($name:ident),* $(,)?) => {
+        &[$((pmap_common::linux::$name as u64, stringify!($name))),*]
+    };
+}
+
+const PROT: &[(u64, &str)] = named![
+    PROT_READ,
+    PROT_WRITE,
+    PROT_EXEC,
+    PROT_GROWSDOWN,
+    PROT_GROWSUP
 ];
 
-const MAP_FLAGS: &[(u64, &str)] = &[
-    (0x10, "MAP_FIXED"),
-    (0x20, "MAP_ANONYMOUS"),
-    (0x40, "MAP_32BIT"),
-    (0x100, "MAP_GROWSDOWN"),
-    (0x800, "MAP_DENYWRITE"),
-    (0x1000, "MAP_EXECUTABLE"),
-    (0x2000, "MAP_LOCKED"),
-    (0x4000, "MAP_NORESERVE"),
-    (0x8000, "MAP_POPULATE"),
-    (0x10000, "MAP_NONBLOCK"),
-    (0x20000, "MAP_STACK"),
-    (0x40000, "MAP_HUGETLB"),
-    (0x80000, "MAP_SYNC"),
-    (0x100000, "MAP_FIXED_NOREPLACE"),
-    (0x4000000, "MAP_UNINITIALIZED"),
+const MAP_TYPES: &[(u64, &str)] = named![MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE];
+
+const MAP_FLAGS: &[(u64, &str)] = named![
+    MAP_FIXED,
+    MAP_ANONYMOUS,
+    MAP_32BIT,
+    MAP_GROWSDOWN,
+    MAP_DENYWRITE,
+    MAP_EXECUTABLE,
+    MAP_LOCKED,
+    MAP_NORESERVE,
+    MAP_POPULATE,
+    MAP_NONBLOCK,
+    MAP_STACK,
+    MAP_HUGETLB,
+    MAP_SYNC,
+    MAP_FIXED_NOREPLACE,
+    MAP_UNINITIALIZED,
 ];
+
+const MAP_HUGE_SIZES: &[(u64, &str)] = named![MAP_HUGE_64KB, MAP_HUGE_2MB, MAP_HUGE_1GB];
 
 fn prot_names(prot: u64) -> Vec<String> {
     flag_names(prot, PROT)
@@ -263,34 +276,24 @@ fn prot_names(prot: u64) -> Vec<String> {
 
 /// MAP_SHARED, MAP_PRIVATE or MAP_SHARED_VALIDATE, from the type bits.
 fn map_kind(flags: u64) -> Option<&'static str> {
-    match flags & 0x0f {
-        0x01 => Some("MAP_SHARED"),
-        0x02 => Some("MAP_PRIVATE"),
-        0x03 => Some("MAP_SHARED_VALIDATE"),
-        _ => None,
-    }
+    name_of(flags & MAP_TYPE, MAP_TYPES)
 }
 
 /// The flag bits, without the type and the huge page size.
 fn map_flags_rest(flags: u64) -> u64 {
-    flags & !0x0f & !(0x3f << 26)
+    flags & !MAP_TYPE & !(MAP_HUGE_MASK << MAP_HUGE_SHIFT)
 }
 
 fn map_huge_shift(flags: u64) -> u64 {
-    (flags >> 26) & 0x3f
+    (flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK
 }
 
 fn map_huge_name(shift: u64) -> Option<&'static str> {
-    match shift {
-        16 => Some("MAP_HUGE_64KB"),
-        21 => Some("MAP_HUGE_2MB"),
-        30 => Some("MAP_HUGE_1GB"),
-        _ => None,
-    }
+    name_of(shift << MAP_HUGE_SHIFT, MAP_HUGE_SIZES)
 }
 
 fn map_flag_names(flags: u64) -> Vec<String> {
-    let kind = map_kind(flags).map_or_else(|| format!("{:#x}", flags & 0x0f), str::to_string);
+    let kind = map_kind(flags).map_or_else(|| format!("{:#x}", flags & MAP_TYPE), str::to_string);
     let mut names = vec![kind];
     names.extend(flag_names(map_flags_rest(flags), MAP_FLAGS));
     let huge_shift = map_huge_shift(flags);
@@ -303,60 +306,72 @@ fn map_flag_names(flags: u64) -> Vec<String> {
     names
 }
 
-const MREMAP: &[(u64, &str)] = &[
-    (1, "MREMAP_MAYMOVE"),
-    (2, "MREMAP_FIXED"),
-    (4, "MREMAP_DONTUNMAP"),
+const MREMAP: &[(u64, &str)] = named![MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP];
+const MLOCKALL: &[(u64, &str)] = named![MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT];
+const MLOCK2: &[(u64, &str)] = named![MLOCK_ONFAULT];
+const UFFDIO_REGISTER_MODE: &[(u64, &str)] = named![
+    UFFDIO_REGISTER_MODE_MISSING,
+    UFFDIO_REGISTER_MODE_WP,
+    UFFDIO_REGISTER_MODE_MINOR,
 ];
-const MLOCKALL: &[(u64, &str)] = &[(1, "MCL_CURRENT"), (2, "MCL_FUTURE"), (4, "MCL_ONFAULT")];
-const MLOCK2: &[(u64, &str)] = &[(1, "MLOCK_ONFAULT")];
-const UFFDIO_REGISTER_MODE: &[(u64, &str)] = &[
-    (1, "UFFDIO_REGISTER_MODE_MISSING"),
-    (2, "UFFDIO_REGISTER_MODE_WP"),
-    (4, "UFFDIO_REGISTER_MODE_MINOR"),
-];
-const SHMAT: &[(u64, &str)] = &[
-    (0o10000, "SHM_RDONLY"),
-    (0o20000, "SHM_RND"),
-    (0o40000, "SHM_REMAP"),
-    (0o100000, "SHM_EXEC"),
+const SHMAT: &[(u64, &str)] = named![SHM_RDONLY, SHM_RND, SHM_REMAP, SHM_EXEC];
+const PRCTL_OPTIONS: &[(u64, &str)] = named![PR_SET_VMA];
+const VMA_ATTRIBUTES: &[(u64, &str)] = named![PR_SET_VMA_ANON_NAME];
+const IOCTL_REQUESTS: &[(u64, &str)] = named![UFFDIO_REGISTER, UFFDIO_UNREGISTER];
+
+const MADVICE: &[(u64, &str)] = named![
+    MADV_NORMAL,
+    MADV_RANDOM,
+    MADV_SEQUENTIAL,
+    MADV_WILLNEED,
+    MADV_DONTNEED,
+    MADV_FREE,
+    MADV_REMOVE,
+    MADV_DONTFORK,
+    MADV_DOFORK,
+    MADV_MERGEABLE,
+    MADV_UNMERGEABLE,
+    MADV_HUGEPAGE,
+    MADV_NOHUGEPAGE,
+    MADV_DONTDUMP,
+    MADV_DODUMP,
+    MADV_WIPEONFORK,
+    MADV_KEEPONFORK,
+    MADV_COLD,
+    MADV_PAGEOUT,
+    MADV_POPULATE_READ,
+    MADV_POPULATE_WRITE,
+    MADV_DONTNEED_LOCKED,
+    MADV_COLLAPSE,
+    MADV_HWPOISON,
+    MADV_SOFT_OFFLINE,
+    MADV_GUARD_INSTALL,
+    MADV_GUARD_REMOVE,
 ];
 
-fn known_madvise(advice: u64) -> Option<&'static str> {
-    Some(match advice {
-        0 => "MADV_NORMAL",
-        1 => "MADV_RANDOM",
-        2 => "MADV_SEQUENTIAL",
-        3 => "MADV_WILLNEED",
-        4 => "MADV_DONTNEED",
-        8 => "MADV_FREE",
-        9 => "MADV_REMOVE",
-        10 => "MADV_DONTFORK",
-        11 => "MADV_DOFORK",
-        12 => "MADV_MERGEABLE",
-        13 => "MADV_UNMERGEABLE",
-        14 => "MADV_HUGEPAGE",
-        15 => "MADV_NOHUGEPAGE",
-        16 => "MADV_DONTDUMP",
-        17 => "MADV_DODUMP",
-        18 => "MADV_WIPEONFORK",
-        19 => "MADV_KEEPONFORK",
-        20 => "MADV_COLD",
-        21 => "MADV_PAGEOUT",
-        22 => "MADV_POPULATE_READ",
-        23 => "MADV_POPULATE_WRITE",
-        24 => "MADV_DONTNEED_LOCKED",
-        25 => "MADV_COLLAPSE",
-        100 => "MADV_HWPOISON",
-        101 => "MADV_SOFT_OFFLINE",
-        102 => "MADV_GUARD_INSTALL",
-        103 => "MADV_GUARD_REMOVE",
-        _ => return None,
-    })
+/// The name `table` gives `value`.
+fn name_of(value: u64, table: &[(u64, &'static str)]) -> Option<&'static str> {
+    table
+        .iter()
+        .find(|&&(known, _)| known == value)
+        .map(|&(_, name)| name)
+}
+
+/// The name `table` gives `value`, or the number in decimal.
+fn push_named(out: &mut Vec<u8>, value: u64, table: &[(u64, &'static str)]) {
+    match name_of(value, table) {
+        Some(name) => out.extend_from_slice(name.as_bytes()),
+        None => push_dec(out, value, 0),
+    }
+}
+
+/// [`push_named`] as a `String`.
+fn named_text(value: u64, table: &[(u64, &'static str)]) -> String {
+    name_of(value, table).map_or_else(|| value.to_string(), str::to_string)
 }
 
 fn madvise_name(advice: u64) -> String {
-    known_madvise(advice).map_or_else(|| advice.to_string(), str::to_string)
+    named_text(advice, MADVICE)
 }
 
 fn errno_name(errno: i32) -> &'static str {
@@ -389,10 +404,10 @@ fn errno_name(errno: i32) -> &'static str {
     }
 }
 
-/// The errno of a failed call, if `ret` is one (the kernel returns -4095..=-1). `brk` reports
-/// failure by returning the old break, never an errno.
+/// The errno of a failed call, if `ret` is one (the kernel returns -4095..=-1, `MAX_ERRNO` in
+/// include/linux/err.h), unless the call never returns one.
 fn failure(call: &Call, ret: i64) -> Option<i32> {
-    ((-4095..0).contains(&ret) && !matches!(call, Call::Brk { .. })).then_some((-ret) as i32)
+    ((-4095..0).contains(&ret) && call.returns() != Returns::Break).then_some((-ret) as i32)
 }
 
 fn errno_text(errno: i32) -> String {
@@ -406,14 +421,7 @@ fn errno_text(errno: i32) -> String {
 }
 
 fn returns_address(call: &Call) -> bool {
-    matches!(
-        call,
-        Call::Mmap { .. }
-            | Call::Brk { .. }
-            | Call::Mremap { .. }
-            | Call::Shmat { .. }
-            | Call::MapShadowStack { .. }
-    )
+    matches!(call.returns(), Returns::Address | Returns::Break)
 }
 
 fn push_fd(out: &mut Vec<u8>, fd: i32, context: &EventContext) {
@@ -425,176 +433,52 @@ fn push_fd(out: &mut Vec<u8>, fd: i32, context: &EventContext) {
     }
 }
 
-/// `ADDR, SIZE`, which most calls start with.
-fn push_range(out: &mut Vec<u8>, addr: u64, len: u64) {
-    push_addr(out, addr);
-    out.extend_from_slice(b", ");
-    push_size(out, len);
-}
-
 /// The argument list of `call`, strace style.
 fn push_args(out: &mut Vec<u8>, call: &Call, context: &EventContext) {
-    match *call {
-        Call::Mmap {
-            addr,
-            len,
-            prot,
-            flags,
-            fd,
-            offset,
-        } => {
-            push_range(out, addr, len);
-            out.extend_from_slice(b", ");
-            push_prot(out, prot);
-            out.extend_from_slice(b", ");
-            push_map_flags(out, flags);
-            out.extend_from_slice(b", ");
-            push_fd(out, fd, context);
-            out.extend_from_slice(b", ");
-            push_prefixed_hex(out, offset);
-        }
-        Call::Munmap { addr, len } | Call::Mlock { addr, len } | Call::Munlock { addr, len } => {
-            push_range(out, addr, len);
-        }
-        Call::Brk { addr } | Call::Shmdt { addr } => push_addr(out, addr),
-        Call::Mremap {
-            old_addr,
-            old_len,
-            new_len,
-            flags,
-            new_addr,
-        } => {
-            push_range(out, old_addr, old_len);
-            out.extend_from_slice(b", ");
-            push_size(out, new_len);
-            out.extend_from_slice(b", ");
-            push_flags(out, flags, MREMAP, "0");
-            if flags & 2 != 0 {
+    let mut first = true;
+    // Inlined at each argument of each call, where its kind is a constant: the match on it
+    // folds away, and the line costs what a formatter written per call would.
+    call.for_each_arg(
+        #[inline(always)]
+        |arg| {
+            if !arg.in_text {
+                return;
+            }
+            if !first {
                 out.extend_from_slice(b", ");
-                push_addr(out, new_addr);
             }
-        }
-        Call::Mprotect { addr, len, prot } => {
-            push_range(out, addr, len);
-            out.extend_from_slice(b", ");
-            push_prot(out, prot);
-        }
-        Call::PkeyMprotect {
-            addr,
-            len,
-            prot,
-            pkey,
-        } => {
-            push_range(out, addr, len);
-            out.extend_from_slice(b", ");
-            push_prot(out, prot);
-            out.extend_from_slice(b", ");
-            push_signed(out, pkey.into());
-        }
-        Call::Madvise { addr, len, advice } => {
-            push_range(out, addr, len);
-            out.extend_from_slice(b", ");
-            match known_madvise(advice) {
-                Some(name) => out.extend_from_slice(name.as_bytes()),
-                None => push_dec(out, advice, 0),
-            }
-        }
-        Call::Mlock2 { addr, len, flags } => {
-            push_range(out, addr, len);
-            out.extend_from_slice(b", ");
-            push_flags(out, flags, MLOCK2, "0");
-        }
-        Call::Mlockall { flags } => push_flags(out, flags, MLOCKALL, "0"),
-        Call::Munlockall => {}
-        Call::Shmat { shmid, addr, flags } => {
-            push_signed(out, shmid.into());
-            out.extend_from_slice(b", ");
-            push_addr(out, addr);
-            out.extend_from_slice(b", ");
-            push_flags(out, flags, SHMAT, "0");
-        }
-        Call::SetVmaAnonName {
-            attr,
-            addr,
-            len,
-            name,
-        } => {
-            out.extend_from_slice(b"PR_SET_VMA, ");
-            if attr == 0 {
-                out.extend_from_slice(b"PR_SET_VMA_ANON_NAME");
-            } else {
-                push_dec(out, attr, 0);
-            }
-            out.extend_from_slice(b", ");
-            push_range(out, addr, len);
-            out.extend_from_slice(b", ");
-            push_addr(out, name);
-        }
-        Call::RemapFilePages {
-            addr,
-            size,
-            prot,
-            pgoff,
-            flags,
-        } => {
-            push_range(out, addr, size);
-            out.extend_from_slice(b", ");
-            push_prefixed_hex(out, prot);
-            out.extend_from_slice(b", ");
-            push_dec(out, pgoff, 0);
-            out.extend_from_slice(b", ");
-            push_prefixed_hex(out, flags);
-        }
-        Call::Mbind {
-            addr,
-            len,
-            mode,
-            flags,
-        } => {
-            push_range(out, addr, len);
-            out.extend_from_slice(b", ");
-            push_dec(out, mode, 0);
-            out.extend_from_slice(b", ");
-            push_prefixed_hex(out, flags);
-        }
-        Call::MapShadowStack {
-            addr,
-            size: len,
-            flags,
-        }
-        | Call::Mseal { addr, len, flags } => {
-            push_range(out, addr, len);
-            out.extend_from_slice(b", ");
-            push_prefixed_hex(out, flags);
-        }
-        Call::UffdRegister {
-            fd,
-            start,
-            len,
-            mode,
-        } => {
-            push_signed(out, fd.into());
-            out.extend_from_slice(b", UFFDIO_REGISTER, {range={");
-            push_uffd_range(out, start, len);
-            out.extend_from_slice(b"}, mode=");
-            push_flags(out, mode, UFFDIO_REGISTER_MODE, "0");
-            out.push(b'}');
-        }
-        Call::UffdUnregister { fd, start, len } => {
-            push_signed(out, fd.into());
-            out.extend_from_slice(b", UFFDIO_UNREGISTER, {");
-            push_uffd_range(out, start, len);
-            out.push(b'}');
-        }
-    }
+            first = false;
+            let (before, after) = arg.text_around;
+            out.extend_from_slice(before.as_bytes());
+            push_arg(out, &arg, context);
+            out.extend_from_slice(after.as_bytes());
+        },
+    );
 }
 
-/// The fields of a `struct uffdio_range`, strace style: `start=ADDR, len=SIZE`.
-fn push_uffd_range(out: &mut Vec<u8>, start: u64, len: u64) {
-    out.extend_from_slice(b"start=");
-    push_addr(out, start);
-    out.extend_from_slice(b", len=");
-    push_size(out, len);
+/// One argument, as strace prints its kind.
+#[inline(always)]
+fn push_arg(out: &mut Vec<u8>, arg: &Arg, context: &EventContext) {
+    let value = arg.value;
+    match arg.kind {
+        ArgKind::Address => push_addr(out, value),
+        ArgKind::Size => push_size(out, value),
+        ArgKind::Offset | ArgKind::Bits => push_prefixed_hex(out, value),
+        ArgKind::Decimal => push_dec(out, value, 0),
+        ArgKind::Signed | ArgKind::Fd => push_signed(out, value as i64),
+        ArgKind::MappedFd => push_fd(out, value as i32, context),
+        ArgKind::Prot => push_prot(out, value),
+        ArgKind::MapFlags => push_map_flags(out, value),
+        ArgKind::MremapFlags => push_flags(out, value, MREMAP, "0"),
+        ArgKind::Mlock2Flags => push_flags(out, value, MLOCK2, "0"),
+        ArgKind::MlockallFlags => push_flags(out, value, MLOCKALL, "0"),
+        ArgKind::ShmatFlags => push_flags(out, value, SHMAT, "0"),
+        ArgKind::UffdRegisterMode => push_flags(out, value, UFFDIO_REGISTER_MODE, "0"),
+        ArgKind::Advice => push_named(out, value, MADVICE),
+        ArgKind::PrctlOption => push_named(out, value, PRCTL_OPTIONS),
+        ArgKind::VmaAttribute => push_named(out, value, VMA_ATTRIBUTES),
+        ArgKind::IoctlRequest => push_named(out, value, IOCTL_REQUESTS),
+    }
 }
 
 fn push_result(out: &mut Vec<u8>, call: &Call, ret: i64) {
@@ -686,98 +570,39 @@ pub fn event_line(event: &Event, context: &EventContext, clock: &Clock) -> Strin
     String::from_utf8(line).expect("event lines are UTF-8")
 }
 
+/// The `args` object of a call: each argument under its name, valued as its kind.
 fn args_json(call: &Call, context: &EventContext) -> Value {
-    match *call {
-        Call::Mmap {
-            addr,
-            len,
-            prot,
-            flags,
-            fd,
-            offset,
-        } => json!({
-            "addr": addr, "len": len, "prot": prot_names(prot), "flags": map_flag_names(flags),
-            "fd": fd, "offset": offset,
-            "path": context.path.as_deref().map(escape_bytes),
-        }),
-        Call::Munmap { addr, len } | Call::Mlock { addr, len } | Call::Munlock { addr, len } => {
-            json!({ "addr": addr, "len": len })
-        }
-        Call::Brk { addr } => json!({ "addr": addr }),
-        Call::Mremap {
-            old_addr,
-            old_len,
-            new_len,
-            flags,
-            new_addr,
-        } => json!({
-            "old_addr": old_addr, "old_len": old_len, "new_len": new_len,
-            "flags": flag_names(flags, MREMAP), "new_addr": new_addr,
-        }),
-        Call::Mprotect { addr, len, prot } => {
-            json!({ "addr": addr, "len": len, "prot": prot_names(prot) })
-        }
-        Call::PkeyMprotect {
-            addr,
-            len,
-            prot,
-            pkey,
-        } => {
-            json!({ "addr": addr, "len": len, "prot": prot_names(prot), "pkey": pkey })
-        }
-        Call::Madvise { addr, len, advice } => {
-            json!({ "addr": addr, "len": len, "advice": madvise_name(advice) })
-        }
-        Call::Mlock2 { addr, len, flags } => {
-            json!({ "addr": addr, "len": len, "flags": flag_names(flags, MLOCK2) })
-        }
-        Call::Mlockall { flags } => json!({ "flags": flag_names(flags, MLOCKALL) }),
-        Call::Munlockall => json!({}),
-        Call::Shmat { shmid, addr, flags } => {
-            json!({ "shmid": shmid, "addr": addr, "flags": flag_names(flags, SHMAT) })
-        }
-        Call::Shmdt { addr } => json!({ "addr": addr }),
-        Call::SetVmaAnonName {
-            attr,
-            addr,
-            len,
-            name,
-        } => {
-            json!({ "attr": attr, "addr": addr, "len": len, "name_ptr": name })
-        }
-        Call::RemapFilePages {
-            addr,
-            size,
-            prot,
-            pgoff,
-            flags,
-        } => json!({
-            "addr": addr, "size": size, "prot": prot, "pgoff": pgoff, "flags": flags,
-        }),
-        Call::Mbind {
-            addr,
-            len,
-            mode,
-            flags,
-        } => {
-            json!({ "addr": addr, "len": len, "mode": mode, "flags": flags })
-        }
-        Call::MapShadowStack { addr, size, flags } => {
-            json!({ "addr": addr, "size": size, "flags": flags })
-        }
-        Call::Mseal { addr, len, flags } => json!({ "addr": addr, "len": len, "flags": flags }),
-        Call::UffdRegister {
-            fd,
-            start,
-            len,
-            mode,
-        } => json!({
-            "fd": fd, "request": "UFFDIO_REGISTER", "start": start, "len": len, "mode": mode,
-        }),
-        Call::UffdUnregister { fd, start, len } => {
-            json!({ "fd": fd, "request": "UFFDIO_UNREGISTER", "start": start, "len": len })
-        }
+    let mut args = Map::new();
+    for arg in call.args() {
+        let value = arg.value;
+        let json = match arg.kind {
+            // The call's name says it: prctl is traced for PR_SET_VMA alone.
+            ArgKind::PrctlOption => continue,
+            ArgKind::Address
+            | ArgKind::Size
+            | ArgKind::Offset
+            | ArgKind::Decimal
+            | ArgKind::Bits
+            | ArgKind::VmaAttribute
+            | ArgKind::UffdRegisterMode => value.into(),
+            ArgKind::Signed | ArgKind::Fd => (value as i64).into(),
+            ArgKind::MappedFd => {
+                let path = context.path.as_deref().map(escape_bytes);
+                args.insert("path".into(), path.into());
+                (value as i64).into()
+            }
+            ArgKind::Prot => prot_names(value).into(),
+            ArgKind::MapFlags => map_flag_names(value).into(),
+            ArgKind::MremapFlags => flag_names(value, MREMAP).into(),
+            ArgKind::Mlock2Flags => flag_names(value, MLOCK2).into(),
+            ArgKind::MlockallFlags => flag_names(value, MLOCKALL).into(),
+            ArgKind::ShmatFlags => flag_names(value, SHMAT).into(),
+            ArgKind::Advice => madvise_name(value).into(),
+            ArgKind::IoctlRequest => named_text(value, IOCTL_REQUESTS).into(),
+        };
+        args.insert(arg.name.into(), json);
     }
+    Value::Object(args)
 }
 
 /// One JSON object for `event`. Field names are stable: `type`, `time`, `timestamp_ns`, `pid`,
@@ -1099,6 +924,106 @@ mod tests {
         pub(super) fn line(event: &Event, context: &EventContext, clock: &Clock) -> String {
             reference_line(event, context, clock)
         }
+
+        /// The `args` object of a call as it was made before each call was described once:
+        /// one `json!` object per call.
+        pub(super) fn args_json(call: &Call, context: &EventContext) -> Value {
+            match *call {
+                Call::Mmap {
+                    addr,
+                    len,
+                    prot,
+                    flags,
+                    fd,
+                    offset,
+                } => json!({
+                    "addr": addr, "len": len, "prot": prot_names(prot), "flags": map_flag_names(flags),
+                    "fd": fd, "offset": offset,
+                    "path": context.path.as_deref().map(escape_bytes),
+                }),
+                Call::Munmap { addr, len }
+                | Call::Mlock { addr, len }
+                | Call::Munlock { addr, len } => {
+                    json!({ "addr": addr, "len": len })
+                }
+                Call::Brk { addr } => json!({ "addr": addr }),
+                Call::Mremap {
+                    old_addr,
+                    old_len,
+                    new_len,
+                    flags,
+                    new_addr,
+                } => json!({
+                    "old_addr": old_addr, "old_len": old_len, "new_len": new_len,
+                    "flags": flag_names(flags, MREMAP), "new_addr": new_addr,
+                }),
+                Call::Mprotect { addr, len, prot } => {
+                    json!({ "addr": addr, "len": len, "prot": prot_names(prot) })
+                }
+                Call::PkeyMprotect {
+                    addr,
+                    len,
+                    prot,
+                    pkey,
+                } => {
+                    json!({ "addr": addr, "len": len, "prot": prot_names(prot), "pkey": pkey })
+                }
+                Call::Madvise { addr, len, advice } => {
+                    json!({ "addr": addr, "len": len, "advice": madvise_name(advice) })
+                }
+                Call::Mlock2 { addr, len, flags } => {
+                    json!({ "addr": addr, "len": len, "flags": flag_names(flags, MLOCK2) })
+                }
+                Call::Mlockall { flags } => json!({ "flags": flag_names(flags, MLOCKALL) }),
+                Call::Munlockall => json!({}),
+                Call::Shmat { shmid, addr, flags } => {
+                    json!({ "shmid": shmid, "addr": addr, "flags": flag_names(flags, SHMAT) })
+                }
+                Call::Shmdt { addr } => json!({ "addr": addr }),
+                Call::SetVmaAnonName {
+                    attr,
+                    addr,
+                    len,
+                    name,
+                } => {
+                    json!({ "attr": attr, "addr": addr, "len": len, "name_ptr": name })
+                }
+                Call::RemapFilePages {
+                    addr,
+                    size,
+                    prot,
+                    pgoff,
+                    flags,
+                } => json!({
+                    "addr": addr, "size": size, "prot": prot, "pgoff": pgoff, "flags": flags,
+                }),
+                Call::Mbind {
+                    addr,
+                    len,
+                    mode,
+                    flags,
+                } => {
+                    json!({ "addr": addr, "len": len, "mode": mode, "flags": flags })
+                }
+                Call::MapShadowStack { addr, size, flags } => {
+                    json!({ "addr": addr, "size": size, "flags": flags })
+                }
+                Call::Mseal { addr, len, flags } => {
+                    json!({ "addr": addr, "len": len, "flags": flags })
+                }
+                Call::UffdRegister {
+                    fd,
+                    start,
+                    len,
+                    mode,
+                } => json!({
+                    "fd": fd, "request": "UFFDIO_REGISTER", "start": start, "len": len, "mode": mode,
+                }),
+                Call::UffdUnregister { fd, start, len } => {
+                    json!({ "fd": fd, "request": "UFFDIO_UNREGISTER", "start": start, "len": len })
+                }
+            }
+        }
     }
 
     mod same_as_reference {
@@ -1290,6 +1215,17 @@ mod tests {
                     lines.push(&mut line, event, context);
                     let want = format!("<{}", reference::line(event, context, &clock));
                     prop_assert_eq!(String::from_utf8(line).unwrap(), want);
+                }
+            }
+
+            #[test]
+            fn call_arguments_in_json_are_the_format_arguments((event, context) in event()) {
+                if let EventKind::Call { call, .. } = &event.kind {
+                    let object = event_json(&event, &context, &Clock::with_offset(0));
+                    prop_assert_eq!(
+                        object["args"].to_string(),
+                        reference::args_json(call, &context).to_string()
+                    );
                 }
             }
         }
