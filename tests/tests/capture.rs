@@ -21,33 +21,11 @@ const WORKLOAD: &str = env!("CARGO_BIN_EXE_pmap-workload");
 
 /// The call as the workload reports it: `name arg... = ret`, arguments as signed integers.
 fn signature(call: &Call, ret: i64) -> String {
-    let args: Vec<u64> = match *call {
-        Call::Mmap {
-            addr,
-            len,
-            prot,
-            flags,
-            fd,
-            offset,
-        } => {
-            vec![addr, len, prot, flags, fd as i64 as u64, offset]
-        }
-        Call::Munmap { addr, len } | Call::Mlock { addr, len } => vec![addr, len],
-        Call::Brk { addr } => vec![addr],
-        Call::Mremap {
-            old_addr,
-            old_len,
-            new_len,
-            flags,
-            new_addr,
-        } => {
-            vec![old_addr, old_len, new_len, flags, new_addr]
-        }
-        Call::Mprotect { addr, len, prot } => vec![addr, len, prot],
-        Call::Madvise { addr, len, advice } => vec![addr, len, advice],
-        other => panic!("the script makes no {} call", other.name()),
-    };
-    let args: Vec<String> = args.iter().map(|a| (*a as i64).to_string()).collect();
+    let args: Vec<String> = call
+        .raw_args()
+        .iter()
+        .map(|&arg| (arg as i64).to_string())
+        .collect();
     format!("{} {} = {ret}", call.name(), args.join(" "))
 }
 

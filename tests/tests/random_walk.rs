@@ -630,68 +630,7 @@ struct CallLine<'a>(&'a Call, i64);
 impl std::fmt::Display for CallLine<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let CallLine(call, ret) = *self;
-        let args: Vec<u64> = match *call {
-            Call::Mmap {
-                addr,
-                len,
-                prot,
-                flags,
-                fd,
-                offset,
-            } => vec![addr, len, prot, flags, fd as i64 as u64, offset],
-            Call::Munmap { addr, len }
-            | Call::Mlock { addr, len }
-            | Call::Munlock { addr, len } => vec![addr, len],
-            Call::Brk { addr } => vec![addr],
-            Call::Mremap {
-                old_addr,
-                old_len,
-                new_len,
-                flags,
-                new_addr,
-            } => vec![old_addr, old_len, new_len, flags, new_addr],
-            Call::Mprotect { addr, len, prot } => vec![addr, len, prot],
-            Call::PkeyMprotect {
-                addr,
-                len,
-                prot,
-                pkey,
-            } => vec![addr, len, prot, pkey as i64 as u64],
-            Call::Madvise { addr, len, advice } => vec![addr, len, advice],
-            Call::Mlock2 { addr, len, flags } | Call::Mseal { addr, len, flags } => {
-                vec![addr, len, flags]
-            }
-            Call::Mlockall { flags } => vec![flags],
-            Call::Munlockall => vec![],
-            Call::SetVmaAnonName {
-                attr,
-                addr,
-                len,
-                name,
-            } => vec![attr, addr, len, name],
-            Call::UffdRegister {
-                fd,
-                start,
-                len,
-                mode,
-            } => vec![
-                fd as i64 as u64,
-                0xC020_AA00, /* UFFDIO_REGISTER */
-                start,
-                len,
-                mode,
-            ],
-            Call::UffdUnregister { fd, start, len } => {
-                vec![
-                    fd as i64 as u64,
-                    0x8010_AA01, /* UFFDIO_UNREGISTER */
-                    start,
-                    len,
-                ]
-            }
-            other => panic!("the walk makes no {} call", other.name()),
-        };
-        let args: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
+        let args: Vec<String> = call.raw_args().iter().map(|a| format!("{a:#x}")).collect();
         let ret = if (-4095..0).contains(&ret) {
             format!("-{}", std::io::Error::from_raw_os_error(-ret as i32))
         } else {
