@@ -14,7 +14,7 @@ use pmap_trace::{
     cli::{Cli, Command, SnapshotArgs, TraceArgs},
     config::{Config, ConfigError, Format, SnapshotConfig, Targets},
     demo,
-    procfs::seed,
+    procfs::{maps, smaps, snapshot},
     render::{
         events::Clock,
         json::dump_json,
@@ -103,13 +103,13 @@ const MISSING: i32 = 42;
 /// mappings it cannot read, a line on stderr says why, and the exit status is pmap's.
 fn snapshot(args: SnapshotArgs) -> anyhow::Result<i32> {
     let config = SnapshotConfig::from_args(&args)?;
-    let layout = seed::discover_smaps_layout();
-    let sysv_shm_minor = seed::discover_shm_minor();
+    let layout = smaps::discover_smaps_layout();
+    let sysv_shm_minor = maps::discover_shm_minor();
     let mut run = PmapRun::new(config.pmap, &layout);
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut status = 0;
     for &pid in &config.pids {
-        let snapshot = match seed::read_snapshot(pid, config.pmap.format.needs_smaps()) {
+        let snapshot = match snapshot::read_snapshot(pid, config.pmap.format.needs_smaps()) {
             Ok(snapshot) => snapshot,
             Err(err) => {
                 eprintln!("pmap-trace: {err}");

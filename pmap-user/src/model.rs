@@ -1,8 +1,15 @@
 //! What every stage shares: a mapping as `/proc/PID/maps` lists it. The decoder produces the
-//! pieces of one, the table keeps them, `/proc` readers parse them and renderers print them.
+//! pieces of one, the table keeps them, `/proc` readers parse them and renderers print them; and
+//! the lines `/proc/PID/smaps` adds under one, which the smaps reader reads and `-x`, `-X` and
+//! `-XX` print.
 //! And how a launched process ended: the session learns it, event lines and JSON print it.
 
 pub use pmap_common::linux::PAGE_SIZE;
+
+/// What the kernel pads the fixed columns of a `/proc/PID/maps` line to before the path column
+/// (`25 + sizeof(void *) * 6 - 1` in `show_vma_header_prefix`): where the readers find a name
+/// and the renderers put it.
+pub const MAPS_NAME_COLUMN: usize = 72;
 
 /// Access bits of a mapping, as the `rwxp`/`rwxs` column of `/proc/PID/maps`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -72,6 +79,101 @@ impl Mapping {
 /// `value` rounded up to a whole page, as the kernel rounds a call's length.
 pub fn page_align_up(value: u64) -> u64 {
     value.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
+}
+
+/// The lines the kernel prints under one mapping of `/proc/PID/smaps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmapsEntry {
+    pub start: u64,
+    pub end: u64,
+    /// Every line after the mapping's own, newlines included, as the kernel printed them.
+    pub details: Vec<u8>,
+}
+
+/// The renderer reads the lines as pmap does; tests look values up by key.
+#[cfg(test)]
+impl SmapsEntry {
+    /// The number on the `key:` line (in kB for most keys).
+    pub fn value(&self, key: &str) -> Option<u64> {
+        self.details.split(|&b| b == b'\n').find_map(|line| {
+            let rest = line.strip_prefix(key.as_bytes())?.strip_prefix(b":")?;
+            let digits = rest.trim_ascii_start();
+            let end = digits
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .unwrap_or(digits.len());
+            std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+        })
+    }
+}
+
+/// The keys this kernel prints under each mapping, in order, with whether the value has a
+/// ` kB` unit. Taken from any smaps file of the running kernel; [`SmapsLayout::default`] is
+/// Linux 6.x's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmapsLayout {
+    keys: Vec<(Vec<u8>, bool)>,
+}
+
+impl Default for SmapsLayout {
+    fn default() -> SmapsLayout {
+        let kb = [
+            "Size",
+            "KernelPageSize",
+            "MMUPageSize",
+            "Rss",
+            "Pss",
+            "Pss_Dirty",
+            "Shared_Clean",
+            "Shared_Dirty",
+            "Private_Clean",
+            "Private_Dirty",
+            "Referenced",
+            "Anonymous",
+            "KSM",
+            "LazyFree",
+            "AnonHugePages",
+            "ShmemPmdMapped",
+            "FilePmdMapped",
+            "Shared_Hugetlb",
+            "Private_Hugetlb",
+            "Swap",
+            "SwapPss",
+            "Locked",
+        ];
+        let mut keys: Vec<(Vec<u8>, bool)> =
+            kb.iter().map(|k| (k.as_bytes().to_vec(), true)).collect();
+        keys.push((b"THPeligible".to_vec(), false));
+        SmapsLayout { keys }
+    }
+}
+
+impl SmapsLayout {
+    /// The layout of `details` (one mapping's lines from a smaps file of this kernel); the
+    /// default when they hold no `Key: value` line.
+    pub fn from_details(details: &[u8]) -> SmapsLayout {
+        let keys: Vec<(Vec<u8>, bool)> = details
+            .split(|&b| b == b'\n')
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let (key, rest) = (&line[..colon], &line[colon + 1..]);
+                let value = rest.trim_ascii();
+                let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+                (digits > 0 && key != b"VmFlags")
+                    .then(|| (key.to_vec(), value[digits..].trim_ascii() == b"kB"))
+            })
+            .collect();
+        if keys.is_empty() {
+            SmapsLayout::default()
+        } else {
+            SmapsLayout { keys }
+        }
+    }
+
+    /// Each key in order, with whether its value has a ` kB` unit.
+    pub fn keys(&self) -> impl Iterator<Item = (&[u8], bool)> {
+        self.keys.iter().map(|(key, kb)| (&key[..], *kb))
+    }
 }
 
 /// How a process pmap-trace started ended, as wait(2) tells its parent: its exit is reported

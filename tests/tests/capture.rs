@@ -12,7 +12,7 @@ use pmap_integration_tests::{
 };
 use pmap_trace::{
     decode::{Call, Event, EventKind, Record, UserStack},
-    procfs::seed,
+    procfs::maps,
     render::pmap::{PmapOptions, write_default},
     session::traced::TracedProcess,
 };
@@ -35,7 +35,7 @@ fn is_marker(event: &Event, marker: u64) -> bool {
 
 fn render(process: &TracedProcess) -> String {
     let mappings = process.mappings();
-    let view = process.view(&mappings, seed::discover_shm_minor());
+    let view = process.view(&mappings, maps::discover_shm_minor());
     let mut out = Vec::new();
     write_default(&mut out, &view, &PmapOptions::default()).unwrap();
     String::from_utf8(out).unwrap()

@@ -397,7 +397,7 @@ fn follow_with_a_pid_takes_the_grandchildren_it_already_has() {
         let mut all = Vec::new();
         let mut pending = vec![pid];
         while let Some(p) = pending.pop() {
-            let children = pmap_trace::procfs::seed::children_of(p);
+            let children = pmap_trace::procfs::process::children_of(p);
             all.extend(&children);
             pending.extend(children);
         }
@@ -880,14 +880,14 @@ fn a_launched_command_whose_exit_record_was_lost_still_ends_the_trace() {
         assert!(stdout.read_line(&mut line).unwrap() > 0);
     }
     let tracer = child.id() as i32;
-    let python = pmap_trace::procfs::seed::children_of(tracer)[0];
+    let python = pmap_trace::procfs::process::children_of(tracer)[0];
     let _python = KilledOnDrop(python);
     // SAFETY: signals to processes this test started.
     unsafe { libc::kill(tracer, libc::SIGSTOP) };
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !pmap_trace::procfs::seed::has_exited(python) {
+    while !pmap_trace::procfs::process::has_exited(python) {
         assert!(Instant::now() < deadline, "the command did not end");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -48,12 +48,11 @@ use pmap_integration_tests::{Isolated, assert_same_text, output_of, real_pmap, r
 use pmap_trace::{
     capture::Capture,
     decode::{Call, Event, EventKind},
-    model::Mapping,
-    procfs::{procmap_query::VmaQuery, seed},
+    model::{Mapping, SmapsLayout},
+    procfs::{maps, procmap_query::VmaQuery, smaps},
     render::{
         maps_line,
         pmap::{PmapFormat, PmapOptions, PmapRun, parse_range, write_default},
-        smaps::SmapsLayout,
     },
     session::traced::{KnownFiles, TracedProcess},
     table::{HiddenFlags, VmaOracle},
@@ -397,7 +396,7 @@ impl<'a> Run<'a> {
     /// The table must hold exactly the kernel's VMAs, every field of `/proc/PID/maps` included.
     fn check_maps(&mut self) {
         self.settle();
-        let kernel = seed::read_mappings(self.walker.pid()).unwrap();
+        let kernel = maps::read_mappings(self.walker.pid()).unwrap();
         let ours = self.process.mappings();
         if kernel == ours {
             self.check_hidden_flags(&ours);
@@ -471,7 +470,7 @@ impl<'a> Run<'a> {
             return self.check_every_format(every);
         }
         let mappings = self.process.mappings();
-        let view = self.process.view(&mappings, seed::discover_shm_minor());
+        let view = self.process.view(&mappings, maps::discover_shm_minor());
         let mut ours = Vec::new();
         write_default(&mut ours, &view, &PmapOptions::default()).unwrap();
         let expected = real_pmap(&[], self.walker.pid());
@@ -487,7 +486,7 @@ impl<'a> Run<'a> {
     fn check_every_format(&self, every: &EveryFormat) {
         let pid = self.walker.pid();
         let mappings = self.process.mappings();
-        let view = self.process.view(&mappings, seed::discover_shm_minor());
+        let view = self.process.view(&mappings, maps::discover_shm_minor());
         // Ends inside mappings: from the middle of the mapping a third of the way up to the middle
         // of the one two thirds up; and one address alone, the middle of the middle mapping.
         let middle = |m: &Mapping| format!("{:x}", m.start + (m.end - m.start) / 2);
@@ -507,7 +506,7 @@ impl<'a> Run<'a> {
             let opts = pmap_options(&flags);
             let dump = || {
                 let smaps = if opts.format.needs_smaps() {
-                    seed::SmapsReader::open(pid)
+                    smaps::SmapsReader::open(pid)
                         .unwrap()
                         .map(|(_, entry)| entry)
                         .collect()
@@ -770,7 +769,7 @@ fn walk_seeds_checking(
     let every_format = every_format.then(|| EveryFormat {
         walk_libraries: Isolated::new(&[std::path::Path::new(WALK)]),
         pmap_libraries: Isolated::new(&[std::path::Path::new(PMAP)]),
-        layout: seed::discover_smaps_layout(),
+        layout: smaps::discover_smaps_layout(),
     });
     common::runtime().block_on(async {
         let mut capture = common::load();

@@ -523,9 +523,9 @@ impl Drop for Postgres {
 /// The live children of `pid` (the backends' processes of a postmaster), from
 /// `/proc/PID/task/*/children`; zombies left out.
 fn seed_children(pid: i32) -> Vec<i32> {
-    pmap_trace::procfs::seed::children_of(pid)
+    pmap_trace::procfs::process::children_of(pid)
         .into_iter()
-        .filter(|&child| !pmap_trace::procfs::seed::has_exited(child))
+        .filter(|&child| !pmap_trace::procfs::process::has_exited(child))
         .collect()
 }
 

@@ -13,9 +13,8 @@ use serde_json::{Map, Value, json};
 use super::{
     events::escape_bytes,
     pmap::{AddressRange, PmapFormat, PmapOptions, PmapRun, ProcessView, Table},
-    smaps::SmapsLayout,
 };
-use crate::model::Mapping;
+use crate::model::{Mapping, SmapsLayout};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {

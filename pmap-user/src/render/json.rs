@@ -142,10 +142,10 @@ fn maps_totals(format: PmapFormat, totals: &Totals, fields: &mut Map<String, Val
 mod tests {
     use super::*;
     use crate::{
-        model::{Device, Perms},
+        model::{Device, Perms, SmapsEntry, SmapsLayout},
         render::{
             pmap::{PmapOptions, PmapRun},
-            smaps::{SmapsEntry, SmapsLayout},
+            smaps::synthesize,
         },
     };
 
@@ -206,7 +206,7 @@ mod tests {
     /// The heap's smaps lines in the default layout, with 4 kB resident, dirty and private.
     fn heap_smaps() -> Vec<SmapsEntry> {
         let heap = &mappings()[1];
-        let mut details = String::from_utf8(SmapsLayout::default().synthesize(heap)).unwrap();
+        let mut details = String::from_utf8(synthesize(&SmapsLayout::default(), heap)).unwrap();
         for key in ["Rss", "Pss", "Private_Dirty"] {
             let zero = format!("{:<16}{:>8} kB", format!("{key}:"), 0);
             let four = format!("{:<16}{:>8} kB", format!("{key}:"), 4);

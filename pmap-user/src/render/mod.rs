@@ -11,12 +11,8 @@ pub mod pmap;
 pub mod sink;
 pub mod smaps;
 
-use crate::model::Mapping;
+use crate::model::{MAPS_NAME_COLUMN, Mapping};
 use digits::{dec_len, hex_len, push_dec, push_hex};
-
-/// What the kernel pads the fixed columns of a `/proc/PID/maps` line to before the path column
-/// (`25 + sizeof(void *) * 6 - 1` in `show_vma_header_prefix`).
-pub(crate) const MAPS_NAME_COLUMN: usize = 72;
 
 /// Length of the fixed columns of `mapping`'s maps line, including the space after the inode.
 fn maps_fixed_len(mapping: &Mapping) -> usize {

@@ -1,139 +1,49 @@
-//! What `/proc/PID/smaps` adds to a mapping: the `Key: value` lines under it. `-x`, `-X` and
-//! `-XX` print these, and only the kernel knows them, so they are read at dump time and joined
-//! to the table's mappings by address range. A mapping the kernel has no lines for (the process
-//! has exited, or the table and the kernel disagree about where it starts and ends) gets lines
-//! with what is known without the kernel: its size, the page sizes, the flags its permissions
-//! imply, and zero for every other value.
+//! What `/proc/PID/smaps` adds to a mapping, as `-x`, `-X` and `-XX` print it: the `Key: value`
+//! lines under it. Only the kernel knows them, so they are read at dump time (by the smaps reader
+//! of `procfs`) and joined here to the table's mappings by address range. A
+//! mapping the kernel has no lines for (the process has exited, or the table and the kernel
+//! disagree about where it starts and ends) gets lines with what is known without the kernel:
+//! its size, the page sizes, the flags its permissions imply, and zero for every other value.
 
 use std::borrow::Borrow;
 
-use crate::model::Mapping;
-
-/// The lines the kernel prints under one mapping of `/proc/PID/smaps`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SmapsEntry {
-    pub start: u64,
-    pub end: u64,
-    /// Every line after the mapping's own, newlines included, as the kernel printed them.
-    pub details: Vec<u8>,
-}
-
-/// The renderer reads the lines as pmap does; tests look values up by key.
-#[cfg(test)]
-impl SmapsEntry {
-    /// The number on the `key:` line (in kB for most keys).
-    pub fn value(&self, key: &str) -> Option<u64> {
-        self.details.split(|&b| b == b'\n').find_map(|line| {
-            let rest = line.strip_prefix(key.as_bytes())?.strip_prefix(b":")?;
-            let digits = rest.trim_ascii_start();
-            let end = digits
-                .iter()
-                .position(|b| !b.is_ascii_digit())
-                .unwrap_or(digits.len());
-            std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
-        })
-    }
-}
-
-/// The keys this kernel prints under each mapping, in order, with whether the value has a
-/// ` kB` unit. Taken from any smaps file of the running kernel; [`SmapsLayout::default`] is
-/// Linux 6.x's.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SmapsLayout {
-    keys: Vec<(Vec<u8>, bool)>,
-}
+use crate::model::{Mapping, SmapsEntry, SmapsLayout};
 
 /// Keys holding the page sizes, 4 kB for ordinary memory, when synthesizing.
 const PAGE_SIZE_KEYS: [&[u8]; 2] = [b"KernelPageSize", b"MMUPageSize"];
 
-impl Default for SmapsLayout {
-    fn default() -> SmapsLayout {
-        let kb = [
-            "Size",
-            "KernelPageSize",
-            "MMUPageSize",
-            "Rss",
-            "Pss",
-            "Pss_Dirty",
-            "Shared_Clean",
-            "Shared_Dirty",
-            "Private_Clean",
-            "Private_Dirty",
-            "Referenced",
-            "Anonymous",
-            "KSM",
-            "LazyFree",
-            "AnonHugePages",
-            "ShmemPmdMapped",
-            "FilePmdMapped",
-            "Shared_Hugetlb",
-            "Private_Hugetlb",
-            "Swap",
-            "SwapPss",
-            "Locked",
-        ];
-        let mut keys: Vec<(Vec<u8>, bool)> =
-            kb.iter().map(|k| (k.as_bytes().to_vec(), true)).collect();
-        keys.push((b"THPeligible".to_vec(), false));
-        SmapsLayout { keys }
-    }
-}
-
-impl SmapsLayout {
-    /// The layout of `details` (one mapping's lines from a smaps file of this kernel); the
-    /// default when they hold no `Key: value` line.
-    pub fn from_details(details: &[u8]) -> SmapsLayout {
-        let keys: Vec<(Vec<u8>, bool)> = details
-            .split(|&b| b == b'\n')
-            .filter_map(|line| {
-                let colon = line.iter().position(|&b| b == b':')?;
-                let (key, rest) = (&line[..colon], &line[colon + 1..]);
-                let value = rest.trim_ascii();
-                let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
-                (digits > 0 && key != b"VmFlags")
-                    .then(|| (key.to_vec(), value[digits..].trim_ascii() == b"kB"))
-            })
-            .collect();
-        if keys.is_empty() {
-            SmapsLayout::default()
+/// Lines for a mapping the kernel has none for: its size, 4 kB pages, the flags its permissions
+/// imply, 0 for the rest; formatted as the kernel formats them, in `layout`.
+pub fn synthesize(layout: &SmapsLayout, mapping: &Mapping) -> Vec<u8> {
+    let mut text = Vec::new();
+    for (key, kb) in layout.keys() {
+        let value = if key == b"Size" {
+            mapping.end.wrapping_sub(mapping.start) >> 10
+        } else if PAGE_SIZE_KEYS.contains(&key) {
+            4
         } else {
-            SmapsLayout { keys }
+            0
+        };
+        let mut label = key.to_vec();
+        label.push(b':');
+        text.extend_from_slice(&label);
+        // The kernel pads the key to 16 columns and the number to 8.
+        let number = value.to_string();
+        let pad = 16usize.saturating_sub(label.len()) + 8usize.saturating_sub(number.len());
+        text.resize(text.len() + pad, b' ');
+        text.extend_from_slice(number.as_bytes());
+        if kb {
+            text.extend_from_slice(b" kB");
         }
+        text.push(b'\n');
     }
-
-    /// Lines for a mapping the kernel has none for: its size, 4 kB pages, the flags its
-    /// permissions imply, 0 for the rest; formatted as the kernel formats them.
-    pub fn synthesize(&self, mapping: &Mapping) -> Vec<u8> {
-        let mut text = Vec::new();
-        for (key, kb) in &self.keys {
-            let value = if key == b"Size" {
-                mapping.end.wrapping_sub(mapping.start) >> 10
-            } else if PAGE_SIZE_KEYS.contains(&&key[..]) {
-                4
-            } else {
-                0
-            };
-            let mut label = key.clone();
-            label.push(b':');
-            text.extend_from_slice(&label);
-            // The kernel pads the key to 16 columns and the number to 8.
-            let number = value.to_string();
-            let pad = 16usize.saturating_sub(label.len()) + 8usize.saturating_sub(number.len());
-            text.resize(text.len() + pad, b' ');
-            text.extend_from_slice(number.as_bytes());
-            if *kb {
-                text.extend_from_slice(b" kB");
-            }
-            text.push(b'\n');
-        }
-        text.extend_from_slice(b"VmFlags:");
-        for flag in implied_flags(mapping) {
-            text.push(b' ');
-            text.extend_from_slice(flag.as_bytes());
-        }
-        text.extend_from_slice(b" \n");
-        text
+    text.extend_from_slice(b"VmFlags:");
+    for flag in implied_flags(mapping) {
+        text.push(b' ');
+        text.extend_from_slice(flag.as_bytes());
     }
+    text.extend_from_slice(b" \n");
+    text
 }
 
 /// The `VmFlags` a mapping's permissions imply, in the kernel's order: what it may be made
@@ -223,7 +133,7 @@ where
         };
         match self.entries.next_if(exact) {
             Some(entry) => text.extend_from_slice(&entry.borrow().details),
-            None => text.extend(self.layout.synthesize(mapping)),
+            None => text.extend(synthesize(self.layout, mapping)),
         }
         Some((index, text))
     }
@@ -279,7 +189,7 @@ VmFlags: rd wr mr mw me gd ac \n";
     #[test]
     fn synthesized_lines_follow_the_kernel_layout() {
         let layout = SmapsLayout::from_details(DETAILS);
-        let text = layout.synthesize(&anon(0x1000, 0x1000 + (1 << 40), RW));
+        let text = synthesize(&layout, &anon(0x1000, 0x1000 + (1 << 40), RW));
         assert_eq!(
             String::from_utf8(text).unwrap(),
             "Size:           1073741824 kB\n\

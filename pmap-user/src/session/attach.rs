@@ -6,7 +6,7 @@ use std::fs;
 use super::{Session, SessionError, launch::HeldChild};
 use crate::{
     config::PidTarget,
-    procfs::seed::{self, SeedError},
+    procfs::{SeedError, process},
     render::output::{AttachedTarget, Message, ProcessName},
     sites::Origin,
 };
@@ -24,7 +24,7 @@ impl Session {
             })?;
             // A process that exited before it entered the filter will send no exit record:
             // alive now, its exit is certain to be seen.
-            if seed::has_exited(pid) {
+            if process::has_exited(pid) {
                 return Err(SessionError::ExitedDuringAttach(pid));
             }
             self.track_seeded(&traced, Origin::BeforeTracing);
@@ -46,7 +46,7 @@ impl Session {
     fn attach_descendants(&mut self, targets: &[PidTarget]) -> Result<usize, SessionError> {
         let mut pending: Vec<i32> = targets
             .iter()
-            .flat_map(|t| seed::children_of(t.pid))
+            .flat_map(|t| process::children_of(t.pid))
             .collect();
         let mut added = 0;
         while let Some(pid) = pending.pop() {
@@ -55,7 +55,7 @@ impl Session {
             }
             self.source.add_target(pid as u32, true)?;
             let traced = match self.seed(pid) {
-                Ok(traced) if !seed::has_exited(pid) => traced,
+                Ok(traced) if !process::has_exited(pid) => traced,
                 Ok(_) | Err(SeedError::NoSuchProcess { .. }) => {
                     self.source.remove_target(pid as u32);
                     continue;
@@ -65,7 +65,7 @@ impl Session {
             self.track_seeded(&traced, Origin::BeforeTracing);
             self.processes.insert(pid as u32, traced);
             added += 1;
-            pending.extend(seed::children_of(pid));
+            pending.extend(process::children_of(pid));
         }
         Ok(added)
     }

@@ -6,14 +6,16 @@ use std::collections::HashMap;
 use super::traced::TracedProcess as Traced;
 use crate::{
     config::{Config, DumpSettings},
-    model::Mapping,
-    procfs::seed::{self, SmapsReader},
+    model::{Mapping, SmapsLayout},
+    procfs::{
+        maps,
+        smaps::{self, SmapsReader},
+    },
     render::{
         diff::diff,
         output::{Dump, Message, Output},
         pmap::PmapRun,
         sink::SinkError,
-        smaps::SmapsLayout,
     },
 };
 
@@ -30,8 +32,8 @@ impl DumpStyle {
     pub(super) fn new(config: &Config) -> DumpStyle {
         DumpStyle {
             settings: config.dump,
-            sysv_shm_minor: seed::discover_shm_minor(),
-            smaps_layout: seed::discover_smaps_layout(),
+            sysv_shm_minor: maps::discover_shm_minor(),
+            smaps_layout: smaps::discover_smaps_layout(),
             previous: HashMap::new(),
         }
     }

@@ -5,7 +5,7 @@
 use super::{Session, SessionError, Traced, release_freed_memory};
 use crate::{
     decode::{Call, ChildMemory, Event, EventKind, ExecImage, ExitMemory, UserStack},
-    procfs::seed::{self, SeedError},
+    procfs::{SeedError, process},
     render::{
         events::EventContext,
         output::notice::{NoTable, Notice},
@@ -138,12 +138,12 @@ impl Session {
     ) -> Result<Traced, SessionError> {
         let pid = event.tgid as i32;
         let header = match &image.cmdline {
-            Some(cmdline) => seed::header_from_cmdline(cmdline, &event.comm),
-            None => match seed::read_process_header(pid) {
-                Ok(header) if !seed::has_exited(pid) => header,
+            Some(cmdline) => process::header_from_cmdline(cmdline, &event.comm),
+            None => match process::read_process_header(pid) {
+                Ok(header) if !process::has_exited(pid) => header,
                 _ => {
                     self.say(Notice::CommandLineCut { pid: pid as u32 })?;
-                    seed::header_from_cmdline(&image.cmdline_start, &event.comm)
+                    process::header_from_cmdline(&image.cmdline_start, &event.comm)
                 }
             },
         };

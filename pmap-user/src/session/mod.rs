@@ -34,7 +34,7 @@ use crate::{
     config::Config,
     decode::{Captured, Event, Record, special_mappings},
     model::Mapping,
-    procfs::seed::{self, SeedError},
+    procfs::{SeedError, maps},
     render::{
         events::EventContext,
         output::{
@@ -128,7 +128,7 @@ impl Session {
                 config.stack_files.folded.clone(),
                 config.stack_files.flamegraph.clone(),
             ),
-            specials: seed::read_mappings(std::process::id() as i32)
+            specials: maps::read_mappings(std::process::id() as i32)
                 .map(|maps| special_mappings(&maps))
                 .unwrap_or_default(),
             config,

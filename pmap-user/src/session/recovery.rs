@@ -6,7 +6,7 @@ use super::{Session, SessionError};
 use crate::{
     capture::Loss,
     procfs::{
-        seed,
+        maps, process,
         verify::{self, Divergence},
     },
     render::output::{Compared, Message, notice::Notice},
@@ -36,7 +36,7 @@ impl Session {
         let mut gone = Vec::new();
         for pid in pids {
             // A zombie's maps read empty; its exit record may be among those lost.
-            if seed::has_exited(pid as i32) {
+            if process::has_exited(pid as i32) {
                 gone.push(pid);
                 continue;
             }
@@ -79,7 +79,7 @@ impl Session {
                 .keys()
                 .chain(session.untabled.keys())
                 .copied()
-                .filter(|&pid| seed::has_exited(pid as i32))
+                .filter(|&pid| process::has_exited(pid as i32))
                 .collect()
         };
         if ended(self).is_empty() {
@@ -118,7 +118,7 @@ impl Session {
     pub(super) fn verify(&mut self, pid: u32) -> Result<(), SessionError> {
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
-            let Ok(kernel) = seed::read_mappings(pid as i32) else {
+            let Ok(kernel) = maps::read_mappings(pid as i32) else {
                 // Gone: its exit record ends it.
                 return Ok(());
             };

@@ -8,10 +8,7 @@ use pmap_common::linux::{MAP_PRIVATE, MAP_TYPE, PROT_EXEC, PROT_READ, PROT_WRITE
 use crate::{
     decode::{Call, ChildMemory, ExecImage, ExitMemory, MappedFile},
     model::{Device, Mapping, PAGE_SIZE, Perms, page_align_up},
-    procfs::{
-        procmap_query::VmaQuery,
-        seed::{self, SeedError},
-    },
+    procfs::{SeedError, maps, process, procmap_query::VmaQuery},
     render::pmap::ProcessView,
     table::{AddressSpace, HiddenFlags, NoOracle, VmaOracle},
 };
@@ -48,14 +45,14 @@ impl TracedProcess {
     pub fn seed(pid: i32) -> Result<TracedProcess, SeedError> {
         // Opened first, so the seed and the queries describe the same address space.
         let query = VmaQuery::open(pid).ok();
-        let mappings = seed::read_mappings(pid)?;
-        let header = seed::read_process_header(pid)?;
-        let start_stack = seed::read_start_stack(pid)?;
+        let mappings = maps::read_mappings(pid)?;
+        let header = process::read_process_header(pid)?;
+        let start_stack = process::read_start_stack(pid)?;
         let start_brk = read_start_brk(pid).unwrap_or(0);
         // Ended while being read: the reads may describe it before and after exit_mm() (its
         // mappings, then a `[comm]` header and no mappings). Its address space is checked
         // last: one still there was there for every read before.
-        if seed::has_exited(pid) || !has_address_space(pid) {
+        if process::has_exited(pid) || !has_address_space(pid) {
             return Err(SeedError::NoSuchProcess { pid });
         }
         Ok(TracedProcess {
@@ -145,10 +142,10 @@ impl TracedProcess {
         if self.query.is_none() {
             return;
         }
-        if let Ok(header) = seed::read_process_header(self.pid) {
+        if let Ok(header) = process::read_process_header(self.pid) {
             self.header = header;
         }
-        if let Ok(start_stack) = seed::read_start_stack(self.pid) {
+        if let Ok(start_stack) = process::read_start_stack(self.pid) {
             self.start_stack = start_stack;
         }
     }
@@ -367,7 +364,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::procfs::seed::fixtures::Child;
+    use crate::procfs::fixtures::Child;
 
     /// Overwrites its own argument area through /proc/self/mem, as setproctitle does, when
     /// told to on stdin.
@@ -409,7 +406,7 @@ sys.stdin.readline()
         assert!(has_address_space(pid));
         child.kill().unwrap();
         // A zombie until reaped: past exit_mm().
-        while !seed::has_exited(pid) {
+        while !process::has_exited(pid) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(!has_address_space(pid));
@@ -471,7 +468,7 @@ sys.stdin.readline()
         stdout.read_line(&mut line).unwrap();
         assert_eq!(line, "done\n");
         traced.refresh_header();
-        let now = seed::read_process_header(child.pid()).unwrap();
+        let now = process::read_process_header(child.pid()).unwrap();
         assert!(now.starts_with(b"retitled: serving"));
         assert_eq!(traced.header, now);
 

@@ -15,9 +15,12 @@ use super::{
     events::EventContext,
     pmap::{PmapOptions, PmapRun, ProcessView},
     sink::SinkError,
-    smaps::SmapsEntry,
 };
-use crate::{decode::Event, model::signal_name, sites::SitesReport};
+use crate::{
+    decode::Event,
+    model::{SmapsEntry, signal_name},
+    sites::SitesReport,
+};
 
 /// What a trace session prints.
 pub enum Message<'a> {

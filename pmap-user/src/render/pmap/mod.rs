@@ -23,11 +23,8 @@ use std::{
     io::{self, Write},
 };
 
-use super::{
-    digits::push_dec,
-    smaps::{SmapsEntry, SmapsLayout, smaps_text},
-};
-use crate::model::Mapping;
+use super::{digits::push_dec, smaps::smaps_text};
+use crate::model::{Mapping, SmapsEntry, SmapsLayout};
 use one_proc::{OneProc, Source};
 use smaps_table::SmapsColumns;
 
@@ -36,12 +33,12 @@ use smaps_table::SmapsColumns;
 pub struct ProcessView<'a> {
     /// The process (thread-group) id; pmap prints the thread-group id even when given a thread.
     pub pid: i32,
-    /// What pmap prints after `PID:   ` ([`crate::procfs::seed::read_process_header`]).
+    /// What pmap prints after `PID:   ` ([`crate::procfs::process::read_process_header`]).
     pub header: &'a [u8],
-    /// `startstack` of `/proc/PID/stat` ([`crate::procfs::seed::read_start_stack`]): an unnamed mapping
+    /// `startstack` of `/proc/PID/stat` ([`crate::procfs::process::read_start_stack`]): an unnamed mapping
     /// reaching it prints as `[ stack ]`.
     pub start_stack: u64,
-    /// Device minor of SysV shared memory on this host ([`crate::procfs::seed::discover_shm_minor`]):
+    /// Device minor of SysV shared memory on this host ([`crate::procfs::maps::discover_shm_minor`]):
     /// pmap prints such segments as `[ shmid=0x… ]`.
     pub sysv_shm_minor: Option<u32>,
     pub mappings: &'a [Mapping],
@@ -313,7 +310,12 @@ mod tests {
     use super::*;
     use crate::{
         model::{Device, Perms},
-        procfs::seed::{self, Codeset, fixtures::*},
+        procfs::{
+            fixtures::*,
+            maps,
+            process::{self, Codeset},
+            smaps,
+        },
     };
 
     fn m(start: u64, end: u64, perms: &str, dev: (u32, u32), inode: u64, name: &[u8]) -> Mapping {
@@ -910,20 +912,20 @@ mod tests {
     }
 
     fn ours(pid: i32, opts: PmapOptions, codeset: Codeset) -> Vec<u8> {
-        let mappings = seed::read_mappings(pid).unwrap();
-        let smaps: Vec<SmapsEntry> = seed::SmapsReader::open(pid)
+        let mappings = maps::read_mappings(pid).unwrap();
+        let smaps: Vec<SmapsEntry> = smaps::SmapsReader::open(pid)
             .unwrap()
             .map(|(_, e)| e)
             .collect();
-        let header = seed::read_process_header_with(pid, codeset).unwrap();
+        let header = process::read_process_header_with(pid, codeset).unwrap();
         let view = ProcessView {
             pid,
             header: &header,
-            start_stack: seed::read_start_stack(pid).unwrap(),
-            sysv_shm_minor: seed::discover_shm_minor(),
+            start_stack: process::read_start_stack(pid).unwrap(),
+            sysv_shm_minor: maps::discover_shm_minor(),
             mappings: &mappings,
         };
-        let layout = seed::discover_smaps_layout();
+        let layout = smaps::discover_smaps_layout();
         PmapRun::new(opts, &layout).process(&view, &smaps).text
     }
 
@@ -1088,7 +1090,7 @@ mod tests {
     #[test]
     fn matches_pmap_for_lines_longer_than_its_buffer() {
         let dir = TempDir::new("pmap-long");
-        let minor = seed::discover_shm_minor().expect("SysV shared memory");
+        let minor = maps::discover_shm_minor().expect("SysV shared memory");
         let child = mapper(b"python3", &[], &long_files(dir.path(), minor));
         let text = assert_matches_pmap(child.pid());
         // The fixture did produce continuation records that pmap reads as fields.

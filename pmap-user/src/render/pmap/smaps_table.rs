@@ -359,10 +359,7 @@ fn decimal(digits: &[u8]) -> u64 {
 mod tests {
     use super::super::{AddressRange, PmapRun, ProcessView};
     use super::*;
-    use crate::{
-        model::{Device, Mapping, Perms},
-        render::smaps::{SmapsEntry, SmapsLayout},
-    };
+    use crate::model::{Device, Mapping, Perms, SmapsEntry, SmapsLayout};
 
     fn mapping(start: u64, end: u64, name: &[u8]) -> Mapping {
         Mapping {

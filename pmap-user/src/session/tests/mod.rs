@@ -27,7 +27,7 @@ use crate::{
     config::{Config, Format, Targets},
     decode::{Call, Captured, ChildMemory, Event, EventKind, ExitMemory, Record},
     model::{Mapping, PAGE_SIZE, Perms},
-    procfs::seed,
+    procfs::{maps, process},
     render::{
         events::Clock,
         maps_line,
@@ -232,14 +232,14 @@ fn anonymous(start: u64, end: u64) -> Mapping {
 /// pmap's dump of `pid` as the kernel has it now, with `extra` mapped too.
 fn expected_dump(pid: u32, extra: &[Mapping]) -> String {
     let pid = pid as i32;
-    let mut mappings = seed::read_mappings(pid).unwrap();
+    let mut mappings = maps::read_mappings(pid).unwrap();
     mappings.extend_from_slice(extra);
     mappings.sort_by_key(|m| m.start);
-    let header = seed::read_process_header(pid).unwrap();
+    let header = process::read_process_header(pid).unwrap();
     let view = ProcessView {
         pid,
         header: &header,
-        start_stack: seed::read_start_stack(pid).unwrap(),
+        start_stack: process::read_start_stack(pid).unwrap(),
         sysv_shm_minor: None,
         mappings: &mappings,
     };
@@ -358,7 +358,7 @@ fn a_forked_child_is_traced_from_its_fork_and_gets_its_final_dump_at_its_exit() 
     let pid = sleeper.pid();
     let p = pid.to_string();
     // The fork record counts the child's VMAs: the parent's, the gate page aside.
-    let vmas = seed::read_mappings(pid as i32)
+    let vmas = maps::read_mappings(pid as i32)
         .unwrap()
         .iter()
         .filter(|m| m.name != b"[vsyscall]")
@@ -537,7 +537,7 @@ fn verify_raises_the_alarm_on_a_table_that_differs_and_reads_it_again() {
     assert_eq!(ran.code.unwrap(), 0);
     let only_in_table = maps_line(&anonymous(AT, AT + PAGE_SIZE));
     let only_in_table = String::from_utf8_lossy(&only_in_table[..only_in_table.len() - 1]);
-    let count = seed::read_mappings(pid as i32).unwrap().len();
+    let count = maps::read_mappings(pid as i32).unwrap().len();
     let matches =
         format!("pmap-trace: verify {pid}: the table matches /proc/{pid}/maps ({count} mappings)");
     assert_eq!(
@@ -593,7 +593,7 @@ fn a_second_stop_signal_stops_waiting_for_a_command_that_outlived_the_first() {
             stop(libc::SIGTERM),
         ],
     );
-    let still_running = !seed::has_exited(pid);
+    let still_running = !process::has_exited(pid);
     // Left running, as said: the test ends it, and the `sleep` it started.
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
     for child in children
@@ -694,7 +694,7 @@ fn json_mode_gives_the_same_messages_as_objects() {
     assert_eq!(lines[2]["pid"], pid);
     assert_eq!(lines[2]["only_in_table"], serde_json::json!([stale]));
     assert_eq!(lines[2]["only_in_kernel"], serde_json::json!([]));
-    let kernel = seed::read_mappings(pid as i32).unwrap();
+    let kernel = maps::read_mappings(pid as i32).unwrap();
     for dump in &lines[3..] {
         assert_eq!(dump["pid"], pid);
         assert_eq!(dump["format"], "default");
