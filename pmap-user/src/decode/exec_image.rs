@@ -7,7 +7,7 @@ use pmap_common::{
     linux::vm_flags::{VM_DONTEXPAND, VM_EXEC, VM_MAYSHARE, VM_READ, VM_WRITE},
 };
 
-use super::MappedFile;
+use super::mapped_file::MappedFile;
 use crate::model::{Device, Mapping, PAGE_SIZE, Perms};
 
 /// One VMA of the new image.
