@@ -4,6 +4,7 @@
 //! each dump is followed by the top sites by live bytes and by growth since the previous dump,
 //! symbolized then (and cached), with allocator frames folded away.
 
+pub mod fold_rules;
 pub mod folded;
 pub mod ownership;
 mod stack_memo;

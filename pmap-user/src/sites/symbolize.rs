@@ -11,7 +11,10 @@ use blazesym::symbolize::{
 };
 use serde::Serialize;
 
-use crate::sites::unwind::{FrameLoc, ModuleId, Modules};
+use crate::sites::{
+    fold_rules,
+    unwind::{FrameLoc, ModuleId, Modules},
+};
 
 /// One frame as a reader sees it. An address inside inlined code gives several frames (the
 /// inlined functions innermost first, then the function they were inlined into), all marked
@@ -226,6 +229,9 @@ pub fn is_allocator_frame(frame: &SymbolFrame) -> bool {
         .as_deref()
         .is_some_and(|module| ALLOCATOR_MODULES.iter().any(|m| module.starts_with(m)))
     {
+        return true;
+    }
+    if fold_rules::runtime_of(frame).is_some() {
         return true;
     }
     let name = frame.function.as_str();
