@@ -7,16 +7,21 @@
 pub mod fold_rules;
 pub mod folded;
 pub mod ownership;
+pub mod perf_map;
 mod stack_memo;
 pub mod symbolize;
 pub mod unwind;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use serde_json::{Value, json};
 
 use self::{
     ownership::{Attribution, SiteId},
+    perf_map::PerfMaps,
     symbolize::{SymbolFrame, Symbols, fold},
     unwind::{FrameLoc, Modules, ProcessUnwinder},
 };
@@ -153,8 +158,11 @@ struct ShownId(u32);
 struct Shown {
     stacks: Vec<ShownStack>,
     ids: HashMap<ShownStack, ShownId>,
-    /// What a site shows as never changes: its frames' names are read once.
+    /// What a site shows as never changes once all its frames are named: they are read once.
     of_site: HashMap<SiteId, ShownId>,
+    /// Sites with JIT code no perf map named yet: the runtime may write the names later (the
+    /// JVM when asked), so they are read again at each report until named.
+    unnamed: HashSet<SiteId>,
 }
 
 impl Shown {
@@ -162,8 +170,18 @@ impl Shown {
         self.of_site.get(&site).copied()
     }
 
-    /// Records that `site` shows as `frames`.
-    fn insert(&mut self, site: SiteId, frames: &[Arc<SymbolFrame>]) -> ShownId {
+    /// Whether the next report must read the names of `site`'s frames.
+    fn needs_names(&self, site: SiteId) -> bool {
+        !self.of_site.contains_key(&site) || self.unnamed.contains(&site)
+    }
+
+    /// Records that `site` shows as `frames`, for good once they are `all_named`.
+    fn insert(&mut self, site: SiteId, frames: &[Arc<SymbolFrame>], all_named: bool) -> ShownId {
+        if all_named {
+            self.unnamed.remove(&site);
+        } else {
+            self.unnamed.insert(site);
+        }
         let id = match self.ids.get(frames) {
             Some(&id) => id,
             None => {
@@ -215,6 +233,8 @@ pub struct SiteTracker {
     shown: Shown,
     modules: Modules,
     symbols: Symbols,
+    /// Names of JIT-compiled code, by process.
+    jit: PerfMaps,
     processes: HashMap<u32, ProcessSites>,
 }
 
@@ -226,6 +246,7 @@ impl SiteTracker {
             shown: Shown::default(),
             modules: Modules::default(),
             symbols: Symbols::default(),
+            jit: PerfMaps::default(),
             processes: HashMap::new(),
         }
     }
@@ -281,6 +302,7 @@ impl SiteTracker {
 
     pub fn forget(&mut self, pid: u32) {
         self.processes.remove(&pid);
+        self.jit.forget(pid);
     }
 
     /// Applies a call of process `pid` before its `table` applies it (the stack is unwound
@@ -335,11 +357,11 @@ impl SiteTracker {
         let process = self.processes.get_mut(&pid)?;
         let live_by_site = process.attribution.live_by_site();
         let touches = std::mem::take(&mut process.touches);
-        // What a site shows as never changes: only sites no report has shown yet are named.
+        // What a site shows as never changes: only sites no report has named yet are named.
         let mut unshown: Vec<SiteId> = live_by_site
             .keys()
             .chain(touches.keys())
-            .filter(|&&id| self.shown.site(id).is_none())
+            .filter(|&&id| self.shown.needs_names(id))
             .copied()
             .collect();
         unshown.sort_unstable();
@@ -348,16 +370,30 @@ impl SiteTracker {
             unshown.iter().flat_map(|&id| self.sites.frames(id)),
             &self.modules,
         );
+        self.jit.refresh(pid);
         for id in unshown {
             match self.sites.origin(id) {
-                Some(origin) => self.shown.insert(id, &[Arc::new(origin_frame(origin))]),
+                Some(origin) => self
+                    .shown
+                    .insert(id, &[Arc::new(origin_frame(origin))], true),
                 None => {
-                    let all: Vec<Arc<SymbolFrame>> = self
-                        .sites
-                        .frames(id)
-                        .flat_map(|loc| self.symbols.frames(loc).iter().cloned())
-                        .collect();
-                    self.shown.insert(id, fold(&all, self.settings.full_stacks))
+                    let mut all_named = true;
+                    let mut all: Vec<Arc<SymbolFrame>> = Vec::new();
+                    for loc in self.sites.frames(id) {
+                        let jit = match *loc {
+                            FrameLoc::Address(addr) => self.jit.frame(pid, addr),
+                            FrameLoc::Module { .. } => None,
+                        };
+                        match jit {
+                            Some(jit) => all.push(jit.clone()),
+                            None => {
+                                all_named &= !matches!(loc, FrameLoc::Address(_));
+                                all.extend(self.symbols.frames(loc).iter().cloned());
+                            }
+                        }
+                    }
+                    let folded = fold(&all, self.settings.full_stacks);
+                    self.shown.insert(id, folded, all_named)
                 }
             };
         }
@@ -782,10 +818,10 @@ mod tests {
         };
         let (load, main) = (frame("app::load"), frame("main"));
         let mut shown = Shown::default();
-        let first = shown.insert(SiteId(10), &[load.clone(), main.clone()]);
+        let first = shown.insert(SiteId(10), &[load.clone(), main.clone()], true);
         // Another site whose frames read the same (other frame objects, equal names).
-        let same = shown.insert(SiteId(11), &[frame("app::load"), frame("main")]);
-        let other = shown.insert(SiteId(12), std::slice::from_ref(&main));
+        let same = shown.insert(SiteId(11), &[frame("app::load"), frame("main")], true);
+        let other = shown.insert(SiteId(12), std::slice::from_ref(&main), true);
         assert_eq!(first, same);
         assert_ne!(first, other);
         assert_eq!(shown.stacks.len(), 2);
