@@ -23,7 +23,7 @@ use self::{
     ownership::{Attribution, SiteId},
     perf_map::PerfMaps,
     symbolize::{SymbolFrame, Symbols, fold},
-    unwind::{FrameLoc, Modules, ProcessUnwinder},
+    unwind::{FrameLoc, ModuleId, Modules, ProcessUnwinder},
 };
 use crate::{
     decode::{Call, UserStack},
@@ -356,6 +356,7 @@ impl SiteTracker {
     pub fn report(&mut self, pid: u32) -> Option<SitesReport> {
         let process = self.processes.get_mut(&pid)?;
         let live_by_site = process.attribution.live_by_site();
+        let live_sites: Vec<SiteId> = live_by_site.keys().copied().collect();
         let touches = std::mem::take(&mut process.touches);
         // What a site shows as never changes: only sites no report has named yet are named.
         let mut unshown: Vec<SiteId> = live_by_site
@@ -442,15 +443,43 @@ impl SiteTracker {
                 .then_with(|| a.frames.cmp(&b.frames))
         });
         by_growth.truncate(top);
+        let unsymbolized = self.modules_without_symbols(live_sites);
         Some(SitesReport {
             pid,
             total_live: total,
             sites,
+            unsymbolized,
             fault_period: self.settings.fault_period,
             by_live,
             by_growth,
             all: lines,
         })
+    }
+}
+
+impl SiteTracker {
+    /// The file names of the modules with no symbols at all that frames of `sites` are in,
+    /// sorted.
+    fn modules_without_symbols(&self, sites: Vec<SiteId>) -> Vec<String> {
+        let mut unnamed: Vec<ModuleId> = sites
+            .into_iter()
+            .flat_map(|id| self.sites.frames(id))
+            .filter_map(|loc| match *loc {
+                FrameLoc::Module { module, .. } if !self.symbols.has_symbols(module) => {
+                    Some(module)
+                }
+                _ => None,
+            })
+            .collect();
+        unnamed.sort_unstable();
+        unnamed.dedup();
+        let mut names: Vec<String> = unnamed
+            .into_iter()
+            .map(|m| symbolize::base_name(&self.modules.get(m).path).to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 }
 
@@ -494,6 +523,9 @@ pub struct SitesReport {
     pub total_live: u64,
     /// Distinct sites holding memory.
     pub sites: usize,
+    /// Modules that frames of those sites are in and that have no symbols at all: their
+    /// frames read `module+0xOFFSET`.
+    pub unsymbolized: Vec<String>,
     /// `--faults=N`.
     pub fault_period: Option<u32>,
     pub by_live: Vec<SiteLine>,
@@ -535,6 +567,13 @@ impl SitesReport {
             )
         });
         self.text_lines(&self.by_growth, &mut out);
+        if !self.unsymbolized.is_empty() {
+            out.push(format!(
+                "sites {}: no symbols in {} (frames there read module+offset; a debug package names them)",
+                self.pid,
+                self.unsymbolized.join(", ")
+            ));
+        }
         out
     }
 
@@ -587,6 +626,7 @@ impl SitesReport {
             "pid": self.pid,
             "live_bytes": self.total_live,
             "sites": self.sites,
+            "modules_without_symbols": self.unsymbolized,
             "fault_period": self.fault_period,
             "by_live": lines(&self.by_live),
             "by_growth": lines(&self.by_growth),
@@ -616,7 +656,6 @@ fn signed_units(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sites::unwind::ModuleId;
 
     #[test]
     fn writes_sizes_in_binary_units() {
@@ -659,6 +698,7 @@ mod tests {
             pid: 42,
             total_live: 3 << 20,
             sites: 2,
+            unsymbolized: Vec::new(),
             fault_period: None,
             by_live: vec![
                 site("app::load", 2 << 20, 2 << 20),
@@ -694,6 +734,7 @@ mod tests {
             pid: 42,
             total_live: 2 << 20,
             sites: 1,
+            unsymbolized: Vec::new(),
             fault_period: Some(4),
             by_live: vec![line.clone()],
             by_growth: vec![],
@@ -721,6 +762,7 @@ mod tests {
             pid: 42,
             total_live: 2 << 20,
             sites: 1,
+            unsymbolized: Vec::new(),
             fault_period: None,
             by_live: vec![line.clone()],
             by_growth: vec![],
@@ -742,6 +784,7 @@ mod tests {
             pid: 42,
             total_live: 0,
             sites: 0,
+            unsymbolized: Vec::new(),
             fault_period: Some(1),
             by_live: vec![],
             by_growth: vec![],
@@ -753,6 +796,32 @@ mod tests {
                 "sites 42: no anonymous memory",
                 "sites 42: nothing grew since the previous dump",
             ]
+        );
+    }
+
+    #[test]
+    fn modules_without_symbols_are_named_once_after_the_rankings() {
+        let line = site("app::load", 2 << 20, 2 << 20);
+        let report = SitesReport {
+            pid: 42,
+            total_live: 2 << 20,
+            sites: 1,
+            unsymbolized: vec!["libstripped.so".into(), "tool".into()],
+            fault_period: None,
+            by_live: vec![line.clone()],
+            by_growth: vec![line.clone()],
+            all: vec![line],
+        };
+        let text = report.text();
+        assert_eq!(
+            text.last().unwrap(),
+            "sites 42: no symbols in libstripped.so, tool (frames there read module+offset; a \
+             debug package names them)"
+        );
+        assert_eq!(text.iter().filter(|l| l.contains("no symbols")).count(), 1);
+        assert_eq!(
+            report.json()["modules_without_symbols"],
+            json!(["libstripped.so", "tool"])
         );
     }
 

@@ -1,9 +1,16 @@
 //! Names for unwound frames: blazesym reads each module's ELF symbols and DWARF (lines,
-//! inlined functions) once and demangles C++ and Rust names; every location is looked up once
+//! inlined functions) once and demangles C++ and Rust names. A stripped module is named from
+//! its MiniDebugInfo (`.gnu_debugdata`, an xz-compressed ELF holding the symbol table) or from
+//! its debug file when one is installed (`/usr/lib/debug/.build-id/xx/rest.debug` by build ID,
+//! or by its `.gnu_debuglink` name under `/usr/lib/debug`), blazesym's default debug dirs; every location is looked up once
 //! and cached, each frame allocated once and shared by every stack that shows it. Only dumps ask
 //! for names, so none of this runs while events stream in.
 
-use std::{borrow::Borrow, collections::HashMap, sync::Arc};
+use std::{
+    borrow::Borrow,
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use blazesym::symbolize::{
     Input, Symbolized, Symbolizer,
@@ -43,7 +50,7 @@ impl SymbolFrame {
     }
 }
 
-fn base_name(path: &str) -> &str {
+pub fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
@@ -51,12 +58,20 @@ fn base_name(path: &str) -> &str {
 #[derive(Default)]
 pub struct Symbols {
     names: HashMap<FrameLoc, Box<[Arc<SymbolFrame>]>>,
+    /// Modules in which some location was named.
+    named_modules: HashSet<ModuleId>,
 }
 
 impl Symbols {
     /// The frames at `loc` (see [`SymbolFrame`]); [`Symbols::prepare`] must have seen it.
     pub fn frames(&self, loc: &FrameLoc) -> &[Arc<SymbolFrame>] {
         &self.names[loc]
+    }
+
+    /// Whether any location of `module` looked up so far has a name: one with none has no
+    /// symbols at all (stripped, no MiniDebugInfo, no debug file installed).
+    pub fn has_symbols(&self, module: ModuleId) -> bool {
+        self.named_modules.contains(&module)
     }
 
     /// Looks up every location of `locs` not yet known, in one batch per module. Each batch
@@ -96,6 +111,9 @@ impl Symbols {
             let found = symbolizer
                 .symbolize(&source, Input::FileOffset(&offsets))
                 .unwrap_or_default();
+            if found.iter().any(|s| matches!(s, Symbolized::Sym(_))) {
+                self.named_modules.insert(module);
+            }
             for (i, &offset) in offsets.iter().enumerate() {
                 let frames = match found.get(i) {
                     Some(Symbolized::Sym(sym)) => {
