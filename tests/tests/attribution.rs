@@ -285,6 +285,104 @@ fn two_threads_churning_lose_no_stack_copy_and_no_record_at_the_default_ring() {
     assert_eq!(owned, kept, "{:#}", run.sites);
 }
 
+/// Runs `program ARGS...` and fails the test unless it succeeds.
+fn run_ok(program: &str, args: &[&std::ffi::OsStr]) {
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|err| panic!("{program}: {err} (cargo xtask setup installs it)"));
+    assert!(status.success(), "{program} {args:?} failed");
+}
+
+/// A path named exactly `name` (a module name reports show) in this test run's directory.
+fn scratch_named(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pmap-trace-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = fs::remove_file(&path);
+    path
+}
+
+/// A copy of the target stripped of every symbol and all debug info, as distributions ship
+/// programs, named `name` (its module name in the reports). The unwind tables stay.
+fn stripped_target(name: &str) -> PathBuf {
+    let copy = scratch_named(name);
+    run_ok(
+        "strip",
+        &[
+            "--strip-all".as_ref(),
+            "-o".as_ref(),
+            copy.as_os_str(),
+            TARGET.as_ref(),
+        ],
+    );
+    copy
+}
+
+#[test]
+fn a_stripped_program_is_reported_once_as_having_no_symbols() {
+    if !require_root() {
+        return;
+    }
+    let exe = stripped_target("attribution-target-stripped");
+    let sites = sites_after_growth(exe.to_str().unwrap(), &[]);
+    assert_eq!(
+        sites["modules_without_symbols"],
+        serde_json::json!(["attribution-target-stripped"]),
+        "{sites:#}"
+    );
+    // Its frames read module+offset: no grower is named.
+    let named = sites["by_live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(functions)
+        .any(|f| f.starts_with("attribution_target::"));
+    assert!(!named, "{sites:#}");
+    let _ = fs::remove_file(exe);
+}
+
+/// MiniDebugInfo as Fedora's find-debuginfo builds it: the stripped program with a
+/// `.gnu_debugdata` section holding, xz-compressed, an ELF file with its symbol table.
+#[test]
+fn a_stripped_program_with_minidebuginfo_is_named_from_it() {
+    if !require_root() {
+        return;
+    }
+    const NAME: &str = "attribution-target-minidebuginfo";
+    let stripped = stripped_target("attribution-target-stripped-for-mini");
+    let (symbols, exe) = (scratch("minidebuginfo"), scratch_named(NAME));
+    let xz = symbols.with_extension("xz");
+    let _ = fs::remove_file(&xz);
+    // Symbols only: no DWARF, no code.
+    run_ok(
+        "objcopy",
+        &[
+            "--only-keep-debug".as_ref(),
+            TARGET.as_ref(),
+            symbols.as_os_str(),
+        ],
+    );
+    run_ok("strip", &["--strip-debug".as_ref(), symbols.as_os_str()]);
+    run_ok("xz", &["--keep".as_ref(), symbols.as_os_str()]);
+    let section = format!(".gnu_debugdata={}", xz.display());
+    run_ok(
+        "objcopy",
+        &[
+            "--add-section".as_ref(),
+            section.as_ref(),
+            stripped.as_os_str(),
+            exe.as_os_str(),
+        ],
+    );
+    // A file the test keeps for its whole run: `Build` names it for good.
+    let path: &'static str = Box::leak(exe.to_str().unwrap().to_owned().into_boxed_str());
+    assert_attributed(&build(path, NAME));
+    for file in [stripped, symbols, xz, exe] {
+        let _ = fs::remove_file(file);
+    }
+}
+
 #[test]
 fn ownership_moves_and_releases_exactly_the_bytes_each_call_touches() {
     if !require_root() {
