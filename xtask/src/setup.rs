@@ -133,6 +133,27 @@ const NEEDED: &[Needed] = &[
         package: "golang-go",
         why: "builds the Go program whose stacks cross the runtime's system stack",
     },
+    Needed {
+        program: "/usr/bin/javac",
+        package: "openjdk-17-jdk-headless",
+        why: "a Java program compiled, run and asked for its perf map (jcmd)",
+    },
+    Needed {
+        program: "/usr/bin/python3.11-dbg",
+        package: "python3.11-dbg",
+        why: "the debug file that names the stripped python3.11's functions (its version is \
+              python3.11's)",
+    },
+    Needed {
+        program: "objcopy",
+        package: "binutils",
+        why: "stripped copies of a program, one with MiniDebugInfo",
+    },
+    Needed {
+        program: "xz",
+        package: "xz-utils",
+        why: "the compressed symbol table of MiniDebugInfo",
+    },
 ];
 
 fn installed(program: &str) -> bool {
