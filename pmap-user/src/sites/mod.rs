@@ -371,7 +371,16 @@ impl SiteTracker {
             unshown.iter().flat_map(|&id| self.sites.frames(id)),
             &self.modules,
         );
-        self.jit.refresh(pid);
+        // Only code outside every file is named from the perf map: a process without any is
+        // spared the look at its /tmp.
+        let has_jit_frames = unshown.iter().any(|&id| {
+            self.sites
+                .frames(id)
+                .any(|loc| matches!(loc, FrameLoc::Address(_)))
+        });
+        if has_jit_frames {
+            self.jit.refresh(pid);
+        }
         for id in unshown {
             match self.sites.origin(id) {
                 Some(origin) => self
