@@ -258,7 +258,8 @@ mod tests {
     }
 
     /// A perf map for this test process, read as a traced process's would be: appended lines
-    /// are read at the next refresh, and a replaced file is read from its start.
+    /// are read at the next refresh, a replaced file from its start; a symbolic link or a
+    /// file of another user is not read.
     #[test]
     fn the_file_is_read_again_as_it_grows_or_is_replaced() {
         let pid = std::process::id();
@@ -289,5 +290,18 @@ mod tests {
         assert_eq!(name(&maps, 0x4004), None);
         fs::remove_file(&path).unwrap();
         fs::remove_file(&target).unwrap();
+        // Nor a file another user owns (checked where the test may hand it to one: as root).
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            fs::write(&path, "5000 10 foreign\n").unwrap();
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            maps.forget(pid);
+            maps.refresh(pid);
+            assert_eq!(name(&maps, 0x5004), None);
+            std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+            maps.refresh(pid);
+            assert_eq!(name(&maps, 0x5004).as_deref(), Some("foreign"));
+            fs::remove_file(&path).unwrap();
+        }
     }
 }
