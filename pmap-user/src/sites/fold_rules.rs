@@ -63,16 +63,27 @@ const HOTSPOT: RuntimeFrames = RuntimeFrames {
     ],
 };
 
-/// V8 inside node: the ArrayBuffer allocator node gives V8, V8's heap and page allocators
-/// (`Heap::`, `MemoryAllocator::`, `VirtualMemory`, `PageAllocator`) and the builtins that call
-/// them for JavaScript (`Builtins_*`, C++ builtins `Builtin_*`), so that a site starts at the
-/// JavaScript function that allocated (named from the perf map) or the node code that did.
+/// V8 inside node: the ArrayBuffer allocator node gives V8, V8's heap, its spaces and page
+/// allocators (`Heap::`, the new space a collection commits, `MemoryAllocator::`,
+/// `VirtualMemory`, `PageAllocator`) and the builtins that call them for JavaScript
+/// (`Builtins_*`, C++ builtins `Builtin_*`), so that a site starts at the JavaScript function
+/// that allocated (named from the perf map) or the node code that did: a collection an
+/// allocation set off is charged to the code that allocated.
 const V8: RuntimeFrames = RuntimeFrames {
     runtime: "V8",
     functions: &[
         "node::NodeArrayBufferAllocator::",
         "node::DebuggingArrayBufferAllocator::",
         "v8::internal::Heap::",
+        "v8::Isolate::AdjustAmountOfExternalAllocatedMemory",
+        "v8::internal::SemiSpace::",
+        "v8::internal::SemiSpaceNewSpace::",
+        "v8::internal::NewSpace::",
+        "v8::internal::PagedNewSpace::",
+        "v8::internal::PagedSpace*",
+        "v8::internal::LargeObjectSpace::",
+        "v8::internal::OldLargeObjectSpace::",
+        "v8::internal::NewLargeObjectSpace::",
         "v8::internal::BackingStore::",
         "v8::internal::(anonymous namespace)::ConstructBuffer",
         "v8::internal::Builtin_*",
@@ -304,6 +315,30 @@ mod tests {
         assert_eq!(
             first_kept(&stack),
             ("JS:~growBuffers /srv/grow.js:3:21", "calloc")
+        );
+        // A collection the ArrayBuffer's external memory set off, committing the new space.
+        let collection = [
+            frame("v8::internal::SemiSpace::Commit()", "node"),
+            frame("v8::internal::SemiSpaceNewSpace::Prologue()", "node"),
+            frame(
+                "v8::internal::Heap::PerformGarbageCollection(v8::internal::GarbageCollector, v8::internal::GarbageCollectionReason, char const*)",
+                "node",
+            ),
+            frame("v8::internal::Heap::ReportExternalMemoryPressure()", "node"),
+            frame(
+                "v8::Isolate::AdjustAmountOfExternalAllocatedMemory(long)",
+                "node",
+            ),
+            frame(
+                "v8::internal::(anonymous namespace)::ConstructBuffer(v8::internal::Isolate*)",
+                "node",
+            ),
+            frame("Builtins_ConstructHandler", "node"),
+            frame("JS:~growBuffers /srv/grow.js:3:21", "[jit]"),
+        ];
+        assert_eq!(
+            first_kept(&collection).0,
+            "JS:~growBuffers /srv/grow.js:3:21"
         );
         // The pointer cage V8 reserves at start-up goes to the node code that set V8 up.
         let cage = [
