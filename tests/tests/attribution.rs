@@ -303,6 +303,12 @@ fn scratch_named(name: &str) -> PathBuf {
     path
 }
 
+/// Removes a file [`scratch_named`] gave, and its directory once empty.
+fn remove_named(path: &Path) {
+    let _ = fs::remove_file(path);
+    let _ = fs::remove_dir(path.parent().unwrap());
+}
+
 /// A copy of the target stripped of every symbol and all debug info, as distributions ship
 /// programs, named `name` (its module name in the reports). The unwind tables stay.
 fn stripped_target(name: &str) -> PathBuf {
@@ -339,7 +345,7 @@ fn a_stripped_program_is_reported_once_as_having_no_symbols() {
         .flat_map(functions)
         .any(|f| f.starts_with("attribution_target::"));
     assert!(!named, "{sites:#}");
-    let _ = fs::remove_file(exe);
+    remove_named(&exe);
 }
 
 /// MiniDebugInfo as Fedora's find-debuginfo builds it: the stripped program with a
@@ -378,9 +384,11 @@ fn a_stripped_program_with_minidebuginfo_is_named_from_it() {
     // A file the test keeps for its whole run: `Build` names it for good.
     let path: &'static str = Box::leak(exe.to_str().unwrap().to_owned().into_boxed_str());
     assert_attributed(&build(path, NAME));
-    for file in [stripped, symbols, xz, exe] {
+    for file in [symbols, xz] {
         let _ = fs::remove_file(file);
     }
+    remove_named(&stripped);
+    remove_named(&exe);
 }
 
 #[test]
