@@ -392,7 +392,7 @@ impl SiteTracker {
                     for loc in self.sites.frames(id) {
                         let jit = match *loc {
                             FrameLoc::Address(addr) => self.jit.frame(pid, addr),
-                            FrameLoc::Module { .. } => None,
+                            _ => None,
                         };
                         match jit {
                             Some(jit) => all.push(jit.clone()),
