@@ -7,7 +7,9 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 const EXAMPLES: &str = "\
 Examples:
-  sudo pmap-trace -p 1234                 stream mapping changes of PID 1234; Enter or SIGUSR1 dumps
+  sudo pmap-trace -p 1234                 stream mapping changes of PID 1234, each growth with its
+                                          call site; Enter or SIGUSR1 dumps, then the top 5 sites
+  sudo pmap-trace --no-sites -p 1234      the same without call sites (no stack copies)
   sudo pmap-trace -p 1234,5678 --no-events --interval 5
                                           a pmap-style dump of both processes every 5 seconds
   sudo pmap-trace -f -- make -j2          start `make -j2`, trace it and every child it forks
@@ -106,10 +108,16 @@ pub struct TraceArgs {
     pub diff: bool,
 
     /// With each dump, the N call sites holding the most anonymous memory and the N that grew
-    /// it most since the previous dump. The kernel copies the caller's stack at every call that
-    /// grows anonymous memory; it is unwound with the binaries' unwind tables.
+    /// it most since the previous dump, with whole stacks (by default: a summary of the 5
+    /// holding or growing the most, one line each). The kernel copies the caller's stack at
+    /// every call that grows anonymous memory; it is unwound with the binaries' unwind tables.
     #[arg(long, value_name = "N", help_heading = SITES_HEADING)]
     pub sites: Option<String>,
+
+    /// Turn call-site attribution off: no stack copies, no ` <- SITE` at the end of event
+    /// lines, no summary after dumps.
+    #[arg(long, help_heading = SITES_HEADING)]
+    pub no_sites: bool,
 
     /// Write the call stacks holding anonymous memory to FILE at each dump and when a process
     /// ends, as collapsed stacks for flame graph tools (`outer;...;inner BYTES`, live bytes).
@@ -128,11 +136,12 @@ pub struct TraceArgs {
     pub stack_bytes: Option<String>,
 
     /// Keep the allocator's frames (malloc internals, the C library's mmap/brk wrappers, the
-    /// loader) in call stacks instead of starting each at the first frame of the program.
+    /// loader) in call stacks instead of starting each at the first frame of the program, and
+    /// the start-up frames below `main` (`_start`, `__libc_start_main`, Rust's `lang_start`).
     #[arg(long, help_heading = SITES_HEADING)]
     pub full_stacks: bool,
 
-    /// With --sites: also count first touches of pages (page faults on pages not yet present)
+    /// With --sites N: also count first touches of pages (page faults on pages not yet present)
     /// for the call site owning each page, sampling one fault in N (default: every fault), and
     /// show the bytes each site had touched since the previous dump: who used memory, not only
     /// who reserved it.

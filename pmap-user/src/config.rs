@@ -12,10 +12,10 @@ use thiserror::Error;
 use crate::{
     cli::{FormatArgs, SnapshotArgs, TraceArgs},
     render::pmap::{self, PmapFormat, PmapOptions},
-    sites::SitesSettings,
+    sites::{Listing, SitesSettings},
 };
 
-/// Stack bytes copied per growth call when `--sites` is given without `--stack-bytes`: deep
+/// Stack bytes copied per growth call without `--stack-bytes`: deep
 /// enough for the frames of most programs from the allocator up to `main` (docs/call-sites.md gives
 /// the measured cost).
 pub const DEFAULT_STACK_BYTES: u32 = 16 << 10;
@@ -60,11 +60,8 @@ pub enum ConfigError {
     InvalidSites(String),
     #[error("invalid --stack-bytes '{0}': give 0, 4K, 8K, 16K, 32K or 64K")]
     InvalidStackBytes(String),
-    #[error(
-        "{0} sets how call stacks are captured: give it with --sites N, --folded FILE or \
-         --flamegraph FILE"
-    )]
-    StacksNotCaptured(&'static str),
+    #[error("{0} shapes call-site attribution, which --no-sites turns off: give one or the other")]
+    SitesTurnedOff(&'static str),
     #[error("--faults counts touched memory for the --sites report: give it with --sites N")]
     FaultsWithoutSites,
     #[error("invalid --faults '{0}': give how many faults make one sample, such as --faults=10")]
@@ -146,8 +143,8 @@ pub struct Config {
     /// Pressing Enter or `d` dumps (only when stdin is a terminal that no launched child uses).
     pub key_dumps: bool,
     pub dump: DumpSettings,
-    /// `--sites`, `--folded`, `--flamegraph`: call-site attribution of anonymous memory,
-    /// reported with each dump.
+    /// Call-site attribution of anonymous memory, reported on event lines and with each dump
+    /// (on unless `--no-sites`).
     pub sites: Option<SitesSettings>,
     /// `--folded`, `--flamegraph`: files rewritten with the call stacks at each dump.
     pub stack_files: StackFilePaths,
@@ -368,23 +365,36 @@ fn check_program(program: &OsString) -> Result<(), ConfigError> {
     }
 }
 
-/// The call-site settings, when `--sites`, `--folded` or `--flamegraph` asks for stacks; the
-/// options that only shape stack capture are refused without them.
+/// The call-site settings: attribution is on unless `--no-sites`, which refuses the options
+/// that only shape it.
 fn parse_sites(
     args: &TraceArgs,
     files: &StackFilePaths,
 ) -> Result<Option<SitesSettings>, ConfigError> {
-    let top = args
-        .sites
-        .as_deref()
-        .map(|top| {
-            top.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| ConfigError::InvalidSites(top.to_string()))
-        })
-        .transpose()?;
+    if args.no_sites {
+        let shaping = [
+            ("--sites", args.sites.is_some()),
+            ("--folded", files.folded.is_some()),
+            ("--flamegraph", files.flamegraph.is_some()),
+            ("--stack-bytes", args.stack_bytes.is_some()),
+            ("--full-stacks", args.full_stacks),
+            ("--faults", args.faults.is_some()),
+        ];
+        return match shaping.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(ConfigError::SitesTurnedOff(flag)),
+            None => Ok(None),
+        };
+    }
+    let listing = match args.sites.as_deref() {
+        None => Listing::Summary,
+        Some(top) => top
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .map(Listing::Sites)
+            .ok_or_else(|| ConfigError::InvalidSites(top.to_string()))?,
+    };
     let fault_period = args
         .faults
         .as_deref()
@@ -396,17 +406,8 @@ fn parse_sites(
                 .ok_or_else(|| ConfigError::InvalidFaults(n.to_string()))
         })
         .transpose()?;
-    if fault_period.is_some() && top.is_none() {
+    if fault_period.is_some() && listing == Listing::Summary {
         return Err(ConfigError::FaultsWithoutSites);
-    }
-    if top.is_none() && files.folded.is_none() && files.flamegraph.is_none() {
-        if args.stack_bytes.is_some() {
-            return Err(ConfigError::StacksNotCaptured("--stack-bytes"));
-        }
-        if args.full_stacks {
-            return Err(ConfigError::StacksNotCaptured("--full-stacks"));
-        }
-        return Ok(None);
     }
     if let (Some(folded), Some(flamegraph)) = (&files.folded, &files.flamegraph)
         && same_file(folded, flamegraph)
@@ -433,7 +434,7 @@ fn parse_sites(
             .ok_or_else(|| ConfigError::InvalidStackBytes(text.to_string()))?,
     };
     Ok(Some(SitesSettings {
-        top,
+        listing,
         stack_bytes,
         full_stacks: args.full_stacks,
         fault_period,
@@ -679,17 +680,21 @@ mod tests {
     }
 
     #[test]
-    fn sites_take_a_count_and_a_stack_size_from_the_supported_ones() {
+    fn sites_are_on_by_default_and_take_a_count_and_a_stack_size_from_the_supported_ones() {
         let mut a = args(&["1"]);
-        assert_eq!(Config::from_args(&a, vec![]).unwrap().sites, None);
+        let default = SitesSettings {
+            listing: Listing::Summary,
+            stack_bytes: DEFAULT_STACK_BYTES,
+            full_stacks: false,
+            fault_period: None,
+        };
+        assert_eq!(Config::from_args(&a, vec![]).unwrap().sites, Some(default));
         a.sites = Some("5".into());
         assert_eq!(
             Config::from_args(&a, vec![]).unwrap().sites,
             Some(SitesSettings {
-                top: Some(5),
-                stack_bytes: DEFAULT_STACK_BYTES,
-                full_stacks: false,
-                fault_period: None,
+                listing: Listing::Sites(5),
+                ..default
             })
         );
         a.stack_bytes = Some("64K".into());
@@ -722,24 +727,38 @@ mod tests {
     }
 
     #[test]
-    fn stack_files_capture_stacks_and_stack_options_need_a_consumer() {
+    fn no_sites_turns_attribution_off_and_refuses_the_options_that_shape_it() {
         let mut a = args(&["1"]);
+        a.no_sites = true;
+        assert_eq!(Config::from_args(&a, vec![]).unwrap().sites, None);
         a.full_stacks = true;
         let err = Config::from_args(&a, vec![]).unwrap_err();
-        assert_eq!(err, ConfigError::StacksNotCaptured("--full-stacks"));
+        assert_eq!(err, ConfigError::SitesTurnedOff("--full-stacks"));
         assert!(err.is_usage());
         a.full_stacks = false;
         a.stack_bytes = Some("4K".into());
         assert_eq!(
             Config::from_args(&a, vec![]).unwrap_err(),
-            ConfigError::StacksNotCaptured("--stack-bytes")
+            ConfigError::SitesTurnedOff("--stack-bytes")
         );
+        a.stack_bytes = None;
+        a.sites = Some("3".into());
+        assert_eq!(
+            Config::from_args(&a, vec![]).unwrap_err(),
+            ConfigError::SitesTurnedOff("--sites")
+        );
+    }
+
+    #[test]
+    fn stack_files_check_their_paths() {
+        let mut a = args(&["1"]);
+        a.stack_bytes = Some("4K".into());
         let dir = std::env::temp_dir();
         let folded = dir.join(format!("pmap-trace-config-{}.folded", std::process::id()));
         a.folded = Some(folded.clone());
         let config = Config::from_args(&a, vec![]).unwrap();
         let sites = config.sites.unwrap();
-        assert_eq!((sites.top, sites.stack_bytes), (None, 4096));
+        assert_eq!((sites.listing, sites.stack_bytes), (Listing::Summary, 4096));
         assert_eq!(config.stack_files.folded, Some(folded.clone()));
         // Checked, and nothing left behind.
         assert!(!folded.exists());

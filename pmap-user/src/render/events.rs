@@ -9,6 +9,7 @@ use super::digits::{push_dec, push_dec_zero_padded, push_prefixed_hex, push_sign
 use crate::{
     decode::{Arg, ArgKind, Call, Event, EventKind, Returns},
     model::{ExitStatus, signal_name},
+    sites::GrowthSite,
 };
 
 /// What the table knows about an event at the moment it was applied.
@@ -19,6 +20,8 @@ pub struct EventContext {
     /// How the process ended, for the exit of a process pmap-trace started (its parent, it
     /// alone is told).
     pub exit: Option<ExitStatus>,
+    /// The call site of a call that grew anonymous memory (call sites on).
+    pub site: Option<GrowthSite>,
 }
 
 /// Converts the kernel's monotonic timestamps to wall-clock time for display.
@@ -533,6 +536,9 @@ impl EventLines {
                 push_args(out, call, context);
                 out.extend_from_slice(b") = ");
                 push_result(out, call, *ret);
+                if let Some(site) = &context.site {
+                    push_site(out, site);
+                }
             }
             EventKind::Exec => out.extend_from_slice(b"+++ exec: address space replaced +++"),
             EventKind::Exit { .. } => out.extend_from_slice(exit_text(context.exit).as_bytes()),
@@ -542,6 +548,26 @@ impl EventLines {
                 out.extend_from_slice(b" +++");
             }
         }
+    }
+}
+
+/// ` <- function (file:line)`: the innermost frame of the program the call's growth is
+/// charged to; ` <- ?` when there is none (no stack copied, or none unwound: docs/call-sites.md).
+fn push_site(out: &mut Vec<u8>, site: &GrowthSite) {
+    out.extend_from_slice(b" <- ");
+    let Some(frame) = site.innermost() else {
+        out.push(b'?');
+        return;
+    };
+    push_escaped(out, frame.function.as_bytes());
+    if let Some(file) = &frame.file {
+        out.extend_from_slice(b" (");
+        push_escaped(out, file.rsplit('/').next().unwrap_or(file).as_bytes());
+        if let Some(line) = frame.line {
+            out.push(b':');
+            push_dec(out, line.into(), 0);
+        }
+        out.push(b')');
     }
 }
 
@@ -607,6 +633,19 @@ fn args_json(call: &Call, context: &EventContext) -> Value {
 
 /// One JSON object for `event`. Field names are stable: `type`, `time`, `timestamp_ns`, `pid`,
 /// `tid`, `comm`, and for calls `call`, `args`, `ret`, `errno`.
+/// `"stack"`: the frames of a growth's site, innermost first, as the sites report has them;
+/// with `"stack_unknown"` saying why when there is no stack.
+fn insert_stack(fields: &mut serde_json::Map<String, Value>, site: &GrowthSite) {
+    let (stack, unknown) = match site {
+        GrowthSite::Stack(frames) => (json!(frames.iter().map(|f| &**f).collect::<Vec<_>>()), None),
+        GrowthSite::Unknown(origin) => (json!([]), Some(origin.describe())),
+    };
+    fields.insert("stack".into(), stack);
+    if let Some(why) = unknown {
+        fields.insert("stack_unknown".into(), why.into());
+    }
+}
+
 pub fn event_json(event: &Event, context: &EventContext, clock: &Clock) -> Value {
     let mut object = json!({
         "time": clock.time_of_day(event.timestamp_ns),
@@ -624,6 +663,9 @@ pub fn event_json(event: &Event, context: &EventContext, clock: &Clock) -> Value
             fields.insert("ret".into(), (*ret).into());
             let errno = failure(call, *ret).map(errno_name);
             fields.insert("errno".into(), errno.into());
+            if let Some(site) = &context.site {
+                insert_stack(fields, site);
+            }
         }
         EventKind::Exec => {
             fields.insert("type".into(), "exec".into());
@@ -1196,7 +1238,13 @@ mod tests {
                         kind,
                         file: None,
                     };
-                    (event, EventContext { path, exit: None })
+                    (
+                        event,
+                        EventContext {
+                            path,
+                            ..Default::default()
+                        },
+                    )
                 })
         }
 
@@ -1284,7 +1332,7 @@ mod tests {
         });
         let context = EventContext {
             path: Some(b"/lib/x.so".to_vec()),
-            exit: None,
+            ..Default::default()
         };
         let line = event_line(&e, &context, &clock());
         assert!(
@@ -1301,11 +1349,79 @@ mod tests {
     }
 
     #[test]
+    fn a_growth_ends_with_its_call_site_and_its_json_has_the_stack() {
+        use std::sync::Arc;
+
+        use crate::sites::{Origin, symbolize::SymbolFrame};
+
+        let e = event(EventKind::Call {
+            call: Call::Mmap {
+                addr: 0,
+                len: 1 << 20,
+                prot: 3,
+                flags: 0x22,
+                fd: -1,
+                offset: 0,
+            },
+            ret: 0x7f1c_2e00_0000,
+        });
+        let frame = |function: &str, file: Option<&str>, line| {
+            Arc::new(SymbolFrame {
+                function: function.into(),
+                file: file.map(Into::into),
+                line,
+                module: Some("cache".into()),
+                inlined: false,
+            })
+        };
+        let stack: Arc<[_]> = Arc::new([
+            frame("grow_cache", Some("/src/cache.c"), Some(88)),
+            frame("main", None, None),
+        ]);
+        let with = |site| EventContext {
+            site: Some(site),
+            ..Default::default()
+        };
+        let context = with(GrowthSite::Stack(stack));
+        let line = event_line(&e, &context, &clock());
+        assert!(
+            line.ends_with(") = 0x7f1c2e000000 <- grow_cache (cache.c:88)"),
+            "{line}"
+        );
+        let object = event_json(&e, &context, &clock());
+        assert_eq!(object["stack"][0]["function"], "grow_cache");
+        assert_eq!(object["stack"][0]["line"], 88);
+        assert_eq!(object["stack"][1]["function"], "main");
+        assert_eq!(object.get("stack_unknown"), None);
+        // No stack, or none unwound: a question mark, never a name.
+        for site in [
+            GrowthSite::Unknown(Origin::CopyLost),
+            GrowthSite::Stack(Arc::new([])),
+        ] {
+            let line = event_line(&e, &with(site), &clock());
+            assert!(line.ends_with(" = 0x7f1c2e000000 <- ?"), "{line}");
+        }
+        let object = event_json(&e, &with(GrowthSite::Unknown(Origin::CopyLost)), &clock());
+        assert_eq!(object["stack"], json!([]));
+        assert_eq!(object["stack_unknown"], Origin::CopyLost.describe());
+        // A call that grew nothing has neither.
+        let plain = event_line(&e, &EventContext::default(), &clock());
+        assert!(plain.ends_with(" = 0x7f1c2e000000"), "{plain}");
+        assert_eq!(
+            event_json(&e, &EventContext::default(), &clock()).get("stack"),
+            None
+        );
+    }
+
+    #[test]
     fn the_exit_of_a_launched_command_says_how_it_ended() {
         let e = event(EventKind::Exit {
             memory: crate::decode::ExitMemory::default(),
         });
-        let with = |exit| EventContext { path: None, exit };
+        let with = |exit| EventContext {
+            exit,
+            ..Default::default()
+        };
         let cases = [
             (None, "+++ exited +++", Value::Null, Value::Null),
             (

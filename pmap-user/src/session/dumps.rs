@@ -1,6 +1,6 @@
 //! Dumps: every process on request, one process at its exit; `--diff` instead of a dump once a
-//! process has had one; the `--sites` report after each, and the `--folded`/`--flamegraph`
-//! files rewritten.
+//! process has had one; the call sites after each (a summary, or `--sites N`), and the
+//! `--folded`/`--flamegraph` files rewritten.
 
 use super::{Session, SessionError, Traced, release_freed_memory};
 use crate::render::output::{Message, notice::Notice};
@@ -44,17 +44,13 @@ impl Session {
         self.write_stack_files()
     }
 
-    /// `--sites`: the call sites of `pid` after its dump; `--folded`/`--flamegraph` take
-    /// them in too.
+    /// The call sites of `pid` after its dump; `--folded`/`--flamegraph` take them in too.
     fn write_sites(&mut self, pid: u32) -> Result<(), SessionError> {
         let Some(report) = self.sites.as_mut().and_then(|sites| sites.report(pid)) else {
             return Ok(());
         };
         if let Some(files) = &mut self.stack_files {
             files.update(pid, &report.all);
-        }
-        if self.config.sites.is_none_or(|sites| sites.top.is_none()) {
-            return Ok(());
         }
         self.output.write(Message::Sites(&report))?;
         Ok(())

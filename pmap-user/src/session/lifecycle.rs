@@ -10,7 +10,7 @@ use crate::{
         events::EventContext,
         output::notice::{NoTable, Notice},
     },
-    sites::Origin,
+    sites::{GrowthSite, Origin},
 };
 
 impl Session {
@@ -36,7 +36,7 @@ impl Session {
         let mut context = EventContext::default();
         match &event.kind {
             EventKind::Call { call, ret } => {
-                context.path = self.apply_call(event, call, *ret, stack);
+                (context.path, context.site) = self.apply_call(event, call, *ret, stack);
                 self.emit(event, &context)?;
             }
             EventKind::Exec => {
@@ -59,17 +59,18 @@ impl Session {
         Ok(())
     }
 
-    /// Applies `event`'s call to its process's table (and `--sites`' owners), and returns the
-    /// path its line shows: the file's at the call, as the kernel walked it then; when the walk
-    /// stopped short, the table's (the live kernel's answer when there was one), else the
-    /// name the kernel recorded.
+    /// Applies `event`'s call to its process's table (and the call sites' owners), and returns
+    /// the path its line shows: the file's at the call, as the kernel walked it then; when the
+    /// walk stopped short, the table's (the live kernel's answer when there was one), else the
+    /// name the kernel recorded. And the call site its line names, when it grew anonymous
+    /// memory and lines are printed.
     fn apply_call(
         &mut self,
         event: &Event,
         call: &Call,
         ret: i64,
         stack: Option<&UserStack>,
-    ) -> Option<Vec<u8>> {
+    ) -> (Option<Vec<u8>>, Option<GrowthSite>) {
         let mapped = event
             .file
             .as_ref()
@@ -78,11 +79,15 @@ impl Session {
         let mut path = mapped.as_ref().map(|m| m.name.clone());
         let Some(traced) = self.processes.get_mut(&event.tgid) else {
             // Untabled: its line shows what the kernel recorded.
-            return path;
+            return (path, None);
         };
         // Before the table: the stack is unwound against the code mapped at the call.
-        if let Some(sites) = &mut self.sites {
-            sites.apply(event.tgid, &traced.table, call, ret, stack);
+        let mut site = None;
+        if let Some(sites) = &mut self.sites
+            && let Some(grown) = sites.apply(event.tgid, &traced.table, call, ret, stack)
+            && self.config.events
+        {
+            site = Some(sites.growth_site(event.tgid, grown));
         }
         traced.apply_with_file(call, ret, mapped);
         if let Call::Mmap { fd, .. } = call
@@ -97,7 +102,7 @@ impl Session {
             }
             self.files.learn([now]);
         }
-        path
+        (path, site)
     }
 
     /// An exec replaced `event.tgid`'s address space: its table is the image the record
@@ -245,14 +250,14 @@ impl Session {
         Ok(traced)
     }
 
-    /// `--sites`: a table read from scratch; its anonymous memory so far comes from `origin`.
+    /// Call sites: a table read from scratch; its anonymous memory so far comes from `origin`.
     pub(super) fn track_seeded(&mut self, traced: &Traced, origin: Origin) {
         if let Some(sites) = &mut self.sites {
             sites.seeded(traced.pid as u32, &traced.table, origin);
         }
     }
 
-    /// `--sites`: a table read again; the owners of what is still anonymous stay.
+    /// Call sites: a table read again; the owners of what is still anonymous stay.
     pub(super) fn track_reread(&mut self, traced: &Traced) {
         if let Some(sites) = &mut self.sites {
             sites.reread(traced.pid as u32, &traced.table);

@@ -1,14 +1,16 @@
-//! `--sites`: which code grew the anonymous memory. Each growth call's stack (copied by the
-//! kernel) is unwound when its event is applied and interned as a call site; each process's
-//! [`Attribution`] keeps every anonymous byte owned by the site that created or grew it; and
-//! each dump is followed by the top sites by live bytes and by growth since the previous dump,
-//! symbolized then (and cached), with allocator frames folded away.
+//! Which code grew the anonymous memory (on unless `--no-sites`). Each growth call's stack
+//! (copied by the kernel) is unwound when its event is applied and interned as a call site; its
+//! event line names the site, symbolized once per site (names cached per location); each
+//! process's [`Attribution`] keeps every anonymous byte owned by the site that created or grew
+//! it; and each dump is followed by the top sites by live bytes and by growth since the
+//! previous dump, with allocator frames folded away and start-up frames below `main` cut.
 
 pub mod fold_rules;
 pub mod folded;
 pub mod ownership;
 pub mod perf_map;
 mod stack_memo;
+pub mod start_up;
 pub mod symbolize;
 pub mod unwind;
 
@@ -22,6 +24,7 @@ use serde_json::{Value, json};
 use self::{
     ownership::{Attribution, SiteId},
     perf_map::PerfMaps,
+    start_up::cut_below_main,
     symbolize::{SymbolFrame, Symbols, fold},
     unwind::{FrameLoc, ModuleId, Modules, ProcessUnwinder},
 };
@@ -201,15 +204,35 @@ impl Shown {
     }
 }
 
-/// `--sites` settings.
+/// What follows each dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing {
+    /// The [`SUMMARY_SITES`] sites holding or growing the most, one line each (the default).
+    Summary,
+    /// `--sites N`: the N sites holding the most and the N that grew most, with their stacks.
+    Sites(usize),
+}
+
+/// Sites in the summary after each dump.
+pub const SUMMARY_SITES: usize = 5;
+
+impl Listing {
+    /// Sites in each ranking.
+    fn top(self) -> usize {
+        match self {
+            Listing::Summary => SUMMARY_SITES,
+            Listing::Sites(top) => top,
+        }
+    }
+}
+
+/// Call-site settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SitesSettings {
-    /// Sites listed in each ranking (`--sites N`); `None` when stacks are captured only for
-    /// `--folded`/`--flamegraph`.
-    pub top: Option<usize>,
+    pub listing: Listing,
     /// Bytes of stack the kernel copies per growth call (0: none).
     pub stack_bytes: u32,
-    /// Keep allocator frames.
+    /// `--full-stacks`: keep allocator frames and the start-up frames below `main`.
     pub full_stacks: bool,
     /// `--faults=N`: one first-touch page fault in N is sampled and counted for the site that
     /// owns the page.
@@ -307,6 +330,7 @@ impl SiteTracker {
 
     /// Applies a call of process `pid` before its `table` applies it (the stack is unwound
     /// against the code mapped when the call was made). `stack` is what the kernel copied.
+    /// Returns the site the call's growth of anonymous memory went to, if it grew any.
     pub fn apply(
         &mut self,
         pid: u32,
@@ -314,29 +338,98 @@ impl SiteTracker {
         call: &Call,
         ret: i64,
         stack: Option<&UserStack>,
-    ) {
-        let Some(ProcessSites {
+    ) -> Option<SiteId> {
+        let ProcessSites {
             attribution,
             unwinder,
             ..
-        }) = self.processes.get_mut(&pid)
-        else {
-            return;
-        };
+        } = self.processes.get_mut(&pid)?;
+        let mut grown = None;
         let (modules, sites) = (&mut self.modules, &mut self.sites);
         let stack_bytes = self.settings.stack_bytes;
         // Unwinding is what costs: the attribution asks for the site only when the call grew
         // anonymous memory.
-        attribution.apply(call, ret, || match stack {
-            Some(stack) => {
-                unwinder.site_of(pid as i32, table.mappings(), modules, stack, |frames| {
-                    sites.intern(frames)
-                })
-            }
-            None if stack_bytes == 0 => Origin::NotCopied.site(),
-            None => Origin::CopyLost.site(),
+        attribution.apply(call, ret, || {
+            let site = match stack {
+                Some(stack) => {
+                    unwinder.site_of(pid as i32, table.mappings(), modules, stack, |frames| {
+                        sites.intern(frames)
+                    })
+                }
+                None if stack_bytes == 0 => Origin::NotCopied.site(),
+                None => Origin::CopyLost.site(),
+            };
+            grown = Some(site);
+            site
         });
         unwinder.note_call(call);
+        grown
+    }
+
+    /// The site an event line of process `pid` shows for a growth that went to `site`: its
+    /// stack as reports show it, named now if no line or report has named it yet (a site with
+    /// JIT code the perf map did not name yet is named again at the next report, as in
+    /// [`Shown::unnamed`]).
+    pub fn growth_site(&mut self, pid: u32, site: SiteId) -> GrowthSite {
+        if let Some(origin) = self.sites.origin(site) {
+            return GrowthSite::Unknown(origin);
+        }
+        let shown = match self.shown.site(site) {
+            Some(shown) => shown,
+            None => {
+                self.name_sites(pid, &[site]);
+                self.shown.site(site).expect("just named")
+            }
+        };
+        GrowthSite::Stack(self.shown.stack(shown).clone())
+    }
+
+    /// Names the sites of process `pid` in `unshown`: symbolized in one batch, JIT code from
+    /// the perf map, allocator and runtime frames folded, start-up frames cut unless
+    /// `--full-stacks`.
+    fn name_sites(&mut self, pid: u32, unshown: &[SiteId]) {
+        self.symbols.prepare(
+            unshown.iter().flat_map(|&id| self.sites.frames(id)),
+            &self.modules,
+        );
+        // Only code outside every file is named from the perf map: a process without any is
+        // spared the look at its /tmp.
+        let has_jit_frames = unshown.iter().any(|&id| {
+            self.sites
+                .frames(id)
+                .any(|loc| matches!(loc, FrameLoc::Address(_)))
+        });
+        if has_jit_frames {
+            self.jit.refresh(pid);
+        }
+        let full = self.settings.full_stacks;
+        for &id in unshown {
+            match self.sites.origin(id) {
+                Some(origin) => self
+                    .shown
+                    .insert(id, &[Arc::new(origin_frame(origin))], true),
+                None => {
+                    let mut all_named = true;
+                    let mut all: Vec<Arc<SymbolFrame>> = Vec::new();
+                    for loc in self.sites.frames(id) {
+                        let jit = match *loc {
+                            FrameLoc::Address(addr) => self.jit.frame(pid, addr),
+                            _ => None,
+                        };
+                        match jit {
+                            Some(jit) => all.push(jit.clone()),
+                            None => {
+                                all_named &= !matches!(loc, FrameLoc::Address(_));
+                                all.extend(self.symbols.frames(loc).iter().cloned());
+                            }
+                        }
+                    }
+                    let folded = fold(&all, full);
+                    let shown = if full { folded } else { cut_below_main(folded) };
+                    self.shown.insert(id, shown, all_named)
+                }
+            };
+        }
     }
 
     /// `--faults`: a sampled first touch of `address` by process `tgid` counts for the site
@@ -367,46 +460,8 @@ impl SiteTracker {
             .collect();
         unshown.sort_unstable();
         unshown.dedup();
-        self.symbols.prepare(
-            unshown.iter().flat_map(|&id| self.sites.frames(id)),
-            &self.modules,
-        );
-        // Only code outside every file is named from the perf map: a process without any is
-        // spared the look at its /tmp.
-        let has_jit_frames = unshown.iter().any(|&id| {
-            self.sites
-                .frames(id)
-                .any(|loc| matches!(loc, FrameLoc::Address(_)))
-        });
-        if has_jit_frames {
-            self.jit.refresh(pid);
-        }
-        for id in unshown {
-            match self.sites.origin(id) {
-                Some(origin) => self
-                    .shown
-                    .insert(id, &[Arc::new(origin_frame(origin))], true),
-                None => {
-                    let mut all_named = true;
-                    let mut all: Vec<Arc<SymbolFrame>> = Vec::new();
-                    for loc in self.sites.frames(id) {
-                        let jit = match *loc {
-                            FrameLoc::Address(addr) => self.jit.frame(pid, addr),
-                            _ => None,
-                        };
-                        match jit {
-                            Some(jit) => all.push(jit.clone()),
-                            None => {
-                                all_named &= !matches!(loc, FrameLoc::Address(_));
-                                all.extend(self.symbols.frames(loc).iter().cloned());
-                            }
-                        }
-                    }
-                    let folded = fold(&all, self.settings.full_stacks);
-                    self.shown.insert(id, folded, all_named)
-                }
-            };
-        }
+        self.name_sites(pid, &unshown);
+        let process = self.processes.get_mut(&pid)?;
         let shown_of = |id: SiteId| self.shown.site(id).expect("every site was just shown");
         let mut merged: HashMap<ShownId, Merged> = HashMap::new();
         for (id, bytes) in live_by_site {
@@ -443,7 +498,7 @@ impl SiteTracker {
         let sites = lines.iter().filter(|l| l.live > 0).count();
         // Ties in a stable order: by frames' text.
         lines.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.frames.cmp(&b.frames)));
-        let top = self.settings.top.unwrap_or(0);
+        let top = self.settings.listing.top();
         let by_live: Vec<SiteLine> = lines.iter().take(top).cloned().collect();
         let mut by_growth: Vec<SiteLine> = lines.iter().filter(|l| l.growth > 0).cloned().collect();
         by_growth.sort_by(|a, b| {
@@ -455,6 +510,7 @@ impl SiteTracker {
         let unsymbolized = self.modules_without_symbols(live_sites);
         Some(SitesReport {
             pid,
+            listing: self.settings.listing,
             total_live: total,
             sites,
             unsymbolized,
@@ -489,6 +545,25 @@ impl SiteTracker {
         names.sort();
         names.dedup();
         names
+    }
+}
+
+/// The site an event line that grew anonymous memory shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrowthSite {
+    /// The stack as reports show it (empty when the unwind found no frame).
+    Stack(ShownStack),
+    /// No stack: why.
+    Unknown(Origin),
+}
+
+impl GrowthSite {
+    /// The innermost frame shown, when there is one.
+    pub fn innermost(&self) -> Option<&SymbolFrame> {
+        match self {
+            GrowthSite::Stack(stack) => stack.first().map(|frame| &**frame),
+            GrowthSite::Unknown(_) => None,
+        }
     }
 }
 
@@ -529,6 +604,8 @@ pub struct SiteLine {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SitesReport {
     pub pid: u32,
+    /// A summary, or whole stacks (`--sites N`).
+    pub listing: Listing,
     pub total_live: u64,
     /// Distinct sites holding memory.
     pub sites: usize,
@@ -549,6 +626,58 @@ const TEXT_FRAMES: usize = 8;
 impl SitesReport {
     /// The report as text lines (see `docs/call-sites.md`).
     pub fn text(&self) -> Vec<String> {
+        match self.listing {
+            Listing::Summary => self.summary_text(),
+            Listing::Sites(_) => self.full_text(),
+        }
+    }
+
+    /// The sites holding or growing the most, at most [`SUMMARY_SITES`], one line each, by
+    /// live bytes: the top sites of both rankings in turn (a site that grew fast shows even
+    /// when it holds less than the fifth largest).
+    fn summary_text(&self) -> Vec<String> {
+        if self.by_live.is_empty() {
+            return vec![format!("sites {}: no anonymous memory", self.pid)];
+        }
+        let mut chosen: Vec<&SiteLine> = Vec::new();
+        let (mut live, mut growth) = (self.by_live.iter(), self.by_growth.iter());
+        while chosen.len() < SUMMARY_SITES {
+            let (a, b) = (live.next(), growth.next());
+            if a.is_none() && b.is_none() {
+                break;
+            }
+            for line in [a, b].into_iter().flatten() {
+                if chosen.len() < SUMMARY_SITES && !chosen.iter().any(|c| c.frames == line.frames) {
+                    chosen.push(line);
+                }
+            }
+        }
+        chosen.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.frames.cmp(&b.frames)));
+        let mut out = vec![format!(
+            "sites {}: {} anonymous in {} call sites; holding or growing the most (live, \
+             growth since the previous dump):",
+            self.pid,
+            units(self.total_live),
+            self.sites,
+        )];
+        for line in chosen {
+            let mut frames = line.frames.iter().map(|frame| frame.display());
+            let site = match (frames.next(), frames.next()) {
+                (Some(innermost), Some(caller)) => format!("{innermost} < {caller}"),
+                (Some(innermost), None) => innermost,
+                (None, _) => "?".to_string(),
+            };
+            out.push(format!(
+                "  {:>8} {:>9}  {site}",
+                units(line.live),
+                signed_units(line.growth)
+            ));
+        }
+        out
+    }
+
+    /// `--sites N`: both rankings, each site with its stack.
+    fn full_text(&self) -> Vec<String> {
         let columns = match self.fault_period {
             Some(_) => " (live, growth, first touched since the previous dump)",
             None => "",
@@ -633,6 +762,7 @@ impl SitesReport {
         json!({
             "type": "sites",
             "pid": self.pid,
+            "summary": self.listing == Listing::Summary,
             "live_bytes": self.total_live,
             "sites": self.sites,
             "modules_without_symbols": self.unsymbolized,
@@ -705,6 +835,7 @@ mod tests {
     fn text_lists_each_site_with_its_callers_indented() {
         let report = SitesReport {
             pid: 42,
+            listing: Listing::Sites(2),
             total_live: 3 << 20,
             sites: 2,
             unsymbolized: Vec::new(),
@@ -741,6 +872,7 @@ mod tests {
         line.touched = Some(512 << 10);
         let report = SitesReport {
             pid: 42,
+            listing: Listing::Sites(2),
             total_live: 2 << 20,
             sites: 1,
             unsymbolized: Vec::new(),
@@ -769,6 +901,7 @@ mod tests {
         let line = site("app::load", 2 << 20, 0);
         let report = SitesReport {
             pid: 42,
+            listing: Listing::Sites(2),
             total_live: 2 << 20,
             sites: 1,
             unsymbolized: Vec::new(),
@@ -791,6 +924,7 @@ mod tests {
 
         let empty = SitesReport {
             pid: 42,
+            listing: Listing::Sites(2),
             total_live: 0,
             sites: 0,
             unsymbolized: Vec::new(),
@@ -927,7 +1061,7 @@ mod tests {
         };
         let table = AddressSpace::from_mappings(vec![seeded], 0x2000_0000);
         let mut tracker = SiteTracker::new(SitesSettings {
-            top: Some(10),
+            listing: Listing::Sites(10),
             stack_bytes: 0,
             full_stacks: false,
             fault_period: None,

@@ -321,7 +321,7 @@ fn a_dump_request_dumps_the_tables_with_the_calls_applied_and_a_stop_dumps_them_
     let pid = sleeper.pid();
     let p = pid.to_string();
     let ran = run(
-        &["-p", &p],
+        &["--no-sites", "-p", &p],
         vec![
             records(vec![mmap(pid, AT, 2)]),
             dump(),
@@ -353,6 +353,76 @@ fn a_dump_request_dumps_the_tables_with_the_calls_applied_and_a_stop_dumps_them_
 }
 
 #[test]
+fn call_sites_are_on_by_default_a_growth_names_its_site_and_each_dump_is_followed_by_a_summary() {
+    let sleeper = Sleeper::start();
+    let pid = sleeper.pid();
+    let p = pid.to_string();
+    // Replayed records carry no stack copy: the growth is the ring's (a copy lost), and its
+    // line says it does not know rather than naming anyone.
+    let steps = || {
+        vec![
+            records(vec![mmap(pid, AT, 2)]),
+            dump(),
+            records(vec![munmap(pid, AT, 1)]),
+            stop(libc::SIGTERM),
+        ]
+    };
+    let ran = run(&["-p", &p], steps());
+    assert_eq!(ran.code.unwrap(), 0);
+    let lines = other_lines(&ran.out, &[pid]);
+    assert_eq!(
+        lines[0],
+        format!(
+            "{pid}/{pid} sleep mmap(NULL, 8192 (8K), PROT_READ|PROT_WRITE, \
+             MAP_PRIVATE|MAP_ANONYMOUS, -1, 0x0) = 0x{AT:x} <- ?"
+        )
+    );
+    // After the dump, the summary: its heading, then one line a site, by live bytes.
+    let summary_at = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("sites {pid}: ")))
+        .expect("a summary");
+    assert!(
+        lines[summary_at].ends_with(
+            "call sites; holding or growing the most (live, growth since the previous dump):"
+        ),
+        "{}",
+        lines[summary_at]
+    );
+    assert!(
+        lines[summary_at + 1..summary_at + 3]
+            .iter()
+            .any(|l| l.ends_with("      8K       +8K  (stack copy lost: ring full)")),
+        "{lines:#?}"
+    );
+    // A call that grows nothing has no site.
+    assert!(lines.contains(&format!(
+        "{pid}/{pid} sleep munmap(0x{AT:x}, 4096 (4K)) = 0"
+    )));
+    // The dumps are pmap's, as without call sites.
+    let mapped = expected_dump(pid, &[anonymous(AT, AT + 2 * PAGE_SIZE)]);
+    let unmapped_one = expected_dump(pid, &[anonymous(AT + PAGE_SIZE, AT + 2 * PAGE_SIZE)]);
+    assert_eq!(dumps_of(&ran.out, pid), [mapped, unmapped_one]);
+
+    // JSON: the event's stack (none here, and why), and the summary as a sites object.
+    let ran = run(&["--json", "-p", &p], steps());
+    let objects = json_lines(&ran.out);
+    let grown = objects
+        .iter()
+        .find(|o| o["call"] == "mmap")
+        .expect("the mmap");
+    assert_eq!(grown["stack"], serde_json::json!([]));
+    assert_eq!(grown["stack_unknown"], "(stack copy lost: ring full)");
+    let sites = objects
+        .iter()
+        .find(|o| o["type"] == "sites")
+        .expect("a sites object");
+    assert_eq!(sites["summary"], true);
+    let unmap = objects.iter().find(|o| o["call"] == "munmap").unwrap();
+    assert_eq!(unmap.get("stack"), None);
+}
+
+#[test]
 fn a_forked_child_is_traced_from_its_fork_and_gets_its_final_dump_at_its_exit() {
     let sleeper = Sleeper::start();
     let pid = sleeper.pid();
@@ -372,7 +442,7 @@ fn a_forked_child_is_traced_from_its_fork_and_gets_its_final_dump_at_its_exit() 
     };
     let child = NO_SUCH_PID;
     let ran = run(
-        &["-f", "-p", &p],
+        &["--no-sites", "-f", "-p", &p],
         vec![
             records(vec![record(pid, fork), mmap(child, AT, 1)]),
             records(vec![exit(child)]),
@@ -418,7 +488,7 @@ fn a_fork_whose_copy_is_uncertain_and_whose_child_is_gone_is_kept_with_a_notice(
         memory: ChildMemory::default(),
     };
     let ran = run(
-        &["-f", "--no-events", "-p", &p],
+        &["--no-sites", "-f", "--no-events", "-p", &p],
         vec![
             records(vec![record(pid, fork)]),
             records(vec![exit(NO_SUCH_PID)]),
@@ -443,7 +513,7 @@ fn lost_records_are_said_and_every_table_is_read_again() {
     let pid = sleeper.pid();
     let p = pid.to_string();
     let ran = run(
-        &["-p", &p],
+        &["--no-sites", "-p", &p],
         vec![
             records(vec![mmap(pid, AT, 2)]),
             lost(3),
@@ -477,7 +547,7 @@ fn a_process_found_gone_after_lost_records_gets_its_last_dump_and_ends_the_trace
     let p = pid.to_string();
     let before = expected_dump(pid, &[]);
     let ran = run(
-        &["-p", &p],
+        &["--no-sites", "-p", &p],
         vec![Step::Act(Box::new(move || sleeper.end())), lost(1)],
     );
     // Nothing is left to trace.
@@ -499,7 +569,7 @@ fn a_process_whose_exit_record_was_lost_is_ended_once_found_gone() {
     let p = pid.to_string();
     let before = expected_dump(pid, &[]);
     let ran = run(
-        &["-p", &p],
+        &["--no-sites", "-p", &p],
         vec![
             lost(1),
             Step::Act(Box::new(move || sleeper.end())),
@@ -526,7 +596,7 @@ fn verify_raises_the_alarm_on_a_table_that_differs_and_reads_it_again() {
     let pid = sleeper.pid();
     let p = pid.to_string();
     let ran = run(
-        &["--verify", "--no-events", "-p", &p],
+        &["--no-sites", "--verify", "--no-events", "-p", &p],
         vec![
             records(vec![mmap(pid, AT, 1)]),
             dump(),
@@ -559,7 +629,7 @@ fn a_stop_signal_is_passed_on_to_the_launched_command_whose_death_is_the_exit_st
     let child = spawn_held(&["sleep".into(), "1000".into()]).unwrap();
     let pid = child.pid() as u32;
     let ran = run_launched(
-        &["--", "sleep", "1000"],
+        &["--no-sites", "--", "sleep", "1000"],
         child,
         // Its exit record comes once the signal passed on has ended it.
         vec![stop(libc::SIGTERM), records(vec![exit(pid)])],
@@ -581,7 +651,7 @@ fn a_second_stop_signal_stops_waiting_for_a_command_that_outlived_the_first() {
     let child = spawn_held(&["sh".into(), "-c".into(), script.into()]).unwrap();
     let pid = child.pid();
     let ran = run_launched(
-        &["--no-events", "--", "sh"],
+        &["--no-sites", "--no-events", "--", "sh"],
         child,
         vec![
             // Once the shell ignores SIGTERM: it has started `sleep`.
@@ -629,7 +699,7 @@ fn attached_the_trace_ends_when_its_reader_goes_away() {
     let p = pid.to_string();
     let (sink, written) = Sink::reader_gone();
     let ran = run_with(
-        &["-p", &p],
+        &["--no-sites", "-p", &p],
         (sink, written),
         attach,
         // The script goes on, but not the trace: the first batch's output finds no reader.
@@ -644,7 +714,7 @@ fn a_launched_command_is_waited_for_when_the_reader_goes_away_and_its_status_is_
     let child = spawn_held(&["sleep".into(), "1000".into()]).unwrap();
     let pid = child.pid();
     let ran = run_with(
-        &["--", "sleep", "1000"],
+        &["--no-sites", "--", "sleep", "1000"],
         Sink::reader_gone(),
         |session, _| session.launch(child),
         vec![
@@ -669,7 +739,7 @@ fn json_mode_gives_the_same_messages_as_objects() {
     let pid = sleeper.pid();
     let p = pid.to_string();
     let ran = run(
-        &["--json", "-p", &p],
+        &["--no-sites", "--json", "-p", &p],
         vec![
             records(vec![mmap(pid, AT, 2)]),
             lost(3),
