@@ -202,6 +202,31 @@ pub fn pmap_trace_release_exe() -> std::path::PathBuf {
     path
 }
 
+/// `text` without the call-site summaries that follow each dump of the plain run (a
+/// `sites PID: …` heading and its indented lines, one a site: `  LIVE  +GROWTH  SITE`), so the
+/// dumps and event lines can be compared as they were before call sites were on by default.
+pub fn without_site_summaries(text: &str) -> String {
+    let mut kept = String::new();
+    let mut in_summary = false;
+    for line in text.split_inclusive('\n') {
+        let is_heading = line.starts_with("sites ")
+            && line
+                .split_once(':')
+                .is_some_and(|(head, _)| head["sites ".len()..].parse::<u32>().is_ok());
+        let is_site_line = in_summary
+            && line.starts_with("  ")
+            && line
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|growth| growth.starts_with(['+', '-']));
+        in_summary = is_heading || is_site_line;
+        if !in_summary {
+            kept.push_str(line);
+        }
+    }
+    kept
+}
+
 /// A running `pmap-trace` with its output and diagnostics piped to the test.
 pub struct Tracer {
     pub child: Child,

@@ -10,18 +10,24 @@ use std::{
 
 use pmap_integration_tests::{
     Sleeper, Tracer, Workload, assert_same_text, pmap_trace_exe, real_pmap, require_root,
+    without_site_summaries,
 };
 use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_pmap-workload");
 
-/// The dump block (from its `PID:` header on) at the end of `text`.
+/// The last dump block (from its `PID:` header on) of `text`, without the call-site summary
+/// that follows it in the plain run.
 fn last_dump(text: &str, pid: i32) -> String {
     let header = format!("{pid}:   ");
     let start = text
         .rfind(&header)
         .unwrap_or_else(|| panic!("no dump of {pid} in:\n{text}"));
-    text[start..].to_string()
+    let dump = &text[start..];
+    let end = dump
+        .find(&format!("\nsites {pid}: "))
+        .map_or(dump.len(), |at| at + 1);
+    dump[..end].to_string()
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
@@ -208,6 +214,12 @@ fn dump_on_sigusr1_equals_pmap_and_target_exit_ends_the_session() {
     assert_eq!(workload.finish(), 0);
     let (code, rest, err) = tracer.finish();
     assert_eq!(code, 0, "stderr: {err}");
+    // Each dump of the plain run is followed by its call-site summary.
+    assert!(
+        rest.starts_with(&format!("sites {pid}: ")),
+        "no summary after the dump:\n{rest}"
+    );
+    let rest = without_site_summaries(&rest);
     assert!(
         rest.starts_with(&format!("{pid}:   ")),
         "no final dump at exit:\n{rest}"
@@ -328,7 +340,15 @@ fn launch_mode_sees_the_loader_passes_stdio_through_and_returns_the_exit_status(
         loader_mapped_libc,
         "the dynamic loader's mmap of libc was not seen"
     );
-    assert_eq!(lines.last().unwrap()["type"], "dump");
+    // The last dump, then its call sites (a summary: no --sites N).
+    let [.., dump, sites] = &lines[..] else {
+        panic!("no dump")
+    };
+    assert_eq!(
+        (&dump["type"], &sites["type"]),
+        (&"dump".into(), &"sites".into())
+    );
+    assert_eq!(sites["summary"], true);
 }
 
 #[test]
@@ -858,6 +878,7 @@ fn a_launched_command_whose_exit_record_was_lost_still_ends_the_trace() {
                   for _ in range(500): mmap.mmap(-1, 4096).close()\n";
     let mut command = Command::new(pmap_trace_exe());
     command.args([
+        "--no-sites",
         "--ring-size",
         "4K",
         "--no-events",
@@ -1443,7 +1464,13 @@ fn verify_confirms_the_table_and_raises_the_alarm_on_an_untraced_change() {
     }
     let mut workload = Workload::start(WORKLOAD, "scripted", &[]);
     let pid = workload.pid();
-    let mut tracer = Tracer::attach(&["--verify", "--no-events", "-p", &pid.to_string()]);
+    let mut tracer = Tracer::attach(&[
+        "--no-sites",
+        "--verify",
+        "--no-events",
+        "-p",
+        &pid.to_string(),
+    ]);
     workload.go();
     workload.read_until_checkpoint();
     workload.wait_stopped();
@@ -1513,7 +1540,13 @@ fn userfaultfd_registrations_are_traced_and_the_table_follows_them() {
     }
     let mut workload = Workload::start(WORKLOAD, "userfaultfd", &[]);
     let pid = workload.pid();
-    let mut tracer = Tracer::attach(&["--userfaultfd", "--verify", "-p", &pid.to_string()]);
+    let mut tracer = Tracer::attach(&[
+        "--no-sites",
+        "--userfaultfd",
+        "--verify",
+        "-p",
+        &pid.to_string(),
+    ]);
     workload.go();
     let mut stream = String::new();
     // Registered middle; a refused mode and half unregistered; all unregistered.
@@ -1745,7 +1778,7 @@ fn a_kernel_without_btf_and_an_unmounted_tracefs_are_handled() {
         "{err}"
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout)
+        without_site_summaries(&String::from_utf8_lossy(&out.stdout))
             .trim_end()
             .ends_with('K'),
         "no final dump"

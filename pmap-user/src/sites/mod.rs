@@ -461,6 +461,7 @@ impl SiteTracker {
         unshown.sort_unstable();
         unshown.dedup();
         self.name_sites(pid, &unshown);
+        self.symbols.release();
         let process = self.processes.get_mut(&pid)?;
         let shown_of = |id: SiteId| self.shown.site(id).expect("every site was just shown");
         let mut merged: HashMap<ShownId, Merged> = HashMap::new();
@@ -661,16 +662,11 @@ impl SitesReport {
             self.sites,
         )];
         for line in chosen {
-            let mut frames = line.frames.iter().map(|frame| frame.display());
-            let site = match (frames.next(), frames.next()) {
-                (Some(innermost), Some(caller)) => format!("{innermost} < {caller}"),
-                (Some(innermost), None) => innermost,
-                (None, _) => "?".to_string(),
-            };
             out.push(format!(
-                "  {:>8} {:>9}  {site}",
+                "  {:>8} {:>9}  {}",
                 units(line.live),
-                signed_units(line.growth)
+                signed_units(line.growth),
+                summary_site(&line.frames)
             ));
         }
         out
@@ -773,6 +769,21 @@ impl SitesReport {
     }
 }
 
+/// A site in one line: its innermost frame and the first caller in another function (an
+/// inlined frame's caller is often the same function at another line).
+fn summary_site(frames: &[Arc<SymbolFrame>]) -> String {
+    let Some(innermost) = frames.first() else {
+        return "?".to_string();
+    };
+    match frames
+        .iter()
+        .find(|frame| frame.function != innermost.function)
+    {
+        Some(caller) => format!("{} < {}", innermost.display(), caller.display()),
+        None => innermost.display(),
+    }
+}
+
 /// `16.0M`, `512K`, `100`: bytes in binary units, one decimal when not whole.
 fn units(bytes: u64) -> String {
     for (unit, suffix) in [(1u64 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")] {
@@ -864,6 +875,70 @@ mod tests {
         assert_eq!(json["by_live"][1]["frames"][0]["function"], "app::grow");
         assert_eq!(json["by_growth"][0]["growth_bytes"], 2 << 20);
         assert_eq!(json["by_growth"][0]["touched_bytes"], Value::Null);
+    }
+
+    #[test]
+    fn the_summary_is_one_line_a_site_holding_or_growing_the_most() {
+        // Six sites hold more than the one that grew most: it still shows, in place of the
+        // sixth by live bytes.
+        let holders: Vec<SiteLine> = (0..6)
+            .map(|i| site(&format!("app::hold{i}"), (10 - i) << 20, 0))
+            .collect();
+        let grower = site("app::grow", 1 << 20, 1 << 20);
+        let report = SitesReport {
+            pid: 42,
+            listing: Listing::Summary,
+            total_live: 46 << 20,
+            sites: 7,
+            fault_period: None,
+            by_live: holders[..SUMMARY_SITES].to_vec(),
+            by_growth: vec![grower],
+            all: Vec::new(),
+        };
+        assert_eq!(
+            report.text(),
+            [
+                "sites 42: 46M anonymous in 7 call sites; holding or growing the most (live, \
+                 growth since the previous dump):",
+                "       10M        +0  app::hold0 (app.rs:7) < main",
+                "        9M        +0  app::hold1 (app.rs:7) < main",
+                "        8M        +0  app::hold2 (app.rs:7) < main",
+                "        7M        +0  app::hold3 (app.rs:7) < main",
+                "        1M       +1M  app::grow (app.rs:7) < main",
+            ]
+        );
+        assert_eq!(report.json()["summary"], true);
+        let empty = SitesReport {
+            by_live: vec![],
+            by_growth: vec![],
+            total_live: 0,
+            sites: 0,
+            ..report
+        };
+        assert_eq!(empty.text(), ["sites 42: no anonymous memory"]);
+    }
+
+    #[test]
+    fn a_summary_line_names_the_first_caller_in_another_function() {
+        let frame = |function: &str, line| {
+            Arc::new(SymbolFrame {
+                function: function.into(),
+                file: Some("mmap64.c".into()),
+                line: Some(line),
+                module: None,
+                inlined: false,
+            })
+        };
+        assert_eq!(
+            summary_site(&[
+                frame("__mmap64", 58),
+                frame("__mmap64", 46),
+                frame("_dl_map", 9)
+            ]),
+            "__mmap64 (mmap64.c:58) < _dl_map (mmap64.c:9)"
+        );
+        assert_eq!(summary_site(&[frame("grow", 1)]), "grow (mmap64.c:1)");
+        assert_eq!(summary_site(&[]), "?");
     }
 
     #[test]
