@@ -9,8 +9,8 @@ use std::{
 };
 
 use pmap_integration_tests::{
-    Sleeper, Tracer, Workload, assert_same_text, pmap_trace_exe, real_pmap, require_root,
-    without_site_summaries,
+    END_MARKER, START_MARKER, Sleeper, Tracer, Workload, assert_same_text, pmap_trace_exe,
+    real_pmap, require_root, without_site_summaries,
 };
 use serde_json::Value;
 
@@ -229,6 +229,136 @@ fn dump_on_sigusr1_equals_pmap_and_target_exit_ends_the_session() {
         "final dump incomplete:\n{rest}"
     );
     assert_nothing_left_since(&loaded_before);
+}
+
+/// The event lines of the scripted workload's calls, from its start marker to its end marker,
+/// without their time of day, under `pmap-trace ARGS -p WORKLOAD`; and the workload's log of
+/// what it called (`name arg... = ret`).
+fn scripted_event_lines(args: &[&str]) -> (i32, Vec<String>, Vec<String>) {
+    let mut workload = Workload::start(WORKLOAD, "scripted", &[]);
+    let pid = workload.pid();
+    let mut tracer = Tracer::attach(&[args, &["-p", &pid.to_string()]].concat());
+    workload.go();
+    let log = workload.read_until_checkpoint();
+    workload.wait_stopped();
+    // The markers are calls that fail (EINVAL): nothing changes, and they are easy to find.
+    let marker = |addr: u64| format!("munmap({addr:#x}, 0) = -1 EINVAL (Invalid argument)");
+    // Read while the workload is stopped: a stack is unwound with the files the process maps,
+    // opened through /proc when its first growth is applied, which needs the process alive.
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            tracer.stdout.read_line(&mut line).unwrap() > 0,
+            "{lines:#?}"
+        );
+        let Some((_, event)) = line.trim_end().split_once(' ') else {
+            continue;
+        };
+        if event.ends_with(&marker(START_MARKER)) {
+            lines.clear();
+        }
+        lines.push(event.to_string());
+        if event.ends_with(&marker(END_MARKER)) {
+            break;
+        }
+    }
+    workload.resume();
+    assert_eq!(workload.finish(), 0);
+    // The trace ends with its only target.
+    let (code, _, err) = tracer.finish();
+    assert_eq!(code, 0, "{err}");
+    (pid, lines, log)
+}
+
+/// What the workload's call `i` returned, as its log says (`-errno` for a failure).
+fn logged_ret(log: &[String], i: usize) -> i64 {
+    log[i].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// The lines pmap-trace printed for the scripted workload's calls before call sites were on by
+/// default, written out as a reader sees them; the addresses and results come from the
+/// workload's log (some calls fail on some machines: a file opened write-only cannot be mapped
+/// for reading, a guard page next to a fresh mapping may find it taken).
+fn scripted_lines_without_sites(pid: i32, log: &[String]) -> Vec<String> {
+    let result = |i: usize| match logged_ret(log, i) {
+        -9 => "-1 EBADF (Bad file descriptor)".to_string(),
+        -13 => "-1 EACCES (Permission denied)".to_string(),
+        -17 => "-1 EEXIST (File exists)".to_string(),
+        -22 => "-1 EINVAL (Invalid argument)".to_string(),
+        ret if ret < 0 => panic!("add errno {} to the test", -ret),
+        0 => "0".to_string(),
+        ret => format!("{ret:#x}"),
+    };
+    let fd: i64 = log[4].split(' ').nth(5).unwrap().parse().unwrap();
+    let [a, brk, b] = [1, 5, 8].map(|i| logged_ret(log, i) as u64);
+    const P: u64 = 4096;
+    // The path of a file mapping is known once it is mapped.
+    let file = match logged_ret(log, 4) {
+        ret if ret < 0 => String::new(),
+        _ => format!(
+            "<{}>",
+            std::env::temp_dir()
+                .join(format!("pmap-workload-{pid}.bin"))
+                .display()
+        ),
+    };
+    let rw_anon = "PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0x0";
+    let calls = [
+        format!("munmap({START_MARKER:#x}, 0)"),
+        format!("mmap(NULL, 65536 (64K), {rw_anon})"),
+        format!("mprotect({:#x}, 16384 (16K), PROT_READ)", a + 4 * P),
+        format!("munmap({:#x}, 16384 (16K))", a + 12 * P),
+        format!("mmap(NULL, 12288 (12K), PROT_READ, MAP_PRIVATE, {fd}{file}, 0x1000)"),
+        "brk(NULL)".to_string(),
+        format!("brk({:#x})", brk + 64 * P),
+        format!("brk({:#x})", brk + 32 * P),
+        format!("mmap(NULL, 8192 (8K), {rw_anon})"),
+        format!(
+            "mmap({:#x}, 4096 (4K), PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, \
+             -1, 0x0)",
+            b + 2 * P
+        ),
+        format!("mremap({b:#x}, 8192 (8K), 32768 (32K), MREMAP_MAYMOVE)"),
+        format!("madvise({a:#x}, 4096 (4K), MADV_DONTFORK)"),
+        format!("mlock({:#x}, 4096 (4K))", a + 8 * P),
+        format!(
+            "mmap({:#x}, 8192 (8K), PROT_READ, MAP_PRIVATE|MAP_FIXED|MAP_ANONYMOUS, -1, 0x0)",
+            a + 9 * P
+        ),
+        format!("munmap({:#x}, 4096 (4K))", a + 1),
+        "mmap(NULL, 4096 (4K), PROT_READ, MAP_PRIVATE, 999, 0x0)".to_string(),
+        format!("munmap({END_MARKER:#x}, 0)"),
+    ];
+    assert_eq!(calls.len(), log.len(), "the script changed: {log:#?}");
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, call)| format!("{pid}/{pid} pmap-workload {call} = {}", result(i)))
+        .collect()
+}
+
+#[test]
+fn no_sites_prints_the_event_lines_of_before_and_the_plain_run_names_each_growth_site() {
+    if !require_root() {
+        return;
+    }
+    let (pid, lines, log) = scripted_event_lines(&["--no-sites"]);
+    assert_eq!(lines, scripted_lines_without_sites(pid, &log));
+
+    // The plain run: the same lines, each call that grew anonymous memory ending with the
+    // program's frame that made it (the workload calls `syscall` from `Script::call`; libc's
+    // wrapper is folded away). A file mapping, a lowered break and a failure grew nothing.
+    let (pid, lines, log) = scripted_event_lines(&[]);
+    let site = " <- pmap_workload::Script::call (pmap-workload.rs:29)";
+    // The anonymous mmaps, the raised break, the grown mremap; when they succeeded.
+    let grew = |i: usize| [1, 6, 8, 9, 10, 13].contains(&i) && logged_ret(&log, i) >= 0;
+    let expected: Vec<String> = scripted_lines_without_sites(pid, &log)
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| if grew(i) { line + site } else { line })
+        .collect();
+    assert_eq!(lines, expected);
 }
 
 #[test]
@@ -528,11 +658,14 @@ signal.signal(got[0], signal.SIG_DFL)
 os.kill(os.getpid(), got[0])
 "#;
 
-/// `pmap-trace ARGS -- python3 -c SIGNAL_COUNTER COUNTER_ARGS`, once the counter is ready:
-/// the tracer, the counter's PID and the output so far.
+/// `pmap-trace --no-sites ARGS -- python3 -c SIGNAL_COUNTER COUNTER_ARGS`, once the counter is
+/// ready: the tracer, the counter's PID and the output so far. The test reads no more output
+/// until pmap-trace has ended, so python's start-up must fit the pipe: without call sites' line
+/// suffixes it does (with them pmap-trace blocked on its output and never saw the signal).
 fn launch_signal_counter(args: &[&str], counter_args: &[&str]) -> (Tracer, i32, String) {
     let mut command = Command::new(pmap_trace_exe());
     command
+        .arg("--no-sites")
         .args(args)
         .args(["--", "/usr/bin/python3", "-c", SIGNAL_COUNTER])
         .args(counter_args);
@@ -1489,6 +1622,7 @@ fn verify_confirms_the_table_and_raises_the_alarm_on_an_untraced_change() {
     let mut workload = Workload::start(WORKLOAD, "untraced-merge", &[]);
     let pid = workload.pid();
     let mut tracer = Tracer::attach(&[
+        "--no-sites",
         "--userfaultfd",
         "--verify",
         "--no-events",
