@@ -556,7 +556,10 @@ fn bad_format_flags_get_one_line_and_exit_2() {
     }
 }
 
-/// A tracer on `pid` that writes its dumps in `format` to a file.
+/// A tracer on `pid` that writes its dumps in `format` to a file. It runs with `--no-sites`:
+/// what it writes after a dump request is compared with pmap's output whole, and the plain
+/// run's call-site summary after each dump is no part of pmap's format (cli.rs checks the plain
+/// run's dumps against pmap).
 struct FileTracer {
     tracer: Tracer,
     path: std::path::PathBuf,
@@ -570,7 +573,7 @@ impl FileTracer {
         ));
         let mut command = iso.command(&pmap_trace_exe());
         command
-            .arg("--no-events")
+            .args(["--no-events", "--no-sites"])
             .args(format)
             .arg("-o")
             .arg(&path)

@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pmap_integration_tests::{Tracer, assert_same_text, pmap_trace_exe, real_pmap, require_root};
+use pmap_integration_tests::{
+    Tracer, assert_same_text, pmap_trace_exe, real_pmap, require_root, without_site_summaries,
+};
 use serde_json::Value;
 
 const STOPPER: &str = env!("CARGO_BIN_EXE_pmap-stop-before-exit");
@@ -101,11 +103,12 @@ fn state(pid: i32) -> Option<char> {
     stat[stat.rfind(')')? + 2..].chars().next()
 }
 
-/// The text dumps in `output` by PID, each from its `PID:` header through its ` total` line.
+/// The text dumps in `output` by PID, each from its `PID:` header through its ` total` line
+/// (the call-site summary that follows each is left out).
 fn text_dumps(output: &str) -> BTreeMap<i32, String> {
     let mut dumps = BTreeMap::new();
     let mut current: Option<(i32, String)> = None;
-    for line in output.lines() {
+    for line in without_site_summaries(output).lines() {
         if let Some((pid, text)) = &mut current {
             text.push_str(line);
             text.push('\n');
@@ -322,6 +325,10 @@ fn check_json(run: &LoopRun) {
     for line in run.output.lines() {
         let value: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        // Each dump is followed by its call-site summary.
+        if value["type"] == "sites" {
+            continue;
+        }
         assert_eq!(value["type"], "dump", "{line}");
         let pid = value["pid"].as_i64().unwrap() as i32;
         assert!(

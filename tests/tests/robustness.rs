@@ -156,7 +156,16 @@ fn a_thousand_threads_mapping_at_once_leave_an_exact_table() {
     let mut workload = Workload::start(WORKLOAD, "threads", &["1000"]);
     let pid = workload.pid();
     assert_eq!(workload.read_line(), "ready");
-    let mut tracer = Tracer::attach(&["--no-events", "--ring-size", "16M", "-p", &pid.to_string()]);
+    // Without call sites: the 16M ring is sized for the calls of 1000 threads, not for 1000
+    // stack copies at once (each up to --stack-bytes: a thread's copy has no known top yet).
+    let mut tracer = Tracer::attach(&[
+        "--no-sites",
+        "--no-events",
+        "--ring-size",
+        "16M",
+        "-p",
+        &pid.to_string(),
+    ]);
     workload.go();
     workload.wait_stopped();
     tracer.signal(libc::SIGUSR1);
@@ -179,7 +188,9 @@ fn a_target_killed_mid_trace_ends_the_session_cleanly() {
     let mut workload = Workload::start(WORKLOAD, "churn-seconds", &["30"]);
     let pid = workload.pid();
     assert_eq!(workload.read_line(), "ready");
-    let tracer = Tracer::attach(&["--no-events", "-p", &pid.to_string()]);
+    // Without call sites: the churn's stack copies fill the default ring, and the notices
+    // they give would come before the final dump this test looks at first.
+    let tracer = Tracer::attach(&["--no-sites", "--no-events", "-p", &pid.to_string()]);
     workload.go();
     std::thread::sleep(Duration::from_millis(300));
     workload.child.kill().unwrap();
@@ -253,8 +264,14 @@ fn exec_replaces_the_table_and_the_stream_says_so() {
         .collect();
     let execs = lines.iter().filter(|v| v["type"] == "exec").count();
     assert_eq!(execs, 2, "sh's exec, then sleep's");
-    let dump = lines.last().unwrap();
-    assert_eq!(dump["type"], "dump");
+    // The last dump, then its call-site summary.
+    let [.., dump, sites] = &lines[..] else {
+        panic!("no dump")
+    };
+    assert_eq!(
+        (&dump["type"], &sites["type"]),
+        (&"dump".into(), &"sites".into())
+    );
     assert_eq!(dump["command"], "sleep 0.5");
     let paths: Vec<&str> = dump["mappings"]
         .as_array()

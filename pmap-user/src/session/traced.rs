@@ -138,14 +138,24 @@ impl TracedProcess {
     /// which a running process may rewrite (servers such as redis put their state there, as
     /// `setproctitle` does), and the main stack's start. Kept as they were once the process is
     /// gone, for its final dump.
+    /// A process that has exited but whose exit record is not applied yet (pmap-trace runs
+    /// behind it) keeps them too: past exit_mm() its command line reads empty (the header would
+    /// be `[comm] <defunct>`) and do_task_stat() (fs/proc/array.c) reports startstack 0 without
+    /// an mm (its stack would print as `[ anon ]`).
     pub fn refresh_header(&mut self) {
         if self.query.is_none() {
             return;
         }
-        if let Ok(header) = process::read_process_header(self.pid) {
+        let header = process::read_process_header(self.pid);
+        let start_stack = process::read_start_stack(self.pid);
+        // Checked after the reads: a process with an address space now had it for both.
+        if process::has_exited(self.pid) || !has_address_space(self.pid) {
+            return;
+        }
+        if let Ok(header) = header {
             self.header = header;
         }
-        if let Ok(start_stack) = process::read_start_stack(self.pid) {
+        if let Ok(start_stack) = start_stack {
             self.start_stack = start_stack;
         }
     }
@@ -397,6 +407,26 @@ sys.stdin.readline()
             inode: 0,
             name: name.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn a_process_that_exited_before_its_exit_is_applied_keeps_its_header_and_stack() {
+        let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut traced = TracedProcess::seed(pid).unwrap();
+        let (header, start_stack) = (traced.header.clone(), traced.start_stack);
+        assert_ne!(start_stack, 0);
+        child.kill().unwrap();
+        while !process::has_exited(pid) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Not yet marked gone: its exit record has not been applied.
+        traced.refresh_header();
+        assert_eq!(
+            (String::from_utf8_lossy(&traced.header), traced.start_stack),
+            (String::from_utf8_lossy(&header), start_stack)
+        );
+        child.wait().unwrap();
     }
 
     #[test]

@@ -23,6 +23,9 @@ use super::{
 pub(super) struct RateRun {
     pub(super) ring: &'static str,
     pub(super) events: bool,
+    /// Call sites on (the plain run): every mmap's stack is copied, unwound, and its line
+    /// names its site; off with `--no-sites`.
+    pub(super) sites: bool,
     pub(super) target: u64,
     pub(super) achieved: f64,
     pub(super) calls: u64,
@@ -64,16 +67,56 @@ fn scan_output(pipe: impl Read + Send + 'static) -> JoinHandle<OutputScan> {
     })
 }
 
+/// What one run traces with: events on or off, call sites on or off.
+#[derive(Clone, Copy)]
+struct RateConfig {
+    events: bool,
+    sites: bool,
+}
+
+impl RateConfig {
+    /// The plain run (events and call sites), then without call sites (what the plain run
+    /// was before they were on by default), then without either.
+    const ALL: [RateConfig; 3] = [
+        RateConfig {
+            events: true,
+            sites: true,
+        },
+        RateConfig {
+            events: true,
+            sites: false,
+        },
+        RateConfig {
+            events: false,
+            sites: false,
+        },
+    ];
+    const PLAIN: RateConfig = RateConfig::ALL[0];
+}
+
+/// How a run's output and call sites are set, as its flags read.
+pub(super) fn rate_config_label(events: bool, sites: bool) -> &'static str {
+    match (events, sites) {
+        (true, true) => "events (plain run)",
+        (true, false) => "events, --no-sites",
+        (false, true) => "--no-events",
+        (false, false) => "--no-events --no-sites",
+    }
+}
+
 fn rate_run(
     env: &Env,
     plan: &Plan,
     ring: &'static str,
-    events: bool,
+    RateConfig { events, sites }: RateConfig,
     target: u64,
 ) -> Result<RateRun> {
     let mut cmd = Command::new(&env.pmap_trace);
     if !events {
         cmd.arg("--no-events");
+    }
+    if !sites {
+        cmd.arg("--no-sites");
     }
     cmd.args(["--ring-size", ring, "--"])
         .arg(&env.workloads)
@@ -95,6 +138,7 @@ fn rate_run(
     let run = RateRun {
         ring,
         events,
+        sites,
         target,
         achieved: result["calls_per_sec"],
         calls: result["calls"] as u64,
@@ -104,9 +148,9 @@ fn rate_run(
             .map(|(cpu_s, wall_s)| cpu_s / (result["calls_per_sec"] * wall_s) * 1e9),
     };
     println!(
-        "event rate: ring {ring:>4}, {:<9} asked {:>9}, made {:>7.0} calls/s, {} lost, \
+        "event rate: ring {ring:>4}, {:<22} asked {:>9}, made {:>7.0} calls/s, {} lost, \
          pmap-trace CPU {}/call{}",
-        if events { "events" } else { "no-events" },
+        rate_config_label(events, sites),
         if target == 0 {
             "flat out".into()
         } else {
@@ -155,7 +199,7 @@ fn cpu_while_looping(pid: i32, attached: Instant, loop_ms: u64) -> Option<(f64, 
 /// The event-rate part's runs.
 #[derive(Default)]
 pub(super) struct RateResults {
-    /// At the default ring: each target rate with events on and off.
+    /// At the default ring: each target rate in each [`RateConfig`].
     pub(super) rates: Vec<RateRun>,
     /// Smaller rings at the target rate, down to the first that lost records.
     pub(super) rings: Vec<RateRun>,
@@ -171,10 +215,10 @@ pub(super) fn event_rate(env: &Env, plan: &Plan) -> Result<RateResults> {
         plan.rate_ms
     );
     for &target in &plan.rates {
-        for events in [true, false] {
+        for config in RateConfig::ALL {
             check_interrupted()?;
             results.rates.push(quietly("event-rate run", || {
-                rate_run(env, plan, DEFAULT_RING, events, target)
+                rate_run(env, plan, DEFAULT_RING, config, target)
             })?);
         }
     }
@@ -185,7 +229,7 @@ pub(super) fn event_rate(env: &Env, plan: &Plan) -> Result<RateResults> {
             None
         } else {
             Some(quietly("event-rate run", || {
-                rate_run(env, plan, ring, true, TARGET_RATE)
+                rate_run(env, plan, ring, RateConfig::PLAIN, TARGET_RATE)
             })?)
         };
         let lost = run.as_ref().map_or_else(
@@ -200,9 +244,10 @@ pub(super) fn event_rate(env: &Env, plan: &Plan) -> Result<RateResults> {
     Ok(results)
 }
 
-/// The run with events on at the target rate and the default ring, the one the target is about.
+/// The plain run (events and call sites on) at the target rate and the default ring, the one
+/// the target is about.
 pub(super) fn at_target(rates: &[RateRun]) -> Option<&RateRun> {
     rates
         .iter()
-        .find(|r| r.ring == DEFAULT_RING && r.events && r.target == TARGET_RATE)
+        .find(|r| r.ring == DEFAULT_RING && r.events && r.sites && r.target == TARGET_RATE)
 }

@@ -70,8 +70,13 @@ impl Workload {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub(super) enum Tracer {
     None,
+    /// `--no-events --no-sites`.
     PmapNoEvents,
+    /// `--no-sites`, events to /dev/null: the plain run before call sites were on by default.
     PmapEvents,
+    /// The plain run, events to /dev/null: call sites on (every growth call's stack copied,
+    /// unwound, its line naming its site, a summary after each dump).
+    PmapPlain,
     /// `--no-events --sites 10`: every growth call carries its registers and stack, unwound and
     /// attributed by pmap-trace.
     PmapSites,
@@ -82,10 +87,11 @@ pub(super) enum Tracer {
 }
 
 impl Tracer {
-    pub(super) const ALL: [Tracer; 7] = [
+    pub(super) const ALL: [Tracer; 8] = [
         Tracer::None,
         Tracer::PmapNoEvents,
         Tracer::PmapEvents,
+        Tracer::PmapPlain,
         Tracer::PmapSites,
         Tracer::Floor,
         Tracer::Bpftrace,
@@ -95,8 +101,9 @@ impl Tracer {
     pub(super) fn label(self) -> &'static str {
         match self {
             Tracer::None => "untraced",
-            Tracer::PmapNoEvents => "pmap-trace --no-events",
-            Tracer::PmapEvents => "pmap-trace, events to /dev/null",
+            Tracer::PmapNoEvents => "pmap-trace --no-events --no-sites",
+            Tracer::PmapEvents => "pmap-trace --no-sites, events to /dev/null",
+            Tracer::PmapPlain => "pmap-trace (plain run: call sites on), events to /dev/null",
             Tracer::PmapSites => "pmap-trace --sites (stacks on)",
             Tracer::Floor => "empty programs, same tracepoints (floor)",
             Tracer::Bpftrace => "bpftrace (ustack)",
@@ -115,14 +122,16 @@ impl Tracer {
     fn command(self, env: &Env, argv: &[String]) -> Result<Command> {
         let mut cmd = match self {
             Tracer::None => Command::new(&argv[0]),
-            Tracer::PmapNoEvents | Tracer::PmapEvents | Tracer::PmapSites => {
+            Tracer::PmapNoEvents | Tracer::PmapEvents | Tracer::PmapPlain | Tracer::PmapSites => {
                 let mut cmd = Command::new(&env.pmap_trace);
-                if self != Tracer::PmapEvents {
+                if matches!(self, Tracer::PmapNoEvents | Tracer::PmapSites) {
                     cmd.arg("--no-events");
                 }
-                if self == Tracer::PmapSites {
-                    cmd.args(["--sites", "10"]);
-                }
+                match self {
+                    Tracer::PmapSites => cmd.args(["--sites", "10"]),
+                    Tracer::PmapNoEvents | Tracer::PmapEvents => cmd.arg("--no-sites"),
+                    _ => &mut cmd,
+                };
                 cmd.args(["-o", "/dev/null", "--"]).arg(&argv[0]);
                 cmd
             }

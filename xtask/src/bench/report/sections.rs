@@ -7,7 +7,7 @@ use crate::bench::units::{format_kb, format_ns};
 use crate::bench::{
     DEFAULT_RING, TARGET_RATE,
     dumps::DumpResults,
-    event_rate::{RateRun, at_target},
+    event_rate::{RateRun, at_target, rate_config_label},
     processes::median,
     untraced::{Bystander, BystanderLoop, BystanderResults},
     workloads::{Tracer, Workload, WorkloadResults},
@@ -114,7 +114,8 @@ pub(super) fn event_rate(out: &mut String, rate_ms: u64, rates: &[RateRun], ring
     let _ = writeln!(
         out,
         "\n### Event rate and lost records\n\nA paced loop of `mmap(4 KiB)` + `munmap` \
-         under `pmap-trace [--no-events] --ring-size R -- …`, {} per run; with events, \
+         under `pmap-trace [--no-events] [--no-sites] --ring-size R -- …`, {} per run \
+         (the plain run copies, unwinds and names the stack of every `mmap`); with events, \
          pmap-trace's output goes to a pipe the bench reads (it counts the mmap/munmap lines \
          and the \"records lost\" notices). \"asked\" is the paced rate (flat out: no \
          pacing); \"made\" is what the traced loop achieved.\n",
@@ -132,7 +133,7 @@ pub(super) fn event_rate(out: &mut String, rate_ms: u64, rates: &[RateRun], ring
     for run in rates.iter().chain(rings) {
         table.row(vec![
             run.ring.to_owned(),
-            if run.events { "events" } else { "--no-events" }.to_owned(),
+            rate_config_label(run.events, run.sites).to_owned(),
             if run.target == 0 {
                 "flat out".into()
             } else {
@@ -152,7 +153,7 @@ pub(super) fn event_rate(out: &mut String, rate_ms: u64, rates: &[RateRun], ring
     if let Some(ring) = smallest_lossless_ring(rates, rings) {
         let _ = writeln!(
             out,
-            "\nSmallest ring with no lost records at {}k calls/s asked (events on): {ring}.",
+            "\nSmallest ring with no lost records at {}k calls/s asked (the plain run): {ring}.",
             TARGET_RATE / 1000
         );
     }

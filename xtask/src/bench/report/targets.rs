@@ -24,7 +24,15 @@ struct Target {
 const MAX_OWN_MEMORY: u64 = 50_000_000;
 
 /// The configurations of pmap-trace the overhead targets are about.
-const PMAP_TRACE: [Tracer; 3] = [Tracer::PmapEvents, Tracer::PmapNoEvents, Tracer::PmapSites];
+const PMAP_TRACE: [Tracer; 4] = [
+    Tracer::PmapPlain,
+    Tracer::PmapEvents,
+    Tracer::PmapNoEvents,
+    Tracer::PmapSites,
+];
+
+/// The plain run (call sites on) may cost real programs at most 1 % more than `--no-sites`.
+const MAX_SITES_COST_ON_REAL_PROGRAMS: f64 = 1.01;
 
 /// The targets table.
 pub(super) fn write(out: &mut String, report: &Report) {
@@ -52,6 +60,7 @@ pub(super) fn write(out: &mut String, report: &Report) {
 /// Each target of the issue, in the table's order.
 fn targets(report: &Report) -> Vec<Target> {
     let mut targets = mmap_overhead(&report.workloads);
+    targets.push(sites_on_real_programs(&report.workloads));
     targets.extend(against_bpftrace(&report.workloads));
     targets.push(no_lost_records(&report.rates.rates));
     targets.extend(untraced(&report.bystander));
@@ -88,6 +97,22 @@ fn mmap_overhead(workloads: &WorkloadResults) -> Vec<Target> {
             }
         })
         .collect()
+}
+
+/// Call sites on by default: the plain run against `--no-sites` (both with events to
+/// /dev/null) on the real program of the workloads, python3.
+fn sites_on_real_programs(workloads: &WorkloadResults) -> Target {
+    let plain = workloads.median(Workload::Python, Tracer::PmapPlain);
+    let without = workloads.median(Workload::Python, Tracer::PmapEvents);
+    let ratio = plain.zip(without).map(|(plain, without)| plain / without);
+    Target {
+        target: format!(
+            "{}: plain run ≤ +1 % of --no-sites",
+            Workload::Python.label()
+        ),
+        measured: ratio.map_or("n/a".into(), |r| format!("{:+.1} %", overhead(r))),
+        met: ratio.map(|r| r <= MAX_SITES_COST_ON_REAL_PROGRAMS),
+    }
 }
 
 /// The mmap loop's overhead at most a quarter of the bpftrace script's.
