@@ -5,7 +5,8 @@
 //! is read from the process's mappings at the checkpoint after it. Each must own 95-110 % of it
 //! in sites that start at the function once the runtime's frames are folded away; and with
 //! `--full-stacks`, no stack may run past a stack switch into anything but the goroutine that
-//! switched. Built by Go's linker and by the system linker (cgo).
+//! switched. Built by Go's linker and by the system linker (cgo). The plain run names the same
+//! grower on each growth's event line and in the summary after a dump.
 //!
 //! What a grower grew is what the attribution gives a call: the address space it mapped, less
 //! what a later call mapped again. Go reserves its heap in 64 MiB arenas (`PROT_NONE`) and
@@ -72,11 +73,20 @@ fn mapped_between(before: &Anonymous, after: &Anonymous) -> std::collections::BT
 /// what each grower grew (mappings before and after it) and the sites record of a dump taken
 /// after both.
 fn grow(exe: &str, extra: &[&str]) -> ([u64; 2], Value) {
+    let mut args = vec!["--no-events", "--json", "--sites", "100"];
+    args.extend_from_slice(extra);
+    let (grown, mut records) = grow_traced(exe, &args);
+    (grown, records.pop().expect("the sites record"))
+}
+
+/// Runs the program under `pmap-trace ARGS... -p PID` (ARGS with `--json`); returns what each
+/// grower grew and every record up to the sites record of a dump taken after both, that one
+/// last.
+fn grow_traced(exe: &str, base_args: &[&str]) -> ([u64; 2], Vec<Value>) {
     let mut target = Workload::start(exe, "grow", &[]);
     let pid = target.pid();
     let pid_arg = pid.to_string();
-    let mut args = vec!["--no-events", "--json", "--sites", "100"];
-    args.extend_from_slice(extra);
+    let mut args = base_args.to_vec();
     args.extend_from_slice(&["-p", &pid_arg]);
     let mut tracer = Tracer::attach(&args);
     let mut snapshots = vec![anonymous_pages(pid)];
@@ -99,21 +109,24 @@ fn grow(exe: &str, extra: &[&str]) -> ([u64; 2], Value) {
         assert!(bytes > 16 << 20, "{grower} grew only {bytes} bytes");
     }
     tracer.signal(libc::SIGUSR1);
-    let sites = loop {
+    let mut records = Vec::new();
+    loop {
         let mut line = String::new();
         let n = std::io::BufRead::read_line(&mut tracer.stdout, &mut line).unwrap();
         assert!(n > 0, "pmap-trace ended before its sites record");
         let value: Value = serde_json::from_str(&line).unwrap();
-        if value["type"] == "sites" {
-            break value;
+        let is_sites = value["type"] == "sites";
+        records.push(value);
+        if is_sites {
+            break;
         }
-    };
+    }
     target.resume();
     assert_eq!(target.finish(), 0);
     tracer.signal(libc::SIGINT);
     let (code, _, err) = tracer.finish();
     assert_eq!(code, 0, "stderr: {err}");
-    (grown, sites)
+    (grown, records)
 }
 
 fn functions(site: &Value) -> Vec<&str> {
@@ -128,6 +141,12 @@ fn functions(site: &Value) -> Vec<&str> {
 /// Each grower owns 95-110 % of what it grew, in sites that start at it.
 fn assert_attributed(exe: &str) {
     let (grown, sites) = grow(exe, &[]);
+    assert_owned(exe, grown, &sites);
+}
+
+/// Each grower owns 95-110 % of what it grew in `sites`' ranking by live bytes, in sites that
+/// start at it.
+fn assert_owned(exe: &str, grown: [u64; 2], sites: &Value) {
     let by_live = sites["by_live"].as_array().unwrap();
     for (grower, grew) in GROWERS.iter().zip(grown) {
         let naming: Vec<&Value> = by_live
@@ -200,6 +219,44 @@ fn assert_followed_across_the_switch(exe: &str) {
             "no stack reaches {grower} across a stack switch: {sites:#}"
         );
     }
+}
+
+/// The plain run (events and the summary after each dump, as JSON): a growth's event names
+/// the same innermost frame a report does, the grower, and a stack cut at a switch names no
+/// function of the program at all: never one read from the goroutine's stale frames.
+fn assert_plain_run_names_the_growers(exe: &str) {
+    let (grown, records) = grow_traced(exe, &["--json"]);
+    let (sites, events) = records.split_last().unwrap();
+    assert_eq!(sites["summary"], true, "{sites:#}");
+    assert_owned(exe, grown, sites);
+    let mut named = Vec::new();
+    for event in events.iter().filter(|e| e.get("stack").is_some()) {
+        let Some(innermost) = event["stack"][0]["function"].as_str() else {
+            continue;
+        };
+        if innermost.starts_with("main.") {
+            assert!(
+                GROWERS.contains(&innermost),
+                "a growth named for a function that grows nothing: {event:#}"
+            );
+            named.push(innermost);
+        }
+    }
+    for grower in GROWERS {
+        assert!(
+            named.contains(&grower),
+            "no event line named {grower}: {named:?}"
+        );
+    }
+}
+
+#[test]
+fn the_plain_run_names_each_grower_on_its_event_lines_and_in_the_summary() {
+    if !require_root() {
+        return;
+    }
+    assert_plain_run_names_the_growers(built(GO_GROWER));
+    assert_plain_run_names_the_growers(built(GO_GROWER_CGO));
 }
 
 #[test]

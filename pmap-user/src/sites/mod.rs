@@ -627,10 +627,18 @@ const TEXT_FRAMES: usize = 8;
 impl SitesReport {
     /// The report as text lines (see `docs/call-sites.md`).
     pub fn text(&self) -> Vec<String> {
-        match self.listing {
+        let mut out = match self.listing {
             Listing::Summary => self.summary_text(),
             Listing::Sites(_) => self.full_text(),
+        };
+        if !self.unsymbolized.is_empty() {
+            out.push(format!(
+                "sites {}: no symbols in {} (frames there read module+offset; a debug package names them)",
+                self.pid,
+                self.unsymbolized.join(", ")
+            ));
         }
+        out
     }
 
     /// The sites holding or growing the most, at most [`SUMMARY_SITES`], one line each, by
@@ -701,13 +709,6 @@ impl SitesReport {
             )
         });
         self.text_lines(&self.by_growth, &mut out);
-        if !self.unsymbolized.is_empty() {
-            out.push(format!(
-                "sites {}: no symbols in {} (frames there read module+offset; a debug package names them)",
-                self.pid,
-                self.unsymbolized.join(", ")
-            ));
-        }
         out
     }
 
@@ -890,6 +891,7 @@ mod tests {
             listing: Listing::Summary,
             total_live: 46 << 20,
             sites: 7,
+            unsymbolized: Vec::new(),
             fault_period: None,
             by_live: holders[..SUMMARY_SITES].to_vec(),
             by_growth: vec![grower],
@@ -1020,8 +1022,9 @@ mod tests {
     #[test]
     fn modules_without_symbols_are_named_once_after_the_rankings() {
         let line = site("app::load", 2 << 20, 2 << 20);
-        let report = SitesReport {
+        let mut report = SitesReport {
             pid: 42,
+            listing: Listing::Sites(10),
             total_live: 2 << 20,
             sites: 1,
             unsymbolized: vec!["libstripped.so".into(), "tool".into()],
@@ -1030,13 +1033,18 @@ mod tests {
             by_growth: vec![line.clone()],
             all: vec![line],
         };
-        let text = report.text();
-        assert_eq!(
-            text.last().unwrap(),
-            "sites 42: no symbols in libstripped.so, tool (frames there read module+offset; a \
-             debug package names them)"
-        );
-        assert_eq!(text.iter().filter(|l| l.contains("no symbols")).count(), 1);
+        // After the whole report and after the plain run's summary alike.
+        for listing in [Listing::Sites(10), Listing::Summary] {
+            report.listing = listing;
+            let text = report.text();
+            assert_eq!(
+                text.last().unwrap(),
+                "sites 42: no symbols in libstripped.so, tool (frames there read module+offset; \
+                 a debug package names them)",
+                "{listing:?}"
+            );
+            assert_eq!(text.iter().filter(|l| l.contains("no symbols")).count(), 1);
+        }
         assert_eq!(
             report.json()["modules_without_symbols"],
             json!(["libstripped.so", "tool"])

@@ -51,10 +51,22 @@ fn is_runtime_start(function: &str) -> bool {
         "std::thread::Builder::spawn_unchecked_",
     ];
     function == "__rust_try"
+        || is_go_start(function)
         || function.contains("__rust_begin_short_backtrace")
         // `FnOnce::call_once` and the blanket `impl FnOnce for &F`'s.
         || (function.starts_with("core::ops::function::") && function.ends_with("call_once"))
         || PREFIXES.iter().any(|prefix| function.starts_with(prefix))
+}
+
+/// Go's start-up: the main goroutine runs `main.main` from `runtime.main`, every goroutine
+/// returns into `runtime.goexit` (src/runtime/proc.go newproc1 sets it as the caller), and a
+/// thread's system stack starts at `runtime.mstart` (`runtime.rt0_go` on the first thread).
+/// Assembly functions carry an `.abi0` suffix.
+fn is_go_start(function: &str) -> bool {
+    function == "runtime.main"
+        || ["runtime.goexit", "runtime.mstart", "runtime.rt0_go"]
+            .iter()
+            .any(|prefix| function.starts_with(prefix))
 }
 
 #[cfg(test)]
@@ -127,6 +139,30 @@ mod tests {
                 "attribution_target::main"
             ]
         );
+    }
+
+    #[test]
+    fn a_go_program_starts_at_its_goroutine_and_a_cut_stack_keeps_its_mark() {
+        // As unwound from the Go test's program (Debian's go 1.19), the runtime folded.
+        assert_eq!(
+            cut(&[
+                "main.grow",
+                "main.main",
+                "runtime.main",
+                "runtime.goexit.abi0"
+            ]),
+            ["main.grow", "main.main"]
+        );
+        assert_eq!(
+            cut(&["main.worker", "main.main.func1", "runtime.goexit.abi0"]),
+            ["main.worker", "main.main.func1"]
+        );
+        // A stack cut at a stack switch ends with its mark: nothing below it to cut.
+        let cut_stack = [
+            "runtime.systemstack",
+            super::super::symbolize::CUT_AT_STACK_SWITCH,
+        ];
+        assert_eq!(cut(&cut_stack), cut_stack);
     }
 
     #[test]
