@@ -20,6 +20,11 @@ pub(super) struct Env {
     pub(super) workloads: PathBuf,
     pub(super) python: PathBuf,
     pub(super) churn_py: PathBuf,
+    /// node for the JavaScript allocation loop (`cargo xtask setup` installs it).
+    pub(super) node: Tool,
+    pub(super) churn_js: PathBuf,
+    /// redis-server, redis-benchmark and redis-cli (`cargo xtask setup` installs them).
+    pub(super) redis: std::result::Result<Redis, String>,
     pub(super) pmap: PathBuf,
     pub(super) bpftrace: Tool,
     pub(super) strace: Tool,
@@ -49,6 +54,8 @@ impl Env {
         )?;
 
         let python = python3()?;
+        let node = installed("node");
+        let redis = Redis::find();
         let pmap = find_in_path("pmap").context("pmap is not installed (cargo xtask setup)")?;
         let bpftrace = ensure_tool("bpftrace", "bpftrace");
         let strace = ensure_tool("strace", "strace");
@@ -77,6 +84,16 @@ impl Env {
             ),
             ("pmap".into(), first_line(Command::new(&pmap).arg("-V"))),
         ];
+        let node_version = match &node {
+            Ok(path) => first_line(Command::new(path).arg("--version")),
+            Err(why) => format!("not available: {why}"),
+        };
+        versions.push(("node".into(), node_version));
+        let redis_version = match &redis {
+            Ok(redis) => first_line(Command::new(&redis.server).arg("--version")),
+            Err(why) => format!("not available: {why}"),
+        };
+        versions.push(("redis".into(), redis_version));
         for (name, tool, flag) in [
             ("bpftrace", &bpftrace, "--version"),
             ("strace", &strace, "-V"),
@@ -91,6 +108,9 @@ impl Env {
         Ok(Env {
             pmap_trace,
             churn_py: root.join("xtask/bench/churn.py"),
+            node,
+            churn_js: root.join("xtask/bench/churn.js"),
+            redis,
             bench_dir,
             workloads,
             python,
@@ -104,6 +124,33 @@ impl Env {
             versions,
         })
     }
+}
+
+/// The redis programs the server bench runs.
+pub(super) struct Redis {
+    pub(super) server: PathBuf,
+    pub(super) benchmark: PathBuf,
+    pub(super) cli: PathBuf,
+}
+
+impl Redis {
+    fn find() -> std::result::Result<Redis, String> {
+        Ok(Redis {
+            server: installed("redis-server")?,
+            benchmark: installed("redis-benchmark")?,
+            cli: installed("redis-cli")?,
+        })
+    }
+}
+
+/// `name` on PATH, or why not: a program `cargo xtask setup` installs, so the bench does not
+/// install it itself.
+fn installed(name: &str) -> Tool {
+    find_in_path(name).ok_or_else(|| {
+        let why = format!("`{name}` is not on PATH (cargo xtask setup installs it)");
+        println!("bench: {name}: NOT AVAILABLE ({why}); its measurements are left out");
+        why
+    })
 }
 
 /// The first line `cmd` prints, or "?".

@@ -2,7 +2,7 @@
 //! pick instead (a bpftrace script, strace), plus event throughput, dump latency, pmap-trace's own
 //! memory and its effect on processes it does not trace.
 //!
-//! The workloads are small C programs and a Python script under `xtask/bench/`, compiled with gcc
+//! The workloads are small C programs, a Python and a JavaScript script under `xtask/bench/`, compiled with gcc
 //! into `target/bench/` at bench time (C, so each loop makes exactly the calls it names, with no
 //! runtime of ours in between). Each times its own loop with CLOCK_MONOTONIC and prints ns per
 //! iteration, so start-up and attach costs are not in the figures. Configurations alternate within
@@ -11,7 +11,7 @@
 //!
 //! The modules follow a run: [`env`](mod@env) prepares the tools and workloads, [`quiet`] keeps other
 //! programs' activity out of the figures, [`processes`] runs and reads the children; each measured
-//! part has its module ([`workloads`], [`event_rate`], [`dumps`], [`untraced`]), and [`report`]
+//! part has its module ([`workloads`], [`event_rate`], [`dumps`], [`untraced`], [`redis`]), and [`report`]
 //! turns their results into the Markdown of BENCHMARKS.md.
 
 mod dumps;
@@ -19,6 +19,7 @@ mod env;
 mod event_rate;
 mod processes;
 mod quiet;
+mod redis;
 mod report;
 mod units;
 mod untraced;
@@ -61,6 +62,7 @@ pub enum Part {
     EventRate,
     Dumps,
     Untraced,
+    Redis,
 }
 
 impl Part {
@@ -71,6 +73,7 @@ impl Part {
             Part::EventRate => "event rate",
             Part::Dumps => "dumps",
             Part::Untraced => "untraced process",
+            Part::Redis => "redis-server under redis-benchmark",
         }
     }
 }
@@ -90,6 +93,8 @@ struct Plan {
     /// Distinct call stacks of the `--sites` memory test.
     stacks: u64,
     bystander_ms: u64,
+    /// Requests of each redis-benchmark test per run.
+    redis_requests: u64,
     /// Longest the bench waits, in all, for other programs to finish.
     max_wait: Duration,
 }
@@ -108,6 +113,7 @@ impl Plan {
                 mappings: 100_000,
                 stacks: 10_000,
                 bystander_ms: 300,
+                redis_requests: 20_000,
                 max_wait: Duration::from_secs(45),
             }
         } else {
@@ -122,6 +128,7 @@ impl Plan {
                 mappings: 100_000,
                 stacks: 10_000,
                 bystander_ms: 1000,
+                redis_requests: 100_000,
                 max_wait: Duration::from_secs(240),
             }
         };
@@ -167,6 +174,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
         Part::EventRate,
         Part::Dumps,
         Part::Untraced,
+        Part::Redis,
     ] {
         if !options.only.is_empty() && !options.only.contains(&part) {
             continue;
@@ -179,6 +187,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
             Part::Untraced => {
                 report.bystander = untraced::bystander(&env, &plan, &report.workloads)?;
             }
+            Part::Redis => report.redis = redis::redis(&env, &plan)?,
         }
         println!(
             "bench: {} took {:.0} s",

@@ -27,14 +27,16 @@ pub(super) enum Workload {
     Brk,
     Malloc,
     Python,
+    Node,
 }
 
 impl Workload {
-    pub(super) const ALL: [Workload; 4] = [
+    pub(super) const ALL: [Workload; 5] = [
         Workload::Mmap,
         Workload::Brk,
         Workload::Malloc,
         Workload::Python,
+        Workload::Node,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -43,10 +45,12 @@ impl Workload {
             Workload::Brk => "brk +64K / touch / -64K",
             Workload::Malloc => "malloc/free churn (C)",
             Workload::Python => "python3 build/free structures",
+            Workload::Node => "node objects + ArrayBuffers",
         }
     }
 
-    fn argv(self, env: &Env, plan: &Plan) -> Vec<String> {
+    /// The command line, or `None` when its program is not installed (node).
+    fn argv(self, env: &Env, plan: &Plan) -> Option<Vec<String>> {
         let c = |mode: &str| {
             vec![
                 env.workloads.display().to_string(),
@@ -54,7 +58,7 @@ impl Workload {
                 plan.loop_ms.to_string(),
             ]
         };
-        match self {
+        Some(match self {
             Workload::Mmap => c("mmap"),
             Workload::Brk => c("brk"),
             Workload::Malloc => c("malloc"),
@@ -63,7 +67,12 @@ impl Workload {
                 env.churn_py.display().to_string(),
                 plan.python_ms.to_string(),
             ],
-        }
+            Workload::Node => vec![
+                env.node.as_ref().ok()?.display().to_string(),
+                env.churn_js.display().to_string(),
+                plan.python_ms.to_string(),
+            ],
+        })
     }
 }
 
@@ -308,7 +317,9 @@ pub(super) fn workloads(env: &Env, plan: &Plan) -> Result<WorkloadResults> {
     let mut results = WorkloadResults::default();
     for round in 0..plan.rounds {
         for workload in Workload::ALL {
-            let argv = workload.argv(env, plan);
+            let Some(argv) = workload.argv(env, plan) else {
+                continue;
+            };
             for tracer in in_rotation(&Tracer::ALL, round) {
                 check_interrupted()?;
                 if tracer.tool(env).is_some_and(|tool| tool.is_err())

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{
     Plan, dumps::DumpResults, env::Env, event_rate::RateResults, processes::median,
-    untraced::BystanderResults, workloads::WorkloadResults,
+    redis::RedisResults, untraced::BystanderResults, workloads::WorkloadResults,
 };
 use crate::process::{probe, workspace_root};
 
@@ -31,6 +31,7 @@ pub(super) struct Report {
     pub(super) rates: RateResults,
     pub(super) dumps: DumpResults,
     pub(super) bystander: BystanderResults,
+    pub(super) redis: RedisResults,
 }
 
 impl Report {
@@ -69,6 +70,7 @@ impl Report {
             rates: RateResults::default(),
             dumps: DumpResults::default(),
             bystander: BystanderResults::default(),
+            redis: RedisResults::default(),
         }
     }
 
@@ -82,6 +84,7 @@ impl Report {
         sections::event_rate(&mut out, self.rate_ms, &self.rates.rates, &self.rates.rings);
         sections::dumps(&mut out, &self.dumps);
         sections::untraced(&mut out, &self.bystander);
+        sections::redis(&mut out, &self.redis);
         targets::write(&mut out, self);
         let _ = writeln!(
             out,

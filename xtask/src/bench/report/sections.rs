@@ -9,6 +9,7 @@ use crate::bench::{
     dumps::DumpResults,
     event_rate::{RateRun, at_target, rate_config_label},
     processes::median,
+    redis::{self, RedisResults},
     untraced::{Bystander, BystanderLoop, BystanderResults},
     workloads::{Tracer, Workload, WorkloadResults},
 };
@@ -277,6 +278,58 @@ pub(super) fn untraced(out: &mut String, bystander: &BystanderResults) {
                 _ => "n/a".into(),
             });
         }
+        table.row(row);
+    }
+    out.push_str(&table.render());
+}
+
+/// redis-server's requests per second under each configuration, with the ratio to untraced and
+/// the plain run's to `--no-sites`.
+pub(super) fn redis(out: &mut String, results: &RedisResults) {
+    let _ = writeln!(
+        out,
+        "\n### A real server: redis-server under redis-benchmark\n"
+    );
+    if let Some(why) = &results.skipped {
+        let _ = writeln!(out, "Not measured: {why}.");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "redis-server (no \
+         persistence, a unix socket) launched untraced, by `pmap-trace --no-sites -o /dev/null \
+         --` and by the plain run `pmap-trace -o /dev/null --`, alternating; \
+         `redis-benchmark -n {} -r 1000000 -d 1024 -t set,get` against it (50 clients). Median \
+         requests per second; in brackets the ratio to untraced, and last the plain run's to \
+         `--no-sites`.\n",
+        results.requests
+    );
+    let mut table = Table::new(
+        std::iter::once("test")
+            .chain(redis::CONFIGS.iter().map(|t| t.label()))
+            .chain(std::iter::once("plain run / --no-sites")),
+    );
+    for test in redis::TESTS {
+        let untraced = results.median(test, Tracer::None);
+        let mut row = vec![test.to_owned()];
+        for tracer in redis::CONFIGS {
+            let rps = results.median(test, tracer);
+            row.push(match (rps, untraced) {
+                (None, _) => "n/a".into(),
+                (Some(rps), Some(untraced)) if tracer != Tracer::None => {
+                    format!("{rps:.0}/s ({})", format_ratio(rps / untraced))
+                }
+                (Some(rps), _) => format!("{rps:.0}/s"),
+            });
+        }
+        row.push(
+            results
+                .median(test, Tracer::PmapPlain)
+                .zip(results.median(test, Tracer::PmapEvents))
+                .map_or("n/a".into(), |(plain, without)| {
+                    format_ratio(plain / without)
+                }),
+        );
         table.row(row);
     }
     out.push_str(&table.render());

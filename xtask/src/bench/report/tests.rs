@@ -8,6 +8,7 @@ use crate::bench::{
     DEFAULT_RING, TARGET_RATE,
     dumps::{DumpResults, StacksMemory},
     event_rate::RateRun,
+    redis::RedisResults,
     untraced::{Bystander, BystanderLoop, BystanderResults},
     workloads::{Tracer, Workload, WorkloadResults},
 };
@@ -21,7 +22,29 @@ fn full_report() -> Report {
     (report.rates.rates, report.rates.rings) = full_rates();
     report.dumps = full_dumps();
     report.bystander = full_bystander();
+    report.redis = full_redis();
     report
+}
+
+/// redis-benchmark's requests per second, the plain run 0.4 % below --no-sites on SET.
+fn full_redis() -> RedisResults {
+    let mut redis = RedisResults {
+        requests: 100_000,
+        ..Default::default()
+    };
+    for (test, rps) in [("SET", 52_000.0), ("GET", 61_000.0)] {
+        for (tracer, factor) in [
+            (Tracer::None, 1.0),
+            (Tracer::PmapEvents, 0.97),
+            (Tracer::PmapPlain, if test == "SET" { 0.966 } else { 0.95 }),
+        ] {
+            let rps = rps * factor;
+            redis
+                .rps
+                .insert((test, tracer), vec![rps * 0.99, rps, rps * 1.02]);
+        }
+    }
+    redis
 }
 
 fn full_workloads() -> WorkloadResults {
@@ -31,6 +54,7 @@ fn full_workloads() -> WorkloadResults {
         (Workload::Brk, 940.0),
         (Workload::Malloc, 38.4),
         (Workload::Python, 2_412_000.0),
+        (Workload::Node, 22_555_000.0),
     ];
     for (workload, ns) in untraced {
         for (tracer, factor) in [
@@ -174,6 +198,8 @@ fn sparse_report() -> Report {
             .insert((Workload::Mmap, tracer), vec![ns]);
     }
     report.rates.rates = vec![rate_at_target_losing()];
+    report.redis.skipped =
+        Some("`redis-server` is not on PATH (cargo xtask setup installs it)".into());
     for load in BystanderLoop::ALL {
         report
             .bystander
@@ -218,6 +244,7 @@ fn report_shell(tool_notes: Vec<String>) -> Report {
         rates: Default::default(),
         dumps: DumpResults::default(),
         bystander: BystanderResults::default(),
+        redis: RedisResults::default(),
     }
 }
 
@@ -234,8 +261,9 @@ fn renders_a_sparse_report() {
 }
 
 // The Markdown below was rendered by `Report::render` before `bench.rs` was split into modules,
-// then with the plain run (call sites on) beside `--no-sites` (issue #14): the same measurements
-// must keep giving the same results section.
+// then with the plain run (call sites on) beside `--no-sites` (issue #14), then with node's loop,
+// redis-server and the stack-capture target: the same measurements must keep giving the same
+// results section.
 
 /// What [`full_report`] renders to.
 const FULL_REPORT: &str = r#"- Command: `cargo xtask bench --quick` (as root)
@@ -256,6 +284,7 @@ Median time per iteration of each workload's own timed loop; in brackets the rat
 | brk +64K / touch / -64K       | 12         | 940 ns   | 980 ns (1.04×)                    | 1.05 µs (1.12×)                            | 1.06 µs (1.13×)                                            | 1.23 µs (1.31×)                | 960 ns (1.02×)                           | 1.80 µs (1.92×)   | 39.01 µs (41.5×)           |
 | malloc/free churn (C)         | 0.00195    | 38 ns    | 40 ns (1.04×)                     | 43 ns (1.12×)                              | 43 ns (1.13×)                                              | 50 ns (1.31×)                  | 39 ns (1.02×)                            | 74 ns (1.92×)     | 1.59 µs (41.5×)            |
 | python3 build/free structures | n/a        | 2.4 ms   | 2.5 ms (1.04×)                    | 2.7 ms (1.12×)                             | 2.7 ms (1.13×)                                             | 2.5 ms (1.02×)                 | 2.5 ms (1.02×)                           | 4.6 ms (1.92×)    | 100.1 ms (41.5×)           |
+| node objects + ArrayBuffers   | n/a        | 22.6 ms  | 23.5 ms (1.04×)                   | 25.2 ms (1.12×)                            | 25.4 ms (1.13×)                                            | 29.5 ms (1.31×)                | 23.0 ms (1.02×)                          | 43.3 ms (1.92×)   | 936.0 ms (41.5×)           |
 
 ### Cost of stack capture (`--sites`)
 
@@ -267,6 +296,7 @@ What `--sites` adds per call that carries a stack: (median with `--sites 10` −
 | brk +64K / touch / -64K       | 1.000             | 980 ns                 | 1.23 µs            | 248 ns                |
 | malloc/free churn (C)         | 0.000             | 40 ns                  | 50 ns              | n/a                   |
 | python3 build/free structures | 0.042             | 2.5 ms                 | 2.5 ms             | -1.3 ms               |
+| node objects + ArrayBuffers   | n/a               | 23.5 ms                | 29.5 ms            | n/a                   |
 
 ### Event rate and lost records
 
@@ -311,6 +341,15 @@ Loops of a process that is not traced, while a tracer watches an idle `sleep`; m
 | pmap-trace -p SLEEPER running      | 63 ns   | 1.01× | 1.87 µs   | 1.01× | 214 ns | 1.01× |
 | bpftrace script on SLEEPER running | 84 ns   | 1.35× | 2.50 µs   | 1.35× | 285 ns | 1.35× |
 
+### A real server: redis-server under redis-benchmark
+
+redis-server (no persistence, a unix socket) launched untraced, by `pmap-trace --no-sites -o /dev/null --` and by the plain run `pmap-trace -o /dev/null --`, alternating; `redis-benchmark -n 100000 -r 1000000 -d 1024 -t set,get` against it (50 clients). Median requests per second; in brackets the ratio to untraced, and last the plain run's to `--no-sites`.
+
+| test | untraced | pmap-trace --no-sites, events to /dev/null | pmap-trace (plain run: call sites on), events to /dev/null | plain run / --no-sites |
+|------|----------|--------------------------------------------|------------------------------------------------------------|------------------------|
+| SET  | 52000/s  | 50440/s (0.97×)                            | 50232/s (0.97×)                                            | 1.00×                  |
+| GET  | 61000/s  | 59170/s (0.97×)                            | 57950/s (0.95×)                                            | 0.98×                  |
+
 ### Targets
 
 | target                                                                                            | measured                                                | met?       |
@@ -320,6 +359,10 @@ Loops of a process that is not traced, while a tracer watches an idle `sleep`; m
 | mmap loop ≤ +10 % (pmap-trace --no-events --no-sites)                                             | +4.3 %; empty programs on the same tracepoints: +2.1 %  | met        |
 | mmap loop ≤ +10 % (pmap-trace --sites (stacks on))                                                | +30.7 %; empty programs on the same tracepoints: +2.1 % | **missed** |
 | python3 build/free structures: plain run ≤ +1 % of --no-sites                                     | +0.7 %                                                  | met        |
+| node objects + ArrayBuffers: plain run ≤ +1 % of --no-sites                                       | +0.7 %                                                  | met        |
+| redis-server under redis-benchmark (SET, requests/s): plain run ≤ +1 % of --no-sites              | +0.4 % time per request                                 | met        |
+| redis-server under redis-benchmark (GET, requests/s): plain run ≤ +1 % of --no-sites              | +2.1 % time per request                                 | **missed** |
+| mmap loop: stack capture ≤ 300 ns per growth call (--sites − --no-events --no-sites)              | 488 ns                                                  | **missed** |
 | mmap loop overhead ≤ ¼ of bpftrace's (pmap-trace (plain run: call sites on), events to /dev/null) | +12.6 % vs bpftrace's +92.0 %: 0.14 of it               | met        |
 | mmap loop overhead ≤ ¼ of bpftrace's (pmap-trace --no-sites, events to /dev/null)                 | +11.8 % vs bpftrace's +92.0 %: 0.13 of it               | met        |
 | mmap loop overhead ≤ ¼ of bpftrace's (pmap-trace --no-events --no-sites)                          | +4.3 % vs bpftrace's +92.0 %: 0.05 of it                | met        |
@@ -370,6 +413,7 @@ Median time per iteration of each workload's own timed loop; in brackets the rat
 | brk +64K / touch / -64K       | n/a        | n/a      | n/a                               | n/a                                        | n/a                                                        | n/a                            | n/a                                      | n/a               | n/a                        |
 | malloc/free churn (C)         | n/a        | n/a      | n/a                               | n/a                                        | n/a                                                        | n/a                            | n/a                                      | n/a               | n/a                        |
 | python3 build/free structures | n/a        | n/a      | n/a                               | n/a                                        | n/a                                                        | n/a                            | n/a                                      | n/a               | n/a                        |
+| node objects + ArrayBuffers   | n/a        | n/a      | n/a                               | n/a                                        | n/a                                                        | n/a                            | n/a                                      | n/a               | n/a                        |
 
 ### Cost of stack capture (`--sites`)
 
@@ -381,6 +425,7 @@ What `--sites` adds per call that carries a stack: (median with `--sites 10` −
 | brk +64K / touch / -64K       | n/a               | n/a                    | n/a                | n/a                   |
 | malloc/free churn (C)         | n/a               | n/a                    | n/a                | n/a                   |
 | python3 build/free structures | n/a               | n/a                    | n/a                | n/a                   |
+| node objects + ArrayBuffers   | n/a               | n/a                    | n/a                | n/a                   |
 
 ### Event rate and lost records
 
@@ -413,6 +458,10 @@ Loops of a process that is not traced, while a tracer watches an idle `sleep`; m
 |-------------------|---------|-------|-----------|-------|--------|-------|
 | no tracer running | 100 ns  | 1.00× | 100 ns    | 1.00× | 100 ns | 1.00× |
 
+### A real server: redis-server under redis-benchmark
+
+Not measured: `redis-server` is not on PATH (cargo xtask setup installs it).
+
 ### Targets
 
 | target                                                                                            | measured                              | met?         |
@@ -422,6 +471,10 @@ Loops of a process that is not traced, while a tracer watches an idle `sleep`; m
 | mmap loop ≤ +10 % (pmap-trace --no-events --no-sites)                                             | +3.8 %                                | met          |
 | mmap loop ≤ +10 % (pmap-trace --sites (stacks on))                                                | n/a                                   | not measured |
 | python3 build/free structures: plain run ≤ +1 % of --no-sites                                     | n/a                                   | not measured |
+| node objects + ArrayBuffers: plain run ≤ +1 % of --no-sites                                       | n/a                                   | not measured |
+| redis-server under redis-benchmark (SET, requests/s): plain run ≤ +1 % of --no-sites              | n/a                                   | not measured |
+| redis-server under redis-benchmark (GET, requests/s): plain run ≤ +1 % of --no-sites              | n/a                                   | not measured |
+| mmap loop: stack capture ≤ 300 ns per growth call (--sites − --no-events --no-sites)              | n/a                                   | not measured |
 | mmap loop overhead ≤ ¼ of bpftrace's (pmap-trace (plain run: call sites on), events to /dev/null) | n/a (bpftrace not measured)           | not measured |
 | mmap loop overhead ≤ ¼ of bpftrace's (pmap-trace --no-sites, events to /dev/null)                 | n/a (bpftrace not measured)           | not measured |
 | mmap loop overhead ≤ ¼ of bpftrace's (pmap-trace --no-events --no-sites)                          | n/a (bpftrace not measured)           | not measured |
