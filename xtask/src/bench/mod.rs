@@ -2,17 +2,17 @@
 //! pick instead (a bpftrace script, strace), plus event throughput, dump latency, pmap-trace's own
 //! memory and its effect on processes it does not trace.
 //!
-//! The workloads are small C programs, a Python and a JavaScript script under `xtask/bench/`, compiled with gcc
-//! into `target/bench/` at bench time (C, so each loop makes exactly the calls it names, with no
-//! runtime of ours in between). Each times its own loop with CLOCK_MONOTONIC and prints ns per
+//! The workloads are small C programs, compiled with gcc into `target/bench/` at bench time (C,
+//! so each loop makes exactly the calls it names, with no runtime of ours in between), and a
+//! Python and a JavaScript script, all under `xtask/bench/`. Each times its own loop with CLOCK_MONOTONIC and prints ns per
 //! iteration, so start-up and attach costs are not in the figures. Configurations alternate within
 //! every round and ratios are taken against the untraced run of the same invocation. Nothing is
 //! written into the repository except, with `--write`, the results section of BENCHMARKS.md.
 //!
 //! The modules follow a run: [`env`](mod@env) prepares the tools and workloads, [`quiet`] keeps other
 //! programs' activity out of the figures, [`processes`] runs and reads the children; each measured
-//! part has its module ([`workloads`], [`event_rate`], [`dumps`], [`untraced`], [`redis`]), and [`report`]
-//! turns their results into the Markdown of BENCHMARKS.md.
+//! part has its module ([`workloads`], [`event_rate`], [`dumps`], [`untraced`], [`redis`]), and
+//! [`report`] turns their results into the Markdown of BENCHMARKS.md.
 
 mod dumps;
 mod env;
