@@ -368,8 +368,8 @@ impl SiteTracker {
 
     /// The site an event line of process `pid` shows for a growth that went to `site`: its
     /// stack as reports show it, named now if no line or report has named it yet (a site with
-    /// JIT code the perf map did not name yet is named again at the next report, as in
-    /// [`Shown::unnamed`]).
+    /// JIT code the perf map did not name yet keeps that name until the next report names it
+    /// again).
     pub fn growth_site(&mut self, pid: u32, site: SiteId) -> GrowthSite {
         if let Some(origin) = self.sites.origin(site) {
             return GrowthSite::Unknown(origin);
