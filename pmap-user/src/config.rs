@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::{
     cli::{FormatArgs, SnapshotArgs, TraceArgs},
     render::pmap::{self, PmapFormat, PmapOptions},
-    sites::SitesSettings,
+    sites::{SitesSettings, residency::Rank},
 };
 
 /// Stack bytes copied per growth call when `--sites` is given without `--stack-bytes`: deep
@@ -69,6 +69,14 @@ pub enum ConfigError {
     FaultsWithoutSites,
     #[error("invalid --faults '{0}': give how many faults make one sample, such as --faults=10")]
     InvalidFaults(String),
+    #[error("invalid {flag} '{value}': give resident, committed, reserved or live")]
+    InvalidRank { flag: &'static str, value: String },
+    #[error("--rank orders the --sites report: give it with --sites N")]
+    RankWithoutSites,
+    #[error(
+        "--folded-weight weighs the stacks of --folded and --flamegraph: give it with one of them"
+    )]
+    WeightWithoutStackFiles,
     #[error("--folded and --flamegraph name the same file {0}: give each its own")]
     SameStackFile(String),
     #[error("cannot write {flag} file {path}: {reason} (choose a path in a writable directory)")]
@@ -399,6 +407,14 @@ fn parse_sites(
     if fault_period.is_some() && top.is_none() {
         return Err(ConfigError::FaultsWithoutSites);
     }
+    let rank = parse_rank("--rank", args.rank.as_deref(), Rank::Resident)?;
+    if args.rank.is_some() && top.is_none() {
+        return Err(ConfigError::RankWithoutSites);
+    }
+    let folded_weight = parse_rank("--folded-weight", args.folded_weight.as_deref(), Rank::Live)?;
+    if args.folded_weight.is_some() && files.folded.is_none() && files.flamegraph.is_none() {
+        return Err(ConfigError::WeightWithoutStackFiles);
+    }
     if top.is_none() && files.folded.is_none() && files.flamegraph.is_none() {
         if args.stack_bytes.is_some() {
             return Err(ConfigError::StacksNotCaptured("--stack-bytes"));
@@ -437,7 +453,20 @@ fn parse_sites(
         stack_bytes,
         full_stacks: args.full_stacks,
         fault_period,
+        rank,
+        folded_weight,
     }))
+}
+
+/// `--rank`/`--folded-weight`: `default` when not given.
+fn parse_rank(flag: &'static str, value: Option<&str>, default: Rank) -> Result<Rank, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(value) => Rank::parse(value.trim()).ok_or_else(|| ConfigError::InvalidRank {
+            flag,
+            value: value.to_string(),
+        }),
+    }
 }
 
 /// Whether two paths name one file: the same text, or (when both exist) the same inode.
@@ -690,6 +719,8 @@ mod tests {
                 stack_bytes: DEFAULT_STACK_BYTES,
                 full_stacks: false,
                 fault_period: None,
+                rank: Rank::Resident,
+                folded_weight: Rank::Live,
             })
         );
         a.stack_bytes = Some("64K".into());
@@ -758,6 +789,46 @@ mod tests {
             }
         ));
         assert!(!err.is_usage());
+    }
+
+    #[test]
+    fn rank_and_folded_weight_name_a_measure_and_need_what_they_order() {
+        let mut a = args(&["1"]);
+        a.rank = Some("committed".into());
+        assert_eq!(
+            Config::from_args(&a, vec![]).unwrap_err(),
+            ConfigError::RankWithoutSites
+        );
+        a.sites = Some("10".into());
+        let sites = Config::from_args(&a, vec![]).unwrap().sites.unwrap();
+        assert_eq!(
+            (sites.rank, sites.folded_weight),
+            (Rank::Committed, Rank::Live)
+        );
+        a.rank = Some("rss".into());
+        let err = Config::from_args(&a, vec![]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::InvalidRank {
+                flag: "--rank",
+                value: "rss".into()
+            }
+        );
+        assert!(err.is_usage());
+        a.rank = None;
+        a.folded_weight = Some("resident".into());
+        assert_eq!(
+            Config::from_args(&a, vec![]).unwrap_err(),
+            ConfigError::WeightWithoutStackFiles
+        );
+        a.folded = Some(
+            std::env::temp_dir().join(format!("pmap-trace-weight-{}.folded", std::process::id())),
+        );
+        let sites = Config::from_args(&a, vec![]).unwrap().sites.unwrap();
+        assert_eq!(
+            (sites.rank, sites.folded_weight),
+            (Rank::Resident, Rank::Resident)
+        );
     }
 
     #[test]

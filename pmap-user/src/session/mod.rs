@@ -43,7 +43,7 @@ use crate::{
         },
         sink::SinkError,
     },
-    sites::{SiteTracker, folded::StackFiles},
+    sites::{SiteTracker, folded::StackFiles, residency::Rank},
 };
 
 #[derive(Debug, Error)]
@@ -127,6 +127,7 @@ impl Session {
             stack_files: StackFiles::new(
                 config.stack_files.folded.clone(),
                 config.stack_files.flamegraph.clone(),
+                config.sites.map_or(Rank::Live, |sites| sites.folded_weight),
             ),
             specials: maps::read_mappings(std::process::id() as i32)
                 .map(|maps| special_mappings(&maps))

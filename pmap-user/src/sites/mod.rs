@@ -1,13 +1,15 @@
 //! `--sites`: which code grew the anonymous memory. Each growth call's stack (copied by the
 //! kernel) is unwound when its event is applied and interned as a call site; each process's
 //! [`Attribution`] keeps every anonymous byte owned by the site that created or grew it; and
-//! each dump is followed by the top sites by live bytes and by growth since the previous dump,
+//! each dump is followed by the top sites by resident bytes (read then from the process's
+//! pagemap, see [`residency`]; or by what `--rank` asks) and by growth since the previous dump,
 //! symbolized then (and cached), with allocator frames folded away.
 
 pub mod fold_rules;
 pub mod folded;
 pub mod ownership;
 pub mod perf_map;
+pub mod residency;
 mod stack_memo;
 pub mod symbolize;
 pub mod unwind;
@@ -22,12 +24,14 @@ use serde_json::{Value, json};
 use self::{
     ownership::{Attribution, SiteId},
     perf_map::PerfMaps,
+    residency::{Column, Footprint, Rank, columns, footprint_json, footprints, spans},
     symbolize::{SymbolFrame, Symbols, fold},
     unwind::{FrameLoc, ModuleId, Modules, ProcessUnwinder},
 };
 use crate::{
     decode::{Call, UserStack},
     model::PAGE_SIZE,
+    procfs::pagemap::Pagemap,
     table::AddressSpace,
 };
 
@@ -214,6 +218,17 @@ pub struct SitesSettings {
     /// `--faults=N`: one first-touch page fault in N is sampled and counted for the site that
     /// owns the page.
     pub fault_period: Option<u32>,
+    /// What the rankings order sites by (`--rank`).
+    pub rank: Rank,
+    /// What `--folded`/`--flamegraph` weigh stacks by (`--folded-weight`).
+    pub folded_weight: Rank,
+}
+
+impl SitesSettings {
+    /// Whether dumps read which pages of the sites' memory are in use.
+    fn reads_pages(&self) -> bool {
+        self.rank.needs_pages() || self.folded_weight.needs_pages()
+    }
 }
 
 /// One process's owners, unwinder and previous report.
@@ -224,6 +239,39 @@ struct ProcessSites {
     previous: HashMap<ShownId, u64>,
     /// `--faults`: first-touch samples by owning site since the previous report.
     touches: HashMap<SiteId, u64>,
+    /// Its pagemap, opened with its address space (see [`Pagemap`]); none when the ranking
+    /// needs no pages or the kernel refused it.
+    pagemap: Option<Pagemap>,
+}
+
+impl ProcessSites {
+    fn new(pid: u32, attribution: Attribution, settings: &SitesSettings) -> ProcessSites {
+        ProcessSites {
+            attribution,
+            unwinder: ProcessUnwinder::default(),
+            previous: HashMap::new(),
+            touches: HashMap::new(),
+            pagemap: settings
+                .reads_pages()
+                .then(|| Pagemap::open(pid as i32).ok())
+                .flatten(),
+        }
+    }
+
+    /// Each site's footprint now, if the pages can be read: the process may have gone.
+    fn footprints(&mut self, table: &AddressSpace) -> Option<HashMap<SiteId, Footprint>> {
+        let pagemap = self.pagemap.as_mut()?;
+        let mut pages = Vec::new();
+        for (start, end) in spans(self.attribution.ranges().map(|(s, e, _)| (s, e))) {
+            if pagemap.runs(start, end, &mut pages).is_err() {
+                // Gone (or exec'd: its new address space gets a new pagemap when seeded).
+                self.pagemap = None;
+                return None;
+            }
+        }
+        let mappings: Vec<_> = table.mappings().cloned().collect();
+        Some(footprints(self.attribution.ranges(), &mappings, &pages))
+    }
 }
 
 /// Call-site attribution for every traced process.
@@ -256,15 +304,8 @@ impl SiteTracker {
     pub fn seeded(&mut self, pid: u32, table: &AddressSpace, origin: Origin) {
         let mappings: Vec<_> = table.mappings().cloned().collect();
         let attribution = Attribution::seeded(&mappings, table.start_brk(), origin.site());
-        self.processes.insert(
-            pid,
-            ProcessSites {
-                attribution,
-                unwinder: ProcessUnwinder::default(),
-                previous: HashMap::new(),
-                touches: HashMap::new(),
-            },
-        );
+        let process = ProcessSites::new(pid, attribution, &self.settings);
+        self.processes.insert(pid, process);
     }
 
     /// A child forked by `parent` (its table `table`) has the parent's memory, owners
@@ -276,15 +317,8 @@ impl SiteTracker {
         let mut attribution = from.attribution.clone();
         let mappings: Vec<_> = table.mappings().cloned().collect();
         attribution.reconcile(&mappings, table.start_brk(), Origin::Unknown.site());
-        self.processes.insert(
-            child,
-            ProcessSites {
-                attribution,
-                unwinder: ProcessUnwinder::default(),
-                previous: HashMap::new(),
-                touches: HashMap::new(),
-            },
-        );
+        let process = ProcessSites::new(child, attribution, &self.settings);
+        self.processes.insert(child, process);
     }
 
     /// `pid`'s table read again (after lost records, or `--verify` found it wrong): owners of
@@ -351,9 +385,9 @@ impl SiteTracker {
         }
     }
 
-    /// The call sites of `pid` by live bytes and by growth since the previous report (which
-    /// this one becomes).
-    pub fn report(&mut self, pid: u32) -> Option<SitesReport> {
+    /// The call sites of `pid` (its table `table`) by what `--rank` asks and by growth since
+    /// the previous report (which this one becomes).
+    pub fn report(&mut self, pid: u32, table: &AddressSpace) -> Option<SitesReport> {
         let process = self.processes.get_mut(&pid)?;
         let live_by_site = process.attribution.live_by_site();
         let live_sites: Vec<SiteId> = live_by_site.keys().copied().collect();
@@ -407,12 +441,16 @@ impl SiteTracker {
                 }
             };
         }
+        let footprints = process.footprints(table);
         let shown_of = |id: SiteId| self.shown.site(id).expect("every site was just shown");
         let mut merged: HashMap<ShownId, Merged> = HashMap::new();
         for (id, bytes) in live_by_site {
             let site = merged.entry(shown_of(id)).or_default();
             site.live += bytes;
             site.origin = self.sites.origin(id);
+            if let Some(footprint) = footprints.as_ref().and_then(|f| f.get(&id)) {
+                site.footprint += *footprint;
+            }
         }
         for (id, samples) in touches {
             let site = merged.entry(shown_of(id)).or_default();
@@ -424,7 +462,7 @@ impl SiteTracker {
                 .fault_period
                 .map(|period| samples * u64::from(period) * PAGE_SIZE)
         };
-        let mut lines: Vec<SiteLine> = merged
+        let lines: Vec<SiteLine> = merged
             .iter()
             .map(|(id, site)| SiteLine {
                 live: site.live,
@@ -432,6 +470,7 @@ impl SiteTracker {
                 origin: site.origin,
                 frames: self.shown.stack(*id).clone(),
                 touched: touched_bytes(site.touches),
+                footprint: footprints.is_some().then_some(site.footprint),
             })
             .collect();
         process.previous = merged
@@ -439,30 +478,10 @@ impl SiteTracker {
             .filter(|(_, site)| site.live > 0)
             .map(|(id, site)| (id, site.live))
             .collect();
-        let total = lines.iter().map(|l| l.live).sum();
-        let sites = lines.iter().filter(|l| l.live > 0).count();
-        // Ties in a stable order: by frames' text.
-        lines.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.frames.cmp(&b.frames)));
-        let top = self.settings.top.unwrap_or(0);
-        let by_live: Vec<SiteLine> = lines.iter().take(top).cloned().collect();
-        let mut by_growth: Vec<SiteLine> = lines.iter().filter(|l| l.growth > 0).cloned().collect();
-        by_growth.sort_by(|a, b| {
-            b.growth
-                .cmp(&a.growth)
-                .then_with(|| a.frames.cmp(&b.frames))
-        });
-        by_growth.truncate(top);
         let unsymbolized = self.modules_without_symbols(live_sites);
-        Some(SitesReport {
-            pid,
-            total_live: total,
-            sites,
-            unsymbolized,
-            fault_period: self.settings.fault_period,
-            by_live,
-            by_growth,
-            all: lines,
-        })
+        let mut report = SitesReport::ranked(pid, lines, &self.settings, footprints.is_some());
+        report.unsymbolized = unsymbolized;
+        Some(report)
     }
 }
 
@@ -498,6 +517,7 @@ struct Merged {
     live: u64,
     touches: u64,
     origin: Option<Origin>,
+    footprint: Footprint,
 }
 
 /// A pseudo-frame naming an origin, so that origins rank and group like sites.
@@ -523,6 +543,8 @@ pub struct SiteLine {
     /// `--faults`: bytes of its pages first touched since the previous report, estimated as
     /// samples × N × page size.
     pub touched: Option<u64>,
+    /// What backs its live bytes, when the pages were read.
+    pub footprint: Option<Footprint>,
 }
 
 /// What a dump prints about a process's call sites.
@@ -530,6 +552,11 @@ pub struct SiteLine {
 pub struct SitesReport {
     pub pid: u32,
     pub total_live: u64,
+    /// What backs all of it, when the pages were read.
+    pub total_footprint: Option<Footprint>,
+    /// What [`SitesReport::ranked`] orders by: `--rank`, or live bytes when the pages could
+    /// not be read.
+    pub rank: Rank,
     /// Distinct sites holding memory.
     pub sites: usize,
     /// Modules that frames of those sites are in and that have no symbols at all: their
@@ -537,9 +564,10 @@ pub struct SitesReport {
     pub unsymbolized: Vec<String>,
     /// `--faults=N`.
     pub fault_period: Option<u32>,
-    pub by_live: Vec<SiteLine>,
+    /// The top sites by [`SitesReport::rank`].
+    pub ranked: Vec<SiteLine>,
     pub by_growth: Vec<SiteLine>,
-    /// Every site, by live bytes (what `--folded` writes).
+    /// Every site, ranked (what `--folded` writes).
     pub all: Vec<SiteLine>,
 }
 
@@ -547,25 +575,87 @@ pub struct SitesReport {
 const TEXT_FRAMES: usize = 8;
 
 impl SitesReport {
+    /// The report of `lines` (every site of process `pid`), ranked by `settings.rank` when
+    /// `paged` (each line has its footprint) or the rank needs no pages, else by live bytes;
+    /// ties by live bytes, then by frames' text, so that the order is stable.
+    fn ranked(pid: u32, mut lines: Vec<SiteLine>, settings: &SitesSettings, paged: bool) -> Self {
+        let rank = if paged || !settings.rank.needs_pages() {
+            settings.rank
+        } else {
+            Rank::Live
+        };
+        let weight = |line: &SiteLine| rank.weight(line.live, line.footprint.as_ref());
+        lines.sort_by(|a, b| {
+            (weight(b), b.live)
+                .cmp(&(weight(a), a.live))
+                .then_with(|| a.frames.cmp(&b.frames))
+        });
+        let total_footprint = paged.then(|| {
+            let mut total = Footprint::default();
+            for footprint in lines.iter().filter_map(|l| l.footprint) {
+                total += footprint;
+            }
+            total
+        });
+        let top = settings.top.unwrap_or(0);
+        let mut by_growth: Vec<SiteLine> = lines.iter().filter(|l| l.growth > 0).cloned().collect();
+        by_growth.sort_by(|a, b| {
+            b.growth
+                .cmp(&a.growth)
+                .then_with(|| a.frames.cmp(&b.frames))
+        });
+        by_growth.truncate(top);
+        SitesReport {
+            pid,
+            total_live: lines.iter().map(|l| l.live).sum(),
+            total_footprint,
+            rank,
+            sites: lines.iter().filter(|l| l.live > 0).count(),
+            unsymbolized: Vec::new(),
+            fault_period: settings.fault_period,
+            ranked: lines.iter().take(top).cloned().collect(),
+            by_growth,
+            all: lines,
+        }
+    }
+
     /// The report as text lines (see `docs/call-sites.md`).
     pub fn text(&self) -> Vec<String> {
-        let columns = match self.fault_period {
-            Some(_) => " (live, growth, first touched since the previous dump)",
-            None => "",
+        let shown = self.total_footprint.as_ref().map_or(Vec::new(), columns);
+        let mut names = vec!["live", "growth"];
+        names.extend(shown.iter().map(|(name, _)| *name));
+        if self.fault_period.is_some() {
+            names.push("first touched since the previous dump");
+        }
+        let columns = if names.len() > 2 {
+            format!(" ({})", names.join(", "))
+        } else {
+            String::new()
         };
+        let held = self
+            .total_footprint
+            .as_ref()
+            .map_or(String::new(), |total| {
+                let parts: Vec<String> = shown
+                    .iter()
+                    .map(|(name, bytes)| format!("{} {name}", units(bytes(total))))
+                    .collect();
+                format!(" ({})", parts.join(", "))
+            });
         // A ranking with nothing in it says so in one line, rather than a heading over nothing.
-        let mut out = vec![if self.by_live.is_empty() {
+        let mut out = vec![if self.ranked.is_empty() {
             format!("sites {}: no anonymous memory", self.pid)
         } else {
             format!(
-                "sites {}: {} anonymous in {} call sites; top {} by live bytes{columns}:",
+                "sites {}: {} anonymous{held} in {} call sites; top {} by {} bytes{columns}:",
                 self.pid,
                 units(self.total_live),
                 self.sites,
-                self.by_live.len()
+                self.ranked.len(),
+                self.rank.name(),
             )
         }];
-        self.text_lines(&self.by_live, &mut out);
+        self.text_lines(&self.ranked, &shown, &mut out);
         out.push(if self.by_growth.is_empty() {
             format!("sites {}: nothing grew since the previous dump", self.pid)
         } else {
@@ -575,7 +665,7 @@ impl SitesReport {
                 self.by_growth.len()
             )
         });
-        self.text_lines(&self.by_growth, &mut out);
+        self.text_lines(&self.by_growth, &shown, &mut out);
         if !self.unsymbolized.is_empty() {
             out.push(format!(
                 "sites {}: no symbols in {} (frames there read module+offset; a debug package names them)",
@@ -586,16 +676,18 @@ impl SitesReport {
         out
     }
 
-    fn text_lines(&self, lines: &[SiteLine], out: &mut Vec<String>) {
+    fn text_lines(&self, lines: &[SiteLine], shown: &[Column], out: &mut Vec<String>) {
         for line in lines {
-            let touched = line
-                .touched
-                .map_or(String::new(), |bytes| format!(" {:>9}", units(bytes)));
-            let head = format!(
-                "  {:>8} {:>9}{touched}  ",
-                units(line.live),
-                signed_units(line.growth)
-            );
+            let mut head = format!("  {:>8} {:>9}", units(line.live), signed_units(line.growth));
+            if let Some(footprint) = &line.footprint {
+                for (_, bytes) in shown {
+                    head.push_str(&format!(" {:>9}", units(bytes(footprint))));
+                }
+            }
+            if let Some(bytes) = line.touched {
+                head.push_str(&format!(" {:>9}", units(bytes)));
+            }
+            head.push_str("  ");
             let indent = " ".repeat(head.len());
             for (i, frame) in line.frames.iter().take(TEXT_FRAMES).enumerate() {
                 let text = frame.display();
@@ -620,26 +712,31 @@ impl SitesReport {
             lines
                 .iter()
                 .map(|l| {
-                    json!({
+                    let mut line = json!({
                         "live_bytes": l.live,
                         "growth_bytes": l.growth,
                         "origin": l.origin.map(Origin::describe),
                         "touched_bytes": l.touched,
                         "frames": if l.origin.is_some() { Vec::new() } else { l.frames.iter().map(|f| &**f).collect::<Vec<&SymbolFrame>>() },
-                    })
+                    });
+                    footprint_json(&mut line, l.footprint.as_ref());
+                    line
                 })
                 .collect()
         };
-        json!({
+        let mut report = json!({
             "type": "sites",
             "pid": self.pid,
             "live_bytes": self.total_live,
             "sites": self.sites,
             "modules_without_symbols": self.unsymbolized,
             "fault_period": self.fault_period,
-            "by_live": lines(&self.by_live),
+            "ranked_by": self.rank.name(),
+            "top": lines(&self.ranked),
             "by_growth": lines(&self.by_growth),
-        })
+        });
+        footprint_json(&mut report, self.total_footprint.as_ref());
+        report
     }
 }
 
@@ -682,6 +779,7 @@ mod tests {
             growth,
             origin: None,
             touched: None,
+            footprint: None,
             frames: Arc::new([
                 Arc::new(SymbolFrame {
                     function: function.into(),
@@ -705,11 +803,13 @@ mod tests {
     fn text_lists_each_site_with_its_callers_indented() {
         let report = SitesReport {
             pid: 42,
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 3 << 20,
             sites: 2,
             unsymbolized: Vec::new(),
             fault_period: None,
-            by_live: vec![
+            ranked: vec![
                 site("app::load", 2 << 20, 2 << 20),
                 site("app::grow", 1 << 20, 0),
             ],
@@ -730,7 +830,7 @@ mod tests {
             ]
         );
         let json = report.json();
-        assert_eq!(json["by_live"][1]["frames"][0]["function"], "app::grow");
+        assert_eq!(json["top"][1]["frames"][0]["function"], "app::grow");
         assert_eq!(json["by_growth"][0]["growth_bytes"], 2 << 20);
         assert_eq!(json["by_growth"][0]["touched_bytes"], Value::Null);
     }
@@ -741,11 +841,13 @@ mod tests {
         line.touched = Some(512 << 10);
         let report = SitesReport {
             pid: 42,
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 2 << 20,
             sites: 1,
             unsymbolized: Vec::new(),
             fault_period: Some(4),
-            by_live: vec![line.clone()],
+            ranked: vec![line.clone()],
             by_growth: vec![],
             all: vec![line],
         };
@@ -761,7 +863,7 @@ mod tests {
         );
         let json = report.json();
         assert_eq!(json["fault_period"], 4);
-        assert_eq!(json["by_live"][0]["touched_bytes"], 512 << 10);
+        assert_eq!(json["top"][0]["touched_bytes"], 512 << 10);
     }
 
     #[test]
@@ -769,11 +871,13 @@ mod tests {
         let line = site("app::load", 2 << 20, 0);
         let report = SitesReport {
             pid: 42,
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 2 << 20,
             sites: 1,
             unsymbolized: Vec::new(),
             fault_period: None,
-            by_live: vec![line.clone()],
+            ranked: vec![line.clone()],
             by_growth: vec![],
             all: vec![line],
         };
@@ -791,11 +895,13 @@ mod tests {
 
         let empty = SitesReport {
             pid: 42,
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 0,
             sites: 0,
             unsymbolized: Vec::new(),
             fault_period: Some(1),
-            by_live: vec![],
+            ranked: vec![],
             by_growth: vec![],
             all: vec![],
         };
@@ -813,11 +919,13 @@ mod tests {
         let line = site("app::load", 2 << 20, 2 << 20);
         let report = SitesReport {
             pid: 42,
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 2 << 20,
             sites: 1,
             unsymbolized: vec!["libstripped.so".into(), "tool".into()],
             fault_period: None,
-            by_live: vec![line.clone()],
+            ranked: vec![line.clone()],
             by_growth: vec![line.clone()],
             all: vec![line],
         };
@@ -931,6 +1039,8 @@ mod tests {
             stack_bytes: 0,
             full_stacks: false,
             fault_period: None,
+            rank: Rank::Live,
+            folded_weight: Rank::Live,
         });
         tracker.seeded(42, &table, Origin::BeforeTracing);
         let block = 0x3000_0000;
@@ -947,19 +1057,19 @@ mod tests {
         let ranking = |lines: &[SiteLine]| -> Vec<(Option<Origin>, u64, i64)> {
             lines.iter().map(|l| (l.origin, l.live, l.growth)).collect()
         };
-        let first = tracker.report(42).expect("a tracked process");
+        let first = tracker.report(42, &table).expect("a tracked process");
         let (copied, before) = (Some(Origin::NotCopied), Some(Origin::BeforeTracing));
         assert_eq!((first.total_live, first.sites), (12 * PAGE, 2));
         assert_eq!(
-            ranking(&first.by_live),
+            ranking(&first.ranked),
             [
                 (copied, 8 * PAGE, 8 * PAGE as i64),
                 (before, 4 * PAGE, 4 * PAGE as i64)
             ]
         );
-        assert_eq!(ranking(&first.by_growth), ranking(&first.by_live));
+        assert_eq!(ranking(&first.by_growth), ranking(&first.ranked));
         assert_eq!(
-            first.by_live[0].frames[0].function,
+            first.ranked[0].frames[0].function,
             Origin::NotCopied.describe()
         );
         // Freeing counts against growing; nothing grew.
@@ -968,21 +1078,153 @@ mod tests {
             len: 2 * PAGE,
         };
         tracker.apply(42, &table, &unmap, 0, None);
-        let second = tracker.report(42).expect("a tracked process");
+        let second = tracker.report(42, &table).expect("a tracked process");
         assert_eq!(
-            ranking(&second.by_live),
+            ranking(&second.ranked),
             [(copied, 6 * PAGE, -2 * PAGE as i64), (before, 4 * PAGE, 0)]
         );
         assert!(second.by_growth.is_empty());
         // The next report counts from the second, not the first.
         tracker.apply(42, &table, &mmap(0, 3), (block + 64 * PAGE) as i64, None);
-        let third = tracker.report(42).expect("a tracked process");
+        let third = tracker.report(42, &table).expect("a tracked process");
         assert_eq!(
             ranking(&third.by_growth),
             [(copied, 9 * PAGE, 3 * PAGE as i64)]
         );
         // A process that is gone has no report.
         tracker.forget(42);
-        assert!(tracker.report(42).is_none());
+        assert!(tracker.report(42, &table).is_none());
+    }
+
+    #[test]
+    fn sites_rank_by_the_pages_their_memory_holds_at_the_report() {
+        use pmap_common::linux::{MAP_ANONYMOUS, MAP_PRIVATE};
+
+        use crate::{
+            model::{Mapping, Perms},
+            procfs::fixtures::Anon,
+        };
+
+        const PAGE: u64 = PAGE_SIZE;
+        // This process: a reservation mapped "before tracing", and a block mapped since, a
+        // quarter of it written.
+        let reservation = Anon::new(32, libc::PROT_NONE);
+        let block = Anon::new(16, libc::PROT_READ | libc::PROT_WRITE);
+        for n in 0..4 {
+            block.write(n);
+        }
+        let anon = |anon: &Anon, write: bool| Mapping {
+            start: anon.page(0),
+            end: anon.end(),
+            perms: Perms {
+                read: write,
+                write,
+                ..Perms::default()
+            },
+            offset: 0,
+            device: Default::default(),
+            inode: 0,
+            name: Vec::new(),
+        };
+        let mut mappings = vec![anon(&reservation, false), anon(&block, true)];
+        mappings.sort_by_key(|m| m.start);
+        let before = AddressSpace::from_mappings(vec![anon(&reservation, false)], 0);
+        let table = AddressSpace::from_mappings(mappings, 0);
+        let settings = |rank| SitesSettings {
+            top: Some(10),
+            stack_bytes: 0,
+            full_stacks: false,
+            fault_period: None,
+            rank,
+            folded_weight: Rank::Live,
+        };
+        let pid = std::process::id();
+        let mmap = Call::Mmap {
+            addr: 0,
+            len: 16 * PAGE,
+            prot: 3,
+            flags: MAP_ANONYMOUS | MAP_PRIVATE,
+            fd: -1,
+            offset: 0,
+        };
+        let report = |rank| {
+            let mut tracker = SiteTracker::new(settings(rank));
+            tracker.seeded(pid, &before, Origin::BeforeTracing);
+            tracker.apply(pid, &before, &mmap, block.page(0) as i64, None);
+            tracker.report(pid, &table).expect("a tracked process")
+        };
+        let ranked = |report: &SitesReport| -> Vec<(Option<Origin>, Option<Footprint>)> {
+            report
+                .ranked
+                .iter()
+                .map(|l| (l.origin, l.footprint))
+                .collect()
+        };
+        let grown = Footprint {
+            resident: 4 * PAGE,
+            swapped: 0,
+            reserved: 12 * PAGE,
+            committed: 16 * PAGE,
+        };
+        let reserved = Footprint {
+            reserved: 32 * PAGE,
+            ..Footprint::default()
+        };
+        // By resident bytes (the default) the block that holds memory comes first, though
+        // the reservation is twice its size.
+        let resident = report(Rank::Resident);
+        assert_eq!(resident.rank, Rank::Resident);
+        assert_eq!(
+            ranked(&resident),
+            [
+                (Some(Origin::NotCopied), Some(grown)),
+                (Some(Origin::BeforeTracing), Some(reserved))
+            ]
+        );
+        let total = grown.resident + grown.reserved + reserved.reserved;
+        assert_eq!(
+            resident.total_footprint,
+            Some(Footprint {
+                resident: 4 * PAGE,
+                swapped: 0,
+                reserved: total - 4 * PAGE,
+                committed: 16 * PAGE,
+            })
+        );
+        let text = resident.text();
+        assert!(
+            text[0].ends_with(
+                "(16K resident, 64K committed, 176K reserved) in 2 call sites; top 2 by \
+                 resident bytes (live, growth, resident, committed, reserved):"
+            ),
+            "{text:?}"
+        );
+        assert_eq!(
+            text[1],
+            "       64K      +64K       16K       64K       48K  (no stack copied: --stack-bytes 0)"
+        );
+        let json = resident.json();
+        assert_eq!(json["ranked_by"], "resident");
+        assert_eq!(json["resident_bytes"], 4 * PAGE);
+        assert_eq!(json["top"][1]["reserved_bytes"], 32 * PAGE);
+        // By live bytes the reservation leads, and the pages are not read.
+        let live = report(Rank::Live);
+        assert_eq!(
+            ranked(&live),
+            [
+                (Some(Origin::BeforeTracing), None),
+                (Some(Origin::NotCopied), None)
+            ]
+        );
+        assert_eq!(live.json()["resident_bytes"], Value::Null);
+        // By reserved bytes too; by committed, the block.
+        assert_eq!(
+            ranked(&report(Rank::Reserved))[0].0,
+            Some(Origin::BeforeTracing)
+        );
+        assert_eq!(
+            ranked(&report(Rank::Committed))[0].0,
+            Some(Origin::NotCopied)
+        );
     }
 }
