@@ -193,8 +193,15 @@ impl Session {
                     self.process(event, stack.as_deref(), image.as_deref())?;
                 }
                 Record::FirstTouch(touch) => {
-                    if let Some(sites) = &mut self.sites {
-                        sites.first_touch(touch.tgid, touch.address);
+                    if let (Some(sites), Some(traced)) =
+                        (&mut self.sites, self.processes.get(&touch.tgid))
+                    {
+                        sites.first_touch(
+                            touch.tgid,
+                            &traced.table,
+                            touch.address,
+                            touch.stack.as_deref(),
+                        );
                     }
                 }
             }

@@ -12,6 +12,7 @@ pub mod perf_map;
 pub mod residency;
 mod stack_memo;
 pub mod symbolize;
+pub mod touches;
 pub mod unwind;
 
 use std::{
@@ -26,6 +27,7 @@ use self::{
     perf_map::PerfMaps,
     residency::{Column, Footprint, Rank, columns, footprint_json, footprints, spans},
     symbolize::{SymbolFrame, Symbols, fold},
+    touches::{TouchLine, rank_touchers},
     unwind::{FrameLoc, ModuleId, Modules, ProcessUnwinder},
 };
 use crate::{
@@ -237,8 +239,9 @@ struct ProcessSites {
     unwinder: ProcessUnwinder,
     /// Live bytes by shown stack at the previous report, for the growth ranking.
     previous: HashMap<ShownId, u64>,
-    /// `--faults`: first-touch samples by owning site since the previous report.
-    touches: HashMap<SiteId, u64>,
+    /// `--faults`: first-touch samples since the previous report, by the site of the code that
+    /// touched the page and the site that owns it.
+    touches: HashMap<(SiteId, SiteId), u64>,
     /// Its pagemap, opened with its address space (see [`Pagemap`]); none when the ranking
     /// needs no pages or the kernel refused it.
     pagemap: Option<Pagemap>,
@@ -373,16 +376,36 @@ impl SiteTracker {
         unwinder.note_call(call);
     }
 
-    /// `--faults`: a sampled first touch of `address` by process `tgid` counts for the site
+    /// `--faults`: a sampled first touch of `address` by process `tgid` (its table `table`)
+    /// counts for the code that touched it, whose `stack` the kernel copied, and for the site
     /// that owns the page now. A page no site owns (file or shared memory, the stack) is not
     /// anonymous memory a call created.
-    pub fn first_touch(&mut self, tgid: u32, address: u64) {
+    pub fn first_touch(
+        &mut self,
+        tgid: u32,
+        table: &AddressSpace,
+        address: u64,
+        stack: Option<&UserStack>,
+    ) {
         let Some(process) = self.processes.get_mut(&tgid) else {
             return;
         };
-        if let Some(site) = process.attribution.owner_at(address) {
-            *process.touches.entry(site).or_insert(0) += 1;
-        }
+        let Some(owner) = process.attribution.owner_at(address) else {
+            return;
+        };
+        let sites = &mut self.sites;
+        let toucher = match stack {
+            Some(stack) => process.unwinder.site_of(
+                tgid as i32,
+                table.mappings(),
+                &mut self.modules,
+                stack,
+                |frames| sites.intern(frames),
+            ),
+            None if self.settings.stack_bytes == 0 => Origin::NotCopied.site(),
+            None => Origin::CopyLost.site(),
+        };
+        *process.touches.entry((toucher, owner)).or_insert(0) += 1;
     }
 
     /// The call sites of `pid` (its table `table`) by what `--rank` asks and by growth since
@@ -395,7 +418,7 @@ impl SiteTracker {
         // What a site shows as never changes: only sites no report has named yet are named.
         let mut unshown: Vec<SiteId> = live_by_site
             .keys()
-            .chain(touches.keys())
+            .chain(touches.keys().flat_map(|(toucher, owner)| [toucher, owner]))
             .filter(|&&id| self.shown.needs_names(id))
             .copied()
             .collect();
@@ -452,16 +475,27 @@ impl SiteTracker {
                 site.footprint += *footprint;
             }
         }
-        for (id, samples) in touches {
-            let site = merged.entry(shown_of(id)).or_default();
+        for (&(_, owner), samples) in &touches {
+            let site = merged.entry(shown_of(owner)).or_default();
             site.touches += samples;
-            site.origin = self.sites.origin(id);
+            site.origin = self.sites.origin(owner);
         }
         let touched_bytes = |samples: u64| {
             self.settings
                 .fault_period
                 .map(|period| samples * u64::from(period) * PAGE_SIZE)
         };
+        let shown = |id: SiteId| touches::Shown {
+            frames: self.shown.stack(shown_of(id)).clone(),
+            origin: self.sites.origin(id),
+        };
+        let by_touches = touched_bytes(1).map(|page_bytes| {
+            let mut bytes = HashMap::new();
+            for (&(toucher, owner), samples) in &touches {
+                *bytes.entry((shown(toucher), shown(owner))).or_insert(0) += samples * page_bytes;
+            }
+            rank_touchers(bytes, self.settings.top.unwrap_or(0))
+        });
         let lines: Vec<SiteLine> = merged
             .iter()
             .map(|(id, site)| SiteLine {
@@ -481,6 +515,7 @@ impl SiteTracker {
         let unsymbolized = self.modules_without_symbols(live_sites);
         let mut report = SitesReport::ranked(pid, lines, &self.settings, footprints.is_some());
         report.unsymbolized = unsymbolized;
+        report.by_touches = by_touches;
         Some(report)
     }
 }
@@ -567,6 +602,8 @@ pub struct SitesReport {
     /// The top sites by [`SitesReport::rank`].
     pub ranked: Vec<SiteLine>,
     pub by_growth: Vec<SiteLine>,
+    /// `--faults`: the code that first touched the most since the previous report.
+    pub by_touches: Option<Vec<TouchLine>>,
     /// Every site, ranked (what `--folded` writes).
     pub all: Vec<SiteLine>,
 }
@@ -615,6 +652,7 @@ impl SitesReport {
             fault_period: settings.fault_period,
             ranked: lines.iter().take(top).cloned().collect(),
             by_growth,
+            by_touches: None,
             all: lines,
         }
     }
@@ -666,6 +704,22 @@ impl SitesReport {
             )
         });
         self.text_lines(&self.by_growth, &shown, &mut out);
+        if let Some(by_touches) = &self.by_touches {
+            out.push(if by_touches.is_empty() {
+                format!(
+                    "sites {}: nothing first touched since the previous dump",
+                    self.pid
+                )
+            } else {
+                format!(
+                    "sites {}: top {} by first touches since the previous dump (the code that \
+                     touched, in whose memory):",
+                    self.pid,
+                    by_touches.len()
+                )
+            });
+            touches::text_lines(by_touches, units, &mut out);
+        }
         if !self.unsymbolized.is_empty() {
             out.push(format!(
                 "sites {}: no symbols in {} (frames there read module+offset; a debug package names them)",
@@ -734,6 +788,7 @@ impl SitesReport {
             "ranked_by": self.rank.name(),
             "top": lines(&self.ranked),
             "by_growth": lines(&self.by_growth),
+            "by_touches": self.by_touches.as_deref().map(touches::json_lines),
         });
         footprint_json(&mut report, self.total_footprint.as_ref());
         report
@@ -813,6 +868,7 @@ mod tests {
                 site("app::load", 2 << 20, 2 << 20),
                 site("app::grow", 1 << 20, 0),
             ],
+            by_touches: None,
             by_growth: vec![site("app::load", 2 << 20, 2 << 20)],
             all: Vec::new(),
         };
@@ -848,6 +904,7 @@ mod tests {
             unsymbolized: Vec::new(),
             fault_period: Some(4),
             ranked: vec![line.clone()],
+            by_touches: None,
             by_growth: vec![],
             all: vec![line],
         };
@@ -878,6 +935,7 @@ mod tests {
             unsymbolized: Vec::new(),
             fault_period: None,
             ranked: vec![line.clone()],
+            by_touches: None,
             by_growth: vec![],
             all: vec![line],
         };
@@ -902,6 +960,7 @@ mod tests {
             unsymbolized: Vec::new(),
             fault_period: Some(1),
             ranked: vec![],
+            by_touches: None,
             by_growth: vec![],
             all: vec![],
         };
@@ -926,6 +985,7 @@ mod tests {
             unsymbolized: vec!["libstripped.so".into(), "tool".into()],
             fault_period: None,
             ranked: vec![line.clone()],
+            by_touches: None,
             by_growth: vec![line.clone()],
             all: vec![line],
         };
