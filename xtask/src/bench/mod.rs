@@ -11,7 +11,7 @@
 //!
 //! The modules follow a run: [`env`](mod@env) prepares the tools and workloads, [`quiet`] keeps other
 //! programs' activity out of the figures, [`processes`] runs and reads the children; each measured
-//! part has its module ([`workloads`], [`event_rate`], [`dumps`], [`untraced`]), and [`report`]
+//! part has its module ([`workloads`], [`event_rate`], [`dumps`], [`untraced`], [`residency`]), and [`report`]
 //! turns their results into the Markdown of BENCHMARKS.md.
 
 mod dumps;
@@ -20,6 +20,7 @@ mod event_rate;
 mod processes;
 mod quiet;
 mod report;
+mod residency;
 mod units;
 mod untraced;
 mod workloads;
@@ -61,6 +62,7 @@ pub enum Part {
     EventRate,
     Dumps,
     Untraced,
+    Residency,
 }
 
 impl Part {
@@ -71,6 +73,7 @@ impl Part {
             Part::EventRate => "event rate",
             Part::Dumps => "dumps",
             Part::Untraced => "untraced process",
+            Part::Residency => "resident bytes",
         }
     }
 }
@@ -167,6 +170,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
         Part::EventRate,
         Part::Dumps,
         Part::Untraced,
+        Part::Residency,
     ] {
         if !options.only.is_empty() && !options.only.contains(&part) {
             continue;
@@ -179,6 +183,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
             Part::Untraced => {
                 report.bystander = untraced::bystander(&env, &plan, &report.workloads)?;
             }
+            Part::Residency => report.residency = residency::residency(&env, &plan)?,
         }
         println!(
             "bench: {} took {:.0} s",

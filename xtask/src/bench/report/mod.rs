@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{
     Plan, dumps::DumpResults, env::Env, event_rate::RateResults, processes::median,
-    untraced::BystanderResults, workloads::WorkloadResults,
+    residency::ResidencyResults, untraced::BystanderResults, workloads::WorkloadResults,
 };
 use crate::process::{probe, workspace_root};
 
@@ -31,6 +31,7 @@ pub(super) struct Report {
     pub(super) rates: RateResults,
     pub(super) dumps: DumpResults,
     pub(super) bystander: BystanderResults,
+    pub(super) residency: ResidencyResults,
 }
 
 impl Report {
@@ -68,6 +69,7 @@ impl Report {
             workloads: WorkloadResults::default(),
             rates: RateResults::default(),
             dumps: DumpResults::default(),
+            residency: ResidencyResults::default(),
             bystander: BystanderResults::default(),
         }
     }
@@ -82,6 +84,7 @@ impl Report {
         sections::event_rate(&mut out, self.rate_ms, &self.rates.rates, &self.rates.rings);
         sections::dumps(&mut out, &self.dumps);
         sections::untraced(&mut out, &self.bystander);
+        sections::residency(&mut out, &self.residency);
         targets::write(&mut out, self);
         let _ = writeln!(
             out,
