@@ -1287,4 +1287,43 @@ mod tests {
             Some(Origin::NotCopied)
         );
     }
+
+    #[test]
+    fn a_process_whose_pages_cannot_be_read_is_ranked_by_live_bytes() {
+        use crate::model::Mapping;
+
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // One range to read (not the child's: its pages would be none anyway).
+        let block = Mapping {
+            start: 0x1000_0000,
+            end: 0x1000_4000,
+            perms: Default::default(),
+            offset: 0,
+            device: Default::default(),
+            inode: 0,
+            name: Vec::new(),
+        };
+        let table = AddressSpace::from_mappings(vec![block], 0);
+        let mut tracker = SiteTracker::new(SitesSettings {
+            top: Some(10),
+            stack_bytes: 0,
+            full_stacks: false,
+            fault_period: None,
+            rank: Rank::Resident,
+            folded_weight: Rank::Live,
+        });
+        tracker.seeded(pid, &table, Origin::BeforeTracing);
+        assert_eq!(tracker.report(pid, &table).unwrap().rank, Rank::Resident);
+        // Gone (and reaped: its PID is free for another process).
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let report = tracker.report(pid, &table).unwrap();
+        assert_eq!(report.rank, Rank::Live);
+        assert_eq!(report.total_footprint, None);
+        assert_eq!(report.json()["resident_bytes"], Value::Null);
+    }
 }

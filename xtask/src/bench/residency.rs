@@ -117,7 +117,7 @@ pub(super) fn residency(env: &Env, plan: &Plan) -> Result<ResidencyResults> {
 
 /// `READY pid=N at=0xADDR len=BYTES`.
 fn parse_ready(line: &str) -> Option<(i32, u64, u64)> {
-    let mut fields = line.split_whitespace();
+    let mut fields = line.split_whitespace().skip(1);
     let pid = fields.next()?.strip_prefix("pid=")?.parse().ok()?;
     let at = fields.next()?.strip_prefix("at=0x")?;
     let len = fields.next()?.strip_prefix("len=")?.parse().ok()?;
@@ -230,4 +230,18 @@ fn pread_resident(pagemap: &File, start: u64, end: u64) -> Result<u64> {
         page += count as u64;
     }
     Ok(resident)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_gives_the_pid_and_the_range() {
+        assert_eq!(
+            parse_ready("READY pid=42 at=0x7f0000000000 len=4096\n"),
+            Some((42, 0x7f00_0000_0000, 4096))
+        );
+        assert_eq!(parse_ready("READY pid=42"), None);
+    }
 }
