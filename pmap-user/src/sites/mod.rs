@@ -589,8 +589,8 @@ pub struct SitesReport {
     pub total_live: u64,
     /// What backs all of it, when the pages were read.
     pub total_footprint: Option<Footprint>,
-    /// What [`SitesReport::ranked`] orders by: `--rank`, or live bytes when the pages could
-    /// not be read.
+    /// What the [`ranked`](field@SitesReport::ranked) sites are ordered by: `--rank`, or
+    /// live bytes when the pages could not be read.
     pub rank: Rank,
     /// Distinct sites holding memory.
     pub sites: usize,
