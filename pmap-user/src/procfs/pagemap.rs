@@ -81,6 +81,11 @@ const PAGEMAP_SCAN: libc::c_ulong = (3 << 30)
 
 /// Regions one ioctl returns at most; a range with more takes several.
 const REGIONS: usize = 1024;
+/// Address space one ioctl walks at most. The walk holds the process's mmap lock for reading
+/// (`do_pagemap_scan` in fs/proc/task_mmu.c), which its `mmap`, `munmap` and `brk` wait for:
+/// 256 MiB of 4 KiB pages is a few milliseconds (6 GiB took 100 ms in one walk, see
+/// BENCHMARKS.md).
+const SCAN_STEP: u64 = 256 << 20;
 /// Entries one `pread` of the file reads (512 KiB, 256 MiB of address space).
 const ENTRIES: usize = 64 * 1024;
 /// Entry bits (Documentation/admin-guide/mm/pagemap.rst).
@@ -133,10 +138,11 @@ impl Pagemap {
     fn scan(&mut self, start: u64, end: u64, out: &mut Vec<PageRun>) -> io::Result<()> {
         let mut from = start;
         while from < end {
+            let to = end.min(from.saturating_add(SCAN_STEP));
             let mut arg = ScanArg {
                 size: std::mem::size_of::<ScanArg>() as u64,
                 start: from,
-                end,
+                end: to,
                 vec: self.regions.as_mut_ptr() as u64,
                 vec_len: self.regions.len() as u64,
                 category_anyof_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
@@ -163,7 +169,7 @@ impl Pagemap {
             if arg.walk_end <= from {
                 break;
             }
-            from = arg.walk_end;
+            from = arg.walk_end.min(to);
         }
         Ok(())
     }
@@ -272,6 +278,19 @@ mod tests {
         assert_eq!(
             runs(Method::Read, anon.page(0), anon.page(4)),
             [(anon.page(1), anon.page(3))]
+        );
+    }
+
+    #[test]
+    fn a_range_longer_than_one_walk_is_read_in_steps_and_joined() {
+        let pages = (SCAN_STEP / PAGE_SIZE) as usize + 8;
+        let anon = Anon::new(pages, libc::PROT_READ | libc::PROT_WRITE);
+        for n in 0..pages {
+            anon.write(n);
+        }
+        assert_eq!(
+            runs(Method::Scan, anon.page(0), anon.end()),
+            [(anon.page(0), anon.end())]
         );
     }
 
