@@ -407,10 +407,16 @@ fn parse_sites(
     if fault_period.is_some() && top.is_none() {
         return Err(ConfigError::FaultsWithoutSites);
     }
-    let rank = parse_rank("--rank", args.rank.as_deref(), Rank::Resident)?;
     if args.rank.is_some() && top.is_none() {
         return Err(ConfigError::RankWithoutSites);
     }
+    // Without a ranking to print (stacks only for --folded), the pages need not be read for it.
+    let default_rank = if top.is_some() {
+        Rank::Resident
+    } else {
+        Rank::Live
+    };
+    let rank = parse_rank("--rank", args.rank.as_deref(), default_rank)?;
     let folded_weight = parse_rank("--folded-weight", args.folded_weight.as_deref(), Rank::Live)?;
     if args.folded_weight.is_some() && files.folded.is_none() && files.flamegraph.is_none() {
         return Err(ConfigError::WeightWithoutStackFiles);
@@ -829,6 +835,11 @@ mod tests {
             (sites.rank, sites.folded_weight),
             (Rank::Resident, Rank::Resident)
         );
+        // Stacks for --folded only: no ranking is printed, none needs the pages.
+        a.sites = None;
+        a.folded_weight = None;
+        let sites = Config::from_args(&a, vec![]).unwrap().sites.unwrap();
+        assert_eq!((sites.rank, sites.folded_weight), (Rank::Live, Rank::Live));
     }
 
     #[test]

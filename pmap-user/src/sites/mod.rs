@@ -485,17 +485,6 @@ impl SiteTracker {
                 .fault_period
                 .map(|period| samples * u64::from(period) * PAGE_SIZE)
         };
-        let shown = |id: SiteId| touches::Shown {
-            frames: self.shown.stack(shown_of(id)).clone(),
-            origin: self.sites.origin(id),
-        };
-        let by_touches = touched_bytes(1).map(|page_bytes| {
-            let mut bytes = HashMap::new();
-            for (&(toucher, owner), samples) in &touches {
-                *bytes.entry((shown(toucher), shown(owner))).or_insert(0) += samples * page_bytes;
-            }
-            rank_touchers(bytes, self.settings.top.unwrap_or(0))
-        });
         let lines: Vec<SiteLine> = merged
             .iter()
             .map(|(id, site)| SiteLine {
@@ -512,6 +501,7 @@ impl SiteTracker {
             .filter(|(_, site)| site.live > 0)
             .map(|(id, site)| (id, site.live))
             .collect();
+        let by_touches = touched_bytes(1).map(|sample_bytes| self.touchers(&touches, sample_bytes));
         let unsymbolized = self.modules_without_symbols(live_sites);
         let mut report = SitesReport::ranked(pid, lines, &self.settings, footprints.is_some());
         report.unsymbolized = unsymbolized;
@@ -521,6 +511,27 @@ impl SiteTracker {
 }
 
 impl SiteTracker {
+    /// `--faults`: the code that first touched the most, from `touches` (samples by toucher
+    /// and owner, all named), each sample `sample_bytes`.
+    fn touchers(
+        &self,
+        touches: &HashMap<(SiteId, SiteId), u64>,
+        sample_bytes: u64,
+    ) -> Vec<TouchLine> {
+        let shown = |id: SiteId| touches::Shown {
+            frames: self
+                .shown
+                .stack(self.shown.site(id).expect("every site was just shown"))
+                .clone(),
+            origin: self.sites.origin(id),
+        };
+        let mut bytes = HashMap::new();
+        for (&(toucher, owner), samples) in touches {
+            *bytes.entry((shown(toucher), shown(owner))).or_insert(0) += samples * sample_bytes;
+        }
+        rank_touchers(bytes, self.settings.top.unwrap_or(0))
+    }
+
     /// The file names of the modules with no symbols at all that frames of `sites` are in,
     /// sorted.
     fn modules_without_symbols(&self, sites: Vec<SiteId>) -> Vec<String> {
