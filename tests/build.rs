@@ -109,6 +109,10 @@ fn go_builds(out: &Path) {
     for file in ["go.mod", "main.go", "cgo.go"] {
         println!("cargo:rerun-if-changed={GO_SOURCES}/{file}");
     }
+    // Built again when `go` appears or changes: a build before `cargo xtask setup` installed it
+    // would otherwise keep its failure (and the Go tests theirs) until the sources change.
+    println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-changed={}", go_program().display());
     for (variable, name, cgo) in [
         ("GO_GROWER", "go-grower", false),
         ("GO_GROWER_CGO", "go-grower-cgo", true),
@@ -138,4 +142,15 @@ fn go_builds(out: &Path) {
         };
         println!("cargo:rustc-env={variable}={path}");
     }
+}
+
+/// Where `go` is on PATH, or where `cargo xtask setup` installs it (Debian's golang-go) when it
+/// is not there yet.
+fn go_program() -> PathBuf {
+    env::var_os("PATH")
+        .iter()
+        .flat_map(env::split_paths)
+        .map(|dir| dir.join("go"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/go"))
 }

@@ -99,6 +99,10 @@ pub mod record_kind {
     /// A growth call's stack copy, in the [`STACKS_MAP`](crate::STACKS_MAP) ring: a
     /// [`StackHeader`](crate::StackHeader) and its bytes.
     pub const STACK: u32 = 9;
+    /// As [`FIRST_TOUCH`] with the stack of the code that touched the page in the
+    /// [`STACKS_MAP`](crate::STACKS_MAP) ring (same thread id and timestamp), written first as
+    /// a growth call's.
+    pub const FIRST_TOUCH_WITH_STACK: u32 = 10;
 }
 
 /// Byte offsets inside the `exceptions:page_fault_user` tracepoint record that the kernel side
@@ -112,8 +116,9 @@ pub mod fault_layout {
 }
 
 /// A sampled user page fault on a page that was not present (kind
-/// [`record_kind::FIRST_TOUCH`]). Small, because a program touching memory faults far more
-/// often than it makes calls.
+/// [`record_kind::FIRST_TOUCH`], or [`record_kind::FIRST_TOUCH_WITH_STACK`] when the stack of
+/// the code that touched it was copied). Small, because a program touching memory faults far
+/// more often than it makes calls.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FaultRecord {
@@ -121,6 +126,10 @@ pub struct FaultRecord {
     pub tgid: u32,
     /// The faulting address.
     pub address: u64,
+    /// The thread that faulted and when: what joins the record to its stack copy.
+    pub tid: u32,
+    pub _pad: u32,
+    pub timestamp_ns: u64,
 }
 
 impl FaultRecord {

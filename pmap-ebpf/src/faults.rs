@@ -1,23 +1,30 @@
 //! `--faults`: first touches of pages by traced processes, from `exceptions:page_fault_user`,
-//! sampled one in N. Attached only when asked: it runs on every user page fault of the machine.
+//! sampled one in N, each with the stack of the code that touched the page. Attached only when
+//! asked: it runs on every user page fault of the machine.
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_NO_WAKEUP},
+    helpers::bpf_ktime_get_ns,
     macros::tracepoint,
     programs::TracePointContext,
 };
 use pmap_common::{DROPPED_FAULTS_SLOT, FaultRecord, fault_layout, record_kind};
 
 use crate::{
-    maps::{EVENTS, FAULT_TICKS, count_drop, current_target, fault_period, fault_room},
+    maps::{
+        EVENTS, FAULT_TICKS, STACKS, count_drop, current_target, fault_period, fault_room,
+        stack_bytes,
+    },
     record::Caller,
+    regs::SavedRegs,
+    stacks::emit_stack,
 };
 
 #[tracepoint]
 pub fn page_fault_user(ctx: TracePointContext) -> u32 {
     let caller = Caller::current();
-    if current_target(caller.tgid).is_none() {
+    let Some(target) = current_target(caller.tgid) else {
         return 0;
-    }
+    };
     // SAFETY: offsets checked against the tracepoint's format file by userspace.
     let Ok(error_code) = (unsafe { ctx.read_at::<u64>(fault_layout::ERROR_CODE_OFFSET) }) else {
         return 0;
@@ -38,10 +45,33 @@ pub fn page_fault_user(ctx: TracePointContext) -> u32 {
         count_drop(DROPPED_FAULTS_SLOT);
         return 0;
     };
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // The registers the fault saved are the user's at the touching instruction, where the
+    // unwinder starts. The stack ring is as large as the event ring when stacks are copied,
+    // and a touch's copy takes only its first half, as its record does: the growth calls'
+    // copies keep the rest. Without room the touch still counts for the page's owner.
+    let stack_bytes = stack_bytes();
+    let with_stack = stack_bytes != 0
+        && STACKS.query(BPF_RB_AVAIL_DATA as u64) < fault_room()
+        && emit_stack(
+            caller,
+            now,
+            SavedRegs::current().user(),
+            target,
+            stack_bytes,
+        );
     entry.write(FaultRecord {
-        kind: record_kind::FIRST_TOUCH,
+        kind: if with_stack {
+            record_kind::FIRST_TOUCH_WITH_STACK
+        } else {
+            record_kind::FIRST_TOUCH
+        },
         tgid: caller.tgid,
         address,
+        tid: caller.tid,
+        _pad: 0,
+        timestamp_ns: now,
     });
     // Samples never wake the reader: the calls' records and the periodic poll do.
     entry.submit(BPF_RB_NO_WAKEUP as u64);

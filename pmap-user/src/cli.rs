@@ -50,7 +50,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace a built-in demo program that maps memory along a few distinct paths, then exits.
-    Demo(TraceArgs),
+    Demo(Box<TraceArgs>),
     /// Print the processes' address spaces once, as procps pmap does, without tracing.
     Snapshot(SnapshotArgs),
     /// Internal: the demo program itself (started by `pmap-trace demo`).
@@ -140,6 +140,17 @@ pub struct TraceArgs {
     /// the start-up frames below `main` (`_start`, `__libc_start_main`, Rust's `lang_start`).
     #[arg(long, help_heading = SITES_HEADING)]
     pub full_stacks: bool,
+
+    /// What the call-site rankings order sites by: resident (the default: pages in memory, read from
+    /// /proc/PID/pagemap at each dump), committed (writable bytes), reserved (address space
+    /// with no memory behind it) or live (all of it; pagemap is not read).
+    #[arg(long, value_name = "WHAT", help_heading = SITES_HEADING)]
+    pub rank: Option<String>,
+
+    /// What --folded and --flamegraph weigh each stack by: live (the default), resident,
+    /// committed or reserved bytes.
+    #[arg(long, value_name = "WHAT", help_heading = SITES_HEADING)]
+    pub folded_weight: Option<String>,
 
     /// With --sites N: also count first touches of pages (page faults on pages not yet present)
     /// for the call site owning each page, sampling one fault in N (default: every fault), and

@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::{
     cli::{FormatArgs, SnapshotArgs, TraceArgs},
     render::pmap::{self, PmapFormat, PmapOptions},
-    sites::{Listing, SitesSettings},
+    sites::{Listing, SitesSettings, residency::Rank},
 };
 
 /// Stack bytes copied per growth call without `--stack-bytes`: deep
@@ -66,6 +66,12 @@ pub enum ConfigError {
     FaultsWithoutSites,
     #[error("invalid --faults '{0}': give how many faults make one sample, such as --faults=10")]
     InvalidFaults(String),
+    #[error("invalid {flag} '{value}': give resident, committed, reserved or live")]
+    InvalidRank { flag: &'static str, value: String },
+    #[error(
+        "--folded-weight weighs the stacks of --folded and --flamegraph: give it with one of them"
+    )]
+    WeightWithoutStackFiles,
     #[error("--folded and --flamegraph name the same file {0}: give each its own")]
     SameStackFile(String),
     #[error("cannot write {flag} file {path}: {reason} (choose a path in a writable directory)")]
@@ -379,6 +385,8 @@ fn parse_sites(
             ("--stack-bytes", args.stack_bytes.is_some()),
             ("--full-stacks", args.full_stacks),
             ("--faults", args.faults.is_some()),
+            ("--rank", args.rank.is_some()),
+            ("--folded-weight", args.folded_weight.is_some()),
         ];
         return match shaping.iter().find(|(_, given)| *given) {
             Some((flag, _)) => Err(ConfigError::SitesTurnedOff(flag)),
@@ -409,6 +417,11 @@ fn parse_sites(
     if fault_period.is_some() && listing == Listing::Summary {
         return Err(ConfigError::FaultsWithoutSites);
     }
+    let rank = parse_rank("--rank", args.rank.as_deref(), Rank::Resident)?;
+    let folded_weight = parse_rank("--folded-weight", args.folded_weight.as_deref(), Rank::Live)?;
+    if args.folded_weight.is_some() && files.folded.is_none() && files.flamegraph.is_none() {
+        return Err(ConfigError::WeightWithoutStackFiles);
+    }
     if let (Some(folded), Some(flamegraph)) = (&files.folded, &files.flamegraph)
         && same_file(folded, flamegraph)
     {
@@ -438,7 +451,20 @@ fn parse_sites(
         stack_bytes,
         full_stacks: args.full_stacks,
         fault_period,
+        rank,
+        folded_weight,
     }))
+}
+
+/// `--rank`/`--folded-weight`: `default` when not given.
+fn parse_rank(flag: &'static str, value: Option<&str>, default: Rank) -> Result<Rank, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(value) => Rank::parse(value.trim()).ok_or_else(|| ConfigError::InvalidRank {
+            flag,
+            value: value.to_string(),
+        }),
+    }
 }
 
 /// Whether two paths name one file: the same text, or (when both exist) the same inode.
@@ -687,6 +713,8 @@ mod tests {
             stack_bytes: DEFAULT_STACK_BYTES,
             full_stacks: false,
             fault_period: None,
+            rank: Rank::Resident,
+            folded_weight: Rank::Live,
         };
         assert_eq!(Config::from_args(&a, vec![]).unwrap().sites, Some(default));
         a.sites = Some("5".into());
@@ -777,6 +805,49 @@ mod tests {
             }
         ));
         assert!(!err.is_usage());
+    }
+
+    #[test]
+    fn rank_and_folded_weight_name_a_measure_and_need_what_they_order() {
+        let mut a = args(&["1"]);
+        a.rank = Some("committed".into());
+        let sites = Config::from_args(&a, vec![]).unwrap().sites.unwrap();
+        assert_eq!(
+            (sites.rank, sites.folded_weight),
+            (Rank::Committed, Rank::Live)
+        );
+        a.rank = Some("rss".into());
+        let err = Config::from_args(&a, vec![]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::InvalidRank {
+                flag: "--rank",
+                value: "rss".into()
+            }
+        );
+        assert!(err.is_usage());
+        a.rank = None;
+        a.folded_weight = Some("resident".into());
+        assert_eq!(
+            Config::from_args(&a, vec![]).unwrap_err(),
+            ConfigError::WeightWithoutStackFiles
+        );
+        a.folded = Some(
+            std::env::temp_dir().join(format!("pmap-trace-weight-{}.folded", std::process::id())),
+        );
+        let sites = Config::from_args(&a, vec![]).unwrap().sites.unwrap();
+        assert_eq!(
+            (sites.rank, sites.folded_weight),
+            (Rank::Resident, Rank::Resident)
+        );
+        a.folded = None;
+        a.folded_weight = None;
+        a.rank = Some("live".into());
+        a.no_sites = true;
+        assert_eq!(
+            Config::from_args(&a, vec![]).unwrap_err(),
+            ConfigError::SitesTurnedOff("--rank")
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::DemoTarget) => Ok(demo::run_target()),
-        Some(Command::Demo(args)) => demo_command(args),
+        Some(Command::Demo(args)) => demo_command(*args),
         Some(Command::Snapshot(args)) => snapshot(args),
         None => trace(cli.trace, cli.launch),
     };

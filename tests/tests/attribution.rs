@@ -48,10 +48,10 @@ fn build(exe: &'static str, module: &'static str) -> Build {
     }
 }
 
-/// Runs the target under `pmap-trace --sites 10 --json EXTRA...`, dumps once it has grown
+/// Runs the target under `pmap-trace --sites 10 --rank live --json EXTRA...`, dumps once it has grown
 /// everything, and returns the `sites` record of that dump.
 fn sites_after_growth(exe: &str, extra: &[&str]) -> Value {
-    let mut args = vec!["--sites", "10"];
+    let mut args = vec!["--sites", "10", "--rank", "live"];
     args.extend_from_slice(extra);
     sites_at_checkpoint(exe, "grow", &args)
 }
@@ -144,9 +144,9 @@ fn functions(site: &Value) -> Vec<&str> {
 /// in its module and reach `main`; and every grower is in the first dump's growth ranking.
 fn assert_attributed(build: &Build) {
     let sites = sites_after_growth(build.exe, &[]);
-    let by_live = sites["by_live"].as_array().unwrap();
+    let top = sites["top"].as_array().unwrap();
     for (function, asked, module) in build.growers {
-        let naming: Vec<&Value> = by_live
+        let naming: Vec<&Value> = top
             .iter()
             .filter(|site| functions(site).contains(&function))
             .collect();
@@ -260,7 +260,7 @@ fn two_threads_churning_lose_no_stack_copy_and_no_record_at_the_default_ring() {
         &pmap_trace_release_exe(),
         WORKLOAD,
         &["thread-churn", "3"],
-        &["--sites", "10"],
+        &["--sites", "10", "--rank", "live"],
     );
     assert!(run.notices.is_empty(), "notices: {:#?}", run.notices);
     assert!(
@@ -275,7 +275,7 @@ fn two_threads_churning_lose_no_stack_copy_and_no_record_at_the_default_ring() {
         .expect("the workload says what it kept")
         .parse()
         .unwrap();
-    let owned: u64 = run.sites["by_live"]
+    let owned: u64 = run.sites["top"]
         .as_array()
         .unwrap()
         .iter()
@@ -338,7 +338,7 @@ fn a_stripped_program_is_reported_once_as_having_no_symbols() {
         "{sites:#}"
     );
     // Its frames read module+offset: no grower is named.
-    let named = sites["by_live"]
+    let named = sites["top"]
         .as_array()
         .unwrap()
         .iter()
@@ -408,15 +408,15 @@ fn ownership_moves_and_releases_exactly_the_bytes_each_call_touches() {
         ("overlay_file", 0),
         ("lower_break", 0),
     ];
-    let sites = sites_at_checkpoint(TARGET, "ownership", &["--sites", "100"]);
-    let by_live = sites["by_live"].as_array().unwrap();
+    let sites = sites_at_checkpoint(TARGET, "ownership", &["--sites", "100", "--rank", "live"]);
+    let top = sites["top"].as_array().unwrap();
     assert!(
-        by_live.len() < 100,
+        top.len() < 100,
         "every site is listed, so absent means nothing owned"
     );
     for (function, bytes) in expected {
         let name = format!("attribution_target::ownership::{function}");
-        let owned: u64 = by_live
+        let owned: u64 = top
             .iter()
             .filter(|site| functions(site).contains(&name.as_str()))
             .map(|site| site["live_bytes"].as_u64().unwrap())
@@ -434,8 +434,9 @@ fn faults_count_the_touched_quarter_of_a_large_reservation() {
     const TOUCHED: u64 = RESERVED / 4;
     // Every fault, then one in 8: the estimate is samples x 8 pages.
     for (flag, tolerance) in [("--faults", 0.0), ("--faults=8", 0.05)] {
-        let sites = sites_at_checkpoint(TARGET, "touch", &["--sites", "20", flag]);
-        let reserver = sites["by_live"]
+        let sites =
+            sites_at_checkpoint(TARGET, "touch", &["--sites", "20", "--rank", "live", flag]);
+        let reserver = sites["top"]
             .as_array()
             .unwrap()
             .iter()
@@ -450,10 +451,10 @@ fn faults_count_the_touched_quarter_of_a_large_reservation() {
         );
     }
     // Without --faults nothing is counted.
-    let sites = sites_at_checkpoint(TARGET, "touch", &["--sites", "20"]);
+    let sites = sites_at_checkpoint(TARGET, "touch", &["--sites", "20", "--rank", "live"]);
     assert_eq!(sites["fault_period"], Value::Null);
     assert!(
-        sites["by_live"]
+        sites["top"]
             .as_array()
             .unwrap()
             .iter()
@@ -471,7 +472,15 @@ fn fault_samples_give_way_to_the_calls_when_the_ring_fills() {
     let (sites, notices) = sites_and_notices_at_checkpoint(
         TARGET,
         "touch",
-        &["--sites", "20", "--faults", "--ring-size", "16K"],
+        &[
+            "--sites",
+            "20",
+            "--rank",
+            "live",
+            "--faults",
+            "--ring-size",
+            "16K",
+        ],
     );
     assert!(
         notices.iter().any(|n| n.contains("fault samples left out")),
@@ -481,7 +490,7 @@ fn fault_samples_give_way_to_the_calls_when_the_ring_fills() {
         !notices.iter().any(|n| n.contains("records lost")),
         "{notices:?}"
     );
-    let reserver = sites["by_live"]
+    let reserver = sites["top"]
         .as_array()
         .unwrap()
         .iter()
@@ -596,7 +605,7 @@ fn full_stacks_keep_the_allocator_frames_and_no_copy_means_no_site() {
         return;
     }
     let sites = sites_after_growth(TARGET, &["--full-stacks", "--stack-bytes", "8K"]);
-    let large = sites["by_live"]
+    let large = sites["top"]
         .as_array()
         .unwrap()
         .iter()
@@ -616,7 +625,7 @@ fn full_stacks_keep_the_allocator_frames_and_no_copy_means_no_site() {
 
     // Without a stack copy the growth is still counted, under an origin that says why.
     let sites = sites_after_growth(TARGET, &["--stack-bytes", "0"]);
-    let uncopied: u64 = sites["by_live"]
+    let uncopied: u64 = sites["top"]
         .as_array()
         .unwrap()
         .iter()

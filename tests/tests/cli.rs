@@ -641,16 +641,19 @@ fn sigquit_stops_as_the_other_stop_signals_do() {
 
 /// Counts the SIGINTs and SIGTERMs it gets (`got SIGNAL (N)` on stdout), after printing
 /// `ready`. Given an argument, it keeps running; else, half a second after the first (time for
-/// a second to come, and be counted), it dies of that signal.
+/// a second to come, and be counted), it dies of that signal. Each line is one write(2): the
+/// counter shares its output with pmap-trace's in launch mode, and `print` writes a line and its
+/// newline apart when PYTHONUNBUFFERED is set, so an event line could land between them
+/// (`ready{"args":…}`, and the test waited for `ready` for ever).
 const SIGNAL_COUNTER: &str = r#"
 import os, signal, sys, time
 got = []
 def count(number, frame):
     got.append(number)
-    print(f"got {signal.Signals(number).name} ({len(got)})", flush=True)
+    os.write(1, f"got {signal.Signals(number).name} ({len(got)})\n".encode())
 signal.signal(signal.SIGINT, count)
 signal.signal(signal.SIGTERM, count)
-print("ready", flush=True)
+os.write(1, b"ready\n")
 while not got or len(sys.argv) > 1:
     time.sleep(0.01)
 time.sleep(0.5)

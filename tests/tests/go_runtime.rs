@@ -69,11 +69,11 @@ fn mapped_between(before: &Anonymous, after: &Anonymous) -> std::collections::BT
         .collect()
 }
 
-/// Runs the program under `pmap-trace --no-events --json --sites 100 EXTRA... -p PID`; returns
+/// Runs the program under `pmap-trace --no-events --json --sites 100 --rank live EXTRA... -p PID`; returns
 /// what each grower grew (mappings before and after it) and the sites record of a dump taken
 /// after both.
 fn grow(exe: &str, extra: &[&str]) -> ([u64; 2], Value) {
-    let mut args = vec!["--no-events", "--json", "--sites", "100"];
+    let mut args = vec!["--no-events", "--json", "--sites", "100", "--rank", "live"];
     args.extend_from_slice(extra);
     let (grown, mut records) = grow_traced(exe, &args);
     (grown, records.pop().expect("the sites record"))
@@ -147,9 +147,9 @@ fn assert_attributed(exe: &str) {
 /// Each grower owns 95-110 % of what it grew in `sites`' ranking by live bytes, in sites that
 /// start at it.
 fn assert_owned(exe: &str, grown: [u64; 2], sites: &Value) {
-    let by_live = sites["by_live"].as_array().unwrap();
+    let top = sites["top"].as_array().unwrap();
     for (grower, grew) in GROWERS.iter().zip(grown) {
-        let naming: Vec<&Value> = by_live
+        let naming: Vec<&Value> = top
             .iter()
             .filter(|site| functions(site).contains(grower))
             .collect();
@@ -187,8 +187,8 @@ const SWITCHES: [&str; 4] = [
 /// and the growers' stacks reach them that way.
 fn assert_followed_across_the_switch(exe: &str) {
     let (_, sites) = grow(exe, &["--full-stacks"]);
-    let by_live = sites["by_live"].as_array().unwrap();
-    for site in by_live.iter().filter(|site| site["origin"].is_null()) {
+    let top = sites["top"].as_array().unwrap();
+    for site in top.iter().filter(|site| site["origin"].is_null()) {
         let frames = functions(site);
         for pair in frames.windows(2) {
             if pair[0] == "runtime.systemstack" {
@@ -208,7 +208,7 @@ fn assert_followed_across_the_switch(exe: &str) {
         );
     }
     for grower in GROWERS {
-        let reached = by_live.iter().any(|site| {
+        let reached = top.iter().any(|site| {
             let frames = functions(site);
             let at = frames.iter().position(|f| *f == grower);
             let switch = frames.iter().position(|f| SWITCHES.contains(f));

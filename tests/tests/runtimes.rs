@@ -74,10 +74,10 @@ impl Drop for Program {
     }
 }
 
-/// `pmap-trace --no-events --json --sites 5 EXTRA... -p PID`.
+/// `pmap-trace --no-events --json --sites 5 --rank live EXTRA... -p PID`.
 fn attach(pid: u32, extra: &[&str]) -> Tracer {
     let pid = pid.to_string();
-    let mut args = vec!["--no-events", "--json", "--sites", "5"];
+    let mut args = vec!["--no-events", "--json", "--sites", "5", "--rank", "live"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-p", &pid]);
     Tracer::attach(&args)
@@ -108,7 +108,7 @@ fn functions(site: &Value) -> Vec<&str> {
 
 /// The sites of the live ranking with a frame whose name contains `function`.
 fn naming<'a>(sites: &'a Value, function: &str) -> Vec<&'a Value> {
-    sites["by_live"]
+    sites["top"]
         .as_array()
         .unwrap()
         .iter()
@@ -353,7 +353,7 @@ for line in sys.stdin:
     print("grown", flush=True)
 "#;
 
-/// The sites record of one step of the python script under `--sites 5 EXTRA...`.
+/// The sites record of one step of the python script under `--sites 5 --rank live EXTRA...`.
 fn python_sites(extra: &[&str]) -> Value {
     let mut command = Command::new("/usr/bin/python3");
     command.args(["-c", PYTHON_SCRIPT]);
@@ -397,7 +397,7 @@ fn stripped_python_is_named_from_its_debug_file_and_obmalloc_folds() {
 
     // Folded, the same memory starts at the interpreter code that allocated, named too.
     let folded = python_sites(&[]);
-    let sites = folded["by_live"].as_array().unwrap();
+    let sites = folded["top"].as_array().unwrap();
     for site in sites.iter().filter(|site| site["origin"].is_null()) {
         let frames = functions(site);
         assert!(

@@ -9,6 +9,7 @@
  *   workloads rate    CALLS MS  paced mmap(4 KiB) + munmap pairs at CALLS calls/s (0: flat out)
  *   workloads maps    N         make N mappings, say READY on stderr, then wait for a signal
  *   workloads stacks  N         map a page from each of N distinct call stacks, say READY, wait
+ *   workloads resident MIB      map and write MIB MiB (no huge pages), say READY, wait
  *
  * Each timed workload runs a short untimed warm-up, then its loop for MS milliseconds of
  * CLOCK_MONOTONIC, and prints one line on stderr:
@@ -282,6 +283,25 @@ static void stacks(uint64_t n)
 	pause();
 }
 
+/* Maps MIB MiB of private anonymous memory without huge pages (every page its own page-table
+ * entry: the most a page walk has to read) and writes each page, then waits: what --sites reads
+ * the pages of at each dump. */
+static void resident(uint64_t mib)
+{
+	size_t len = (size_t)mib << 20;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	if (madvise(p, len, MADV_NOHUGEPAGE))
+		die("madvise");
+	for (size_t at = 0; at < len; at += PAGE)
+		p[at] = 1;
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	fprintf(stderr, "READY pid=%d at=%p len=%zu\n", (int)getpid(), (void *)p, len);
+	pause();
+}
+
 static uint64_t number(const char *text)
 {
 	char *end;
@@ -317,8 +337,10 @@ int main(int argc, char **argv)
 		maps(number(argv[2]));
 	else if (argc == 3 && !strcmp(argv[1], "stacks"))
 		stacks(number(argv[2]));
+	else if (argc == 3 && !strcmp(argv[1], "resident"))
+		resident(number(argv[2]));
 	else {
-		fprintf(stderr, "usage: workloads mmap|brk|malloc|getppid|ioctl MS | rate CALLS_PER_SEC MS | maps N | stacks N\n");
+		fprintf(stderr, "usage: workloads mmap|brk|malloc|getppid|ioctl MS | rate CALLS_PER_SEC MS | maps N | stacks N | resident MIB\n");
 		return 2;
 	}
 	return 0;

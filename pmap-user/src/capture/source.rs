@@ -255,16 +255,20 @@ impl Capture {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             let mut record = decode_ring_record(&item)?;
-            if let (Record::Captured(captured), Some(stacks)) = (&mut record, &mut self.stacks) {
-                if let Some(key) = awaited_stack(&item) {
-                    captured.stack = stacks.join.take(key, stacks.ring.get_mut())?.map(Box::new);
-                    if let Some(stack) = &mut captured.stack {
-                        stack.tops = Some(stacks.tops.clone() as Arc<dyn StackTops>);
-                    }
+            if let (Some(stacks), Some(key)) = (&mut self.stacks, awaited_stack(&item)) {
+                let mut stack = stacks.join.take(key, stacks.ring.get_mut())?.map(Box::new);
+                if let Some(stack) = &mut stack {
+                    stack.tops = Some(stacks.tops.clone() as Arc<dyn StackTops>);
                 }
-                if captured.event.kind == EventKind::Exec {
-                    execs.push(captured.event.tgid);
+                match &mut record {
+                    Record::Captured(captured) => captured.stack = stack,
+                    Record::FirstTouch(touch) => touch.stack = stack,
                 }
+            }
+            if let Record::Captured(captured) = &record
+                && captured.event.kind == EventKind::Exec
+            {
+                execs.push(captured.event.tgid);
             }
             out.push(record);
         }

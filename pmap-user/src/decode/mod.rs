@@ -97,10 +97,13 @@ pub struct Captured {
 }
 
 /// A sampled first touch of a page by a traced process (`--faults`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FirstTouch {
     pub tgid: u32,
     pub address: u64,
+    /// The stack of the code that touched it, when the kernel copied it (joined by the
+    /// capture, see [`awaited_stack`]).
+    pub stack: Option<Box<UserStack>>,
 }
 
 /// One ring record of any kind.
@@ -116,7 +119,10 @@ pub fn decode_ring_record(bytes: &[u8]) -> Result<Record, DecodeError> {
     let kind = bytes
         .first_chunk::<4>()
         .map(|kind| u32::from_ne_bytes(*kind));
-    if kind != Some(record_kind::FIRST_TOUCH) {
+    if !matches!(
+        kind,
+        Some(record_kind::FIRST_TOUCH | record_kind::FIRST_TOUCH_WITH_STACK)
+    ) {
         return decode_captured(bytes).map(Record::Captured);
     }
     if bytes.len() != FaultRecord::SIZE {
@@ -128,6 +134,7 @@ pub fn decode_ring_record(bytes: &[u8]) -> Result<Record, DecodeError> {
     Ok(Record::FirstTouch(FirstTouch {
         tgid: record.tgid,
         address: record.address,
+        stack: None,
     }))
 }
 
@@ -548,20 +555,43 @@ mod tests {
 
     #[test]
     fn a_fault_sample_is_its_own_small_record() {
-        let mut bytes = Vec::new();
-        for word in [record_kind::FIRST_TOUCH, 77] {
-            bytes.extend_from_slice(&word.to_ne_bytes());
-        }
-        bytes.extend_from_slice(&0x7f00_1234_5000u64.to_ne_bytes());
-        assert_eq!(
-            decode_ring_record(&bytes),
-            Ok(Record::FirstTouch(FirstTouch {
+        for kind in [
+            record_kind::FIRST_TOUCH,
+            record_kind::FIRST_TOUCH_WITH_STACK,
+        ] {
+            let record = FaultRecord {
+                kind,
                 tgid: 77,
-                address: 0x7f00_1234_5000
-            }))
-        );
-        bytes.push(0);
-        assert_eq!(decode_ring_record(&bytes), Err(DecodeError::WrongSize(17)));
+                address: 0x7f00_1234_5000,
+                tid: 78,
+                _pad: 0,
+                timestamp_ns: 42,
+            };
+            // SAFETY: plain data, read as its bytes.
+            let mut bytes = unsafe {
+                std::slice::from_raw_parts((&raw const record).cast::<u8>(), FaultRecord::SIZE)
+            }
+            .to_vec();
+            assert_eq!(
+                decode_ring_record(&bytes),
+                Ok(Record::FirstTouch(FirstTouch {
+                    tgid: 77,
+                    address: 0x7f00_1234_5000,
+                    stack: None,
+                }))
+            );
+            // Only a sample whose stack was copied waits for it.
+            let awaited = (kind == record_kind::FIRST_TOUCH_WITH_STACK).then_some(StackKey {
+                tid: 78,
+                timestamp_ns: 42,
+            });
+            assert_eq!(awaited_stack(&bytes), awaited);
+            bytes.push(0);
+            assert_eq!(
+                decode_ring_record(&bytes),
+                Err(DecodeError::WrongSize(FaultRecord::SIZE + 1))
+            );
+        }
     }
 
     mod fuzz {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use pmap_common::{EventRecord, StackHeader, record_kind, stack_flags};
+use pmap_common::{EventRecord, FaultRecord, StackHeader, record_kind, stack_flags};
 
 use super::DecodeError;
 
@@ -108,8 +108,17 @@ impl std::fmt::Debug for UserStack {
 }
 
 /// The key of the stack a call's record says is waiting in the stack ring (kind
-/// [`record_kind::SYSCALL_WITH_STACK`]); `None` for any other record.
+/// [`record_kind::SYSCALL_WITH_STACK`]), or a fault sample's ([`record_kind::FIRST_TOUCH_WITH_STACK`]);
+/// `None` for any other record.
 pub fn awaited_stack(bytes: &[u8]) -> Option<StackKey> {
+    if bytes.len() == FaultRecord::SIZE {
+        // SAFETY: as below, for a FaultRecord.
+        let record: FaultRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        return (record.kind == record_kind::FIRST_TOUCH_WITH_STACK).then_some(StackKey {
+            tid: record.tid,
+            timestamp_ns: record.timestamp_ns,
+        });
+    }
     if bytes.len() != EventRecord::SIZE {
         return None;
     }

@@ -320,3 +320,59 @@ pub fn long_files(dir: &Path, shm_minor: u32) -> Vec<PathBuf> {
         ),
     ]
 }
+
+/// A private anonymous mapping of this test process, without huge pages (a run of 2 MiB would
+/// be resident whatever the test touched), unmapped when dropped.
+pub struct Anon {
+    at: *mut u8,
+    len: usize,
+}
+
+impl Anon {
+    pub fn new(pages: usize, prot: i32) -> Anon {
+        let len = pages * crate::model::PAGE_SIZE as usize;
+        // SAFETY: a fresh anonymous mapping, nothing else refers to it.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(at, libc::MAP_FAILED);
+        // SAFETY: the mapping just made.
+        assert_eq!(unsafe { libc::madvise(at, len, libc::MADV_NOHUGEPAGE) }, 0);
+        Anon { at: at.cast(), len }
+    }
+
+    /// The address of page `n`.
+    pub fn page(&self, n: usize) -> u64 {
+        self.at as u64 + (n as u64) * crate::model::PAGE_SIZE
+    }
+
+    pub fn end(&self) -> u64 {
+        self.at as u64 + self.len as u64
+    }
+
+    pub fn write(&self, n: usize) {
+        assert!(n * (crate::model::PAGE_SIZE as usize) < self.len);
+        // SAFETY: inside the mapping, which is writable when a test writes it.
+        unsafe { (self.page(n) as *mut u8).write_volatile(1) };
+    }
+
+    pub fn read(&self, n: usize) -> u8 {
+        assert!(n * (crate::model::PAGE_SIZE as usize) < self.len);
+        // SAFETY: inside the mapping.
+        unsafe { (self.page(n) as *const u8).read_volatile() }
+    }
+}
+
+impl Drop for Anon {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`.
+        unsafe { libc::munmap(self.at.cast(), self.len) };
+    }
+}

@@ -21,6 +21,7 @@ pub mod access;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod maps;
+pub mod pagemap;
 pub mod process;
 pub mod procmap_query;
 pub mod smaps;

@@ -3,7 +3,10 @@
 //! `--folded`/`--flamegraph` files rewritten.
 
 use super::{Session, SessionError, Traced, release_freed_memory};
-use crate::render::output::{Message, notice::Notice};
+use crate::{
+    render::output::{Message, notice::Notice},
+    sites::SitesReport,
+};
 
 impl Session {
     /// Applies every event produced so far, then dumps every table.
@@ -17,9 +20,17 @@ impl Session {
         let processes: Vec<&Traced> = self.processes.values().collect();
         self.dump_style
             .write(self.output.as_mut(), &processes, true)?;
-        let pids: Vec<u32> = self.processes.keys().copied().collect();
-        for pid in pids {
-            self.write_sites(pid)?;
+        // Reported after the dumps, in PID order, each with its table's protections.
+        let mut reports = Vec::new();
+        if let Some(sites) = &mut self.sites {
+            for (&pid, traced) in &self.processes {
+                if let Some(report) = sites.report(pid, &traced.table) {
+                    reports.push(report);
+                }
+            }
+        }
+        for report in reports {
+            self.write_sites(report)?;
         }
         self.write_stack_files()?;
         if self.config.verify {
@@ -40,17 +51,20 @@ impl Session {
         self.dump_style
             .write(self.output.as_mut(), &[traced], false)?;
         self.dump_style.forget(pid);
-        self.write_sites(pid)?;
+        if let Some(report) = self
+            .sites
+            .as_mut()
+            .and_then(|s| s.report(pid, &traced.table))
+        {
+            self.write_sites(report)?;
+        }
         self.write_stack_files()
     }
 
-    /// The call sites of `pid` after its dump; `--folded`/`--flamegraph` take them in too.
-    fn write_sites(&mut self, pid: u32) -> Result<(), SessionError> {
-        let Some(report) = self.sites.as_mut().and_then(|sites| sites.report(pid)) else {
-            return Ok(());
-        };
+    /// The call sites of a process after its dump; `--folded`/`--flamegraph` take them in too.
+    fn write_sites(&mut self, report: SitesReport) -> Result<(), SessionError> {
         if let Some(files) = &mut self.stack_files {
-            files.update(pid, &report.all);
+            files.update(report.pid, &report.all);
         }
         self.output.write(Message::Sites(&report))?;
         Ok(())

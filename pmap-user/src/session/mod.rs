@@ -43,7 +43,7 @@ use crate::{
         },
         sink::SinkError,
     },
-    sites::{SiteTracker, folded::StackFiles},
+    sites::{SiteTracker, folded::StackFiles, residency::Rank},
 };
 
 #[derive(Debug, Error)]
@@ -127,6 +127,7 @@ impl Session {
             stack_files: StackFiles::new(
                 config.stack_files.folded.clone(),
                 config.stack_files.flamegraph.clone(),
+                config.sites.map_or(Rank::Live, |sites| sites.folded_weight),
             ),
             specials: maps::read_mappings(std::process::id() as i32)
                 .map(|maps| special_mappings(&maps))
@@ -192,8 +193,15 @@ impl Session {
                     self.process(event, stack.as_deref(), image.as_deref())?;
                 }
                 Record::FirstTouch(touch) => {
-                    if let Some(sites) = &mut self.sites {
-                        sites.first_touch(touch.tgid, touch.address);
+                    if let (Some(sites), Some(traced)) =
+                        (&mut self.sites, self.processes.get(&touch.tgid))
+                    {
+                        sites.first_touch(
+                            touch.tgid,
+                            &traced.table,
+                            touch.address,
+                            touch.stack.as_deref(),
+                        );
                     }
                 }
             }

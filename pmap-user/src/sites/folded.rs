@@ -1,6 +1,7 @@
 //! `--folded FILE` and `--flamegraph FILE.svg`: the call stacks holding anonymous memory, as
 //! the collapsed-stack text flame graph tools read (`outer;...;inner BYTES`, one line per
-//! stack) and as a flame graph rendered from it with inferno.
+//! stack) and as a flame graph rendered from it with inferno. Each stack weighs its live bytes,
+//! or what `--folded-weight` asks (resident, committed or reserved bytes).
 //!
 //! Each file is rewritten whole at every dump and when a process ends, through a temporary file
 //! renamed over it, so a reader (a viewer reloading the SVG, a script) never sees half a file.
@@ -18,7 +19,7 @@ use std::{
 use inferno::flamegraph::{self, Options, color::BasicPalette, color::Palette};
 use thiserror::Error;
 
-use super::{ShownStack, SiteLine, symbolize::SymbolFrame};
+use super::{ShownStack, SiteLine, residency::Rank, symbolize::SymbolFrame};
 
 #[derive(Debug, Error)]
 #[error("cannot write {flag} file {path}: {source}")]
@@ -33,7 +34,9 @@ pub struct StackFileError {
 pub struct StackFiles {
     folded: Option<PathBuf>,
     flamegraph: Option<PathBuf>,
-    /// Live bytes by stack, per process. The stacks are shared with the sites report and
+    /// What a stack weighs.
+    weight: Rank,
+    /// Bytes by stack, per process. The stacks are shared with the sites report and
     /// collapsed only to write the files: thousands of distinct stacks would otherwise be held
     /// twice, once as text.
     by_pid: BTreeMap<u32, Vec<(ShownStack, u64)>>,
@@ -41,22 +44,35 @@ pub struct StackFiles {
 
 impl StackFiles {
     /// `None` when neither file was asked for.
-    pub fn new(folded: Option<PathBuf>, flamegraph: Option<PathBuf>) -> Option<StackFiles> {
+    pub fn new(
+        folded: Option<PathBuf>,
+        flamegraph: Option<PathBuf>,
+        weight: Rank,
+    ) -> Option<StackFiles> {
         (folded.is_some() || flamegraph.is_some()).then(|| StackFiles {
             folded,
             flamegraph,
+            weight,
             by_pid: BTreeMap::new(),
         })
     }
 
-    /// Replaces what process `pid` holds with `sites` (every site of its latest report).
+    /// Replaces what process `pid` holds with `sites` (every site of its latest report). A
+    /// report whose pages could not be read (the process has ended) leaves a weight other than
+    /// live bytes as the last report that read them gave it.
     pub fn update(&mut self, pid: u32, sites: &[SiteLine]) {
-        let stacks = sites
+        let stacks: Option<Vec<(ShownStack, u64)>> = sites
             .iter()
             .filter(|site| site.live > 0)
-            .map(|site| (site.frames.clone(), site.live))
+            .map(|site| {
+                let bytes = self.weight.weight(site.live, site.footprint.as_ref())?;
+                Some((site.frames.clone(), bytes))
+            })
+            .filter(|stack| stack.as_ref().is_none_or(|(_, bytes)| *bytes > 0))
             .collect();
-        self.by_pid.insert(pid, stacks);
+        if let Some(stacks) = stacks {
+            self.by_pid.insert(pid, stacks);
+        }
     }
 
     /// The collapsed lines over every process, stacks in text order.
@@ -91,7 +107,7 @@ impl StackFiles {
             // inferno refuses an empty graph; the previous one stays until there is memory.
             && !lines.is_empty()
         {
-            let svg = render_flamegraph(&lines);
+            let svg = render_flamegraph(&lines, self.weight);
             svg.and_then(|svg| write_atomically(path, &svg))
                 .map_err(|source| StackFileError {
                     flag: "--flamegraph",
@@ -120,9 +136,10 @@ pub fn collapsed_stack(frames: &[impl Borrow<SymbolFrame>]) -> String {
         .join(";")
 }
 
-fn render_flamegraph(lines: &[String]) -> io::Result<Vec<u8>> {
+fn render_flamegraph(lines: &[String], weight: Rank) -> io::Result<Vec<u8>> {
+    let weight = weight.name();
     let mut options = Options::default();
-    options.title = "pmap-trace: live anonymous memory by call site".into();
+    options.title = format!("pmap-trace: {weight} anonymous memory by call site");
     options.count_name = "bytes".into();
     options.colors = Palette::Basic(BasicPalette::Mem);
     let mut svg = Vec::new();
@@ -192,12 +209,13 @@ mod tests {
             origin: None,
             frames: functions.iter().map(|f| Arc::new(frame(f))).collect(),
             touched: None,
+            footprint: None,
         }
     }
 
     #[test]
     fn stacks_read_outermost_first_and_sum_over_processes() {
-        let mut files = StackFiles::new(Some("/unused".into()), None).unwrap();
+        let mut files = StackFiles::new(Some("/unused".into()), None, Rank::Live).unwrap();
         files.update(
             10,
             &[
@@ -214,11 +232,39 @@ mod tests {
     }
 
     #[test]
+    fn another_weight_counts_from_the_footprint_and_outlasts_a_report_without_one() {
+        use crate::sites::residency::Footprint;
+
+        let mut files = StackFiles::new(Some("/unused".into()), None, Rank::Resident).unwrap();
+        let paged = |functions: &[&str], live: u64, resident: u64| SiteLine {
+            footprint: Some(Footprint {
+                resident,
+                reserved: live - resident,
+                ..Footprint::default()
+            }),
+            ..site(functions, live)
+        };
+        files.update(
+            10,
+            &[
+                paged(&["app::reserve", "main"], 1 << 30, 0),
+                paged(&["app::load", "main"], 8192, 4096),
+            ],
+        );
+        // A stack holding nothing resident is left out, as one holding no live bytes is.
+        assert_eq!(files.lines(), ["main;app::load 4096"]);
+        // The process ended: its last report read no pages, and the previous weights stay.
+        files.update(10, &[site(&["app::load", "main"], 8192)]);
+        assert_eq!(files.lines(), ["main;app::load 4096"]);
+    }
+
+    #[test]
     fn files_are_replaced_whole_and_the_flame_graph_is_an_svg() {
         let dir = std::env::temp_dir().join(format!("pmap-trace-folded-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let (folded, svg) = (dir.join("out.folded"), dir.join("out.svg"));
-        let mut files = StackFiles::new(Some(folded.clone()), Some(svg.clone())).unwrap();
+        let mut files =
+            StackFiles::new(Some(folded.clone()), Some(svg.clone()), Rank::Live).unwrap();
         files.update(1, &[site(&["app::load", "main"], 4096)]);
         files.write().unwrap();
         assert_eq!(

@@ -2,16 +2,19 @@
 //! (copied by the kernel) is unwound when its event is applied and interned as a call site; its
 //! event line names the site, symbolized once per site (names cached per location); each
 //! process's [`Attribution`] keeps every anonymous byte owned by the site that created or grew
-//! it; and each dump is followed by the top sites by live bytes and by growth since the
+//! it; and each dump is followed by the top sites by resident bytes (read then from the
+//! process's pagemap, see [`residency`]; or by what `--rank` asks) and by growth since the
 //! previous dump, with allocator frames folded away and start-up frames below `main` cut.
 
 pub mod fold_rules;
 pub mod folded;
 pub mod ownership;
 pub mod perf_map;
+pub mod residency;
 mod stack_memo;
 pub mod start_up;
 pub mod symbolize;
+pub mod touches;
 pub mod unwind;
 
 use std::{
@@ -24,13 +27,16 @@ use serde_json::{Value, json};
 use self::{
     ownership::{Attribution, SiteId},
     perf_map::PerfMaps,
+    residency::{Column, Footprint, Rank, columns, footprint_json, footprints, spans},
     start_up::cut_below_main,
     symbolize::{SymbolFrame, Symbols, fold},
+    touches::{TouchLine, rank_touchers},
     unwind::{FrameLoc, ModuleId, Modules, ProcessUnwinder},
 };
 use crate::{
     decode::{Call, UserStack},
     model::PAGE_SIZE,
+    procfs::pagemap::Pagemap,
     table::AddressSpace,
 };
 
@@ -237,6 +243,17 @@ pub struct SitesSettings {
     /// `--faults=N`: one first-touch page fault in N is sampled and counted for the site that
     /// owns the page.
     pub fault_period: Option<u32>,
+    /// What the rankings order sites by (`--rank`).
+    pub rank: Rank,
+    /// What `--folded`/`--flamegraph` weigh stacks by (`--folded-weight`).
+    pub folded_weight: Rank,
+}
+
+impl SitesSettings {
+    /// Whether dumps read which pages of the sites' memory are in use.
+    fn reads_pages(&self) -> bool {
+        self.rank.needs_pages() || self.folded_weight.needs_pages()
+    }
 }
 
 /// One process's owners, unwinder and previous report.
@@ -245,8 +262,42 @@ struct ProcessSites {
     unwinder: ProcessUnwinder,
     /// Live bytes by shown stack at the previous report, for the growth ranking.
     previous: HashMap<ShownId, u64>,
-    /// `--faults`: first-touch samples by owning site since the previous report.
-    touches: HashMap<SiteId, u64>,
+    /// `--faults`: first-touch samples since the previous report, by the site of the code that
+    /// touched the page and the site that owns it.
+    touches: HashMap<(SiteId, SiteId), u64>,
+    /// Its pagemap, opened with its address space (see [`Pagemap`]); none when the ranking
+    /// needs no pages or the kernel refused it.
+    pagemap: Option<Pagemap>,
+}
+
+impl ProcessSites {
+    fn new(pid: u32, attribution: Attribution, settings: &SitesSettings) -> ProcessSites {
+        ProcessSites {
+            attribution,
+            unwinder: ProcessUnwinder::default(),
+            previous: HashMap::new(),
+            touches: HashMap::new(),
+            pagemap: settings
+                .reads_pages()
+                .then(|| Pagemap::open(pid as i32).ok())
+                .flatten(),
+        }
+    }
+
+    /// Each site's footprint now, if the pages can be read: the process may have gone.
+    fn footprints(&mut self, table: &AddressSpace) -> Option<HashMap<SiteId, Footprint>> {
+        let pagemap = self.pagemap.as_mut()?;
+        let mut pages = Vec::new();
+        for (start, end) in spans(self.attribution.ranges().map(|(s, e, _)| (s, e))) {
+            if pagemap.runs(start, end, &mut pages).is_err() {
+                // Gone (or exec'd: its new address space gets a new pagemap when seeded).
+                self.pagemap = None;
+                return None;
+            }
+        }
+        let mappings: Vec<_> = table.mappings().cloned().collect();
+        Some(footprints(self.attribution.ranges(), &mappings, &pages))
+    }
 }
 
 /// Call-site attribution for every traced process.
@@ -279,15 +330,8 @@ impl SiteTracker {
     pub fn seeded(&mut self, pid: u32, table: &AddressSpace, origin: Origin) {
         let mappings: Vec<_> = table.mappings().cloned().collect();
         let attribution = Attribution::seeded(&mappings, table.start_brk(), origin.site());
-        self.processes.insert(
-            pid,
-            ProcessSites {
-                attribution,
-                unwinder: ProcessUnwinder::default(),
-                previous: HashMap::new(),
-                touches: HashMap::new(),
-            },
-        );
+        let process = ProcessSites::new(pid, attribution, &self.settings);
+        self.processes.insert(pid, process);
     }
 
     /// A child forked by `parent` (its table `table`) has the parent's memory, owners
@@ -299,15 +343,8 @@ impl SiteTracker {
         let mut attribution = from.attribution.clone();
         let mappings: Vec<_> = table.mappings().cloned().collect();
         attribution.reconcile(&mappings, table.start_brk(), Origin::Unknown.site());
-        self.processes.insert(
-            child,
-            ProcessSites {
-                attribution,
-                unwinder: ProcessUnwinder::default(),
-                previous: HashMap::new(),
-                touches: HashMap::new(),
-            },
-        );
+        let process = ProcessSites::new(child, attribution, &self.settings);
+        self.processes.insert(child, process);
     }
 
     /// `pid`'s table read again (after lost records, or `--verify` found it wrong): owners of
@@ -432,21 +469,41 @@ impl SiteTracker {
         }
     }
 
-    /// `--faults`: a sampled first touch of `address` by process `tgid` counts for the site
+    /// `--faults`: a sampled first touch of `address` by process `tgid` (its table `table`)
+    /// counts for the code that touched it, whose `stack` the kernel copied, and for the site
     /// that owns the page now. A page no site owns (file or shared memory, the stack) is not
     /// anonymous memory a call created.
-    pub fn first_touch(&mut self, tgid: u32, address: u64) {
+    pub fn first_touch(
+        &mut self,
+        tgid: u32,
+        table: &AddressSpace,
+        address: u64,
+        stack: Option<&UserStack>,
+    ) {
         let Some(process) = self.processes.get_mut(&tgid) else {
             return;
         };
-        if let Some(site) = process.attribution.owner_at(address) {
-            *process.touches.entry(site).or_insert(0) += 1;
-        }
+        let Some(owner) = process.attribution.owner_at(address) else {
+            return;
+        };
+        let sites = &mut self.sites;
+        let toucher = match stack {
+            Some(stack) => process.unwinder.site_of(
+                tgid as i32,
+                table.mappings(),
+                &mut self.modules,
+                stack,
+                |frames| sites.intern(frames),
+            ),
+            None if self.settings.stack_bytes == 0 => Origin::NotCopied.site(),
+            None => Origin::CopyLost.site(),
+        };
+        *process.touches.entry((toucher, owner)).or_insert(0) += 1;
     }
 
-    /// The call sites of `pid` by live bytes and by growth since the previous report (which
-    /// this one becomes).
-    pub fn report(&mut self, pid: u32) -> Option<SitesReport> {
+    /// The call sites of `pid` (its table `table`) by what `--rank` asks and by growth since
+    /// the previous report (which this one becomes).
+    pub fn report(&mut self, pid: u32, table: &AddressSpace) -> Option<SitesReport> {
         let process = self.processes.get_mut(&pid)?;
         let live_by_site = process.attribution.live_by_site();
         let live_sites: Vec<SiteId> = live_by_site.keys().copied().collect();
@@ -454,7 +511,7 @@ impl SiteTracker {
         // What a site shows as never changes: only sites no report has named yet are named.
         let mut unshown: Vec<SiteId> = live_by_site
             .keys()
-            .chain(touches.keys())
+            .chain(touches.keys().flat_map(|(toucher, owner)| [toucher, owner]))
             .filter(|&&id| self.shown.needs_names(id))
             .copied()
             .collect();
@@ -463,24 +520,28 @@ impl SiteTracker {
         self.name_sites(pid, &unshown);
         self.symbols.release();
         let process = self.processes.get_mut(&pid)?;
+        let footprints = process.footprints(table);
         let shown_of = |id: SiteId| self.shown.site(id).expect("every site was just shown");
         let mut merged: HashMap<ShownId, Merged> = HashMap::new();
         for (id, bytes) in live_by_site {
             let site = merged.entry(shown_of(id)).or_default();
             site.live += bytes;
             site.origin = self.sites.origin(id);
+            if let Some(footprint) = footprints.as_ref().and_then(|f| f.get(&id)) {
+                site.footprint += *footprint;
+            }
         }
-        for (id, samples) in touches {
-            let site = merged.entry(shown_of(id)).or_default();
+        for (&(_, owner), samples) in &touches {
+            let site = merged.entry(shown_of(owner)).or_default();
             site.touches += samples;
-            site.origin = self.sites.origin(id);
+            site.origin = self.sites.origin(owner);
         }
         let touched_bytes = |samples: u64| {
             self.settings
                 .fault_period
                 .map(|period| samples * u64::from(period) * PAGE_SIZE)
         };
-        let mut lines: Vec<SiteLine> = merged
+        let lines: Vec<SiteLine> = merged
             .iter()
             .map(|(id, site)| SiteLine {
                 live: site.live,
@@ -488,6 +549,7 @@ impl SiteTracker {
                 origin: site.origin,
                 frames: self.shown.stack(*id).clone(),
                 touched: touched_bytes(site.touches),
+                footprint: footprints.is_some().then_some(site.footprint),
             })
             .collect();
         process.previous = merged
@@ -495,35 +557,37 @@ impl SiteTracker {
             .filter(|(_, site)| site.live > 0)
             .map(|(id, site)| (id, site.live))
             .collect();
-        let total = lines.iter().map(|l| l.live).sum();
-        let sites = lines.iter().filter(|l| l.live > 0).count();
-        // Ties in a stable order: by frames' text.
-        lines.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.frames.cmp(&b.frames)));
-        let top = self.settings.listing.top();
-        let by_live: Vec<SiteLine> = lines.iter().take(top).cloned().collect();
-        let mut by_growth: Vec<SiteLine> = lines.iter().filter(|l| l.growth > 0).cloned().collect();
-        by_growth.sort_by(|a, b| {
-            b.growth
-                .cmp(&a.growth)
-                .then_with(|| a.frames.cmp(&b.frames))
-        });
-        by_growth.truncate(top);
+        let by_touches = touched_bytes(1).map(|sample_bytes| self.touchers(&touches, sample_bytes));
         let unsymbolized = self.modules_without_symbols(live_sites);
-        Some(SitesReport {
-            pid,
-            listing: self.settings.listing,
-            total_live: total,
-            sites,
-            unsymbolized,
-            fault_period: self.settings.fault_period,
-            by_live,
-            by_growth,
-            all: lines,
-        })
+        let mut report = SitesReport::ranked(pid, lines, &self.settings, footprints.is_some());
+        report.unsymbolized = unsymbolized;
+        report.by_touches = by_touches;
+        Some(report)
     }
 }
 
 impl SiteTracker {
+    /// `--faults`: the code that first touched the most, from `touches` (samples by toucher
+    /// and owner, all named), each sample `sample_bytes`.
+    fn touchers(
+        &self,
+        touches: &HashMap<(SiteId, SiteId), u64>,
+        sample_bytes: u64,
+    ) -> Vec<TouchLine> {
+        let shown = |id: SiteId| touches::Shown {
+            frames: self
+                .shown
+                .stack(self.shown.site(id).expect("every site was just shown"))
+                .clone(),
+            origin: self.sites.origin(id),
+        };
+        let mut bytes = HashMap::new();
+        for (&(toucher, owner), samples) in touches {
+            *bytes.entry((shown(toucher), shown(owner))).or_insert(0) += samples * sample_bytes;
+        }
+        rank_touchers(bytes, self.settings.listing.top())
+    }
+
     /// The file names of the modules with no symbols at all that frames of `sites` are in,
     /// sorted.
     fn modules_without_symbols(&self, sites: Vec<SiteId>) -> Vec<String> {
@@ -574,6 +638,7 @@ struct Merged {
     live: u64,
     touches: u64,
     origin: Option<Origin>,
+    footprint: Footprint,
 }
 
 /// A pseudo-frame naming an origin, so that origins rank and group like sites.
@@ -599,6 +664,8 @@ pub struct SiteLine {
     /// `--faults`: bytes of its pages first touched since the previous report, estimated as
     /// samples × N × page size.
     pub touched: Option<u64>,
+    /// What backs its live bytes, when the pages were read.
+    pub footprint: Option<Footprint>,
 }
 
 /// What a dump prints about a process's call sites.
@@ -608,6 +675,11 @@ pub struct SitesReport {
     /// A summary, or whole stacks (`--sites N`).
     pub listing: Listing,
     pub total_live: u64,
+    /// What backs all of it, when the pages were read.
+    pub total_footprint: Option<Footprint>,
+    /// What the [`ranked`](field@SitesReport::ranked) sites are ordered by: `--rank`, or
+    /// live bytes when the pages could not be read.
+    pub rank: Rank,
     /// Distinct sites holding memory.
     pub sites: usize,
     /// Modules that frames of those sites are in and that have no symbols at all: their
@@ -615,9 +687,12 @@ pub struct SitesReport {
     pub unsymbolized: Vec<String>,
     /// `--faults=N`.
     pub fault_period: Option<u32>,
-    pub by_live: Vec<SiteLine>,
+    /// The top sites by [`SitesReport::rank`].
+    pub ranked: Vec<SiteLine>,
     pub by_growth: Vec<SiteLine>,
-    /// Every site, by live bytes (what `--folded` writes).
+    /// `--faults`: the code that first touched the most since the previous report.
+    pub by_touches: Option<Vec<TouchLine>>,
+    /// Every site, ranked (what `--folded` writes).
     pub all: Vec<SiteLine>,
 }
 
@@ -625,6 +700,52 @@ pub struct SitesReport {
 const TEXT_FRAMES: usize = 8;
 
 impl SitesReport {
+    /// The report of `lines` (every site of process `pid`), ranked by `settings.rank` when
+    /// `paged` (each line has its footprint) or the rank needs no pages, else by live bytes;
+    /// ties by live bytes, then by frames' text, so that the order is stable.
+    fn ranked(pid: u32, mut lines: Vec<SiteLine>, settings: &SitesSettings, paged: bool) -> Self {
+        let rank = if paged || !settings.rank.needs_pages() {
+            settings.rank
+        } else {
+            Rank::Live
+        };
+        let weight = |line: &SiteLine| rank.weight(line.live, line.footprint.as_ref());
+        lines.sort_by(|a, b| {
+            (weight(b), b.live)
+                .cmp(&(weight(a), a.live))
+                .then_with(|| a.frames.cmp(&b.frames))
+        });
+        let total_footprint = paged.then(|| {
+            let mut total = Footprint::default();
+            for footprint in lines.iter().filter_map(|l| l.footprint) {
+                total += footprint;
+            }
+            total
+        });
+        let top = settings.listing.top();
+        let mut by_growth: Vec<SiteLine> = lines.iter().filter(|l| l.growth > 0).cloned().collect();
+        by_growth.sort_by(|a, b| {
+            b.growth
+                .cmp(&a.growth)
+                .then_with(|| a.frames.cmp(&b.frames))
+        });
+        by_growth.truncate(top);
+        SitesReport {
+            pid,
+            listing: settings.listing,
+            total_live: lines.iter().map(|l| l.live).sum(),
+            total_footprint,
+            rank,
+            sites: lines.iter().filter(|l| l.live > 0).count(),
+            unsymbolized: Vec::new(),
+            fault_period: settings.fault_period,
+            ranked: lines.iter().take(top).cloned().collect(),
+            by_growth,
+            by_touches: None,
+            all: lines,
+        }
+    }
+
     /// The report as text lines (see `docs/call-sites.md`).
     pub fn text(&self) -> Vec<String> {
         let mut out = match self.listing {
@@ -645,11 +766,11 @@ impl SitesReport {
     /// live bytes: the top sites of both rankings in turn (a site that grew fast shows even
     /// when it holds less than the fifth largest).
     fn summary_text(&self) -> Vec<String> {
-        if self.by_live.is_empty() {
+        if self.ranked.is_empty() {
             return vec![format!("sites {}: no anonymous memory", self.pid)];
         }
         let mut chosen: Vec<&SiteLine> = Vec::new();
-        let (mut live, mut growth) = (self.by_live.iter(), self.by_growth.iter());
+        let (mut live, mut growth) = (self.ranked.iter(), self.by_growth.iter());
         while chosen.len() < SUMMARY_SITES {
             let (a, b) = (live.next(), growth.next());
             if a.is_none() && b.is_none() {
@@ -661,17 +782,29 @@ impl SitesReport {
                 }
             }
         }
-        chosen.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.frames.cmp(&b.frames)));
+        // In the ranking's order; its measure is a column of its own unless it is live bytes.
+        let weight = |line: &SiteLine| self.rank.weight(line.live, line.footprint.as_ref());
+        chosen.sort_by(|a, b| {
+            (weight(b), b.live)
+                .cmp(&(weight(a), a.live))
+                .then_with(|| a.frames.cmp(&b.frames))
+        });
+        let ranked_column = (self.rank != Rank::Live).then(|| self.rank.name());
         let mut out = vec![format!(
             "sites {}: {} anonymous in {} call sites; holding or growing the most (live, \
-             growth since the previous dump):",
+             growth since the previous dump{}):",
             self.pid,
             units(self.total_live),
             self.sites,
+            ranked_column.map_or(String::new(), |name| format!(", {name}")),
         )];
         for line in chosen {
+            let ranked = match ranked_column {
+                Some(_) => format!(" {:>8}", units(weight(line).unwrap_or(0))),
+                None => String::new(),
+            };
             out.push(format!(
-                "  {:>8} {:>9}  {}",
+                "  {:>8} {:>9}{ranked}  {}",
                 units(line.live),
                 signed_units(line.growth),
                 summary_site(&line.frames)
@@ -682,23 +815,41 @@ impl SitesReport {
 
     /// `--sites N`: both rankings, each site with its stack.
     fn full_text(&self) -> Vec<String> {
-        let columns = match self.fault_period {
-            Some(_) => " (live, growth, first touched since the previous dump)",
-            None => "",
+        let shown = self.total_footprint.as_ref().map_or(Vec::new(), columns);
+        let mut names = vec!["live", "growth"];
+        names.extend(shown.iter().map(|(name, _)| *name));
+        if self.fault_period.is_some() {
+            names.push("first touched since the previous dump");
+        }
+        let columns = if names.len() > 2 {
+            format!(" ({})", names.join(", "))
+        } else {
+            String::new()
         };
+        let held = self
+            .total_footprint
+            .as_ref()
+            .map_or(String::new(), |total| {
+                let parts: Vec<String> = shown
+                    .iter()
+                    .map(|(name, bytes)| format!("{} {name}", units(bytes(total))))
+                    .collect();
+                format!(" ({})", parts.join(", "))
+            });
         // A ranking with nothing in it says so in one line, rather than a heading over nothing.
-        let mut out = vec![if self.by_live.is_empty() {
+        let mut out = vec![if self.ranked.is_empty() {
             format!("sites {}: no anonymous memory", self.pid)
         } else {
             format!(
-                "sites {}: {} anonymous in {} call sites; top {} by live bytes{columns}:",
+                "sites {}: {} anonymous{held} in {} call sites; top {} by {} bytes{columns}:",
                 self.pid,
                 units(self.total_live),
                 self.sites,
-                self.by_live.len()
+                self.ranked.len(),
+                self.rank.name(),
             )
         }];
-        self.text_lines(&self.by_live, &mut out);
+        self.text_lines(&self.ranked, &shown, &mut out);
         out.push(if self.by_growth.is_empty() {
             format!("sites {}: nothing grew since the previous dump", self.pid)
         } else {
@@ -708,20 +859,38 @@ impl SitesReport {
                 self.by_growth.len()
             )
         });
-        self.text_lines(&self.by_growth, &mut out);
+        self.text_lines(&self.by_growth, &shown, &mut out);
+        if let Some(by_touches) = &self.by_touches {
+            out.push(if by_touches.is_empty() {
+                format!(
+                    "sites {}: nothing first touched since the previous dump",
+                    self.pid
+                )
+            } else {
+                format!(
+                    "sites {}: top {} by first touches since the previous dump (the code that \
+                     touched, in whose memory):",
+                    self.pid,
+                    by_touches.len()
+                )
+            });
+            touches::text_lines(by_touches, units, &mut out);
+        }
         out
     }
 
-    fn text_lines(&self, lines: &[SiteLine], out: &mut Vec<String>) {
+    fn text_lines(&self, lines: &[SiteLine], shown: &[Column], out: &mut Vec<String>) {
         for line in lines {
-            let touched = line
-                .touched
-                .map_or(String::new(), |bytes| format!(" {:>9}", units(bytes)));
-            let head = format!(
-                "  {:>8} {:>9}{touched}  ",
-                units(line.live),
-                signed_units(line.growth)
-            );
+            let mut head = format!("  {:>8} {:>9}", units(line.live), signed_units(line.growth));
+            if let Some(footprint) = &line.footprint {
+                for (_, bytes) in shown {
+                    head.push_str(&format!(" {:>9}", units(bytes(footprint))));
+                }
+            }
+            if let Some(bytes) = line.touched {
+                head.push_str(&format!(" {:>9}", units(bytes)));
+            }
+            head.push_str("  ");
             let indent = " ".repeat(head.len());
             for (i, frame) in line.frames.iter().take(TEXT_FRAMES).enumerate() {
                 let text = frame.display();
@@ -746,17 +915,19 @@ impl SitesReport {
             lines
                 .iter()
                 .map(|l| {
-                    json!({
+                    let mut line = json!({
                         "live_bytes": l.live,
                         "growth_bytes": l.growth,
                         "origin": l.origin.map(Origin::describe),
                         "touched_bytes": l.touched,
                         "frames": if l.origin.is_some() { Vec::new() } else { l.frames.iter().map(|f| &**f).collect::<Vec<&SymbolFrame>>() },
-                    })
+                    });
+                    footprint_json(&mut line, l.footprint.as_ref());
+                    line
                 })
                 .collect()
         };
-        json!({
+        let mut report = json!({
             "type": "sites",
             "pid": self.pid,
             "summary": self.listing == Listing::Summary,
@@ -764,9 +935,13 @@ impl SitesReport {
             "sites": self.sites,
             "modules_without_symbols": self.unsymbolized,
             "fault_period": self.fault_period,
-            "by_live": lines(&self.by_live),
+            "ranked_by": self.rank.name(),
+            "top": lines(&self.ranked),
             "by_growth": lines(&self.by_growth),
-        })
+            "by_touches": self.by_touches.as_deref().map(touches::json_lines),
+        });
+        footprint_json(&mut report, self.total_footprint.as_ref());
+        report
     }
 }
 
@@ -824,6 +999,7 @@ mod tests {
             growth,
             origin: None,
             touched: None,
+            footprint: None,
             frames: Arc::new([
                 Arc::new(SymbolFrame {
                     function: function.into(),
@@ -848,14 +1024,17 @@ mod tests {
         let report = SitesReport {
             pid: 42,
             listing: Listing::Sites(2),
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 3 << 20,
             sites: 2,
             unsymbolized: Vec::new(),
             fault_period: None,
-            by_live: vec![
+            ranked: vec![
                 site("app::load", 2 << 20, 2 << 20),
                 site("app::grow", 1 << 20, 0),
             ],
+            by_touches: None,
             by_growth: vec![site("app::load", 2 << 20, 2 << 20)],
             all: Vec::new(),
         };
@@ -873,7 +1052,7 @@ mod tests {
             ]
         );
         let json = report.json();
-        assert_eq!(json["by_live"][1]["frames"][0]["function"], "app::grow");
+        assert_eq!(json["top"][1]["frames"][0]["function"], "app::grow");
         assert_eq!(json["by_growth"][0]["growth_bytes"], 2 << 20);
         assert_eq!(json["by_growth"][0]["touched_bytes"], Value::Null);
     }
@@ -890,11 +1069,14 @@ mod tests {
             pid: 42,
             listing: Listing::Summary,
             total_live: 46 << 20,
+            total_footprint: None,
+            rank: Rank::Live,
             sites: 7,
             unsymbolized: Vec::new(),
             fault_period: None,
-            by_live: holders[..SUMMARY_SITES].to_vec(),
+            ranked: holders[..SUMMARY_SITES].to_vec(),
             by_growth: vec![grower],
+            by_touches: None,
             all: Vec::new(),
         };
         assert_eq!(
@@ -911,7 +1093,7 @@ mod tests {
         );
         assert_eq!(report.json()["summary"], true);
         let empty = SitesReport {
-            by_live: vec![],
+            ranked: vec![],
             by_growth: vec![],
             total_live: 0,
             sites: 0,
@@ -950,11 +1132,14 @@ mod tests {
         let report = SitesReport {
             pid: 42,
             listing: Listing::Sites(2),
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 2 << 20,
             sites: 1,
             unsymbolized: Vec::new(),
             fault_period: Some(4),
-            by_live: vec![line.clone()],
+            ranked: vec![line.clone()],
+            by_touches: None,
             by_growth: vec![],
             all: vec![line],
         };
@@ -970,7 +1155,7 @@ mod tests {
         );
         let json = report.json();
         assert_eq!(json["fault_period"], 4);
-        assert_eq!(json["by_live"][0]["touched_bytes"], 512 << 10);
+        assert_eq!(json["top"][0]["touched_bytes"], 512 << 10);
     }
 
     #[test]
@@ -979,11 +1164,14 @@ mod tests {
         let report = SitesReport {
             pid: 42,
             listing: Listing::Sites(2),
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 2 << 20,
             sites: 1,
             unsymbolized: Vec::new(),
             fault_period: None,
-            by_live: vec![line.clone()],
+            ranked: vec![line.clone()],
+            by_touches: None,
             by_growth: vec![],
             all: vec![line],
         };
@@ -1002,11 +1190,14 @@ mod tests {
         let empty = SitesReport {
             pid: 42,
             listing: Listing::Sites(2),
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 0,
             sites: 0,
             unsymbolized: Vec::new(),
             fault_period: Some(1),
-            by_live: vec![],
+            ranked: vec![],
+            by_touches: None,
             by_growth: vec![],
             all: vec![],
         };
@@ -1025,11 +1216,14 @@ mod tests {
         let mut report = SitesReport {
             pid: 42,
             listing: Listing::Sites(10),
+            total_footprint: None,
+            rank: Rank::Live,
             total_live: 2 << 20,
             sites: 1,
             unsymbolized: vec!["libstripped.so".into(), "tool".into()],
             fault_period: None,
-            by_live: vec![line.clone()],
+            ranked: vec![line.clone()],
+            by_touches: None,
             by_growth: vec![line.clone()],
             all: vec![line],
         };
@@ -1148,6 +1342,8 @@ mod tests {
             stack_bytes: 0,
             full_stacks: false,
             fault_period: None,
+            rank: Rank::Live,
+            folded_weight: Rank::Live,
         });
         tracker.seeded(42, &table, Origin::BeforeTracing);
         let block = 0x3000_0000;
@@ -1164,19 +1360,19 @@ mod tests {
         let ranking = |lines: &[SiteLine]| -> Vec<(Option<Origin>, u64, i64)> {
             lines.iter().map(|l| (l.origin, l.live, l.growth)).collect()
         };
-        let first = tracker.report(42).expect("a tracked process");
+        let first = tracker.report(42, &table).expect("a tracked process");
         let (copied, before) = (Some(Origin::NotCopied), Some(Origin::BeforeTracing));
         assert_eq!((first.total_live, first.sites), (12 * PAGE, 2));
         assert_eq!(
-            ranking(&first.by_live),
+            ranking(&first.ranked),
             [
                 (copied, 8 * PAGE, 8 * PAGE as i64),
                 (before, 4 * PAGE, 4 * PAGE as i64)
             ]
         );
-        assert_eq!(ranking(&first.by_growth), ranking(&first.by_live));
+        assert_eq!(ranking(&first.by_growth), ranking(&first.ranked));
         assert_eq!(
-            first.by_live[0].frames[0].function,
+            first.ranked[0].frames[0].function,
             Origin::NotCopied.describe()
         );
         // Freeing counts against growing; nothing grew.
@@ -1185,21 +1381,192 @@ mod tests {
             len: 2 * PAGE,
         };
         tracker.apply(42, &table, &unmap, 0, None);
-        let second = tracker.report(42).expect("a tracked process");
+        let second = tracker.report(42, &table).expect("a tracked process");
         assert_eq!(
-            ranking(&second.by_live),
+            ranking(&second.ranked),
             [(copied, 6 * PAGE, -2 * PAGE as i64), (before, 4 * PAGE, 0)]
         );
         assert!(second.by_growth.is_empty());
         // The next report counts from the second, not the first.
         tracker.apply(42, &table, &mmap(0, 3), (block + 64 * PAGE) as i64, None);
-        let third = tracker.report(42).expect("a tracked process");
+        let third = tracker.report(42, &table).expect("a tracked process");
         assert_eq!(
             ranking(&third.by_growth),
             [(copied, 9 * PAGE, 3 * PAGE as i64)]
         );
         // A process that is gone has no report.
         tracker.forget(42);
-        assert!(tracker.report(42).is_none());
+        assert!(tracker.report(42, &table).is_none());
+    }
+
+    #[test]
+    fn sites_rank_by_the_pages_their_memory_holds_at_the_report() {
+        use pmap_common::linux::{MAP_ANONYMOUS, MAP_PRIVATE};
+
+        use crate::{
+            model::{Mapping, Perms},
+            procfs::fixtures::Anon,
+        };
+
+        const PAGE: u64 = PAGE_SIZE;
+        // This process: a reservation mapped "before tracing", and a block mapped since, a
+        // quarter of it written.
+        let reservation = Anon::new(32, libc::PROT_NONE);
+        let block = Anon::new(16, libc::PROT_READ | libc::PROT_WRITE);
+        for n in 0..4 {
+            block.write(n);
+        }
+        let anon = |anon: &Anon, write: bool| Mapping {
+            start: anon.page(0),
+            end: anon.end(),
+            perms: Perms {
+                read: write,
+                write,
+                ..Perms::default()
+            },
+            offset: 0,
+            device: Default::default(),
+            inode: 0,
+            name: Vec::new(),
+        };
+        let mut mappings = vec![anon(&reservation, false), anon(&block, true)];
+        mappings.sort_by_key(|m| m.start);
+        let before = AddressSpace::from_mappings(vec![anon(&reservation, false)], 0);
+        let table = AddressSpace::from_mappings(mappings, 0);
+        let settings = |rank| SitesSettings {
+            listing: Listing::Sites(10),
+            stack_bytes: 0,
+            full_stacks: false,
+            fault_period: None,
+            rank,
+            folded_weight: Rank::Live,
+        };
+        let pid = std::process::id();
+        let mmap = Call::Mmap {
+            addr: 0,
+            len: 16 * PAGE,
+            prot: 3,
+            flags: MAP_ANONYMOUS | MAP_PRIVATE,
+            fd: -1,
+            offset: 0,
+        };
+        let report = |rank| {
+            let mut tracker = SiteTracker::new(settings(rank));
+            tracker.seeded(pid, &before, Origin::BeforeTracing);
+            tracker.apply(pid, &before, &mmap, block.page(0) as i64, None);
+            tracker.report(pid, &table).expect("a tracked process")
+        };
+        let ranked = |report: &SitesReport| -> Vec<(Option<Origin>, Option<Footprint>)> {
+            report
+                .ranked
+                .iter()
+                .map(|l| (l.origin, l.footprint))
+                .collect()
+        };
+        let grown = Footprint {
+            resident: 4 * PAGE,
+            swapped: 0,
+            reserved: 12 * PAGE,
+            committed: 16 * PAGE,
+        };
+        let reserved = Footprint {
+            reserved: 32 * PAGE,
+            ..Footprint::default()
+        };
+        // By resident bytes (the default) the block that holds memory comes first, though
+        // the reservation is twice its size.
+        let resident = report(Rank::Resident);
+        assert_eq!(resident.rank, Rank::Resident);
+        assert_eq!(
+            ranked(&resident),
+            [
+                (Some(Origin::NotCopied), Some(grown)),
+                (Some(Origin::BeforeTracing), Some(reserved))
+            ]
+        );
+        let total = grown.resident + grown.reserved + reserved.reserved;
+        assert_eq!(
+            resident.total_footprint,
+            Some(Footprint {
+                resident: 4 * PAGE,
+                swapped: 0,
+                reserved: total - 4 * PAGE,
+                committed: 16 * PAGE,
+            })
+        );
+        let text = resident.text();
+        assert!(
+            text[0].ends_with(
+                "(16K resident, 64K committed, 176K reserved) in 2 call sites; top 2 by \
+                 resident bytes (live, growth, resident, committed, reserved):"
+            ),
+            "{text:?}"
+        );
+        assert_eq!(
+            text[1],
+            "       64K      +64K       16K       64K       48K  (no stack copied: --stack-bytes 0)"
+        );
+        let json = resident.json();
+        assert_eq!(json["ranked_by"], "resident");
+        assert_eq!(json["resident_bytes"], 4 * PAGE);
+        assert_eq!(json["top"][1]["reserved_bytes"], 32 * PAGE);
+        // By live bytes the reservation leads, and the pages are not read.
+        let live = report(Rank::Live);
+        assert_eq!(
+            ranked(&live),
+            [
+                (Some(Origin::BeforeTracing), None),
+                (Some(Origin::NotCopied), None)
+            ]
+        );
+        assert_eq!(live.json()["resident_bytes"], Value::Null);
+        // By reserved bytes too; by committed, the block.
+        assert_eq!(
+            ranked(&report(Rank::Reserved))[0].0,
+            Some(Origin::BeforeTracing)
+        );
+        assert_eq!(
+            ranked(&report(Rank::Committed))[0].0,
+            Some(Origin::NotCopied)
+        );
+    }
+
+    #[test]
+    fn a_process_whose_pages_cannot_be_read_is_ranked_by_live_bytes() {
+        use crate::model::Mapping;
+
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // One range to read (not the child's: its pages would be none anyway).
+        let block = Mapping {
+            start: 0x1000_0000,
+            end: 0x1000_4000,
+            perms: Default::default(),
+            offset: 0,
+            device: Default::default(),
+            inode: 0,
+            name: Vec::new(),
+        };
+        let table = AddressSpace::from_mappings(vec![block], 0);
+        let mut tracker = SiteTracker::new(SitesSettings {
+            listing: Listing::Sites(10),
+            stack_bytes: 0,
+            full_stacks: false,
+            fault_period: None,
+            rank: Rank::Resident,
+            folded_weight: Rank::Live,
+        });
+        tracker.seeded(pid, &table, Origin::BeforeTracing);
+        assert_eq!(tracker.report(pid, &table).unwrap().rank, Rank::Resident);
+        // Gone (and reaped: its PID is free for another process).
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let report = tracker.report(pid, &table).unwrap();
+        assert_eq!(report.rank, Rank::Live);
+        assert_eq!(report.total_footprint, None);
+        assert_eq!(report.json()["resident_bytes"], Value::Null);
     }
 }

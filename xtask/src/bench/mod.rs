@@ -11,8 +11,8 @@
 //!
 //! The modules follow a run: [`env`](mod@env) prepares the tools and workloads, [`quiet`] keeps other
 //! programs' activity out of the figures, [`processes`] runs and reads the children; each measured
-//! part has its module ([`workloads`], [`event_rate`], [`dumps`], [`untraced`], [`redis`]), and
-//! [`report`] turns their results into the Markdown of BENCHMARKS.md.
+//! part has its module ([`workloads`], [`event_rate`], [`dumps`], [`untraced`], [`redis`],
+//! [`residency`]), and [`report`] turns their results into the Markdown of BENCHMARKS.md.
 
 mod dumps;
 mod env;
@@ -21,6 +21,7 @@ mod processes;
 mod quiet;
 mod redis;
 mod report;
+mod residency;
 mod units;
 mod untraced;
 mod workloads;
@@ -63,6 +64,7 @@ pub enum Part {
     Dumps,
     Untraced,
     Redis,
+    Residency,
 }
 
 impl Part {
@@ -74,6 +76,7 @@ impl Part {
             Part::Dumps => "dumps",
             Part::Untraced => "untraced process",
             Part::Redis => "redis-server under redis-benchmark",
+            Part::Residency => "resident bytes",
         }
     }
 }
@@ -175,6 +178,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
         Part::Dumps,
         Part::Untraced,
         Part::Redis,
+        Part::Residency,
     ] {
         if !options.only.is_empty() && !options.only.contains(&part) {
             continue;
@@ -188,6 +192,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
                 report.bystander = untraced::bystander(&env, &plan, &report.workloads)?;
             }
             Part::Redis => report.redis = redis::redis(&env, &plan)?,
+            Part::Residency => report.residency = residency::residency(&env, &plan)?,
         }
         println!(
             "bench: {} took {:.0} s",

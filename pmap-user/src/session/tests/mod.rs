@@ -377,14 +377,16 @@ fn call_sites_are_on_by_default_a_growth_names_its_site_and_each_dump_is_followe
              MAP_PRIVATE|MAP_ANONYMOUS, -1, 0x0) = 0x{AT:x} <- ?"
         )
     );
-    // After the dump, the summary: its heading, then one line a site, by live bytes.
+    // After the dump, the summary: its heading, then one line a site, by resident bytes (read
+    // from the sleeper's pagemap: nothing is mapped at AT there, so none).
     let summary_at = lines
         .iter()
         .position(|l| l.starts_with(&format!("sites {pid}: ")))
         .expect("a summary");
     assert!(
         lines[summary_at].ends_with(
-            "call sites; holding or growing the most (live, growth since the previous dump):"
+            "call sites; holding or growing the most (live, growth since the previous dump, \
+             resident):"
         ),
         "{}",
         lines[summary_at]
@@ -392,7 +394,7 @@ fn call_sites_are_on_by_default_a_growth_names_its_site_and_each_dump_is_followe
     assert!(
         lines[summary_at + 1..summary_at + 3]
             .iter()
-            .any(|l| l.ends_with("      8K       +8K  (stack copy lost: ring full)")),
+            .any(|l| l.ends_with("      8K       +8K        0  (stack copy lost: ring full)")),
         "{lines:#?}"
     );
     // A call that grows nothing has no site.

@@ -14,7 +14,8 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{
     Plan, dumps::DumpResults, env::Env, event_rate::RateResults, processes::median,
-    redis::RedisResults, untraced::BystanderResults, workloads::WorkloadResults,
+    redis::RedisResults, residency::ResidencyResults, untraced::BystanderResults,
+    workloads::WorkloadResults,
 };
 use crate::process::{probe, workspace_root};
 
@@ -32,6 +33,7 @@ pub(super) struct Report {
     pub(super) dumps: DumpResults,
     pub(super) bystander: BystanderResults,
     pub(super) redis: RedisResults,
+    pub(super) residency: ResidencyResults,
 }
 
 impl Report {
@@ -69,6 +71,7 @@ impl Report {
             workloads: WorkloadResults::default(),
             rates: RateResults::default(),
             dumps: DumpResults::default(),
+            residency: ResidencyResults::default(),
             bystander: BystanderResults::default(),
             redis: RedisResults::default(),
         }
@@ -85,6 +88,7 @@ impl Report {
         sections::dumps(&mut out, &self.dumps);
         sections::untraced(&mut out, &self.bystander);
         sections::redis(&mut out, &self.redis);
+        sections::residency(&mut out, &self.residency);
         targets::write(&mut out, self);
         let _ = writeln!(
             out,

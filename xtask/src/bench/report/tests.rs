@@ -243,6 +243,7 @@ fn report_shell(tool_notes: Vec<String>) -> Report {
         workloads: WorkloadResults::default(),
         rates: Default::default(),
         dumps: DumpResults::default(),
+        residency: Default::default(),
         bystander: BystanderResults::default(),
         redis: RedisResults::default(),
     }
@@ -501,3 +502,37 @@ tracepoint:syscalls:sys_exit_munmap
 }
 ```
 "#;
+
+#[test]
+fn the_resident_bytes_section_gives_each_reading_and_is_left_out_when_not_run() {
+    use super::sections;
+    use crate::bench::{residency::ResidencyResults, units::format_ns};
+
+    let mut out = String::new();
+    sections::residency(&mut out, &ResidencyResults::default());
+    assert!(out.is_empty());
+    let results = ResidencyResults {
+        mib: 6 << 10,
+        scan: vec![4.0e6, 5.0e6, 6.0e6],
+        pread: vec![9.0e6, 10.0e6, 11.0e6],
+        agree: true,
+        resident_dump: vec![20.0e6, 21.0e6, 22.0e6],
+        live_dump: vec![15.0e6, 16.0e6, 17.0e6],
+    };
+    sections::residency(&mut out, &results);
+    assert!(out.contains("6144 MiB"), "{out}");
+    assert!(out.contains("1572864 page-table entries"), "{out}");
+    assert!(out.contains("both: yes"), "{out}");
+    for (row, median) in [
+        ("`PAGEMAP_SCAN` ioctl", format_ns(5.0e6)),
+        ("`pread` of", format_ns(10.0e6)),
+        ("`--rank resident`", format_ns(21.0e6)),
+        ("`--rank live`", format_ns(16.0e6)),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(row))
+            .unwrap();
+        assert!(line.contains(&median), "{line}");
+    }
+}
