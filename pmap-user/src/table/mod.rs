@@ -270,11 +270,187 @@ struct Remap {
 }
 
 /// How to decide a merge the events alone cannot settle.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MergeVerdict {
     Merge,
     Separate,
     AskKernel,
+}
+
+/// A merge decision and the rule that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Decision {
+    verdict: MergeVerdict,
+    rule: MergeRule,
+}
+
+/// The rules the table decides merges by, each named after the kernel function it follows
+/// (Linux 6.18 `mm/vma.c`), and the kernel's merge entry points as they meet a range that
+/// reaches both its neighbours. [`AddressSpace::merge_tally`] counts how often each fired, so
+/// a workload shows which rules it reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeRule {
+    /// is_mergeable_vma(): the two differ in something the table knows (access, file, name,
+    /// hidden `vm_flags`): apart.
+    IsMergeableVmaApart,
+    /// can_vma_merge_before() / can_vma_merge_after(): their `vm_pgoff` is known not to be
+    /// contiguous: apart.
+    PgoffApart,
+    /// is_mergeable_vm_userfaultfd_ctx(): registered with a userfaultfd, which only the kernel
+    /// tells apart from another: asked.
+    UserfaultfdCtxAsked,
+    /// is_mergeable_vma() or the `vm_pgoff` check on state the table does not know (hidden
+    /// flags, access after a failed mprotect, the file, a moved mapping's `vm_pgoff`): asked.
+    IsMergeableVmaAsked,
+    /// is_mergeable_vma(), `vm_file`: two mmap calls of one file may hold two `struct file`s
+    /// (the file opened twice): asked.
+    VmFileAsked,
+    /// vma_is_fork_child(): a private VMA read from `/proc` may have been inherited at fork,
+    /// whose anon_vma the kernel does not share with a neighbour: asked.
+    ForkChildAsked,
+    /// is_mergeable_anon_vma(): at most one of the two can hold an anon_vma (one is the range
+    /// the call is making, or both are shared memory): merged.
+    AnonVmaMerged,
+    /// is_mergeable_anon_vma(): both may hold anon_vmas, of unknown identity: asked.
+    AnonVmaAsked,
+    /// can_vma_merge_right() → are_anon_vmas_compatible(prev, next): a range that joins its
+    /// left neighbour (or may) joins its right one only if the two neighbours' anon_vmas are
+    /// compatible with each other; the table knows they are (one cannot have an anon_vma, or
+    /// the call split one VMA into the two): merged.
+    NeighboursCompatibleMerged,
+    /// The same when the table cannot tell (both neighbours may hold anon_vmas of unknown
+    /// identity): asked, where it would have merged pair by pair.
+    NeighboursCompatibleAsked,
+    /// vma_merge_new_range() (mmap) with both neighbours in reach.
+    NewRangeBridged,
+    /// vma_merge_existing_range() (mprotect, madvise, mlock, mseal, userfaultfd) with both
+    /// neighbours in reach.
+    ExistingRangeBridged,
+    /// vma_merge_copied_range() (copy_vma(), an mremap move) with both neighbours in reach.
+    CopiedRangeBridged,
+    /// vma_merge_extend() (mremap growing in place) up to a neighbour.
+    ExtendBridged,
+}
+
+impl MergeRule {
+    pub const ALL: [MergeRule; 14] = [
+        MergeRule::IsMergeableVmaApart,
+        MergeRule::PgoffApart,
+        MergeRule::UserfaultfdCtxAsked,
+        MergeRule::IsMergeableVmaAsked,
+        MergeRule::VmFileAsked,
+        MergeRule::ForkChildAsked,
+        MergeRule::AnonVmaMerged,
+        MergeRule::AnonVmaAsked,
+        MergeRule::NeighboursCompatibleMerged,
+        MergeRule::NeighboursCompatibleAsked,
+        MergeRule::NewRangeBridged,
+        MergeRule::ExistingRangeBridged,
+        MergeRule::CopiedRangeBridged,
+        MergeRule::ExtendBridged,
+    ];
+
+    /// The kernel function and the outcome, as a tally prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MergeRule::IsMergeableVmaApart => "is_mergeable_vma:apart",
+            MergeRule::PgoffApart => "can_vma_merge_before/after:vm_pgoff-apart",
+            MergeRule::UserfaultfdCtxAsked => "is_mergeable_vm_userfaultfd_ctx:asked",
+            MergeRule::IsMergeableVmaAsked => "is_mergeable_vma:asked",
+            MergeRule::VmFileAsked => "is_mergeable_vma:vm_file-asked",
+            MergeRule::ForkChildAsked => "vma_is_fork_child:asked",
+            MergeRule::AnonVmaMerged => "is_mergeable_anon_vma:merged",
+            MergeRule::AnonVmaAsked => "is_mergeable_anon_vma:asked",
+            MergeRule::NeighboursCompatibleMerged => "are_anon_vmas_compatible:merged",
+            MergeRule::NeighboursCompatibleAsked => "are_anon_vmas_compatible:asked",
+            MergeRule::NewRangeBridged => "vma_merge_new_range:bridged",
+            MergeRule::ExistingRangeBridged => "vma_merge_existing_range:bridged",
+            MergeRule::CopiedRangeBridged => "vma_merge_copied_range:bridged",
+            MergeRule::ExtendBridged => "vma_merge_extend:bridged",
+        }
+    }
+}
+
+/// How often each [`MergeRule`] fired in one table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeTally([u64; MergeRule::ALL.len()]);
+
+impl MergeTally {
+    pub fn count(&self, rule: MergeRule) -> u64 {
+        self.0[rule as usize]
+    }
+
+    /// Every rule with its count, in [`MergeRule::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (MergeRule, u64)> + '_ {
+        MergeRule::ALL.iter().map(|&rule| (rule, self.count(rule)))
+    }
+
+    fn record(&mut self, rule: MergeRule) {
+        self.0[rule as usize] += 1;
+    }
+}
+
+/// The kernel function that merges a range with its neighbours after a call put it there or
+/// changed it, and which neighbours it tries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MergeEntry {
+    /// vma_merge_new_range() from __mmap_region(): a new mapping, both sides.
+    NewRange,
+    /// do_brk_flags(): vma_merge_new_range() with `just_expand`, which only grows the VMA
+    /// before the new heap pages (brk() keeps a page free above the heap anyway).
+    BrkExpand,
+    /// vma_merge_existing_range() from vma_modify(): a range whose attributes changed, both
+    /// sides.
+    ExistingRange,
+    /// vma_merge_copied_range() from copy_vma(): a moved range at its destination, both sides.
+    CopiedRange,
+    /// vma_merge_extend(): a VMA grown in place, whose left side is the VMA itself; only the
+    /// right side is tried.
+    Extend,
+}
+
+impl MergeEntry {
+    /// The neighbours this entry tries.
+    fn reach(self) -> Reach {
+        match self {
+            MergeEntry::BrkExpand => Reach {
+                left: true,
+                right: false,
+            },
+            MergeEntry::Extend => Reach {
+                left: false,
+                right: true,
+            },
+            _ => Reach::BOTH,
+        }
+    }
+
+    /// The tally's name for this entry reaching both neighbours, if it can.
+    fn bridged(self) -> Option<MergeRule> {
+        match self {
+            MergeEntry::NewRange => Some(MergeRule::NewRangeBridged),
+            MergeEntry::ExistingRange => Some(MergeRule::ExistingRangeBridged),
+            MergeEntry::CopiedRange => Some(MergeRule::CopiedRangeBridged),
+            MergeEntry::Extend => Some(MergeRule::ExtendBridged),
+            MergeEntry::BrkExpand => None,
+        }
+    }
+}
+
+/// Which neighbours a merge tries: vma_merge_existing_range() does not try the right one when
+/// the call changes that one next (it differs until then), and leaves the boundary to that
+/// VMA's own left merge; an entry may try one side only ([`MergeEntry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reach {
+    left: bool,
+    right: bool,
+}
+
+impl Reach {
+    const BOTH: Reach = Reach {
+        left: true,
+        right: true,
+    };
 }
 
 /// The live table of one process.
@@ -290,6 +466,8 @@ pub struct AddressSpace {
     /// The lock bits of `mm->def_flags` that `mlockall(MCL_FUTURE)` set: new mappings are born
     /// with them.
     future_lock: u32,
+    /// How often each merge rule fired.
+    merge_tally: MergeTally,
 }
 
 impl AddressSpace {
@@ -454,6 +632,11 @@ impl AddressSpace {
         })
     }
 
+    /// How often each merge rule decided a boundary since the table was made.
+    pub fn merge_tally(&self) -> &MergeTally {
+        &self.merge_tally
+    }
+
     /// A hidden flag ([`HiddenFlags`]) of the VMA holding `addr`, when the table knows it: what
     /// a test compares with the kernel's `VmFlags`.
     pub fn hidden_flag_at(&self, addr: u64, bit: u32) -> Option<bool> {
@@ -544,7 +727,7 @@ impl AddressSpace {
             .map(|v| (v.mapping.start.max(start), v.mapping.end.min(end)))
             .filter(|&(from, to)| from < to)
             .collect();
-        let mut boundaries = Vec::new();
+        let mut changed_pieces = Vec::new();
         for (from, to) in overlapping {
             let vma = self.vma_at(from).expect("overlapping VMA present");
             let mut changed = vma.clone();
@@ -561,21 +744,31 @@ impl AddressSpace {
             self.split_at(from);
             self.split_at(to);
             change(self.vmas.get_mut(&from).expect("piece cut at its start"));
-            boundaries.extend([from, to]);
+            changed_pieces.push((from, to));
         }
-        boundaries.dedup();
-        for boundary in boundaries {
-            self.merge_at(boundary);
+        // The kernel changes and merges VMA by VMA in address order. While it merges one, the
+        // next it will change still differs from it: that boundary is the next one's left side.
+        for (i, &(from, to)) in changed_pieces.iter().enumerate() {
+            let next_changed = changed_pieces
+                .get(i + 1)
+                .is_some_and(|&(next, _)| next == to);
+            let reach = Reach {
+                left: true,
+                right: !next_changed,
+            };
+            self.merge_around(from, to, MergeEntry::ExistingRange, reach, false);
         }
     }
 
-    /// Maps a new VMA over `[start, end)` of `vma`, replacing what was there.
-    fn insert_new(&mut self, mut vma: Vma) {
+    /// Maps a new VMA over `[start, end)` of `vma`, replacing what was there; `entry` is the
+    /// kernel function that merges it with its neighbours.
+    fn insert_new(&mut self, mut vma: Vma, entry: MergeEntry) {
         vma.flags = vma.flags.with(self.future_lock, 0);
         let (start, end) = (vma.mapping.start, vma.mapping.end);
+        let split = self.one_vma_around(start, end);
         self.remove_range(start, end);
         self.vmas.insert(start, vma);
-        self.merge_run(start, end);
+        self.merge_around(start, end, entry, entry.reach(), split);
         // Once the call returns the process may write to it: no longer known to be fresh.
         if let Some((_, vma)) = self.vmas.range_mut(..=start).next_back()
             && vma.anon == AnonVma::Fresh
@@ -584,37 +777,103 @@ impl AddressSpace {
         }
     }
 
-    /// Merges equal neighbours across every VMA boundary in `[start, end]`, as the kernel does
-    /// after a call changed that range.
-    fn merge_run(&mut self, start: u64, end: u64) {
-        let mut boundaries: Vec<u64> = self.vmas.range(start..=end).map(|(&k, _)| k).collect();
-        if let Some(last) = self.vmas.range(..=end).next_back()
-            && last.1.mapping.end == end
-            && !boundaries.contains(&end)
-        {
-            boundaries.push(end);
-        }
-        for boundary in boundaries {
+    /// Whether one VMA of the table reaches past both ends of `[start, end)`: a call that
+    /// unmaps the range then splits it in two, which hold the same anon_vma (or none), so the
+    /// two are compatible with each other whatever was written (anon_vma_clone() on split).
+    fn one_vma_around(&self, start: u64, end: u64) -> bool {
+        start
+            .checked_sub(1)
+            .and_then(|before| self.vma_at(before))
+            .is_some_and(|v| v.mapping.end > end)
+    }
+
+    /// The kernel's merge of `[start, end)` with its neighbours after a call put it there or
+    /// changed it ([`MergeEntry`]): one VMA, or pieces of one the table keeps apart pending the
+    /// kernel's word (those boundaries are decided pair by pair first). Both sides are decided
+    /// from the state before either merges, the left first ([`right_after_left`]);
+    /// `split_neighbours` says the call split one VMA into the two neighbours.
+    fn merge_around(
+        &mut self,
+        start: u64,
+        end: u64,
+        entry: MergeEntry,
+        reach: Reach,
+        split_neighbours: bool,
+    ) {
+        let inside: Vec<u64> = self.vmas.range(start + 1..end).map(|(&k, _)| k).collect();
+        for boundary in inside {
             self.merge_at(boundary);
+        }
+        let (Some(first), Some((_, last))) = (
+            self.vma_at(start).filter(|v| v.mapping.start == start),
+            self.vmas.range(..end).next_back(),
+        ) else {
+            return;
+        };
+        let prev = self
+            .vmas
+            .range(..start)
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| v.mapping.end == start);
+        let next = self.vmas.get(&end);
+        let left = prev
+            .filter(|_| reach.left)
+            .map(|prev| merge_verdict(prev, first));
+        let right_pair = next
+            .filter(|_| reach.right)
+            .map(|next| merge_verdict(last, next));
+        let neighbours_compatible = match (prev, next) {
+            (Some(prev), Some(next)) => {
+                split_neighbours || prev.anon != AnonVma::Unknown || next.anon != AnonVma::Unknown
+            }
+            _ => true,
+        };
+        let right =
+            right_pair.map(|r| right_after_left(left.map(|l| l.verdict), r, neighbours_compatible));
+        let separate = |d: Option<Decision>| d.is_none_or(|d| d.verdict == MergeVerdict::Separate);
+        let bridged = !separate(right_pair) && (!reach.left || !separate(left));
+        if let Some(rule) = entry.bridged().filter(|_| bridged) {
+            self.merge_tally.record(rule);
+        }
+        // The right side first: joining the left one moves the range's key.
+        if let Some(right) = right {
+            self.settle_boundary(end, right);
+        }
+        if let Some(left) = left {
+            self.settle_boundary(start, left);
         }
     }
 
-    /// The kernel's merge attempt at `boundary` after a call changed a VMA on one side of it.
+    /// The kernel's merge attempt at `boundary`, decided pair by pair: between pieces of a
+    /// range the table keeps apart pending the kernel's word.
     fn merge_at(&mut self, boundary: u64) {
         let Some(right) = self.vmas.get(&boundary) else {
             return;
         };
-        let Some((_, left)) = self.vmas.range(..boundary).next_back() else {
+        let Some((_, left)) = self
+            .vmas
+            .range(..boundary)
+            .next_back()
+            .filter(|(_, left)| left.mapping.end == boundary)
+        else {
             return;
         };
-        match merge_verdict(left, right) {
+        let decision = merge_verdict(left, right);
+        self.settle_boundary(boundary, decision);
+    }
+
+    /// Applies a merge decision at `boundary`: joins the two sides, keeps them apart, or keeps
+    /// them apart pending the kernel's word at the next dump.
+    fn settle_boundary(&mut self, boundary: u64, decision: Decision) {
+        self.merge_tally.record(decision.rule);
+        match decision.verdict {
             MergeVerdict::Merge => self.join(boundary),
             verdict => {
-                let pending = verdict == MergeVerdict::AskKernel;
                 self.vmas
                     .get_mut(&boundary)
                     .expect("right neighbour present")
-                    .pending_left = pending;
+                    .pending_left = verdict == MergeVerdict::AskKernel;
             }
         }
     }
@@ -863,16 +1122,19 @@ impl AddressSpace {
         } else {
             AnonVma::Fresh
         };
-        self.insert_new(Vma {
-            mapping,
-            flags: hidden,
-            unknown,
-            anon,
-            origin,
-            pgoff,
-            pending_left: false,
-            maybe_perms: PermsSet::default(),
-        });
+        self.insert_new(
+            Vma {
+                mapping,
+                flags: hidden,
+                unknown,
+                anon,
+                origin,
+                pgoff,
+                pending_left: false,
+                maybe_perms: PermsSet::default(),
+            },
+            MergeEntry::NewRange,
+        );
     }
 
     /// The heap is `[start_brk, PAGE_ALIGN(brk))`; `new_brk` is the break after the call (the
@@ -915,7 +1177,7 @@ impl AddressSpace {
             pending_left: false,
             maybe_perms: PermsSet::default(),
         };
-        self.insert_new(vma);
+        self.insert_new(vma, MergeEntry::BrkExpand);
     }
 
     fn apply_mprotect(&mut self, addr: u64, len: u64, prot: u64, errno: Option<i64>) {
@@ -1203,7 +1465,9 @@ impl AddressSpace {
             self.refresh_from_kernel(new_addr, new_addr + new_len, oracle);
             return;
         }
-        self.remove_range(new_addr, new_addr + new_len);
+        let new_end = new_addr + new_len;
+        let split = self.one_vma_around(new_addr, new_end);
+        self.remove_range(new_addr, new_end);
         let copied = old_len.min(new_len);
         for piece in pieces {
             let rel_start = piece.mapping.start - old_addr;
@@ -1214,10 +1478,21 @@ impl AddressSpace {
             let moved = piece.slice(piece.mapping.start, old_addr + rel_end);
             self.insert_moved(moved, new_addr + rel_start);
         }
-        if new_len > old_len {
-            self.extend_in_place(new_addr + old_len, new_addr + new_len, oracle);
+        // move_vma(): copy_vma() makes the copy at its new length and merges it once.
+        if new_len > old_len
+            && self
+                .grow_vma_ending_at(new_addr + old_len, new_end)
+                .is_none()
+        {
+            self.refresh_from_kernel(new_addr + old_len, new_end, oracle);
         }
-        self.merge_run(new_addr, new_addr + new_len);
+        self.merge_around(
+            new_addr,
+            new_end,
+            MergeEntry::CopiedRange,
+            Reach::BOTH,
+            split,
+        );
         if dontunmap {
             self.dontunmap_complete(old_addr);
         }
@@ -1305,6 +1580,7 @@ impl AddressSpace {
         for &(start, end) in sources {
             let dest = dest_of(start);
             let dest_end = dest_of(end);
+            let split = self.one_vma_around(dest, dest_end);
             self.remove_range(dest, dest_end);
             let pieces: Vec<Vma> = if dontunmap {
                 self.overlapping(start, end)
@@ -1317,7 +1593,7 @@ impl AddressSpace {
                 let at = dest + (piece.mapping.start - start);
                 self.insert_moved(piece, at);
             }
-            self.merge_run(dest, dest_end);
+            self.merge_around(dest, dest_end, MergeEntry::CopiedRange, Reach::BOTH, split);
             if dontunmap {
                 self.dontunmap_complete(start);
             }
@@ -1543,21 +1819,34 @@ impl AddressSpace {
         }
     }
 
-    /// Grows the VMA that ends at `from` up to `to` (mremap growth).
+    /// mremap growing the VMA that ends at `from` up to `to` in place; vma_merge_extend()
+    /// merges it with the VMA it now reaches.
     fn extend_in_place(&mut self, from: u64, to: u64, oracle: &mut dyn VmaOracle) {
-        let Some((_, last)) = self.vmas.range(..from).next_back() else {
-            self.refresh_from_kernel(from, to, oracle);
-            return;
-        };
+        match self.grow_vma_ending_at(from, to) {
+            Some(start) => self.merge_around(
+                start,
+                to,
+                MergeEntry::Extend,
+                MergeEntry::Extend.reach(),
+                false,
+            ),
+            None => self.refresh_from_kernel(from, to, oracle),
+        }
+    }
+
+    /// Grows the VMA that ends at `from` up to `to`, without merging; its start, or None when
+    /// no VMA ends at `from`.
+    fn grow_vma_ending_at(&mut self, from: u64, to: u64) -> Option<u64> {
+        let (_, last) = self.vmas.range(..from).next_back()?;
         if last.mapping.end != from {
-            self.refresh_from_kernel(from, to, oracle);
-            return;
+            return None;
         }
         let mut grown = last.slice(last.mapping.start, last.mapping.end);
         grown.mapping.end = to;
+        let start = grown.mapping.start;
         self.remove_range(from, to);
-        self.vmas.insert(grown.mapping.start, grown);
-        self.merge_run(from, to);
+        self.vmas.insert(start, grown);
+        Some(start)
     }
 
     fn apply_shmdt(&mut self, addr: u64) {
@@ -1756,8 +2045,11 @@ fn is_heap_or_unnamed(mapping: &Mapping) -> bool {
 }
 
 /// Whether the kernel may merge `left` and `right`, from what the table knows (is_mergeable_vma,
-/// is_mergeable_anon_vma and the pgoff checks of mm/vma.c).
-fn merge_verdict(left: &Vma, right: &Vma) -> MergeVerdict {
+/// is_mergeable_anon_vma and the pgoff checks of mm/vma.c), and the rule that says so.
+fn merge_verdict(left: &Vma, right: &Vma) -> Decision {
+    use MergeRule::*;
+    use MergeVerdict::*;
+    let decide = |verdict, rule| Decision { verdict, rule };
     let (l, r) = (&left.mapping, &right.mapping);
     // Pieces of one mapping map one file, named or not.
     let unknown = if left.origin == right.origin {
@@ -1778,39 +2070,73 @@ fn merge_verdict(left: &Vma, right: &Vma) -> MergeVerdict {
         && perms_may_match
         && (!identity_known || (l.device == r.device && l.inode == r.inode && same_name));
     let contiguous = left.pgoff + l.len() / PAGE_SIZE == right.pgoff;
+    if !printed_equal {
+        return decide(Separate, IsMergeableVmaApart);
+    }
     // The offset of a mapping with a file is printed, so its pgoff is always known.
-    if !printed_equal || (left.has_file() && !contiguous) {
-        return MergeVerdict::Separate;
+    if left.has_file() && !contiguous {
+        return decide(Separate, PgoffApart);
     }
     if (left.flags.0 ^ right.flags.0) & HiddenFlags::ALL & !unknown != 0 {
-        return MergeVerdict::Separate;
-    }
-    if left.flags.contains(HiddenFlags::GROWSDOWN) {
-        return MergeVerdict::Separate;
+        return decide(Separate, IsMergeableVmaApart);
     }
     // Equal userfaultfd modes merge only under the same userfaultfd, which the events do not
     // tell (two descriptors may share one).
     if (left.flags.0 | right.flags.0) & HiddenFlags::UFFD & !unknown != 0 {
-        return MergeVerdict::AskKernel;
+        return decide(AskKernel, UserfaultfdCtxAsked);
     }
     if !contiguous && unknown & unknown::PGOFF == 0 {
-        return MergeVerdict::Separate;
+        return decide(Separate, PgoffApart);
     }
-    if unknown != 0 || !perms_settled {
-        return MergeVerdict::AskKernel;
+    if unknown & !unknown::ORIGIN != 0 || !perms_settled {
+        return decide(AskKernel, IsMergeableVmaAsked);
     }
     if left.has_file() && left.origin != right.origin {
         // Perhaps another open of the same file.
-        return MergeVerdict::AskKernel;
+        return decide(AskKernel, VmFileAsked);
     }
-    match (left.anon, right.anon) {
-        (AnonVma::Never, AnonVma::Never) => MergeVerdict::Merge,
-        // A new VMA has no anon_vma, so it is compatible with any neighbour that is not a
-        // fork child (known not to be: the neighbour's origin is known).
-        (AnonVma::Fresh, _) | (_, AnonVma::Fresh) => MergeVerdict::Merge,
-        // Written pieces of one VMA can hold different anon_vmas once split (each written
-        // while apart), and then refuse to merge again: only the kernel knows.
-        _ => MergeVerdict::AskKernel,
+    let no_anon_vma = |v: &Vma| matches!(v.anon, AnonVma::Never | AnonVma::Fresh);
+    // A fork child's anon_vma (it has one only if private) is shared with no neighbour; a
+    // VMA that cannot have one is no fork child.
+    if unknown & unknown::ORIGIN != 0 && !(no_anon_vma(left) && no_anon_vma(right)) {
+        return decide(AskKernel, ForkChildAsked);
+    }
+    // A new VMA has no anon_vma, so it is compatible with any neighbour that is not a fork
+    // child (known not to be: the neighbour's origin is known); shared memory has none.
+    // Written pieces of one VMA can hold different anon_vmas once split (each written while
+    // apart), and then refuse to merge again: only the kernel knows.
+    if no_anon_vma(left) || no_anon_vma(right) {
+        decide(Merge, AnonVmaMerged)
+    } else {
+        decide(AskKernel, AnonVmaAsked)
+    }
+}
+
+/// can_vma_merge_right(): the right side of a range, decided pair by pair as `right`, once the
+/// left side is decided as `left` (None: not tried, or no neighbour there). The kernel decides
+/// the left side first; a range that joins its left neighbour joins the right one as well only
+/// if the two neighbours' anon_vmas are compatible with each other (are_anon_vmas_compatible()),
+/// which `neighbours_compatible` says when the table knows. Where the left merge is itself
+/// left to the kernel, the right one depends on it.
+fn right_after_left(
+    left: Option<MergeVerdict>,
+    right: Decision,
+    neighbours_compatible: bool,
+) -> Decision {
+    let left_may_merge = matches!(left, Some(MergeVerdict::Merge | MergeVerdict::AskKernel));
+    if right.verdict != MergeVerdict::Merge || !left_may_merge {
+        return right;
+    }
+    if neighbours_compatible {
+        Decision {
+            verdict: MergeVerdict::Merge,
+            rule: MergeRule::NeighboursCompatibleMerged,
+        }
+    } else {
+        Decision {
+            verdict: MergeVerdict::AskKernel,
+            rule: MergeRule::NeighboursCompatibleAsked,
+        }
     }
 }
 
@@ -2192,6 +2518,215 @@ mod tests {
                 (2, 3, "r--p", 0x4000, 0x77, "/lib/x.so"),
             ])
         );
+    }
+
+    /// Three-way merges: a range that reaches both its neighbours (6.18 mm/vma.c).
+    #[test]
+    fn a_new_mapping_between_two_written_ones_joins_the_right_only_if_the_left_agrees() {
+        // The case: libc's written .bss (read from /proc) ends at page 2, a written
+        // mapping made by the process starts at page 3, and an mmap fills the page between.
+        // The new VMA is compatible with each, but can_vma_merge_right() joins the right one
+        // too only if the two neighbours' anon_vmas are compatible with each other
+        // (are_anon_vmas_compatible()): written apart, they are not, and the kernel extends
+        // the left one alone. Unwritten, all three merge. Only the kernel knows which.
+        for (neighbours_written, kernel) in [
+            (
+                true,
+                vec![
+                    mapping((0, 3), "rw-p", 0, 0, ""),
+                    mapping((3, 5), "rw-p", 0, 0, ""),
+                ],
+            ),
+            (false, vec![mapping((0, 5), "rw-p", 0, 0, "")]),
+        ] {
+            let seeded = vec![mapping((0, 2), "rw-p", 0, 0, "")];
+            let mut s = AddressSpace::from_mappings(seeded, 0);
+            run(
+                &mut s,
+                &[
+                    (anon(at(3), 2, RW), at(3) as i64),
+                    (anon(at(2), 1, RW), at(2) as i64),
+                ],
+            );
+            assert_eq!(s.vmas.len(), 3, "both sides left to the kernel");
+            assert!(vma(&s, 2).pending_left && vma(&s, 3).pending_left);
+            let tally = s.merge_tally();
+            assert_eq!(tally.count(MergeRule::NeighboursCompatibleAsked), 1);
+            assert_eq!(tally.count(MergeRule::NewRangeBridged), 1);
+            let expected = kernel.clone();
+            s.refresh_growing_mappings(&mut Kernel(kernel));
+            assert_eq!(s.to_mappings(), expected, "written: {neighbours_written}");
+        }
+    }
+
+    #[test]
+    fn a_new_mapping_joins_the_right_neighbour_alone_when_the_left_differs() {
+        // can_vma_merge_right() checks the neighbours against each other only when the left
+        // one merges: here it cannot (read-only), so the right one merges without asking.
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, R), at(0) as i64),
+                (anon(at(3), 2, RW), at(3) as i64),
+                (anon(at(2), 1, RW), at(2) as i64),
+            ],
+        );
+        s.refresh_growing_mappings(&mut NoOracle);
+        assert_eq!(
+            lines(&s),
+            table(&[(0, 2, "r--p", 0, 0, ""), (2, 5, "rw-p", 0, 0, "")])
+        );
+    }
+
+    #[test]
+    fn a_fixed_mapping_inside_one_vma_merges_with_both_pieces_without_asking() {
+        // MAP_FIXED in the middle of a written VMA splits it; both pieces keep its anon_vma
+        // (or both have none), so they are compatible with each other and the new VMA,
+        // compatible with each, joins them again: the table knows without asking.
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 6, RW), at(0) as i64),
+                (anon(at(2), 2, RW), at(2) as i64),
+            ],
+        );
+        assert_eq!(
+            s.merge_tally().count(MergeRule::NeighboursCompatibleMerged),
+            1
+        );
+        // Nothing left to settle: a kernel that knows nothing changes nothing.
+        s.refresh_growing_mappings(&mut NoOracle);
+        assert_eq!(lines(&s), table(&[(0, 6, "rw-p", 0, 0, "")]));
+    }
+
+    #[test]
+    fn mremap_growing_up_to_a_written_neighbour_leaves_the_merge_to_the_kernel() {
+        // vma_merge_extend(): the grown VMA and the one it reaches merge only if their
+        // anon_vmas are compatible, which writes the table cannot see decide.
+        for (merged, kernel) in [
+            (true, vec![mapping((0, 5), "rw-p", 0, 0, "")]),
+            (
+                false,
+                vec![
+                    mapping((0, 3), "rw-p", 0, 0, ""),
+                    mapping((3, 5), "rw-p", 0, 0, ""),
+                ],
+            ),
+        ] {
+            let mut s = empty();
+            run(
+                &mut s,
+                &[
+                    (anon(at(0), 2, RW), at(0) as i64),
+                    (anon(at(3), 2, RW), at(3) as i64),
+                    (mremap(at(0), 2, 3, 0, 0), at(0) as i64),
+                ],
+            );
+            assert!(vma(&s, 3).pending_left);
+            assert_eq!(s.merge_tally().count(MergeRule::ExtendBridged), 1);
+            let expected = kernel.clone();
+            s.refresh_growing_mappings(&mut Kernel(kernel));
+            assert_eq!(s.to_mappings(), expected, "merged: {merged}");
+        }
+    }
+
+    #[test]
+    fn a_move_between_two_mappings_asks_about_both_sides() {
+        // copy_vma() → vma_merge_copied_range(): an unwritten copy takes its new address as
+        // vm_pgoff and may join both neighbours, the right one only if they agree with each
+        // other; the kernel here joined the left one alone.
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, RW), at(0) as i64),
+                (anon(at(3), 2, RW), at(3) as i64),
+                (anon(at(10), 1, RW), at(10) as i64),
+                (
+                    mremap(at(10), 1, 1, MREMAP_MAYMOVE | MREMAP_FIXED, at(2)),
+                    at(2) as i64,
+                ),
+            ],
+        );
+        assert!(vma(&s, 2).pending_left && vma(&s, 3).pending_left);
+        assert_eq!(s.merge_tally().count(MergeRule::CopiedRangeBridged), 1);
+        let kernel = vec![
+            mapping((0, 3), "rw-p", 0, 0, ""),
+            mapping((3, 5), "rw-p", 0, 0, ""),
+        ];
+        let expected = kernel.clone();
+        s.refresh_growing_mappings(&mut Kernel(kernel));
+        assert_eq!(s.to_mappings(), expected);
+    }
+
+    #[test]
+    fn a_change_that_makes_a_range_equal_to_both_sides_asks_about_each() {
+        // vma_merge_existing_range(): mprotect makes the middle equal to both neighbours,
+        // all three written apart; the kernel joins the left one (the middle's anon_vma, or
+        // none, agrees with it) and not the right one.
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, RW), at(0) as i64),
+                (anon(at(2), 1, R), at(2) as i64),
+                (anon(at(3), 2, RW), at(3) as i64),
+                (mprotect(at(2), 1, RW), OK),
+            ],
+        );
+        assert!(vma(&s, 2).pending_left && vma(&s, 3).pending_left);
+        assert_eq!(s.merge_tally().count(MergeRule::ExistingRangeBridged), 1);
+        let kernel = vec![
+            mapping((0, 3), "rw-p", 0, 0, ""),
+            mapping((3, 5), "rw-p", 0, 0, ""),
+        ];
+        let expected = kernel.clone();
+        s.refresh_growing_mappings(&mut Kernel(kernel));
+        assert_eq!(s.to_mappings(), expected);
+    }
+
+    #[test]
+    fn a_change_over_several_vmas_merges_each_with_the_one_before_as_it_goes() {
+        // vma_merge_existing_range() per VMA, in address order: shared memory (no anon_vma)
+        // changed over three pieces joins into one with both outer neighbours.
+        let mut s = shared_zero_pages(6);
+        run(
+            &mut s,
+            &[
+                (mprotect(at(1), 1, R), OK),
+                (mprotect(at(3), 1, R), OK),
+                (mprotect(at(2), 1, PROT_READ | PROT_EXEC), OK),
+                (mprotect(at(1), 3, RW), OK),
+            ],
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[(0, 6, "rw-s", 0, 0x9, "/dev/zero (deleted)")])
+        );
+    }
+
+    #[test]
+    fn growsdown_mappings_merge_like_any_other() {
+        // is_mergeable_vma() has no exception for VM_GROWSDOWN: two equal MAP_GROWSDOWN
+        // mappings made by the process are one VMA (checked on 6.18).
+        let mut s = empty();
+        let growsdown = |page| {
+            mmap(
+                at(page),
+                2,
+                RW,
+                PRIVATE_ANON | MAP_FIXED | MAP_GROWSDOWN,
+                -1,
+                0,
+            )
+        };
+        run(
+            &mut s,
+            &[(growsdown(2), at(2) as i64), (growsdown(0), at(0) as i64)],
+        );
+        assert_eq!(lines(&s), table(&[(0, 4, "rw-p", 0, 0, "")]));
     }
 
     #[test]
