@@ -385,6 +385,13 @@ impl MergeTally {
         MergeRule::ALL.iter().map(|&rule| (rule, self.count(rule)))
     }
 
+    /// Adds `other`'s counts: a tally over several tables.
+    pub fn add(&mut self, other: &MergeTally) {
+        for (sum, n) in self.0.iter_mut().zip(other.0) {
+            *sum += n;
+        }
+    }
+
     fn record(&mut self, rule: MergeRule) {
         self.0[rule as usize] += 1;
     }
