@@ -811,9 +811,9 @@ impl AddressSpace {
         for boundary in inside {
             self.merge_at(boundary);
         }
-        let (Some(first), Some((_, last))) = (
-            self.vma_at(start).filter(|v| v.mapping.start == start),
-            self.vmas.range(..end).next_back(),
+        let (Some(first), Some(last)) = (
+            self.vmas.get(&start),
+            self.vma_at(end - 1).filter(|v| v.mapping.end == end),
         ) else {
             return;
         };
@@ -1648,10 +1648,13 @@ impl AddressSpace {
     }
 
     /// Asked of the kernel after a fixed move failed: whether the source `[start, end)` went
-    /// to `dest`. Without MREMAP_DONTUNMAP a moved source is gone. With it the source stays,
-    /// and the destination tells: it holds the copy, or what the table had there before. When
-    /// the two look alike in `/proc/PID/maps`, both outcomes print the same and the copy is
-    /// assumed.
+    /// to `dest`. Without MREMAP_DONTUNMAP a moved source is gone and its copy is at `dest`;
+    /// the kernel may be asked calls later (a dump applies what came since the last at once),
+    /// when a later mapping at either place can hide that, so both places are looked at, and
+    /// the source alone decides only when they disagree with each other. With DONTUNMAP the
+    /// source stays, and the destination tells: it holds the copy, or what the table had there
+    /// before. When the two look alike in `/proc/PID/maps`, both outcomes print the same and
+    /// the copy is assumed.
     fn moved_now(
         &self,
         start: u64,
@@ -1660,32 +1663,30 @@ impl AddressSpace {
         dontunmap: bool,
         oracle: &mut dyn VmaOracle,
     ) -> bool {
-        if !dontunmap {
-            return oracle
-                .vma_at(start)
-                .is_none_or(|now| !(now.start <= start && start < now.end));
-        }
         let Some(source) = self.vma_at(start) else {
             return true;
         };
-        let copy = source.slice(start, end).mapping;
-        let Some(now) = oracle
+        let piece = source.slice(start, end).mapping;
+        if !dontunmap {
+            let stayed = kernel_holds_at(oracle, start, &piece);
+            let copied = kernel_holds_at(oracle, dest, &piece);
+            return match (stayed, copied) {
+                (true, false) => false,
+                (false, true) => true,
+                _ => oracle
+                    .vma_at(start)
+                    .is_none_or(|now| !(now.start <= start && start < now.end)),
+            };
+        }
+        let copy_there = oracle
             .vma_at(dest)
-            .filter(|now| now.start <= dest && dest < now.end)
-        else {
-            return false;
-        };
-        // Whether `now` holds `piece` (starting at `dest`) as maps prints it.
-        let holds = |piece: &Mapping| {
-            now.perms == piece.perms
-                && now.inode == piece.inode
-                && now.device == piece.device
-                && now.name == piece.name
-                && (now.inode == 0 || now.offset + (dest - now.start) == piece.offset)
-        };
+            .is_some_and(|now| now.start <= dest && dest < now.end);
         match self.vma_at(dest) {
-            Some(before) => holds(&copy) || !holds(&before.slice(dest, dest + 1).mapping),
-            None => true,
+            Some(before) if copy_there => {
+                kernel_holds_at(oracle, dest, &piece)
+                    || !kernel_holds_at(oracle, dest, &before.slice(dest, dest + 1).mapping)
+            }
+            _ => copy_there,
         }
     }
 
@@ -2145,6 +2146,20 @@ fn right_after_left(
             rule: MergeRule::NeighboursCompatibleAsked,
         }
     }
+}
+
+/// Whether the kernel's VMA at `at` holds `piece` placed at `at`, as `/proc/PID/maps` prints it.
+fn kernel_holds_at(oracle: &mut dyn VmaOracle, at: u64, piece: &Mapping) -> bool {
+    oracle
+        .vma_at(at)
+        .filter(|now| now.start <= at && at < now.end)
+        .is_some_and(|now| {
+            now.perms == piece.perms
+                && now.inode == piece.inode
+                && now.device == piece.device
+                && now.name == piece.name
+                && (now.inode == 0 || now.offset + (at - now.start) == piece.offset)
+        })
 }
 
 /// Whether `now`, the kernel's VMA at the boundary of `left` and `right`, is the two merged: it
@@ -3397,6 +3412,33 @@ mod tests {
         let call = mremap(at(0), 2, 2, MREMAP_MAYMOVE | MREMAP_FIXED, at(10));
         s.apply(&call, EFAULT_RET, &mut NoQuestions);
         assert_eq!(lines(&s), before);
+    }
+
+    #[test]
+    fn whether_a_vma_moved_is_told_by_its_copy_when_its_source_was_mapped_again_since() {
+        // Seen in the random walk (seed 5193, at checkpoints): the kernel is asked about the
+        // move at the checkpoint, calls later, when a later mmap has put a new mapping where
+        // the moved VMA was. Its copy at the destination still tells that it moved.
+        let seeded = vec![mapping((0, 1), "---p", 0, 0, "")];
+        let mut s = AddressSpace::from_mappings(seeded, 0);
+        run(
+            &mut s,
+            &[
+                (anon(at(1), 1, R), at(1) as i64),
+                (uffd_register(1, 1, UFFD_WP), OK),
+            ],
+        );
+        let mut kernel = Kernel(vec![
+            mapping((0, 1), "r--p", 0, 0, ""),
+            mapping((1, 2), "r--p", 0, 0, ""),
+            mapping((10, 11), "---p", 0, 0, ""),
+        ]);
+        let call = mremap(at(0), 2, 2, MREMAP_MAYMOVE | MREMAP_FIXED, at(10));
+        s.apply(&call, EFAULT_RET, &mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[(1, 2, "r--p", 0, 0, ""), (10, 11, "---p", 0, 0, "")])
+        );
     }
 
     #[test]
