@@ -132,7 +132,7 @@ impl MergeTally {
         }
     }
 
-    fn record(&mut self, rule: MergeRule) {
+    pub(super) fn record(&mut self, rule: MergeRule) {
         self.0[rule as usize] += 1;
     }
 }

@@ -2098,6 +2098,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_merge_tally_counts_each_rule_apart() {
+        // MergeTally indexes its counts by the rule's place in MergeRule::ALL.
+        for (i, rule) in MergeRule::ALL.iter().enumerate() {
+            assert_eq!(*rule as usize, i, "{}", rule.name());
+            let mut tally = MergeTally::default();
+            tally.record(*rule);
+            let counted: Vec<MergeRule> = tally
+                .iter()
+                .filter(|&(_, n)| n > 0)
+                .map(|(r, _)| r)
+                .collect();
+            assert_eq!(counted, vec![*rule]);
+        }
+    }
+
     /// Three-way merges: a range that reaches both its neighbours (6.18 mm/vma.c).
     #[test]
     fn a_new_mapping_between_two_written_ones_joins_the_right_only_if_the_left_agrees() {
