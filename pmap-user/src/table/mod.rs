@@ -390,6 +390,8 @@ impl AddressSpace {
     /// does not know, from /proc) and the child's count does not settle it.
     pub fn forked(&self, shares: bool, child_vmas: Option<u32>) -> (AddressSpace, bool) {
         let mut child = self.clone();
+        // Its own table from now on: its merges are counted from zero.
+        child.merge_tally = MergeTally::default();
         if shares {
             return (child, true);
         }
