@@ -1351,10 +1351,11 @@ impl AddressSpace {
     /// to `dest`. Without MREMAP_DONTUNMAP a moved source is gone and its copy is at `dest`;
     /// the kernel may be asked calls later (a dump applies what came since the last at once),
     /// when a later mapping at either place can hide that, so both places are looked at, and
-    /// the source alone decides only when they disagree with each other. With DONTUNMAP the
-    /// source stays, and the destination tells: it holds the copy, or what the table had there
-    /// before. When the two look alike in `/proc/PID/maps`, both outcomes print the same and
-    /// the copy is assumed.
+    /// where they agree with each other the source alone decides, unless the destination still
+    /// holds what the table had there before (the source having gone since too: nothing moved
+    /// there). With DONTUNMAP the source stays, and the destination tells: it holds the copy,
+    /// or what the table had there before. When the two look alike in `/proc/PID/maps`, both
+    /// outcomes print the same and the copy is assumed.
     fn moved_now(
         &self,
         start: u64,
@@ -1367,12 +1368,18 @@ impl AddressSpace {
             return true;
         };
         let piece = source.slice(start, end).mapping;
+        // What the table had at `dest` before: the kernel leaves a refused VMA's destination
+        // as it was.
+        let before = self.vma_at(dest).map(|v| v.slice(dest, dest + 1).mapping);
         if !dontunmap {
             let stayed = kernel_holds_at(oracle, start, &piece);
             let copied = kernel_holds_at(oracle, dest, &piece);
+            let dest_as_before = before.is_some_and(|b| kernel_holds_at(oracle, dest, &b));
             return match (stayed, copied) {
                 (true, false) => false,
                 (false, true) => true,
+                // The source is gone since as well (walk seed 5582 at checkpoints).
+                (false, false) if dest_as_before => false,
                 _ => oracle
                     .vma_at(start)
                     .is_none_or(|now| !(now.start <= start && start < now.end)),
@@ -1381,10 +1388,9 @@ impl AddressSpace {
         let copy_there = oracle
             .vma_at(dest)
             .is_some_and(|now| now.start <= dest && dest < now.end);
-        match self.vma_at(dest) {
+        match before {
             Some(before) if copy_there => {
-                kernel_holds_at(oracle, dest, &piece)
-                    || !kernel_holds_at(oracle, dest, &before.slice(dest, dest + 1).mapping)
+                kernel_holds_at(oracle, dest, &piece) || !kernel_holds_at(oracle, dest, &before)
             }
             _ => copy_there,
         }
@@ -2848,6 +2854,28 @@ mod tests {
         assert_eq!(
             lines(&s),
             table(&[(0, 4, "rw-p", 0, 0, ""), (12, 13, "r--p", 0, 0, "")])
+        );
+    }
+
+    #[test]
+    fn a_refused_piece_whose_source_is_gone_since_is_told_by_its_destination_as_it_was() {
+        // Seen in the random walk (seed 5582, at checkpoints): by the checkpoint a later munmap
+        // had taken the whole source, and the boundary and the source tell nothing any more;
+        // the destination still holding what was there before the move does.
+        let mut s = pieces_before_a_sealed_destination();
+        run(&mut s, &[(anon(at(10), 2, R | PROT_EXEC), at(10) as i64)]);
+        let mut kernel = Kernel(vec![
+            mapping((10, 12), "r-xp", 0, 0, ""),
+            mapping((12, 13), "r--p", 0, 0, ""),
+        ]);
+        move_onto_the_seal(&mut s, &mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (0, 4, "rw-p", 0, 0, ""),
+                (10, 12, "r-xp", 0, 0, ""),
+                (12, 13, "r--p", 0, 0, ""),
+            ])
         );
     }
 
