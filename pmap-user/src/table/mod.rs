@@ -1317,8 +1317,10 @@ impl AddressSpace {
     /// anything when the range goes on past that VMA. Where the table cannot tell whether a
     /// VMA before the first it knows refused was refused (its userfaultfd state is unknown:
     /// seeded, or moved by a userfaultfd that may keep it across moves), the kernel is asked
-    /// whether that one moved. `None` when the table knows of no VMA that could have been
-    /// refused.
+    /// whether those moved. remap_move() moves the VMAs in address order and stops at the
+    /// refused one, so one seen plainly to have moved says every one before it moved too,
+    /// whatever later calls have mapped where those were (walk seed 7106 at checkpoints).
+    /// `None` when the table knows of no VMA that could have been refused.
     fn batch_stop(
         &self,
         sources: &[(u64, u64)],
@@ -1338,34 +1340,44 @@ impl AddressSpace {
             // The call failed, and only this one could have been refused.
             return Some(*only);
         }
-        uncertain
+        let seen: Vec<(usize, MoveSeen)> = uncertain
             .into_iter()
-            .find(|&i| {
+            .map(|i| {
                 let (start, end) = sources[i];
-                !self.moved_now(start, end, dest_of(start), dontunmap, oracle)
+                (i, self.move_seen(start, end, dest_of(start), dontunmap, oracle))
             })
+            .collect();
+        let after_last_plain_move = seen
+            .iter()
+            .rposition(|&(_, s)| s == MoveSeen::Plainly(true))
+            .map_or(0, |last| last + 1);
+        seen[after_last_plain_move..]
+            .iter()
+            .find(|&&(_, s)| !s.moved())
+            .map(|&(i, _)| i)
             .or(known)
     }
 
     /// Asked of the kernel after a fixed move failed: whether the source `[start, end)` went
     /// to `dest`. Without MREMAP_DONTUNMAP a moved source is gone and its copy is at `dest`;
     /// the kernel may be asked calls later (a dump applies what came since the last at once),
-    /// when a later mapping at either place can hide that, so both places are looked at, and
-    /// where they agree with each other the source alone decides, unless the destination still
-    /// holds what the table had there before (the source having gone since too: nothing moved
-    /// there). With DONTUNMAP the source stays, and the destination tells: it holds the copy,
-    /// or what the table had there before. When the two look alike in `/proc/PID/maps`, both
-    /// outcomes print the same and the copy is assumed.
-    fn moved_now(
+    /// when a later mapping at either place can hide that, so both places are looked at: one
+    /// holding the piece and the other not tells plainly. Where they agree with each other the
+    /// source alone decides, unless the destination still holds what the table had there
+    /// before (the source having gone since too: nothing moved there). With DONTUNMAP the
+    /// source stays, and the destination tells: it holds the copy, or what the table had there
+    /// before. When the two look alike in `/proc/PID/maps`, both outcomes print the same and
+    /// the copy is assumed.
+    fn move_seen(
         &self,
         start: u64,
         end: u64,
         dest: u64,
         dontunmap: bool,
         oracle: &mut dyn VmaOracle,
-    ) -> bool {
+    ) -> MoveSeen {
         let Some(source) = self.vma_at(start) else {
-            return true;
+            return MoveSeen::Guessed(true);
         };
         let piece = source.slice(start, end).mapping;
         // What the table had at `dest` before: the kernel leaves a refused VMA's destination
@@ -1376,24 +1388,26 @@ impl AddressSpace {
             let copied = kernel_holds_at(oracle, dest, &piece);
             let dest_as_before = before.is_some_and(|b| kernel_holds_at(oracle, dest, &b));
             return match (stayed, copied) {
-                (true, false) => false,
-                (false, true) => true,
+                (true, false) => MoveSeen::Plainly(false),
+                (false, true) => MoveSeen::Plainly(true),
                 // The source is gone since as well (walk seed 5582 at checkpoints).
-                (false, false) if dest_as_before => false,
-                _ => oracle
-                    .vma_at(start)
-                    .is_none_or(|now| !(now.start <= start && start < now.end)),
+                (false, false) if dest_as_before => MoveSeen::Guessed(false),
+                _ => MoveSeen::Guessed(
+                    oracle
+                        .vma_at(start)
+                        .is_none_or(|now| !(now.start <= start && start < now.end)),
+                ),
             };
         }
         let copy_there = oracle
             .vma_at(dest)
             .is_some_and(|now| now.start <= dest && dest < now.end);
-        match before {
+        MoveSeen::Guessed(match before {
             Some(before) if copy_there => {
                 kernel_holds_at(oracle, dest, &piece) || !kernel_holds_at(oracle, dest, &before)
             }
             _ => copy_there,
-        }
+        })
     }
 
     /// For a fixed move refused (EPERM) at the VMA that starts where the source piece
@@ -1402,7 +1416,7 @@ impl AddressSpace {
     /// VMA moved and the kernel still has it across the boundary (had the piece moved, it would
     /// have a hole there). Asked at a dump, calls later, a later mapping may have taken either
     /// side of the boundary since: then the piece itself tells, at its source and at its
-    /// destination, whether it moved ([`Self::moved_now`]; walk seed 5325 at checkpoints).
+    /// destination, whether it moved ([`Self::move_seen`]; walk seed 5325 at checkpoints).
     fn refused_with_next(
         &mut self,
         (start, end): (u64, u64),
@@ -1416,7 +1430,10 @@ impl AddressSpace {
         if self.kernel_joins(end, oracle) {
             return true;
         }
-        if self.moved_now(start, end, dest_of(start), dontunmap, oracle) {
+        if self
+            .move_seen(start, end, dest_of(start), dontunmap, oracle)
+            .moved()
+        {
             return false;
         }
         self.join(end);
@@ -1781,6 +1798,22 @@ impl AddressSpace {
 
 /// Whether the kernel may hold `mapping` as plain anonymous memory: no name, or the `[heap]`
 /// that /proc derives from the break.
+/// What the kernel's VMAs say, asked after a fixed move failed, of whether one source piece
+/// moved ([`AddressSpace::move_seen`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MoveSeen {
+    /// One of its source and destination holds the piece and the other does not.
+    Plainly(bool),
+    /// The two agree, or the destination is what tells: later calls may have changed either.
+    Guessed(bool),
+}
+
+impl MoveSeen {
+    fn moved(self) -> bool {
+        matches!(self, MoveSeen::Plainly(true) | MoveSeen::Guessed(true))
+    }
+}
+
 fn is_heap_or_unnamed(mapping: &Mapping) -> bool {
     mapping.name.is_empty() || mapping.name == b"[heap]"
 }
@@ -3126,6 +3159,48 @@ mod tests {
                 (1, 2, "r--p", 0, 0, ""),
                 (10, 11, "rw-p", 0, 0, ""),
                 (11, 12, "---p", 0, 0, ""),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_vma_seen_plainly_to_have_moved_says_the_ones_before_it_moved_too() {
+        // Seen in the random walk (seed 7106, at checkpoints): a fixed move of three VMAs
+        // failed with EFAULT at the third, registered with a userfaultfd; whether the seeded
+        // two before it were refused the table cannot tell, so it asks, at the checkpoint,
+        // calls later. By then a new ---p mapping sits where the first was, and the first's
+        // copy at the destination looks the same: that one alone cannot tell. The second is
+        // gone from its source and its copy is at its destination: it moved, and so did the
+        // first, which the kernel moved before it.
+        let seeded = vec![
+            mapping((0, 1), "---p", 0, 0, ""),
+            mapping((1, 2), "r-xp", 0, 0, ""),
+            mapping((10, 13), "r--p", 0, 0, ""),
+        ];
+        let mut s = AddressSpace::from_mappings(seeded, 0);
+        run(
+            &mut s,
+            &[
+                (anon(at(2), 1, RW), at(2) as i64),
+                (uffd_register(2, 1, UFFD_WP), OK),
+            ],
+        );
+        let mut kernel = Kernel(vec![
+            mapping((0, 1), "---p", 0, 0, ""),
+            mapping((2, 3), "rw-p", 0, 0, ""),
+            mapping((10, 11), "---p", 0, 0, ""),
+            mapping((11, 12), "r-xp", 0, 0, ""),
+            mapping((12, 13), "r--p", 0, 0, ""),
+        ]);
+        let call = mremap(at(0), 3, 3, MREMAP_MAYMOVE | MREMAP_FIXED, at(10));
+        s.apply(&call, EFAULT_RET, &mut kernel);
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (2, 3, "rw-p", 0, 0, ""),
+                (10, 11, "---p", 0, 0, ""),
+                (11, 12, "r-xp", 0, 0, ""),
+                (12, 13, "r--p", 0, 0, ""),
             ])
         );
     }
