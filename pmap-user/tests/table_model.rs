@@ -640,7 +640,8 @@ fn mergeable(left: &KVma, right: &KVma) -> bool {
         && left.pgoff + left.pages() == right.pgoff
 }
 
-/// is_mergeable_anon_vma() and are_anon_vmas_compatible(): no fork children here.
+/// is_mergeable_anon_vma() and can_vma_merge_right()'s check of the two neighbours: no fork
+/// children here.
 fn anon_compatible(a: Option<u64>, b: Option<u64>) -> bool {
     a.is_none() || b.is_none() || a == b
 }

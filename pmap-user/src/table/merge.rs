@@ -53,10 +53,11 @@ pub enum MergeRule {
     AnonVmaMerged,
     /// is_mergeable_anon_vma(): both may hold anon_vmas, of unknown identity: asked.
     AnonVmaAsked,
-    /// can_vma_merge_right() → are_anon_vmas_compatible(prev, next): a range that joins its
-    /// left neighbour (or may) joins its right one only if the two neighbours' anon_vmas are
-    /// compatible with each other; the table knows they are (one cannot have an anon_vma, or
-    /// the call split one VMA into the two): merged.
+    /// can_vma_merge_right(): a range that joins its left neighbour (or may) joins its right
+    /// one only if the two neighbours' anon_vmas are compatible with each other (at most one
+    /// has one, or both the same: the check are_anon_vmas_compatible(prev, next) made before
+    /// 6.16, inline since); the table knows they are (one cannot have an anon_vma, or the call
+    /// split one VMA into the two): merged.
     NeighboursCompatibleMerged,
     /// The same when the table cannot tell (both neighbours may hold anon_vmas of unknown
     /// identity): asked, where it would have merged pair by pair.
@@ -101,8 +102,8 @@ impl MergeRule {
             MergeRule::ForkChildAsked => "vma_is_fork_child:asked",
             MergeRule::AnonVmaMerged => "is_mergeable_anon_vma:merged",
             MergeRule::AnonVmaAsked => "is_mergeable_anon_vma:asked",
-            MergeRule::NeighboursCompatibleMerged => "are_anon_vmas_compatible:merged",
-            MergeRule::NeighboursCompatibleAsked => "are_anon_vmas_compatible:asked",
+            MergeRule::NeighboursCompatibleMerged => "can_vma_merge_right:neighbours-merged",
+            MergeRule::NeighboursCompatibleAsked => "can_vma_merge_right:neighbours-asked",
             MergeRule::NewRangeBridged => "vma_merge_new_range:bridged",
             MergeRule::ExistingRangeBridged => "vma_merge_existing_range:bridged",
             MergeRule::CopiedRangeBridged => "vma_merge_copied_range:bridged",
@@ -389,9 +390,9 @@ pub(super) fn merge_verdict(left: &Vma, right: &Vma) -> Decision {
 /// can_vma_merge_right(): the right side of a range, decided pair by pair as `right`, once the
 /// left side is decided as `left` (None: not tried, or no neighbour there). The kernel decides
 /// the left side first; a range that joins its left neighbour joins the right one as well only
-/// if the two neighbours' anon_vmas are compatible with each other (are_anon_vmas_compatible()),
-/// which `neighbours_compatible` says when the table knows. Where the left merge is itself
-/// left to the kernel, the right one depends on it.
+/// if the two neighbours' anon_vmas are compatible with each other (at most one has one, or
+/// both the same), which `neighbours_compatible` says when the table knows. Where the left
+/// merge is itself left to the kernel, the right one depends on it.
 pub(super) fn right_after_left(
     left: Option<MergeVerdict>,
     right: Decision,

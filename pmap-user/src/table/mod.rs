@@ -1344,7 +1344,10 @@ impl AddressSpace {
             .into_iter()
             .map(|i| {
                 let (start, end) = sources[i];
-                (i, self.move_seen(start, end, dest_of(start), dontunmap, oracle))
+                (
+                    i,
+                    self.move_seen(start, end, dest_of(start), dontunmap, oracle),
+                )
             })
             .collect();
         let after_last_plain_move = seen
@@ -2188,8 +2191,8 @@ mod tests {
         // The case: libc's written .bss (read from /proc) ends at page 2, a written
         // mapping made by the process starts at page 3, and an mmap fills the page between.
         // The new VMA is compatible with each, but can_vma_merge_right() joins the right one
-        // too only if the two neighbours' anon_vmas are compatible with each other
-        // (are_anon_vmas_compatible()): written apart, they are not, and the kernel extends
+        // too only if the two neighbours' anon_vmas are compatible with each other (at most
+        // one has one, or both the same): written apart, they are not, and the kernel extends
         // the left one alone. Unwritten, all three merge. Only the kernel knows which.
         for (neighbours_written, kernel) in [
             (
