@@ -4,9 +4,8 @@
 //! make it, three ways: a range that reaches both neighbours joins the right one only if the two
 //! neighbours' anon_vmas agree with each other.
 
-use super::{
-    AddressSpace, AnonVma, HiddenFlags, PAGE_SIZE, PermsSet, Vma, is_heap_or_unnamed, unknown,
-};
+use super::vma::{AnonVma, HiddenFlags, PermsSet, Vma, unknown};
+use super::{AddressSpace, PAGE_SIZE, is_heap_or_unnamed};
 use crate::model::Mapping;
 
 /// How to decide a merge the events alone cannot settle.
