@@ -55,7 +55,7 @@ use pmap_trace::{
         pmap::{PmapFormat, PmapOptions, PmapRun, parse_range, write_default},
     },
     session::traced::{KnownFiles, TracedProcess},
-    table::{HiddenFlags, VmaOracle},
+    table::{HiddenFlags, MergeRule, MergeTally, VmaOracle},
 };
 
 const WALK: &str = env!("CARGO_BIN_EXE_pmap-random-walk");
@@ -225,6 +225,8 @@ struct Summary {
     calls: u64,
     checkpoints: u64,
     asked: BTreeMap<&'static str, u64>,
+    /// How often each merge rule of the table fired, from the table's own tally.
+    merges: MergeTally,
 }
 
 impl std::fmt::Display for Summary {
@@ -239,7 +241,21 @@ impl std::fmt::Display for Summary {
             let per: Vec<String> = self.asked.iter().map(|(k, n)| format!("{k} {n}")).collect();
             write!(f, " ({})", per.join(", "))?;
         }
-        Ok(())
+        write!(f, "\n  merge rules: {}", TallyLine(&self.merges))
+    }
+}
+
+/// A merge tally as one line: `rule count, ...`.
+struct TallyLine<'a>(&'a MergeTally);
+
+impl std::fmt::Display for TallyLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per: Vec<String> = self
+            .0
+            .iter()
+            .map(|(rule, n)| format!("{} {n}", rule.name()))
+            .collect();
+        write!(f, "{}", per.join(", "))
     }
 }
 
@@ -577,6 +593,7 @@ impl<'a> Run<'a> {
             calls: self.calls,
             checkpoints: self.checkpoints,
             asked: self.oracle.asked.clone(),
+            merges: self.process.table.merge_tally().clone(),
         }
     }
 }
@@ -752,50 +769,85 @@ struct EveryFormat {
     layout: SmapsLayout,
 }
 
-fn walk_seeds(mode: Mode, default_seeds: std::ops::Range<u64>, default_calls: u64) {
-    walk_seeds_checking(mode, default_seeds, default_calls, false);
+/// What a walk test checks besides each walk against the kernel.
+#[derive(Clone, Copy, Default)]
+struct Checks {
+    /// Every dump format at each checkpoint.
+    every_format: bool,
+    /// Over the CI seeds (no `PMAP_TRACE_WALK_*` variable set), every merge rule of the table
+    /// fired at least once: a rule no walk reaches is a rule no walk tests.
+    every_merge_rule: bool,
 }
 
-fn walk_seeds_checking(
-    mode: Mode,
-    default_seeds: std::ops::Range<u64>,
-    default_calls: u64,
-    every_format: bool,
-) {
+fn walk_seeds(mode: Mode, default_seeds: std::ops::Range<u64>, default_calls: u64, checks: Checks) {
     if !require_root() {
         return;
     }
     let (seeds, calls) = plan(default_seeds, default_calls);
-    let every_format = every_format.then(|| EveryFormat {
+    let every_format = checks.every_format.then(|| EveryFormat {
         walk_libraries: Isolated::new(&[std::path::Path::new(WALK)]),
         pmap_libraries: Isolated::new(&[std::path::Path::new(PMAP)]),
         layout: smaps::discover_smaps_layout(),
     });
-    common::runtime().block_on(async {
+    let totals = common::runtime().block_on(async {
         let mut capture = common::load();
-        for seed in seeds {
+        let mut totals = MergeTally::default();
+        for &seed in &seeds {
             let summary = walk(&mut capture, seed, calls, mode, every_format.as_ref()).await;
             println!("seed {seed} ({mode:?}): {summary}");
+            totals.add(&summary.merges);
         }
+        totals
     });
+    println!(
+        "{} seeds ({mode:?}), merge rules: {}",
+        seeds.len(),
+        TallyLine(&totals)
+    );
+    let ci_set = ["PMAP_TRACE_WALK_SEEDS", "PMAP_TRACE_WALK_CALLS"]
+        .iter()
+        .all(|name| std::env::var_os(name).is_none());
+    if checks.every_merge_rule && ci_set {
+        let never: Vec<&str> = MergeRule::ALL
+            .iter()
+            .filter(|&&rule| totals.count(rule) == 0)
+            .map(|rule| rule.name())
+            .collect();
+        assert!(
+            never.is_empty(),
+            "merge rules of the table that no walk of the CI set reached: {never:?}"
+        );
+    }
 }
 
 #[test]
 fn every_call_of_random_walks_leaves_the_table_equal_to_the_kernel() {
-    walk_seeds(Mode::EachCall, 0..20, 2000);
+    let checks = Checks {
+        every_merge_rule: true,
+        ..Checks::default()
+    };
+    walk_seeds(Mode::EachCall, 0..20, 2000, checks);
 }
 
 #[test]
 fn random_walks_dumped_at_checkpoints_equal_pmap() {
-    walk_seeds(Mode::AtCheckpoints, 100..140, 2000);
+    let checks = Checks {
+        every_merge_rule: true,
+        ..Checks::default()
+    };
+    walk_seeds(Mode::AtCheckpoints, 100..140, 2000, checks);
 }
 
 #[test]
 fn random_walks_applied_live_equal_pmap_at_checkpoints() {
-    walk_seeds(Mode::Live, 200..220, 2000);
+    walk_seeds(Mode::Live, 200..220, 2000, Checks::default());
 }
 
 #[test]
 fn random_walks_dumped_at_checkpoints_equal_pmap_in_every_format() {
-    walk_seeds_checking(Mode::AtCheckpoints, 300..306, 2000, true);
+    let checks = Checks {
+        every_format: true,
+        ..Checks::default()
+    };
+    walk_seeds(Mode::AtCheckpoints, 300..306, 2000, checks);
 }

@@ -14,6 +14,14 @@
 //! kernel placed for it outside the window (non-fixed mmap and mremap results, tracked as
 //! "loose" ranges), and the heap above the break it found. It allocates nothing after `go`: a
 //! malloc could move the break under the walk's own `brk` calls.
+//!
+//! As a program does, it writes the first page of every writable private mapping right after
+//! making it (mmap, and brk growing the heap), which gives the VMA an anon_vma: two mappings
+//! written apart hold different ones, which decides whether a range later bridging them joins
+//! both. It also makes that shape on purpose ([`Walk::plan_bridge`]): written neighbours, then
+//! a call that bridges them (a new mapping filling the hole with or without a hint or fixed,
+//! mremap growing up to one or moving between them, a change making the range between equal
+//! to both), one call per step like any other.
 
 use std::{
     io::{BufRead, Write},
@@ -29,10 +37,12 @@ const FILE_PAGES: u64 = 24;
 /// Most pages the walk moves the break above where it found it.
 const HEAP_PAGES: u64 = 48;
 /// At most this many mseal calls per walk: sealed memory can never be unmapped again, so more
-/// would slowly freeze the arena.
-const MAX_SEALS: u32 = 2;
+/// would slowly freeze the arena. (A bridge plan through sealing takes three.)
+const MAX_SEALS: u32 = 5;
 const LOOSE_CAPACITY: usize = 48;
 const RECENT_CAPACITY: usize = 16;
+/// Most calls a bridge plan makes.
+const PLAN_CAPACITY: usize = 8;
 
 const SYS_MSEAL: libc::c_long = 462;
 /// The pause after each call in `paced` mode.
@@ -149,6 +159,8 @@ struct Walk {
     arena: Range,
     /// The break when the walk started; it moves the break only within `HEAP_PAGES` above.
     brk_floor: u64,
+    /// The break now: what the last brk returned.
+    brk_now: u64,
     /// Descriptors of the files it maps.
     files: [u64; 3],
     loose: Loose,
@@ -158,6 +170,12 @@ struct Walk {
     seals: u32,
     /// A userfaultfd whose registrations split and merge VMAs like flag changes.
     uffd: u64,
+    /// The calls left of the bridge plan under way, made one per step.
+    plan: std::collections::VecDeque<Planned>,
+    /// Where the plan under way works: its pages are counted from here.
+    plan_base: u64,
+    /// The mapping a plan made to move between its neighbours.
+    plan_source: Range,
 }
 
 /// The raw syscall; returns the result or `-errno`, as the tracepoint reports it.
@@ -239,6 +257,9 @@ impl Walk {
     }
 
     fn step(&mut self) {
+        if let Some(planned) = self.plan.pop_front() {
+            return self.make(planned);
+        }
         if self.loose.0.len() + 4 >= LOOSE_CAPACITY {
             // Room for what one call can add: give back a whole loose range first.
             let r = self.loose.0[self.rng.below(self.loose.0.len() as u64) as usize];
@@ -260,12 +281,18 @@ impl Walk {
             (1, Op::Name),
             (1, Op::Mseal),
             (4, Op::Userfaultfd),
+            (4, Op::Bridge),
         ]);
         let op = match op {
             Op::Mseal if self.seals >= MAX_SEALS => Op::Madvise,
             op => op,
         };
         match op {
+            Op::Bridge => {
+                self.plan_bridge();
+                let first = self.plan.pop_front().expect("a plan makes calls");
+                self.make(first);
+            }
             Op::Mmap => self.mmap(),
             Op::Munmap => {
                 let r = self.target();
@@ -365,37 +392,13 @@ impl Walk {
                 );
             }
             Op::Userfaultfd => {
-                // Write-protect mode only: missing-page (and, on shared memory, minor) mode
-                // would make the walk's own page touches wait for a handler that is not there.
-                // Without UFFDIO_WRITEPROTECT nothing is protected, so nothing waits.
                 let r = self.target();
-                if self.rng.chance(60) {
-                    let mut register = [r.start, r.len, UFFDIO_REGISTER_MODE_WP, 0];
-                    sys(
-                        libc::SYS_ioctl,
-                        [
-                            self.uffd,
-                            UFFDIO_REGISTER,
-                            register.as_mut_ptr() as u64,
-                            0,
-                            0,
-                            0,
-                        ],
-                    );
+                let change = if self.rng.chance(60) {
+                    Change::Register
                 } else {
-                    let mut range = [r.start, r.len];
-                    sys(
-                        libc::SYS_ioctl,
-                        [
-                            self.uffd,
-                            UFFDIO_UNREGISTER,
-                            range.as_mut_ptr() as u64,
-                            0,
-                            0,
-                            0,
-                        ],
-                    );
-                }
+                    Change::Unregister
+                };
+                self.change(r, change);
             }
             Op::Mseal => {
                 self.seals += 1;
@@ -410,20 +413,6 @@ impl Walk {
     }
 
     fn mmap(&mut self) {
-        #[derive(Clone, Copy)]
-        enum Kind {
-            PrivateAnon,
-            SharedAnon,
-            PrivateFile,
-            SharedFile,
-        }
-        #[derive(Clone, Copy)]
-        enum Place {
-            Fixed,
-            NoReplace,
-            Hint,
-            Anywhere,
-        }
         let kind = self.rng.weighted(&[
             (50, Kind::PrivateAnon),
             (10, Kind::SharedAnon),
@@ -438,12 +427,6 @@ impl Walk {
         ]);
         let r = self.target();
         let prot = self.prot();
-        let mut flags = match kind {
-            Kind::PrivateAnon => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            Kind::SharedAnon => libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            Kind::PrivateFile => libc::MAP_PRIVATE,
-            Kind::SharedFile => libc::MAP_SHARED,
-        } as u64;
         let (fd, offset) = match kind {
             Kind::PrivateFile | Kind::SharedFile => {
                 let fd = self.files[self.rng.below(3) as usize];
@@ -451,35 +434,361 @@ impl Walk {
             }
             _ => (u64::MAX, 0),
         };
-        let addr = match place {
-            Place::Fixed => {
-                flags |= libc::MAP_FIXED as u64;
-                r.start
-            }
-            Place::NoReplace => {
-                flags |= libc::MAP_FIXED_NOREPLACE as u64;
-                r.start
-            }
-            Place::Hint => r.start,
-            Place::Anywhere => 0,
-        };
+        let mut flags = kind.flags() | place.flags();
         for (percent, flag) in [
             (10, libc::MAP_NORESERVE),
             (10, libc::MAP_POPULATE),
             (3, libc::MAP_LOCKED),
             (5, libc::MAP_STACK),
+            // Private anonymous memory only; EINVAL otherwise.
+            (2, libc::MAP_GROWSDOWN),
         ] {
             if self.rng.chance(percent) {
                 flags |= flag as u64;
             }
         }
-        let ret = sys(libc::SYS_mmap, [addr, r.len, prot, flags, fd, offset]);
-        if ok(ret) {
-            self.gained(Range {
-                start: ret as u64,
-                len: r.len,
-            });
+        self.map(place.addr(r.start), r.len, prot, flags, fd, offset);
+    }
+
+    /// mmap, recording what it gained and writing the first page of a writable private
+    /// mapping right after, as a program does.
+    fn map(&mut self, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> i64 {
+        let ret = sys(libc::SYS_mmap, [addr, len, prot, flags, fd, offset]);
+        if !ok(ret) {
+            return ret;
         }
+        self.gained(Range {
+            start: ret as u64,
+            len,
+        });
+        let private = flags & libc::MAP_TYPE as u64 == libc::MAP_PRIVATE as u64;
+        let anonymous = flags & libc::MAP_ANONYMOUS as u64 != 0;
+        // A file page past the end of the file would be SIGBUS: the files never change size.
+        let backed = anonymous || offset < FILE_PAGES * PAGE;
+        if private && prot & libc::PROT_WRITE as u64 != 0 && backed {
+            write_page(ret as u64);
+        }
+        ret
+    }
+    /// Plans a shape the kernel merges three ways: two written neighbours (or pieces of one
+    /// mapping) and a call that bridges them, each step one call (see [`Planned`]). Its pages
+    /// are a few, in the arena, or for a new mapping placed without a hint in a region the
+    /// kernel places, whose hole is then likely the highest that fits.
+    fn plan_bridge(&mut self) {
+        #[derive(Clone, Copy)]
+        enum Bridge {
+            /// A new mapping filling the hole: fixed, with it as a hint, or without a hint.
+            FillFixed,
+            FillHint,
+            FillAnywhere,
+            /// A fixed mapping in the middle of one mapping, equal to it.
+            Punch,
+            /// The range between made equal to both sides by mprotect.
+            Protect,
+            /// ... by undoing a change of hidden state (madvise, mlock, userfaultfd).
+            Change,
+            /// The same inside one mapping: split out, then restored.
+            SplitRestore,
+            /// mremap growing the left neighbour up to the right one.
+            Grow,
+            /// mremap moving a mapping into the hole.
+            Move,
+            /// mseal making the range equal to sealed neighbours.
+            Seal,
+        }
+        let bridge = self.rng.weighted(&[
+            (16, Bridge::FillFixed),
+            (8, Bridge::FillHint),
+            (6, Bridge::FillAnywhere),
+            (8, Bridge::Punch),
+            (12, Bridge::Protect),
+            (16, Bridge::Change),
+            (8, Bridge::SplitRestore),
+            (10, Bridge::Grow),
+            (12, Bridge::Move),
+            (4, Bridge::Seal),
+        ]);
+        let bridge = match bridge {
+            Bridge::Seal if self.seals + 3 > MAX_SEALS => Bridge::Change,
+            other => other,
+        };
+        // Pages of the left neighbour, the hole (or middle), the right neighbour.
+        let (a, h, b) = (
+            1 + self.rng.below(3),
+            1 + self.rng.below(2),
+            1 + self.rng.below(3),
+        );
+        let total = a + h + b;
+        let kind = self.rng.weighted(&[
+            (65, Kind::PrivateAnon),
+            (20, Kind::PrivateFile),
+            (15, Kind::SharedFile),
+        ]);
+        let (r, w, x) = (
+            libc::PROT_READ as u64,
+            libc::PROT_WRITE as u64,
+            libc::PROT_EXEC as u64,
+        );
+        let prot = self
+            .rng
+            .weighted(&[(70, r | w), (15, r), (10, r | w | x), (5, 0)]);
+        let fd = match kind {
+            Kind::PrivateFile => self.files[self.rng.below(3) as usize],
+            // Of the two files opened for writing, so that writable shared mappings succeed.
+            Kind::SharedFile => self.files[self.rng.below(2) as usize],
+            _ => u64::MAX,
+        };
+        // File pages contiguous across the three, within the file.
+        let first_file_page = match kind {
+            Kind::PrivateAnon => None,
+            _ => Some(self.rng.below(FILE_PAGES - total + 1)),
+        };
+        let offset = |at: u64| first_file_page.map_or(0, |first| (first + at) * PAGE);
+        let map = |at: u64, pages: u64, prot: u64, place: Place| Planned::Map {
+            at,
+            pages,
+            prot,
+            kind,
+            place,
+            fd,
+            offset: offset(at),
+        };
+        let (change, undo) = self.change_pair();
+        let in_arena = !matches!(bridge, Bridge::FillAnywhere);
+        if in_arena {
+            self.plan_base = self.arena.start + self.rng.below(ARENA_PAGES - total + 1) * PAGE;
+        }
+        if let Bridge::Seal = bridge {
+            self.seals += 3;
+        }
+        // Into the queue allocated at setup: the walk allocates nothing after `go`.
+        let plan = &mut self.plan;
+        let mut push = |p: Planned| {
+            assert!(plan.len() < PLAN_CAPACITY, "plan too long");
+            plan.push_back(p)
+        };
+        if !in_arena {
+            push(Planned::Region { pages: total });
+        }
+        match bridge {
+            Bridge::Punch | Bridge::SplitRestore => push(map(0, total, prot, Place::Fixed)),
+            _ => {
+                push(map(0, a, prot, Place::Fixed));
+                push(map(a + h, b, prot, Place::Fixed));
+            }
+        }
+        let middle = |change| Planned::Change {
+            at: a,
+            pages: h,
+            change,
+        };
+        match bridge {
+            Bridge::FillFixed | Bridge::Punch => push(map(a, h, prot, Place::Fixed)),
+            Bridge::FillHint | Bridge::FillAnywhere => {
+                push(Planned::Unmap { at: a, pages: h });
+                let place = match bridge {
+                    Bridge::FillHint => Place::Hint,
+                    _ => Place::Anywhere,
+                };
+                push(map(a, h, prot, place));
+            }
+            Bridge::Protect => {
+                let other = match prot {
+                    p if p == r | w => r,
+                    p if p == r => r | w,
+                    p if p == r | w | x => r | w,
+                    _ => r,
+                };
+                push(map(a, h, other, Place::Fixed));
+                push(Planned::Protect {
+                    at: a,
+                    pages: h,
+                    prot,
+                });
+            }
+            Bridge::Change => {
+                push(map(a, h, prot, Place::Fixed));
+                push(middle(change));
+                push(middle(undo));
+            }
+            Bridge::SplitRestore => {
+                push(middle(change));
+                push(middle(undo));
+            }
+            Bridge::Grow => {
+                push(Planned::Unmap { at: a, pages: h });
+                push(Planned::Grow { pages: a, by: h });
+            }
+            Bridge::Move => {
+                // Written neighbours made read-only keep their anon_vmas; a read-only source
+                // is never written and has none, so it may join either.
+                let moved_prot = if kind.private() && prot & w != 0 {
+                    push(Planned::Protect {
+                        at: 0,
+                        pages: a,
+                        prot: r,
+                    });
+                    push(Planned::Protect {
+                        at: a + h,
+                        pages: b,
+                        prot: r,
+                    });
+                    r
+                } else {
+                    prot
+                };
+                push(Planned::Unmap { at: a, pages: h });
+                push(Planned::Source {
+                    pages: h,
+                    prot: moved_prot,
+                    kind,
+                    fd,
+                    offset: offset(a),
+                });
+                push(Planned::MoveSource { to: a });
+            }
+            Bridge::Seal => {
+                for (at, pages) in [(0, a), (a + h, b)] {
+                    push(Planned::Change {
+                        at,
+                        pages,
+                        change: Change::Seal,
+                    });
+                }
+                push(map(a, h, prot, Place::Fixed));
+                push(middle(Change::Seal));
+            }
+        }
+    }
+
+    /// A change of hidden VMA state and the call that undoes it.
+    fn change_pair(&mut self) -> (Change, Change) {
+        let advise = |a: i32, b: i32| (Change::Advise(a as u64), Change::Advise(b as u64));
+        self.rng.weighted(&[
+            (2, advise(libc::MADV_DONTDUMP, libc::MADV_DODUMP)),
+            (2, advise(libc::MADV_DONTFORK, libc::MADV_DOFORK)),
+            (1, advise(libc::MADV_RANDOM, libc::MADV_NORMAL)),
+            (1, advise(libc::MADV_SEQUENTIAL, libc::MADV_NORMAL)),
+            (1, advise(libc::MADV_MERGEABLE, libc::MADV_UNMERGEABLE)),
+            (1, advise(libc::MADV_WIPEONFORK, libc::MADV_KEEPONFORK)),
+            (2, (Change::Lock, Change::Unlock)),
+            (1, (Change::LockOnFault, Change::Unlock)),
+            (2, (Change::Register, Change::Unregister)),
+        ])
+    }
+
+    /// Makes one planned call.
+    fn make(&mut self, planned: Planned) {
+        let range = |at: u64, pages: u64| Range {
+            start: self.plan_base + at * PAGE,
+            len: pages * PAGE,
+        };
+        let private_anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        match planned {
+            Planned::Region { pages } => {
+                let ret = self.map(0, pages * PAGE, 0, private_anon, u64::MAX, 0);
+                if ok(ret) {
+                    self.plan_base = ret as u64;
+                } else {
+                    self.plan.clear();
+                }
+            }
+            Planned::Map {
+                at,
+                pages,
+                prot,
+                kind,
+                place,
+                fd,
+                offset,
+            } => {
+                let r = range(at, pages);
+                let flags = kind.flags() | place.flags();
+                self.map(place.addr(r.start), r.len, prot, flags, fd, offset);
+            }
+            Planned::Source {
+                pages,
+                prot,
+                kind,
+                fd,
+                offset,
+            } => {
+                let len = pages * PAGE;
+                let ret = self.map(0, len, prot, kind.flags(), fd, offset);
+                if ok(ret) {
+                    self.plan_source = Range {
+                        start: ret as u64,
+                        len,
+                    };
+                } else {
+                    self.plan.clear();
+                }
+            }
+            Planned::Unmap { at, pages } => {
+                let r = range(at, pages);
+                if ok(sys(libc::SYS_munmap, [r.start, r.len, 0, 0, 0, 0])) {
+                    self.loose.remove(r);
+                }
+            }
+            Planned::Protect { at, pages, prot } => {
+                let r = range(at, pages);
+                sys(libc::SYS_mprotect, [r.start, r.len, prot, 0, 0, 0]);
+            }
+            Planned::Change { at, pages, change } => self.change(range(at, pages), change),
+            Planned::Grow { pages, by } => {
+                let r = range(0, pages);
+                let new_len = (pages + by) * PAGE;
+                if ok(sys(libc::SYS_mremap, [r.start, r.len, new_len, 0, 0, 0])) {
+                    self.gained(Range {
+                        start: r.start,
+                        len: new_len,
+                    });
+                }
+            }
+            Planned::MoveSource { to } => {
+                let source = self.plan_source;
+                let dest = range(to, 0).start;
+                let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+                let args = [source.start, source.len, source.len, flags, dest, 0];
+                if ok(sys(libc::SYS_mremap, args)) {
+                    self.loose.remove(source);
+                    self.gained(Range {
+                        start: dest,
+                        len: source.len,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Changes hidden VMA state over `r`.
+    fn change(&mut self, r: Range, change: Change) {
+        match change {
+            Change::Advise(advice) => sys(libc::SYS_madvise, [r.start, r.len, advice, 0, 0, 0]),
+            Change::Lock => sys(libc::SYS_mlock, [r.start, r.len, 0, 0, 0, 0]),
+            Change::LockOnFault => sys(
+                libc::SYS_mlock2,
+                [r.start, r.len, libc::MLOCK_ONFAULT as u64, 0, 0, 0],
+            ),
+            Change::Unlock => sys(libc::SYS_munlock, [r.start, r.len, 0, 0, 0, 0]),
+            // Write-protect mode only: missing-page (and, on shared memory, minor) mode would
+            // make the walk's own page touches wait for a handler that is not there. Without
+            // UFFDIO_WRITEPROTECT nothing is protected, so nothing waits.
+            Change::Register => {
+                let mut register = [r.start, r.len, UFFDIO_REGISTER_MODE_WP, 0];
+                let arg = register.as_mut_ptr() as u64;
+                sys(libc::SYS_ioctl, [self.uffd, UFFDIO_REGISTER, arg, 0, 0, 0])
+            }
+            Change::Unregister => {
+                let mut range = [r.start, r.len];
+                let arg = range.as_mut_ptr() as u64;
+                sys(
+                    libc::SYS_ioctl,
+                    [self.uffd, UFFDIO_UNREGISTER, arg, 0, 0, 0],
+                )
+            }
+            Change::Seal => sys(SYS_MSEAL, [r.start, r.len, 0, 0, 0, 0]),
+        };
     }
 
     fn mremap(&mut self) {
@@ -561,7 +870,137 @@ impl Walk {
             1 => 1,
             _ => self.brk_floor + self.rng.below(HEAP_PAGES * PAGE + 1),
         };
-        sys(libc::SYS_brk, [arg, 0, 0, 0, 0, 0]);
+        let ret = sys(libc::SYS_brk, [arg, 0, 0, 0, 0, 0]) as u64;
+        // The heap's new pages are a writable private mapping too: write the first.
+        let (old_end, new_end) = (page_up(self.brk_now), page_up(ret));
+        if new_end > old_end {
+            write_page(old_end);
+        }
+        self.brk_now = ret;
+    }
+}
+
+fn page_up(addr: u64) -> u64 {
+    addr.div_ceil(PAGE) * PAGE
+}
+
+/// Writes a byte at `addr`: a private page gets its own copy, and its VMA an anon_vma.
+fn write_page(addr: u64) {
+    // SAFETY: `addr` is the first page of a writable mapping the walk just made (or of the
+    // heap pages it just added), backed by memory or by its own file within the file's size;
+    // nothing else uses it.
+    unsafe { std::ptr::write_volatile(addr as *mut u8, 1) };
+}
+
+/// One call of a bridge plan ([`Walk::plan_bridge`]); pages count from the plan's base.
+#[derive(Clone, Copy)]
+enum Planned {
+    /// mmap of `pages` inaccessible pages placed by the kernel: the plan's base.
+    Region {
+        pages: u64,
+    },
+    /// mmap of `pages` pages meant for page `at` (placed as `place` says).
+    Map {
+        at: u64,
+        pages: u64,
+        prot: u64,
+        kind: Kind,
+        place: Place,
+        fd: u64,
+        offset: u64,
+    },
+    /// mmap placed by the kernel of the mapping the plan then moves.
+    Source {
+        pages: u64,
+        prot: u64,
+        kind: Kind,
+        fd: u64,
+        offset: u64,
+    },
+    Unmap {
+        at: u64,
+        pages: u64,
+    },
+    Protect {
+        at: u64,
+        pages: u64,
+        prot: u64,
+    },
+    Change {
+        at: u64,
+        pages: u64,
+        change: Change,
+    },
+    /// mremap growing the mapping of `pages` pages at the base by `by` pages, in place.
+    Grow {
+        pages: u64,
+        by: u64,
+    },
+    /// mremap moving the plan's source to page `to`.
+    MoveSource {
+        to: u64,
+    },
+}
+
+/// A change of hidden VMA state.
+#[derive(Clone, Copy)]
+enum Change {
+    Advise(u64),
+    Lock,
+    LockOnFault,
+    Unlock,
+    /// userfaultfd registration (write-protect mode) and unregistration.
+    Register,
+    Unregister,
+    Seal,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    PrivateAnon,
+    SharedAnon,
+    PrivateFile,
+    SharedFile,
+}
+
+impl Kind {
+    fn flags(self) -> u64 {
+        (match self {
+            Kind::PrivateAnon => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            Kind::SharedAnon => libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            Kind::PrivateFile => libc::MAP_PRIVATE,
+            Kind::SharedFile => libc::MAP_SHARED,
+        }) as u64
+    }
+
+    fn private(self) -> bool {
+        matches!(self, Kind::PrivateAnon | Kind::PrivateFile)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Place {
+    Fixed,
+    NoReplace,
+    Hint,
+    Anywhere,
+}
+
+impl Place {
+    fn flags(self) -> u64 {
+        (match self {
+            Place::Fixed => libc::MAP_FIXED,
+            Place::NoReplace => libc::MAP_FIXED_NOREPLACE,
+            Place::Hint | Place::Anywhere => 0,
+        }) as u64
+    }
+
+    /// The address argument for a mapping meant for `at`.
+    fn addr(self, at: u64) -> u64 {
+        match self {
+            Place::Anywhere => 0,
+            _ => at,
+        }
     }
 }
 
@@ -579,6 +1018,7 @@ enum Op {
     Name,
     Mseal,
     Userfaultfd,
+    Bridge,
 }
 
 /// A userfaultfd, handshaken; its descriptor.
@@ -658,19 +1098,24 @@ fn main() {
         )
     };
     assert_ne!(arena, libc::MAP_FAILED);
+    let brk_floor = sys(libc::SYS_brk, [0; 6]) as u64;
     let mut walk = Walk {
         rng: Rng(seed),
         arena: Range {
             start: arena as u64,
             len: ARENA_PAGES * PAGE,
         },
-        brk_floor: sys(libc::SYS_brk, [0; 6]) as u64,
+        brk_floor,
+        brk_now: brk_floor,
         files,
         loose: Loose(Vec::with_capacity(LOOSE_CAPACITY)),
         recent: [Range { start: 0, len: 0 }; RECENT_CAPACITY],
         recent_next: 0,
         seals: 0,
         uffd: open_userfaultfd(),
+        plan: std::collections::VecDeque::with_capacity(PLAN_CAPACITY),
+        plan_base: 0,
+        plan_source: Range { start: 0, len: 0 },
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
