@@ -163,7 +163,12 @@ impl Pagemap {
                 } else {
                     PageState::Resident
                 };
-                push_run(out, region.start, region.end, state);
+                // Clipped to the range asked: a huge page may be reported whole, and the next
+                // range would count its pages again.
+                let (start, end) = (region.start.max(from), region.end.min(to));
+                if start < end {
+                    push_run(out, start, end, state);
+                }
             }
             // The walk stops early when the regions are all used (walk_end says where).
             if arg.walk_end <= from {

@@ -136,6 +136,7 @@ pub fn footprints(
         .filter(|m| m.perms.write && !m.perms.shared)
         .map(|m| (m.start, m.end))
         .collect();
+    let pages = disjoint(pages);
     let (mut w, mut p) = (0, 0);
     let mut by_site: HashMap<SiteId, Footprint> = HashMap::new();
     for (start, end, site) in owned {
@@ -144,16 +145,30 @@ pub fn footprints(
         for &(s, e) in overlapping(&writable, &mut w, start, end, |&range| range) {
             footprint.committed += clip(s, e);
         }
-        for run in overlapping(pages, &mut p, start, end, |run| (run.start, run.end)) {
+        for run in overlapping(&pages, &mut p, start, end, |run| (run.start, run.end)) {
             match run.state {
                 PageState::Resident => footprint.resident += clip(run.start, run.end),
                 PageState::Swapped => footprint.swapped += clip(run.start, run.end),
             }
         }
-        footprint.reserved = (end - start) - footprint.resident - footprint.swapped;
+        // Runs that overlap (they should not) must not make it negative: one page counted
+        // twice is a wrong column, a panic loses the dump.
+        footprint.reserved = (end - start).saturating_sub(footprint.resident + footprint.swapped);
         *by_site.entry(site).or_default() += footprint;
     }
     by_site
+}
+
+/// `pages` (in address order) with each run cut where an earlier one already counted its pages.
+fn disjoint(pages: &[PageRun]) -> Vec<PageRun> {
+    let mut out: Vec<PageRun> = Vec::with_capacity(pages.len());
+    for run in pages {
+        let start = out.last().map_or(run.start, |last| run.start.max(last.end));
+        if start < run.end {
+            out.push(PageRun { start, ..*run });
+        }
+    }
+    out
 }
 
 /// The ranges of the sorted, disjoint `ranges` (each as `bounds` gives it) that overlap
@@ -279,6 +294,29 @@ mod tests {
                 live
             );
         }
+    }
+
+    #[test]
+    fn pages_reported_twice_count_once() {
+        // Seen on redis-server under load (a panic: reserved went below zero): two reads of
+        // neighbouring ranges both gave the pages of one huge page.
+        let site = SiteId(1);
+        let owned = [(page(0), page(4), site), (page(4), page(8), site)];
+        let pages = [
+            run(0, 6, PageState::Resident),
+            run(4, 6, PageState::Resident),
+            run(5, 7, PageState::Resident),
+        ];
+        let by_site = footprints(owned.into_iter(), &[mapping(0, 8, true)], &pages);
+        assert_eq!(
+            by_site[&site],
+            Footprint {
+                resident: 7 * PAGE,
+                swapped: 0,
+                reserved: PAGE,
+                committed: 8 * PAGE,
+            }
+        );
     }
 
     #[test]
