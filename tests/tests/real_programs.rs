@@ -196,13 +196,10 @@ impl Tracing {
         let flags: Vec<&str> = self.format.iter().map(String::as_str).collect();
         assert_same_text(what, &real_pmap(&flags, pid), &dump);
         let mut verdict = self.line(what);
-        // The plain run's call-site summary (a heading, then a line a site) comes between
-        // the dump and the verdict.
-        if verdict.starts_with(&format!("sites {pid}: ")) {
+        // The plain run's call-site summary (a heading, then a line a site, and the modules
+        // without symbols in a line of its own) comes between the dump and the verdict.
+        while verdict.starts_with(&format!("sites {pid}: ")) || verdict.starts_with("  ") {
             verdict = self.line(what);
-            while verdict.starts_with("  ") {
-                verdict = self.line(what);
-            }
         }
         if !verdict.starts_with(&format!(
             "pmap-trace: verify {pid}: the table matches /proc/{pid}/maps ("
