@@ -6,6 +6,8 @@
 //! symbolized then (and cached), with allocator frames folded away.
 
 pub mod fold_rules;
+#[cfg(test)]
+mod fold_tests;
 pub mod folded;
 pub mod ownership;
 pub mod perf_map;
