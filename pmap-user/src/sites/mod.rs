@@ -7,6 +7,8 @@
 //! previous dump, with allocator frames folded away and start-up frames below `main` cut.
 
 pub mod fold_rules;
+#[cfg(test)]
+mod fold_tests;
 pub mod folded;
 pub mod ownership;
 pub mod perf_map;

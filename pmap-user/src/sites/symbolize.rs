@@ -262,7 +262,7 @@ pub fn is_allocator_frame(frame: &SymbolFrame) -> bool {
     {
         return true;
     }
-    if fold_rules::runtime_of(frame).is_some() {
+    if fold_rules::runtime_of(&frame.function).is_some() {
         return true;
     }
     let name = frame.function.as_str();
