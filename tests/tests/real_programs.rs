@@ -137,6 +137,23 @@ impl Drop for Launched {
 }
 
 /// A running `pmap-trace --verify`, killed if the test ends first.
+/// What `reader` holds now, without waiting for the end: in launch mode the command shares
+/// pmap-trace's output, and a failing test would wait on it for as long as the server runs.
+fn available<T: Read + std::os::fd::AsRawFd>(reader: &mut BufReader<T>) -> String {
+    // SAFETY: fcntl on a descriptor the reader owns; only its blocking mode changes.
+    unsafe {
+        let fd = reader.get_ref().as_raw_fd();
+        libc::fcntl(
+            fd,
+            libc::F_SETFL,
+            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+        );
+    }
+    let mut text = Vec::new();
+    let _ = reader.read_to_end(&mut text);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 struct Tracing {
     tracer: Tracer,
     /// Whether it prints the traced calls (`--no-events` not given).
@@ -205,8 +222,7 @@ impl Tracing {
             "pmap-trace: verify {pid}: the table matches /proc/{pid}/maps ("
         )) {
             self.tracer.signal(libc::SIGKILL);
-            let mut rest = String::new();
-            let _ = self.tracer.stdout.read_to_string(&mut rest);
+            let rest = available(&mut self.tracer.stdout);
             panic!("{what}: --verify did not find the table equal:\n{verdict}{rest}");
         }
         (dump, before)
@@ -217,8 +233,7 @@ impl Tracing {
         let mut line = String::new();
         let n = self.tracer.stdout.read_line(&mut line).unwrap();
         if n == 0 {
-            let mut err = String::new();
-            let _ = self.tracer.stderr.read_to_string(&mut err);
+            let err = available(&mut self.tracer.stderr);
             panic!("{what}: pmap-trace ended; stderr:\n{err}");
         }
         line
