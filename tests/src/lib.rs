@@ -1,6 +1,12 @@
 //! Helpers shared by the integration tests: running the workload, waiting for checkpoints, and
 //! comparing dumps with the real `pmap`.
 
+mod program;
+mod sites;
+
+pub use program::{Program, TempDir};
+pub use sites::{functions, sites_after_dump};
+
 use std::{
     io::{BufRead, BufReader, Write},
     process::{Child, ChildStdin, ChildStdout, Command, Stdio},

@@ -14,7 +14,7 @@
 //! the first one reserved is the second's. So a grower's bytes are those its phase made
 //! anonymous or changed the protection of, and that the later phase did not change again.
 
-use pmap_integration_tests::{Tracer, Workload, require_root};
+use pmap_integration_tests::{Tracer, Workload, functions, require_root};
 use serde_json::Value;
 
 const GO_GROWER: &str = env!("GO_GROWER");
@@ -127,15 +127,6 @@ fn grow_traced(exe: &str, base_args: &[&str]) -> ([u64; 2], Vec<Value>) {
     let (code, _, err) = tracer.finish();
     assert_eq!(code, 0, "stderr: {err}");
     (grown, records)
-}
-
-fn functions(site: &Value) -> Vec<&str> {
-    site["frames"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["function"].as_str().unwrap())
-        .collect()
 }
 
 /// Each grower owns 95-110 % of what it grew, in sites that start at it.

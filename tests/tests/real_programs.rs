@@ -14,12 +14,12 @@
 use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader, Read},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use pmap_integration_tests::{Tracer, assert_same_text, real_pmap, require_root};
+use pmap_integration_tests::{TempDir, Tracer, assert_same_text, real_pmap, require_root};
 
 const PYTHON: &str = "/usr/bin/python3";
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -427,24 +427,6 @@ fn node_attached_by_the_id_of_one_of_its_threads_is_traced_as_its_process() {
         rest.contains(&format!("{pid}/")) && rest.contains("+++ exited +++"),
         "the process's exit ends the trace: {rest}"
     );
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("pmap-real-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";

@@ -7,87 +7,16 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader, Write},
-    path::{Path, PathBuf},
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use pmap_integration_tests::{Tracer, pmap_trace_exe, pmap_trace_release_exe, require_root};
+use pmap_integration_tests::{
+    Program, TempDir, Tracer, functions, pmap_trace_exe, pmap_trace_release_exe, require_root,
+    sites_after_dump,
+};
 use serde_json::Value;
-
-/// A program that says `ready`, then does one step per line it reads and says `grown` after
-/// each.
-struct Program {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Program {
-    fn start(mut command: Command) -> Program {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the runtime (cargo xtask setup installs it)");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut program = Program {
-            child,
-            stdin,
-            stdout,
-        };
-        program.expect("ready");
-        program
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn expect(&mut self, said: &str) {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim_end(), said, "the program's output");
-    }
-
-    fn step(&mut self) {
-        writeln!(self.stdin, "go").unwrap();
-        self.stdin.flush().unwrap();
-        self.expect("grown");
-    }
-}
-
-impl Drop for Program {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A fresh directory for one test's files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("pmap-trace-residency-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `pmap-trace --no-events --json --sites N EXTRA... -p PID`, the ranking left to its default.
 fn attach(pid: u32, top: &str, extra: &[&str]) -> Tracer {
@@ -102,33 +31,10 @@ fn attach_with(exe: PathBuf, pid: u32, top: &str, extra: &[&str]) -> Tracer {
     Tracer::attach_command(command)
 }
 
-/// Asks for a dump and returns its `sites` record.
-fn sites(tracer: &mut Tracer) -> Value {
-    tracer.signal(libc::SIGUSR1);
-    loop {
-        let mut line = String::new();
-        let n = tracer.stdout.read_line(&mut line).unwrap();
-        assert!(n > 0, "pmap-trace ended before its sites record");
-        let value: Value = serde_json::from_str(&line).unwrap();
-        if value["type"] == "sites" {
-            return value;
-        }
-    }
-}
-
 fn bytes(value: &Value, field: &str) -> u64 {
     value[field]
         .as_u64()
         .unwrap_or_else(|| panic!("no {field}: {value:#}"))
-}
-
-fn functions(site: &Value) -> Vec<&str> {
-    site["frames"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["function"].as_str().unwrap())
-        .collect()
 }
 
 /// What smaps says of a process's private anonymous memory (as pmap-trace's ownership counts
@@ -183,7 +89,7 @@ fn private_anon_smaps(pid: u32) -> Smaps {
 fn sites_and_smaps(tracer: &mut Tracer, pid: u32) -> (Value, Smaps) {
     // SAFETY: signals to the test's own child.
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-    let sites = sites(tracer);
+    let sites = sites_after_dump(tracer);
     let smaps = private_anon_smaps(pid);
     // SAFETY: as above.
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
@@ -459,14 +365,14 @@ fn after_flushall_and_memory_purge_redis_ranks_by_what_it_still_holds() {
     let redis = Redis::start("purge");
     let mut tracer = attach(redis.pid(), "20", &[]);
     redis.populate();
-    let full = sites(&mut tracer);
+    let full = sites_after_dump(&mut tracer);
     assert_eq!(full["ranked_by"], "resident");
     let holder = full["top"][0].clone();
     assert!(bytes(&holder, "resident_bytes") > 50 << 20, "{full:#}");
     assert!(holder["origin"].is_null(), "{full:#}");
 
     redis.flush_and_purge();
-    let purged = sites(&mut tracer);
+    let purged = sites_after_dump(&mut tracer);
     // The bytes are still mapped (jemalloc keeps them), no longer resident: the former top
     // holder keeps its live bytes, holds a tenth of its memory or less, and leads no more.
     let after = same_site(&purged, &holder).expect("the holder still owns its mappings");
@@ -503,9 +409,9 @@ fn first_touches_of_memory_jemalloc_reuses_go_to_the_code_that_touched_it() {
     redis.flush_and_purge();
     // Optimised: the reader unwinds a stack per first touch, tens of thousands a second.
     let mut tracer = attach_with(pmap_trace_release_exe(), redis.pid(), "20", &["--faults"]);
-    let _ = sites(&mut tracer);
+    let _ = sites_after_dump(&mut tracer);
     redis.populate();
-    let sites = sites(&mut tracer);
+    let sites = sites_after_dump(&mut tracer);
     let touchers = sites["by_touches"].as_array().unwrap();
     let touched: u64 = touchers.iter().map(|t| bytes(t, "touched_bytes")).sum();
     assert!(touched > 50 << 20, "{sites:#}");

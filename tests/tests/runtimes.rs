@@ -7,72 +7,12 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader, Write},
-    path::{Path, PathBuf},
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    path::PathBuf,
+    process::{Command, Stdio},
 };
 
-use pmap_integration_tests::{Tracer, require_root};
+use pmap_integration_tests::{Program, TempDir, Tracer, functions, require_root, sites_after_dump};
 use serde_json::Value;
-
-/// A runtime running a test program that says `ready`, then does one step per line it reads
-/// and says `grown` after each.
-struct Program {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Program {
-    fn start(mut command: Command) -> Program {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the runtime (cargo xtask setup installs it)");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut program = Program {
-            child,
-            stdin,
-            stdout,
-        };
-        program.expect("ready");
-        program
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn expect(&mut self, said: &str) {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim_end(), said, "the program's output");
-    }
-
-    /// Asks for the next step and waits until it is done.
-    fn step(&mut self) {
-        writeln!(self.stdin, "go").unwrap();
-        self.stdin.flush().unwrap();
-        self.expect("grown");
-    }
-
-    fn finish(mut self) {
-        writeln!(self.stdin, "end").unwrap();
-        self.stdin.flush().unwrap();
-        assert!(self.child.wait().unwrap().success(), "the program failed");
-    }
-}
-
-impl Drop for Program {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// `pmap-trace --no-events --json --sites 5 --rank live EXTRA... -p PID`.
 fn attach(pid: u32, extra: &[&str]) -> Tracer {
@@ -81,29 +21,6 @@ fn attach(pid: u32, extra: &[&str]) -> Tracer {
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-p", &pid]);
     Tracer::attach(&args)
-}
-
-/// Asks for a dump and returns its `sites` record.
-fn sites(tracer: &mut Tracer) -> Value {
-    tracer.signal(libc::SIGUSR1);
-    loop {
-        let mut line = String::new();
-        let n = tracer.stdout.read_line(&mut line).unwrap();
-        assert!(n > 0, "pmap-trace ended before its sites record");
-        let value: Value = serde_json::from_str(&line).unwrap();
-        if value["type"] == "sites" {
-            return value;
-        }
-    }
-}
-
-fn functions(site: &Value) -> Vec<&str> {
-    site["frames"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["function"].as_str().unwrap())
-        .collect()
 }
 
 /// The sites of the live ranking with a frame whose name contains `function`.
@@ -145,28 +62,6 @@ fn assert_owns_from(sites: &Value, function: &str, grown: u64, allocation: u64) 
 }
 
 /// A fresh directory for one test's files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("pmap-trace-runtimes-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Removes the perf map a runtime wrote, when the test is done with it.
 struct PerfMapFile(PathBuf);
 
@@ -230,7 +125,7 @@ fn node_functions_are_named_from_its_perf_map_and_own_what_they_grew() {
     let mut tracer = attach(node.pid(), &[]);
 
     node.step();
-    let first = sites(&mut tracer);
+    let first = sites_after_dump(&mut tracer);
     assert_owns_from(&first, "growBuffers", 64 * BUFFER, BUFFER);
     let written = fs::read_to_string(&perf_map.0).unwrap();
     assert!(
@@ -239,7 +134,7 @@ fn node_functions_are_named_from_its_perf_map_and_own_what_they_grew() {
     );
 
     node.step();
-    let second = sites(&mut tracer);
+    let second = sites_after_dump(&mut tracer);
     assert_owns_from(&second, "growMore", 32 * BUFFER, BUFFER);
     assert_owns_from(&second, "growBuffers", 64 * BUFFER, BUFFER);
     node.finish();
@@ -310,7 +205,7 @@ fn java_methods_are_named_once_jcmd_writes_the_perf_map() {
     java.step();
 
     // No perf map yet: the method's code is a bare address.
-    let before = sites(&mut tracer);
+    let before = sites_after_dump(&mut tracer);
     assert!(naming(&before, "Grow.fillBuffers").is_empty(), "{before:#}");
     let status = Command::new("/usr/bin/jcmd")
         .args([&java.pid().to_string(), "Compiler.perfmap"])
@@ -319,7 +214,7 @@ fn java_methods_are_named_once_jcmd_writes_the_perf_map() {
         .expect("run jcmd");
     assert!(status.success(), "jcmd failed");
     // The same sites, named at the next report.
-    let after = sites(&mut tracer);
+    let after = sites_after_dump(&mut tracer);
     assert_owns(&after, "Grow.fillBuffers", 8 * ((32 << 20) + 4096));
     // HotSpot's C heap (os::malloc, Unsafe_AllocateMemory0) is folded: the sites start in
     // compiled Java code (the JDK's own Unsafe.allocateMemory, above the test's method).
@@ -360,7 +255,7 @@ fn python_sites(extra: &[&str]) -> Value {
     let mut python = Program::start(command);
     let mut tracer = attach(python.pid(), extra);
     python.step();
-    let sites = sites(&mut tracer);
+    let sites = sites_after_dump(&mut tracer);
     python.finish();
     let (code, _, err) = tracer.finish();
     assert_eq!(code, 0, "stderr: {err}");
