@@ -68,13 +68,14 @@ impl Drop for Program {
     }
 }
 
-/// A fresh directory for one test's files, named after the test process and `tag`, removed on
-/// drop.
+/// A fresh directory for one test's files, named after its suite, the test process and `tag`,
+/// removed on drop.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("pmap-trace-{}-{tag}", std::process::id()));
+    pub fn new(suite: &str, tag: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("pmap-trace-{suite}-{}-{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         TempDir(dir)

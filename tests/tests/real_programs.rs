@@ -446,7 +446,7 @@ impl Postgres {
     const CHILDREN: usize = 4;
 
     fn start(tag: &str) -> Postgres {
-        let dir = TempDir::new(tag);
+        let dir = TempDir::new("real", tag);
         let chown = Command::new("chown")
             .args([&format!("{NOBODY}:{NOBODY}"), dir.0.to_str().unwrap()])
             .status()
@@ -751,7 +751,7 @@ fn redis_under_load_traced_from_launch_equals_pmap_at_each_stop() {
     if !require_root() {
         return;
     }
-    let dir = TempDir::new("launch");
+    let dir = TempDir::new("real", "launch");
     let mut args = vec!["--".to_owned(), REDIS_SERVER.to_owned()];
     args.extend(redis_args(&dir.0));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -779,7 +779,7 @@ fn redis_under_load_attached_mid_run_equals_pmap_at_each_stop() {
     if !require_root() {
         return;
     }
-    let dir = TempDir::new("attach");
+    let dir = TempDir::new("real", "attach");
     let mut redis = Killed(
         Command::new(REDIS_SERVER)
             .args(redis_args(&dir.0))

@@ -192,7 +192,7 @@ fn a_jvm_reserves_far_more_than_it_holds_and_its_totals_are_smaps() {
     if !require_root() {
         return;
     }
-    let dir = TempDir::new("java");
+    let dir = TempDir::new("residency", "java");
     fs::write(dir.path().join("Hold.java"), JAVA_PROGRAM).unwrap();
     let status = Command::new("/usr/bin/javac")
         .arg("-d")
@@ -261,7 +261,7 @@ fn node_reserves_its_cage_and_holds_what_it_wrote_as_smaps_says() {
     if !require_root() {
         return;
     }
-    let dir = TempDir::new("node");
+    let dir = TempDir::new("residency", "node");
     let script = dir.path().join("hold.js");
     fs::write(&script, NODE_SCRIPT).unwrap();
     let mut command = Command::new("/usr/bin/node");
@@ -288,7 +288,7 @@ struct Redis {
 
 impl Redis {
     fn start(tag: &str) -> Redis {
-        let dir = TempDir::new(tag);
+        let dir = TempDir::new("residency", tag);
         let socket = dir.path().join("redis.sock");
         let server = Command::new("/usr/bin/redis-server")
             .args(["--port", "0", "--unixsocket"])

@@ -110,7 +110,7 @@ fn node_functions_are_named_from_its_perf_map_and_own_what_they_grew() {
     if !require_root() {
         return;
     }
-    let dir = TempDir::new("node");
+    let dir = TempDir::new("runtimes", "node");
     let script = dir.path().join("grow.js");
     fs::write(&script, NODE_SCRIPT).unwrap();
     let mut command = Command::new("/usr/bin/node");
@@ -182,7 +182,7 @@ fn java_methods_are_named_once_jcmd_writes_the_perf_map() {
     if !require_root() {
         return;
     }
-    let dir = TempDir::new("java");
+    let dir = TempDir::new("runtimes", "java");
     fs::write(dir.path().join("Grow.java"), JAVA_PROGRAM).unwrap();
     let status = Command::new("/usr/bin/javac")
         .arg("-d")
