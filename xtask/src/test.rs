@@ -69,6 +69,7 @@ pub fn run() -> Result<ExitCode> {
             "unit tests",
             cargo_with(&[
                 "test",
+                "--no-fail-fast",
                 "--workspace",
                 "--exclude",
                 "pmap-ebpf",
@@ -84,8 +85,10 @@ pub fn run() -> Result<ExitCode> {
         // each other's events.
         steps.push((
             "integration tests",
+            // Every suite runs even after one fails: a CI run reports all its failures.
             cargo_with(&[
                 "test",
+                "--no-fail-fast",
                 "-p",
                 "pmap-integration-tests",
                 "--",
