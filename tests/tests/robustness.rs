@@ -1,6 +1,7 @@
 //! Hostile targets, overload and abrupt ends, against the real kernel: names that try to forge
-//! output, a thousand threads mapping at once, a target killed mid-trace, and a ring far too
-//! small for a minute of churn.
+//! output, a thousand threads mapping at once, records of two threads in the other order than
+//! they changed the address space, a target killed mid-trace, and a ring far too small for a
+//! minute of churn.
 
 use std::{
     io::BufRead,
@@ -175,6 +176,28 @@ fn a_thousand_threads_mapping_at_once_leave_an_exact_table() {
         "lost records with a 16M ring:\n{output}"
     );
     assert_same_text("1000 threads", &real_pmap(&[], pid), &output);
+    workload.resume();
+    assert_eq!(workload.finish(), 0);
+    assert_eq!(tracer.finish().0, 0);
+}
+
+/// A thread's munmap frees a range and is held in the kernel (a userfaultfd unmap event waits to
+/// be read) while the main thread maps the range again: the mmap's record reaches the ring
+/// first, the munmap's after it. The dump holds the new mapping, as the kernel does.
+#[test]
+fn an_unmap_recorded_after_the_mapping_that_reused_its_range_leaves_that_mapping() {
+    if !require_root() {
+        return;
+    }
+    let mut workload = Workload::start(WORKLOAD, "late-unmap", &[]);
+    let pid = workload.pid();
+    assert_eq!(workload.read_line(), "ready");
+    let mut tracer = Tracer::attach(&["--no-events", "-p", &pid.to_string()]);
+    workload.go();
+    workload.wait_stopped();
+    tracer.signal(libc::SIGUSR1);
+    let output = tracer.read_dump();
+    assert_same_text("late unmap", &real_pmap(&[], pid), &output);
     workload.resume();
     assert_eq!(workload.finish(), 0);
     assert_eq!(tracer.finish().0, 0);

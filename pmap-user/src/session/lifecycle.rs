@@ -81,15 +81,31 @@ impl Session {
             // Untabled: its line shows what the kernel recorded.
             return (path, None);
         };
-        // Before the table: the stack is unwound against the code mapped at the call.
+        // An unmap whose record comes after the mapping that reused its memory is applied
+        // only where it still has something to unmap.
+        let late_unmaps = traced.unmaps_in_flight.before_apply(
+            &traced.table,
+            event.tid,
+            event.timestamp_ns,
+            call,
+            ret,
+        );
+        let (applied, applied_ret) = match &late_unmaps {
+            Some(pieces) => (pieces.as_slice(), 0),
+            None => (std::slice::from_ref(call), ret),
+        };
         let mut site = None;
-        if let Some(sites) = &mut self.sites
-            && let Some(grown) = sites.apply(event.tgid, &traced.table, call, ret, stack)
-            && self.config.events
-        {
-            site = Some(sites.growth_site(event.tgid, grown));
+        for applied in applied {
+            // Before the table: the stack is unwound against the code mapped at the call.
+            if let Some(sites) = &mut self.sites
+                && let Some(grown) =
+                    sites.apply(event.tgid, &traced.table, applied, applied_ret, stack)
+                && self.config.events
+            {
+                site = Some(sites.growth_site(event.tgid, grown));
+            }
+            traced.apply_with_file(applied, applied_ret, mapped.clone());
         }
-        traced.apply_with_file(call, ret, mapped);
         if let Call::Mmap { fd, .. } = call
             && *fd >= 0
             && let Some(now) = traced

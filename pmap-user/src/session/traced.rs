@@ -10,7 +10,7 @@ use crate::{
     model::{Device, Mapping, PAGE_SIZE, Perms, page_align_up},
     procfs::{SeedError, maps, process, procmap_query::VmaQuery},
     render::pmap::ProcessView,
-    table::{AddressSpace, HiddenFlags, NoOracle, VmaOracle},
+    table::{AddressSpace, HiddenFlags, NoOracle, UnmapsInFlight, VmaOracle},
 };
 
 pub struct TracedProcess {
@@ -20,6 +20,8 @@ pub struct TracedProcess {
     /// `startstack` from `/proc/PID/stat`: pmap names the mapping that reaches it `[ stack ]`.
     pub start_stack: u64,
     pub table: AddressSpace,
+    /// Unmaps the kernel made before a mapping the table has already applied.
+    pub unmaps_in_flight: UnmapsInFlight,
     /// `None` once the process is gone.
     query: Option<VmaQuery>,
 }
@@ -33,6 +35,7 @@ impl TracedProcess {
             header: Vec::new(),
             start_stack: 0,
             table,
+            unmaps_in_flight: UnmapsInFlight::default(),
             query: None,
         }
     }
@@ -60,6 +63,7 @@ impl TracedProcess {
             header,
             start_stack,
             table: AddressSpace::from_mappings(mappings, start_brk),
+            unmaps_in_flight: UnmapsInFlight::default(),
             query,
         })
     }
@@ -90,6 +94,7 @@ impl TracedProcess {
             header,
             start_stack: image.start_stack,
             table: AddressSpace::from_image(vmas, image.start_brk, image.brk),
+            unmaps_in_flight: UnmapsInFlight::default(),
             query: VmaQuery::open(pid).ok(),
         }
     }
@@ -103,6 +108,7 @@ impl TracedProcess {
             header: self.header.clone(),
             start_stack: self.start_stack,
             table,
+            unmaps_in_flight: UnmapsInFlight::default(),
             query: VmaQuery::open(child).ok(),
         };
         (traced, certain)

@@ -22,6 +22,7 @@ mod remap;
 #[cfg(test)]
 mod test_support;
 mod uffd;
+mod unmaps_in_flight;
 mod vma;
 
 use crate::model::{Mapping, PAGE_SIZE, page_align_up};
@@ -31,6 +32,7 @@ use merge::{MergeEntry, Reach};
 pub use merge::{MergeRule, MergeTally};
 use remap::Remap;
 use uffd::uffd_flags;
+pub use unmaps_in_flight::UnmapsInFlight;
 pub use vma::HiddenFlags;
 use vma::{AnonVma, PermsSet, Vma, unknown};
 
@@ -199,6 +201,13 @@ impl AddressSpace {
     /// The mapping that starts at `start`, if one does.
     pub fn mapping_starting_at(&self, start: u64) -> Option<&Mapping> {
         self.vmas.get(&start).map(|v| &v.mapping)
+    }
+
+    /// The parts of `[start, end)` the table holds mapped, in address order.
+    pub fn mapped_within(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        self.overlapping(start, end)
+            .map(|v| (v.mapping.start.max(start), v.mapping.end.min(end)))
+            .collect()
     }
 
     pub fn to_mappings(&self) -> Vec<Mapping> {

@@ -334,9 +334,21 @@ const UFFDIO_UNREGISTER: libc::c_ulong = 0x8010_AA01;
 const UFFD_API: u64 = 0xAA;
 const REGISTER_MODE_MISSING: u64 = 1;
 const REGISTER_MODE_MINOR: u64 = 4;
+const UFFD_FEATURE_EVENT_UNMAP: u64 = 1 << 6;
+const UFFD_EVENT_UNMAP: u8 = 0x16;
 
 /// A fresh anonymous mapping of `pages` pages and a userfaultfd, handshaken.
 fn mapping_and_userfaultfd(pages: u64) -> (u64, libc::c_int) {
+    mapping_and_userfaultfd_with(pages, 0, 0)
+}
+
+/// A mapping of `pages` and a userfaultfd opened with `flags` besides O_CLOEXEC, asking for
+/// `features`.
+fn mapping_and_userfaultfd_with(
+    pages: u64,
+    flags: libc::c_int,
+    features: u64,
+) -> (u64, libc::c_int) {
     // SAFETY: plain syscalls; the struct is the kernel's uffdio_api.
     unsafe {
         let base = libc::mmap(
@@ -348,13 +360,13 @@ fn mapping_and_userfaultfd(pages: u64) -> (u64, libc::c_int) {
             0,
         );
         assert_ne!(base, libc::MAP_FAILED);
-        let uffd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) as libc::c_int;
+        let uffd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | flags) as libc::c_int;
         assert!(
             uffd >= 0,
             "userfaultfd: {}",
             std::io::Error::last_os_error()
         );
-        let mut api = [UFFD_API, 0, 0];
+        let mut api = [UFFD_API, features, 0];
         assert_eq!(libc::ioctl(uffd, UFFDIO_API, api.as_mut_ptr()), 0);
         (base as u64, uffd)
     }
@@ -394,6 +406,55 @@ fn userfaultfd() {
     checkpoint();
 }
 
+/// An unmap whose record reaches the ring after the mapping that reused its range, made
+/// certain: a thread unmaps a range registered with a userfaultfd that asked for unmap events,
+/// and the kernel, the range free and the mmap lock dropped, holds that thread in
+/// `userfaultfd_unmap_complete()` until the event is read. Meanwhile the main thread maps the
+/// same range again (its address as a hint: placed there because it is free) and only then
+/// reads the event. Stops at a checkpoint holding the new mapping; exits when continued.
+fn late_unmap() {
+    let pages = 4;
+    // (poll() reports an error on a userfaultfd that may block: userfaultfd_poll().)
+    let (base, uffd) =
+        mapping_and_userfaultfd_with(pages, libc::O_NONBLOCK, UFFD_FEATURE_EVENT_UNMAP);
+    assert_eq!(
+        uffd_register(uffd, base, pages * PAGE, REGISTER_MODE_MISSING),
+        0
+    );
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    wait_for_go();
+    // SAFETY: unmapping the range this function mapped and nothing else uses.
+    let unmapper = std::thread::spawn(move || unsafe {
+        libc::munmap(base as *mut libc::c_void, (pages * PAGE) as usize)
+    });
+    let mut ready = libc::pollfd {
+        fd: uffd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polling our own descriptor; the mapping is a fresh one at a hint; the read
+    // fills a buffer of the size of the kernel's uffd_msg.
+    unsafe {
+        assert_eq!(libc::poll(&mut ready, 1, 10_000), 1, "no unmap event");
+        assert_eq!(ready.revents, libc::POLLIN);
+        let again = libc::mmap(
+            base as *mut libc::c_void,
+            (pages * PAGE) as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_eq!(again as u64, base, "the freed range was not given again");
+        let mut message = [0u8; 32];
+        assert_eq!(libc::read(uffd, message.as_mut_ptr().cast(), 32), 32);
+        assert_eq!(message[0], UFFD_EVENT_UNMAP);
+    }
+    assert_eq!(unmapper.join().unwrap(), 0);
+    checkpoint();
+}
+
 /// Changes the mappings in a way pmap-trace does not see: a userfaultfd registered on the
 /// middle of a mapping (traced: the middle becomes a mapping of its own) is closed, and the
 /// kernel, releasing it, merges the three again. Stops, and exits when continued.
@@ -426,6 +487,7 @@ fn main() {
             thread_churn(std::time::Duration::from_secs_f64(seconds))
         }
         Some("untraced-merge") => untraced_merge(),
+        Some("late-unmap") => late_unmap(),
         Some("userfaultfd") => userfaultfd(),
         Some("threads") => {
             let threads = args.next().and_then(|n| n.parse().ok()).unwrap_or(1000);
@@ -434,7 +496,7 @@ fn main() {
         other => {
             eprintln!(
                 "pmap-workload: unknown mode {other:?}; use scripted, churn N, churn-seconds S, \
-                 thread-churn S, threads N, userfaultfd or untraced-merge"
+                 thread-churn S, threads N, userfaultfd, untraced-merge or late-unmap"
             );
             std::process::exit(2);
         }
