@@ -12,11 +12,12 @@
 //! The modules follow a run: [`env`](mod@env) prepares the tools and workloads, [`quiet`] keeps other
 //! programs' activity out of the figures, [`processes`] runs and reads the children; each measured
 //! part has its module ([`workloads`], [`event_rate`], [`dumps`], [`untraced`], [`redis`],
-//! [`residency`]), and [`report`] turns their results into the Markdown of BENCHMARKS.md.
+//! [`residency`], [`kernel_time`]), and [`report`] turns their results into the Markdown of BENCHMARKS.md.
 
 mod dumps;
 mod env;
 mod event_rate;
+mod kernel_time;
 mod processes;
 mod quiet;
 mod redis;
@@ -65,6 +66,7 @@ pub enum Part {
     Untraced,
     Redis,
     Residency,
+    KernelTime,
 }
 
 impl Part {
@@ -77,6 +79,7 @@ impl Part {
             Part::Untraced => "untraced process",
             Part::Redis => "redis-server under redis-benchmark",
             Part::Residency => "resident bytes",
+            Part::KernelTime => "kernel time of the programs",
         }
     }
 }
@@ -100,6 +103,8 @@ struct Plan {
     redis_requests: u64,
     /// Longest the bench waits, in all, for other programs to finish.
     max_wait: Duration,
+    /// How long the programs' run time is read for, per run of the kernel-time part.
+    kernel_window_ms: u64,
 }
 
 impl Plan {
@@ -118,6 +123,7 @@ impl Plan {
                 bystander_ms: 300,
                 redis_requests: 20_000,
                 max_wait: Duration::from_secs(45),
+                kernel_window_ms: 500,
             }
         } else {
             Plan {
@@ -133,6 +139,7 @@ impl Plan {
                 bystander_ms: 1000,
                 redis_requests: 100_000,
                 max_wait: Duration::from_secs(240),
+                kernel_window_ms: 1500,
             }
         };
         if let Some(rounds) = options.rounds {
@@ -179,6 +186,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
         Part::Untraced,
         Part::Redis,
         Part::Residency,
+        Part::KernelTime,
     ] {
         if !options.only.is_empty() && !options.only.contains(&part) {
             continue;
@@ -193,6 +201,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
             }
             Part::Redis => report.redis = redis::redis(&env, &plan)?,
             Part::Residency => report.residency = residency::residency(&env, &plan)?,
+            Part::KernelTime => report.kernel_time = kernel_time::kernel_time(&env, &plan)?,
         }
         println!(
             "bench: {} took {:.0} s",

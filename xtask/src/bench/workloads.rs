@@ -51,11 +51,21 @@ impl Workload {
 
     /// The command line, or `None` when its program is not installed (node).
     fn argv(self, env: &Env, plan: &Plan) -> Option<Vec<String>> {
+        let ms = match self {
+            Workload::Python | Workload::Node => plan.python_ms,
+            _ => plan.loop_ms,
+        };
+        self.argv_for(env, ms)
+    }
+
+    /// The command line of a timed loop of `ms` milliseconds, or `None` when its program is not
+    /// installed (node).
+    pub(super) fn argv_for(self, env: &Env, ms: u64) -> Option<Vec<String>> {
         let c = |mode: &str| {
             vec![
                 env.workloads.display().to_string(),
                 mode.to_owned(),
-                plan.loop_ms.to_string(),
+                ms.to_string(),
             ]
         };
         Some(match self {
@@ -65,12 +75,12 @@ impl Workload {
             Workload::Python => vec![
                 env.python.display().to_string(),
                 env.churn_py.display().to_string(),
-                plan.python_ms.to_string(),
+                ms.to_string(),
             ],
             Workload::Node => vec![
                 env.node.as_ref().ok()?.display().to_string(),
                 env.churn_js.display().to_string(),
-                plan.python_ms.to_string(),
+                ms.to_string(),
             ],
         })
     }

@@ -13,9 +13,9 @@ use std::{fmt::Write as _, fs, process::Command, thread, time::Duration};
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    Plan, dumps::DumpResults, env::Env, event_rate::RateResults, processes::median,
-    redis::RedisResults, residency::ResidencyResults, untraced::BystanderResults,
-    workloads::WorkloadResults,
+    Plan, dumps::DumpResults, env::Env, event_rate::RateResults, kernel_time::KernelTimeResults,
+    processes::median, redis::RedisResults, residency::ResidencyResults,
+    untraced::BystanderResults, workloads::WorkloadResults,
 };
 use crate::process::{probe, workspace_root};
 
@@ -34,6 +34,7 @@ pub(super) struct Report {
     pub(super) bystander: BystanderResults,
     pub(super) redis: RedisResults,
     pub(super) residency: ResidencyResults,
+    pub(super) kernel_time: KernelTimeResults,
 }
 
 impl Report {
@@ -74,6 +75,7 @@ impl Report {
             residency: ResidencyResults::default(),
             bystander: BystanderResults::default(),
             redis: RedisResults::default(),
+            kernel_time: KernelTimeResults::default(),
         }
     }
 
@@ -89,6 +91,7 @@ impl Report {
         sections::untraced(&mut out, &self.bystander);
         sections::redis(&mut out, &self.redis);
         sections::residency(&mut out, &self.residency);
+        sections::kernel_time(&mut out, &self.kernel_time, &self.workloads);
         targets::write(&mut out, self);
         let _ = writeln!(
             out,

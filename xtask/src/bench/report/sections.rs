@@ -8,6 +8,7 @@ use crate::bench::{
     DEFAULT_RING, TARGET_RATE,
     dumps::DumpResults,
     event_rate::{RateRun, at_target, rate_config_label},
+    kernel_time::{KernelTimeResults, Sites, WORKLOADS as KT_WORKLOADS},
     processes::median,
     redis::{self, RedisResults},
     residency::ResidencyResults,
@@ -371,4 +372,70 @@ pub(super) fn residency(out: &mut String, r: &ResidencyResults) {
         ]);
     }
     out.push_str(&table.render());
+}
+
+/// What the programs themselves take from the traced program, with call sites and without.
+pub(super) fn kernel_time(out: &mut String, k: &KernelTimeResults, workloads: &WorkloadResults) {
+    if k.samples.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### Kernel time of the programs: what call sites add\n\nThe run time the kernel \
+         accounts to pmap-trace's eBPF programs (`BPF_ENABLE_STATS`, read from the fdinfo of \
+         their descriptors) over {} ms of each workload's loop, pmap-trace attached with \
+         `--no-events`, with and without call sites (alternating; medians). The programs run in \
+         the traced thread, so their share of its time is what it loses to them; pmap-trace's \
+         own unwinding runs in pmap-trace, on another CPU when one is free. Per growth call: \
+         the added time per program run × hooked calls per growth call (strace's counts of \
+         the workloads part; the mmap loop makes one growth call in two by construction).\n",
+        k.window_ms
+    );
+    let mut table = Table::new([
+        "workload",
+        "ns per run, --no-sites",
+        "ns per run, call sites",
+        "share of its time, --no-sites",
+        "share of its time, call sites",
+        "added share",
+        "added per growth call",
+    ]);
+    let percent =
+        |share: Option<f64>| share.map_or("n/a".into(), |s| format!("{:.3} %", s * 100.0));
+    for workload in KT_WORKLOADS {
+        let per_growth = runs_per_growth(workload, workloads)
+            .and_then(|runs| k.added_per_growth_call(workload, runs));
+        table.row(vec![
+            workload.label().to_owned(),
+            k.ns_per_run(workload, Sites::Off)
+                .map_or("n/a".into(), format_ns),
+            k.ns_per_run(workload, Sites::On)
+                .map_or("n/a".into(), format_ns),
+            percent(k.share(workload, Sites::Off)),
+            percent(k.share(workload, Sites::On)),
+            percent(k.added_share(workload)),
+            per_growth.map_or("n/a".into(), |ns| {
+                format!("{}{}", if ns < 0.0 { "-" } else { "" }, format_ns(ns.abs()))
+            }),
+        ]);
+    }
+    out.push_str(&table.render());
+}
+
+/// Hooked calls (program runs) per growth call of `workload`: from strace's counts when the
+/// workloads part ran; the mmap loop's `mmap` and `munmap` otherwise.
+pub(super) fn runs_per_growth(workload: Workload, workloads: &WorkloadResults) -> Option<f64> {
+    let calls = workloads
+        .calls_per_iter
+        .get(&workload)
+        .and_then(|v| median(v));
+    let growth = workloads
+        .growth_per_iter
+        .get(&workload)
+        .and_then(|v| median(v));
+    match (calls, growth) {
+        (Some(calls), Some(growth)) if growth > 0.0 => Some(calls / growth),
+        _ if workload == Workload::Mmap => Some(2.0),
+        _ => None,
+    }
 }

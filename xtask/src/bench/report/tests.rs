@@ -246,7 +246,66 @@ fn report_shell(tool_notes: Vec<String>) -> Report {
         residency: Default::default(),
         bystander: BystanderResults::default(),
         redis: RedisResults::default(),
+        kernel_time: Default::default(),
     }
+}
+
+#[test]
+fn kernel_time_gives_its_section_and_targets() {
+    use crate::bench::kernel_time::{ProgramTime, Sites};
+    let mut report = report_shell(Vec::new());
+    report.kernel_time.window_ms = 1500;
+    let time = |run_ns, runs| ProgramTime {
+        run_ns,
+        runs,
+        wall_ns: 1_500_000_000,
+    };
+    for (workload, off, on) in [
+        (
+            Workload::Mmap,
+            time(150_000_000, 600_000),
+            time(240_000_000, 600_000),
+        ),
+        (
+            Workload::Python,
+            time(3_000_000, 2_000),
+            time(3_600_000, 2_000),
+        ),
+    ] {
+        report
+            .kernel_time
+            .samples
+            .insert((workload, Sites::Off), vec![off]);
+        report
+            .kernel_time
+            .samples
+            .insert((workload, Sites::On), vec![on]);
+    }
+    let rendered = report.render(Duration::from_secs(1));
+    // The table cells without their padding.
+    let markdown = rendered
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    // 250 ns and 400 ns per run; one growth call in two runs: 300 ns per growth call.
+    assert!(
+        markdown.contains("| mmap 64K + touch + munmap | 250 ns | 400 ns | 10.000 % | 16.000 % | 6.000 % | 300 ns |"),
+        "{rendered}"
+    );
+    assert!(
+        markdown.contains("| mmap loop: stack capture ≤ 300 ns per growth call (the programs' kernel time, with − without call sites) | 300 ns | met |"),
+        "{rendered}"
+    );
+    // python3: 0.2 % of its time without call sites, 0.24 % with them.
+    assert!(
+        markdown.contains("| python3 build/free structures: call sites' kernel time ≤ 1 % of its time | +0.040 % | met |"),
+        "{rendered}"
+    );
+    assert!(
+        markdown.contains("| node objects + ArrayBuffers: call sites' kernel time ≤ 1 % of its time | n/a | not measured |"),
+        "{rendered}"
+    );
 }
 
 #[test]
