@@ -157,12 +157,12 @@ fn v8_allocation_paths_fold_to_the_javascript_function() {
         frame("Builtins_CEntry_Return1_ArgvOnStack_BuiltinExit", "node"),
         frame("Builtins_JSBuiltinsConstructStub", "node"),
         frame("Builtins_ConstructHandler", "node"),
-        frame("JS:~growBuffers /srv/grow.js:3:21", "[jit]"),
+        frame("JS:growBuffers /srv/grow.js:3:21", "[jit]"),
         frame("Builtins_InterpreterEntryTrampoline", "node"),
     ];
     assert_eq!(
         first_kept(&stack),
-        ("JS:~growBuffers /srv/grow.js:3:21", "calloc")
+        ("JS:growBuffers /srv/grow.js:3:21", "calloc")
     );
     // A collection the ArrayBuffer's external memory set off, committing the new space.
     let collection = [
@@ -182,11 +182,11 @@ fn v8_allocation_paths_fold_to_the_javascript_function() {
             "node",
         ),
         frame("Builtins_ConstructHandler", "node"),
-        frame("JS:~growBuffers /srv/grow.js:3:21", "[jit]"),
+        frame("JS:growBuffers /srv/grow.js:3:21", "[jit]"),
     ];
     assert_eq!(
         first_kept(&collection).0,
-        "JS:~growBuffers /srv/grow.js:3:21"
+        "JS:growBuffers /srv/grow.js:3:21"
     );
     // The pointer cage V8 reserves at start-up goes to the node code that set V8 up.
     let cage = [

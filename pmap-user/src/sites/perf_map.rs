@@ -9,6 +9,7 @@
 //! the earlier ones it overlaps.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap},
     fs::{self, File, OpenOptions},
     io::{Read as _, Seek as _, SeekFrom},
@@ -30,6 +31,22 @@ pub fn parse_line(line: &str) -> Option<(u64, u64, &str)> {
     let size = hex(fields.next()?)?;
     let name = fields.next()?.trim_end();
     (size > 0 && !name.is_empty()).then_some((start, size, name))
+}
+
+/// `name` without the tier V8 writes after its tag (`JS:~f` interpreted, `^` baseline, `+`
+/// Maglev, `*` TurboFan: `CodeKindToMarker` in V8's src/objects/code-kind.cc): a function is
+/// one frame in whichever tier it ran, as the JVM names its tiers alike. Kept, its memory
+/// splits into a site per tier at whatever moment V8 tiers the function up, which depends on
+/// all the code the process ran before (Sparkplug compiles in batches of queued functions).
+fn without_v8_tier(name: &str) -> Cow<'_, str> {
+    if let Some((tag, rest)) = name.split_once(':')
+        && !tag.is_empty()
+        && tag.bytes().all(|b| b.is_ascii_alphabetic())
+        && let Some(function) = rest.strip_prefix(['~', '^', '+', '*'])
+    {
+        return format!("{tag}:{function}").into();
+    }
+    name.into()
 }
 
 /// The code ranges of one process and their names, the latest line for each address.
@@ -74,7 +91,7 @@ impl JitSymbols {
             let line = String::from_utf8_lossy(line);
             if let Some((start, size, name)) = parse_line(&line) {
                 let frame = SymbolFrame {
-                    function: name.to_string(),
+                    function: without_v8_tier(name).into_owned(),
                     file: None,
                     line: None,
                     module: Some(module.to_string()),
@@ -216,6 +233,50 @@ mod tests {
         assert_eq!(parse_line("10 zz name"), None);
         assert_eq!(parse_line("10 0 empty"), None);
         assert_eq!(parse_line("10 20"), None);
+    }
+
+    /// V8 marks each line with the tier of the code (`CodeKindToMarker`): one function's
+    /// interpreted, baseline and optimized code must name one frame, or its memory splits
+    /// into one site per tier (each ranked on its own) at whatever moment V8 tiers up.
+    #[test]
+    fn the_tiers_of_one_v8_function_name_one_frame() {
+        let mut symbols = JitSymbols::default();
+        symbols.add_lines(
+            b"1000 100 JS:~growMore /srv/grow.js:10:18\n\
+              2000 100 JS:^growMore /srv/grow.js:10:18\n\
+              3000 100 JS:+growMore /srv/grow.js:10:18\n\
+              4000 100 JS:*growMore /srv/grow.js:10:18\n\
+              5000 100 JS:~ /srv/grow.js:17:16\n",
+            "perf-1.map",
+        );
+        let frames: Vec<_> = [0x1000, 0x2000, 0x3000, 0x4000]
+            .map(|addr| symbols.lookup(addr).unwrap().clone())
+            .into();
+        assert_eq!(frames[0].function, "JS:growMore /srv/grow.js:10:18");
+        assert!(frames.iter().all(|frame| **frame == *frames[0]));
+        assert_eq!(
+            names(&symbols, &[0x5000]),
+            [Some("JS: /srv/grow.js:17:16".into())]
+        );
+    }
+
+    #[test]
+    fn names_without_a_v8_tier_are_kept_as_written() {
+        for name in [
+            "void Grow.fillBuffers(int, int)",
+            "Interpreter",
+            "Foo::~Foo()",
+            "Builtin:ArrayBufferConstructor",
+            "JS:",
+            "~tilde",
+            "a b:~c",
+        ] {
+            assert_eq!(without_v8_tier(name), name);
+        }
+        assert_eq!(
+            without_v8_tier("Script:~ /srv/app.js"),
+            "Script: /srv/app.js"
+        );
     }
 
     #[test]
