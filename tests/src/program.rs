@@ -74,8 +74,12 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(suite: &str, tag: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("pmap-trace-{suite}-{}-{tag}", std::process::id()));
+        TempDir::named(&format!("pmap-trace-{suite}-{}-{tag}", std::process::id()))
+    }
+
+    /// A fresh directory `name` in the temporary directory, removed on drop.
+    pub fn named(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(name);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
