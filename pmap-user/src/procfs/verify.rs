@@ -3,13 +3,14 @@
 
 use std::collections::HashSet;
 
-use crate::{model::Mapping, render::maps_line};
+use crate::model::Mapping;
 
-/// Where the table and the kernel disagree, as `/proc/PID/maps` lines.
+/// Where the table and the kernel disagree: the mappings (each a `/proc/PID/maps` line) only
+/// one of them has.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Divergence {
-    pub only_in_table: Vec<Vec<u8>>,
-    pub only_in_kernel: Vec<Vec<u8>>,
+    pub only_in_table: Vec<Mapping>,
+    pub only_in_kernel: Vec<Mapping>,
 }
 
 impl Divergence {
@@ -18,35 +19,21 @@ impl Divergence {
     }
 }
 
-/// Compares two sorted lists of mappings line by line.
+/// Compares two sorted lists of mappings line by line: a mapping's every field is printed in
+/// its line, so equal mappings are equal lines.
 pub fn compare(table: &[Mapping], kernel: &[Mapping]) -> Divergence {
-    let lines = |mappings: &[Mapping]| -> Vec<Vec<u8>> {
-        mappings
-            .iter()
-            .map(|m| {
-                let mut line = maps_line(m);
-                line.pop();
-                line
-            })
+    // Sets, not scans: tables of 100 000 mappings are compared.
+    let (ours, theirs): (HashSet<&Mapping>, HashSet<&Mapping>) =
+        (table.iter().collect(), kernel.iter().collect());
+    let only = |list: &[Mapping], other: &HashSet<&Mapping>| -> Vec<Mapping> {
+        list.iter()
+            .filter(|m| !other.contains(m))
+            .cloned()
             .collect()
     };
-    let (ours, theirs) = (lines(table), lines(kernel));
-    // Sets, not scans: tables of 100 000 mappings are compared.
-    let (our_set, their_set): (HashSet<&[u8]>, HashSet<&[u8]>) = (
-        ours.iter().map(Vec::as_slice).collect(),
-        theirs.iter().map(Vec::as_slice).collect(),
-    );
     Divergence {
-        only_in_table: ours
-            .iter()
-            .filter(|l| !their_set.contains(l.as_slice()))
-            .cloned()
-            .collect(),
-        only_in_kernel: theirs
-            .iter()
-            .filter(|l| !our_set.contains(l.as_slice()))
-            .cloned()
-            .collect(),
+        only_in_table: only(table, &theirs),
+        only_in_kernel: only(kernel, &ours),
     }
 }
 
@@ -83,10 +70,7 @@ mod tests {
         let table = [anon(0x1000, 0x3000, true)];
         let kernel = [anon(0x1000, 0x2000, true), anon(0x2000, 0x3000, false)];
         let divergence = compare(&table, &kernel);
-        assert_eq!(
-            divergence.only_in_table,
-            vec![b"00001000-00003000 rw-p 00000000 00:00 0 ".to_vec()]
-        );
-        assert_eq!(divergence.only_in_kernel.len(), 2);
+        assert_eq!(divergence.only_in_table, table);
+        assert_eq!(divergence.only_in_kernel, kernel);
     }
 }

@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use super::{Compared, Dump, Message, Output, attached_line, stopped_waiting_line};
+use super::{Compared, Dump, Message, Output, attached_line, maps_lines, stopped_waiting_line};
+use crate::model::Mapping;
 use crate::render::{
     diff::diff_json,
     events::{Clock, escape_bytes, event_json},
@@ -21,9 +22,13 @@ impl JsonOutput {
     }
 }
 
-/// Lines as JSON strings, escaped as event lines escape names.
-fn escaped(lines: &[Vec<u8>]) -> Vec<String> {
-    lines.iter().map(|line| escape_bytes(line)).collect()
+/// The `/proc/PID/maps` lines of mappings as JSON strings, escaped as event lines escape
+/// names.
+fn escaped(mappings: &[Mapping]) -> Vec<String> {
+    maps_lines(mappings)
+        .iter()
+        .map(|line| escape_bytes(line))
+        .collect()
 }
 
 impl Output for JsonOutput {

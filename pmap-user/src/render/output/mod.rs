@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     decode::Event,
-    model::{SmapsEntry, signal_name},
+    model::{Mapping, SmapsEntry, signal_name},
     sites::SitesReport,
 };
 
@@ -82,17 +82,30 @@ pub struct Dump<'a> {
     pub smaps: &'a mut dyn Iterator<Item = SmapsEntry>,
 }
 
-/// A table held against the kernel's: the `/proc/PID/maps` lines only one of them has.
+/// A table held against the kernel's: the mappings only one of them has, shown as their
+/// `/proc/PID/maps` lines.
 pub struct Compared<'a> {
     pub pid: u32,
-    pub only_in_table: &'a [Vec<u8>],
-    pub only_in_kernel: &'a [Vec<u8>],
+    pub only_in_table: &'a [Mapping],
+    pub only_in_kernel: &'a [Mapping],
 }
 
 impl Compared<'_> {
     fn matches(&self) -> bool {
         self.only_in_table.is_empty() && self.only_in_kernel.is_empty()
     }
+}
+
+/// The `/proc/PID/maps` lines of `mappings`, without their newlines.
+fn maps_lines(mappings: &[Mapping]) -> Vec<Vec<u8>> {
+    mappings
+        .iter()
+        .map(|mapping| {
+            let mut line = super::maps_line(mapping);
+            line.pop();
+            line
+        })
+        .collect()
 }
 
 /// A process by its PID and its name (`/proc/PID/comm`).
@@ -236,10 +249,17 @@ mod tests {
 
     #[test]
     fn a_re_read_lists_ten_lines_of_each_kind_as_text_and_all_as_json() {
-        let stale: Vec<Vec<u8>> = (0..12)
-            .map(|i| format!("{i:08x}-{:08x} rw-p", i + 1).into_bytes())
-            .collect();
-        let missing = [b"bad \x1b name".to_vec()];
+        let mapping = |page: u64, name: &[u8]| Mapping {
+            start: page * 0x1000,
+            end: (page + 1) * 0x1000,
+            perms: crate::model::Perms::parse(b"rw-p").unwrap(),
+            offset: 0,
+            device: Default::default(),
+            inode: 0,
+            name: name.to_vec(),
+        };
+        let stale: Vec<Mapping> = (0..12).map(|i| mapping(i, b"")).collect();
+        let missing = [mapping(20, b"bad \x1b name")];
         let messages = || {
             vec![Message::Resynced(Compared {
                 pid: 5,
@@ -253,16 +273,31 @@ mod tests {
             lines[0],
             "pmap-trace: re-read 5: 12 lines of its table were stale, 1 missing"
         );
-        assert_eq!(lines[1], "pmap-trace:   stale:   00000000-00000001 rw-p");
-        assert_eq!(lines[10], "pmap-trace:   stale:   00000009-0000000a rw-p");
+        assert_eq!(
+            lines[1],
+            "pmap-trace:   stale:   00000000-00001000 rw-p 00000000 00:00 0 "
+        );
+        assert_eq!(
+            lines[10],
+            "pmap-trace:   stale:   00009000-0000a000 rw-p 00000000 00:00 0 "
+        );
         assert_eq!(lines[11], "pmap-trace:   stale:   ... 2 more");
         // Names are escaped as event lines escape them.
-        assert_eq!(lines[12], "pmap-trace:   missing: bad \\033 name");
+        assert!(
+            lines[12]
+                .starts_with("pmap-trace:   missing: 00014000-00015000 rw-p 00000000 00:00 0 ")
+        );
+        assert!(lines[12].ends_with(" bad \\033 name"), "{}", lines[12]);
         assert_eq!(lines.len(), 13);
         let object: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
         assert_eq!(object["type"], "resync");
         assert_eq!(object["only_in_table"].as_array().unwrap().len(), 12);
-        assert_eq!(object["only_in_kernel"][0], "bad \\033 name");
+        assert!(
+            object["only_in_kernel"][0]
+                .as_str()
+                .unwrap()
+                .ends_with(" bad \\033 name")
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Messages as text: strace-like event lines, dumps as pmap prints them, notices after
 //! `pmap-trace: `.
 
-use super::{Compared, Dump, Message, Output, attached_line, stopped_waiting_line};
+use super::{Compared, Dump, Message, Output, attached_line, maps_lines, stopped_waiting_line};
 use crate::render::{
     diff::write_diff,
     events::{Clock, EventLines, escape_bytes},
@@ -42,11 +42,11 @@ impl TextOutput {
         self.notice(&format!(
             "verify {pid}: the table DIFFERS from /proc/{pid}/maps (re-read from there now):"
         ))?;
-        for line in compared.only_in_table {
-            self.notice(&format!("  table only:  {}", escape_bytes(line)))?;
+        for line in maps_lines(compared.only_in_table) {
+            self.notice(&format!("  table only:  {}", escape_bytes(&line)))?;
         }
-        for line in compared.only_in_kernel {
-            self.notice(&format!("  kernel only: {}", escape_bytes(line)))?;
+        for line in maps_lines(compared.only_in_kernel) {
+            self.notice(&format!("  kernel only: {}", escape_bytes(&line)))?;
         }
         Ok(())
     }
@@ -54,13 +54,16 @@ impl TextOutput {
     /// The counts, then the first [`RESYNC_LINES_SHOWN`] lines of each kind.
     fn resynced(&mut self, compared: &Compared<'_>) -> Result<(), SinkError> {
         let pid = compared.pid;
-        let (stale, missed) = (compared.only_in_table, compared.only_in_kernel);
+        let (stale, missed) = (
+            maps_lines(compared.only_in_table),
+            maps_lines(compared.only_in_kernel),
+        );
         self.notice(&format!(
             "re-read {pid}: {} lines of its table were stale, {} missing",
             stale.len(),
             missed.len()
         ))?;
-        for (label, lines) in [("stale:  ", stale), ("missing:", missed)] {
+        for (label, lines) in [("stale:  ", &stale), ("missing:", &missed)] {
             for line in &lines[..lines.len().min(RESYNC_LINES_SHOWN)] {
                 self.notice(&format!("  {label} {}", escape_bytes(line)))?;
             }
