@@ -10,7 +10,9 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser as _;
 use pmap_trace::{
-    capture::{Capture, CaptureOptions, check_fault_tracepoint, check_machine},
+    capture::{
+        Capture, CaptureOptions, check_fault_tracepoint, check_machine, raise_reader_priority,
+    },
     cli::{Cli, Command, SnapshotArgs, TraceArgs},
     config::{Config, ConfigError, Format, SnapshotConfig, Targets},
     demo,
@@ -211,6 +213,9 @@ fn trace(args: TraceArgs, launch: Vec<OsString>) -> anyhow::Result<i32> {
             Targets::Pids(pids) => session.attach(&pids)?,
             Targets::Launch(argv) => session.launch(spawn_held(&argv)?)?,
         }
+        // After the fork: the command keeps the priority pmap-trace was started with. Without
+        // the right to raise it, pmap-trace runs as it is (losses, if any, are reported).
+        raise_reader_priority();
         Ok(session.run().await?)
     })
 }

@@ -1931,3 +1931,60 @@ fn a_kernel_without_btf_and_an_unmounted_tracefs_are_handled() {
         "no final dump"
     );
 }
+
+/// The nice value of process `pid` (field 19 of `/proc/PID/stat`).
+fn nice_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(16)
+        .and_then(|nice| nice.parse().ok())
+        .unwrap_or_else(|| panic!("no nice value in {stat}"))
+}
+
+/// Waits up to 5 s for process `pid` to run at nice `wanted`; the value it has then.
+fn nice_within(pid: i32, wanted: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let nice = nice_of(pid);
+        if nice == wanted || Instant::now() > deadline {
+            return nice;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// pmap-trace reads its rings at nice -10 so that it keeps up when the CPUs are busy
+/// (docs/design.md); the command it launches keeps the priority pmap-trace was started with.
+#[test]
+fn the_reader_runs_at_a_raised_priority_and_a_launched_command_keeps_its_own() {
+    if !require_root() {
+        return;
+    }
+    let mut sleeper = Sleeper::start();
+    let tracer = Tracer::attach(&["--no-events", "-p", &sleeper.pid().to_string()]);
+    assert_eq!(nice_within(tracer.child.id() as i32, -10), -10);
+    tracer.signal(libc::SIGINT);
+    assert_eq!(tracer.finish().0, 0);
+    sleeper.end();
+
+    // Started at nice 5, the launched command stays there.
+    let mut command = Command::new("nice");
+    command
+        .args(["-n", "5"])
+        .arg(pmap_trace_exe())
+        .args(["--no-events", "--", "sleep", "30"]);
+    let tracer = Tracer::attach_command(command);
+    let pid: i32 = tracer
+        .attached
+        .trim_start_matches("pmap-trace: attached to ")
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap();
+    assert_eq!(nice_within(tracer.child.id() as i32, -10), -10);
+    assert_eq!(nice_of(pid), 5);
+    tracer.signal(libc::SIGINT);
+    let (code, _, err) = tracer.finish();
+    assert_eq!(code, 128 + libc::SIGINT, "{err}");
+}
