@@ -71,7 +71,7 @@ impl Session {
         ret: i64,
         stack: Option<&UserStack>,
     ) -> (Option<Vec<u8>>, Option<GrowthSite>) {
-        let mapped = event
+        let mut mapped = event
             .file
             .as_ref()
             .and_then(|f| self.files.mapping_for(call, ret, f));
@@ -104,7 +104,8 @@ impl Session {
             {
                 site = Some(sites.growth_site(event.tgid, grown));
             }
-            traced.apply_with_file(applied, applied_ret, mapped.clone());
+            // (Only a file mapping's call has a file; the pieces of an unmap have none.)
+            traced.apply_with_file(applied, applied_ret, mapped.take());
         }
         if let Call::Mmap { fd, .. } = call
             && *fd >= 0
