@@ -12,8 +12,8 @@
 /// kernel/sched/core.c), enough to be woken in time.
 const READER_NICE: i32 = -10;
 
-/// Raises the calling thread's priority (and that of the threads it starts later) to
-/// [`READER_NICE`], unless it was started at a higher one. Raising needs `CAP_SYS_NICE`, which
+/// Raises the calling thread's priority (and that of the threads it starts later) to nice
+/// -10, unless it was started at a higher one. Raising needs `CAP_SYS_NICE`, which
 /// root has; without it the priority stays as it was.
 pub fn raise_reader_priority() {
     // SAFETY: plain syscalls on the calling thread. getpriority can return -1 as a value: the
