@@ -247,13 +247,6 @@ fn two_threads_churning_lose_no_stack_copy_and_no_record_at_the_default_ring() {
     if !require_root() {
         return;
     }
-    // The tests before this one leave detached releasers (`pmap-trace-exit`) unloading their
-    // programs for a few seconds; churning beside them lost stack copies about one run in four
-    // of this file, never alone. What is measured here is pmap-trace on its own.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while releasers_running() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
     let run = run_to_checkpoint(
         &pmap_trace_release_exe(),
         WORKLOAD,
@@ -289,14 +282,6 @@ fn two_threads_churning_lose_no_stack_copy_and_no_record_at_the_default_ring() {
         "the churning function owns {owned} bytes of the {kept} it kept: {:#}",
         run.sites
     );
-}
-
-/// Whether a `pmap-trace-exit` (a pmap-trace's detached releaser) is still running.
-fn releasers_running() -> bool {
-    fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        fs::read_to_string(entry.path().join("comm"))
-            .is_ok_and(|comm| comm.trim_end() == "pmap-trace-exit")
-    })
 }
 
 /// Runs `program ARGS...` and fails the test unless it succeeds.
