@@ -1,6 +1,7 @@
 //! Differential test of the live table against the kernel: `pmap-random-walk` makes thousands of
 //! seeded random address-space calls (mmap of every kind and placement, partial munmap,
-//! mprotect, mremap, brk, madvise, mlock*, mseal, anon names, and calls that fail part-way),
+//! mprotect, mremap, brk, madvise, mlock*, mseal, anon names, System V shmat/shmdt, and calls
+//! that fail part-way),
 //! traced through the real eBPF programs, and the table built from the events must equal the
 //! kernel's address space.
 //!
@@ -120,6 +121,11 @@ impl VmaOracle for CountingOracle {
             },
             _ => live,
         }
+    }
+
+    fn shm_size(&mut self, shmid: i32) -> Option<u64> {
+        *self.asked.entry(self.current).or_default() += 1;
+        self.query.shm_size(shmid)
     }
 }
 
@@ -273,6 +279,8 @@ struct Run<'a> {
     /// Successful mmaps of a file or of shared memory: the calls whose identity the table may
     /// ask the kernel for, once each.
     identity_questions: u64,
+    /// shmat calls: each may ask for the segment's size and the attach's identity.
+    shmats: u64,
     calls: u64,
     checkpoints: u64,
     /// Set when checkpoints compare every format.
@@ -314,6 +322,7 @@ impl<'a> Run<'a> {
             oracle,
             history: VecDeque::with_capacity(HISTORY),
             identity_questions: 0,
+            shmats: 0,
             calls: 0,
             checkpoints: 0,
             every_format,
@@ -341,6 +350,9 @@ impl<'a> Run<'a> {
                 && (*fd >= 0 || flags & libc::MAP_SHARED as u64 != 0)
             {
                 self.identity_questions += 1;
+            }
+            if let Call::Shmat { .. } = call {
+                self.shmats += 1;
             }
             self.oracle.current = call.name();
             self.oracle.mapped = event
@@ -567,7 +579,7 @@ impl<'a> Run<'a> {
     }
 
     /// What the table asked while applying calls: only a new mapping's identity (and, where
-    /// the kernel has anon names, what a naming did). Everything else the events decide, or
+    /// the kernel has anon names, what a naming did; for shmat, the segment's size). Everything else the events decide, or
     /// the dump settles; an answer about the past would hide a model that is wrong.
     fn check_questions(&self) {
         for (&call, &asked) in &self.oracle.asked {
@@ -579,6 +591,12 @@ impl<'a> Run<'a> {
                     "seed {}: mmap asked the kernel {asked} times for {} new files",
                     self.seed,
                     self.identity_questions
+                ),
+                "shmat" => assert!(
+                    asked <= 2 * self.shmats,
+                    "seed {}: shmat asked the kernel {asked} times for {} calls",
+                    self.seed,
+                    self.shmats
                 ),
                 other => panic!(
                     "seed {}: applying {other} asked the kernel {asked} times",

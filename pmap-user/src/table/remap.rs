@@ -138,6 +138,7 @@ impl AddressSpace {
             MergeEntry::CopiedRange,
             Reach::BOTH,
             split,
+            false,
         );
         if dontunmap {
             self.dontunmap_complete(old_addr);
@@ -239,7 +240,14 @@ impl AddressSpace {
                 let at = dest + (piece.mapping.start - start);
                 self.insert_moved(piece, at);
             }
-            self.merge_around(dest, dest_end, MergeEntry::CopiedRange, Reach::BOTH, split);
+            self.merge_around(
+                dest,
+                dest_end,
+                MergeEntry::CopiedRange,
+                Reach::BOTH,
+                split,
+                false,
+            );
             if dontunmap {
                 self.dontunmap_complete(start);
             }
@@ -509,6 +517,7 @@ impl AddressSpace {
                 to,
                 MergeEntry::Extend,
                 MergeEntry::Extend.reach(),
+                false,
                 false,
             ),
             None => self.refresh_from_kernel(from, to, oracle),
