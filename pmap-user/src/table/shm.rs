@@ -100,7 +100,8 @@ impl AddressSpace {
     /// ksys_shmdt(): unmaps the first VMA at or above `addr` that is a piece of an attach
     /// placed at `addr` (System V shared memory whose `vm_pgoff` is its distance from `addr`),
     /// then every later piece of the same attach (the same file) that ends within the
-    /// segment's size of `addr`, across holes and other mappings.
+    /// segment's size of `addr`, across holes and other mappings. It ignores failures to
+    /// unmap: a sealed piece stays.
     pub(super) fn apply_shmdt(&mut self, addr: u64, oracle: &mut dyn VmaOracle) {
         let at_its_offset = |v: &Vma| {
             matches!(v.ops, VmOps::SysvShm { .. })
@@ -125,8 +126,8 @@ impl AddressSpace {
         let size = known
             .or_else(|| oracle.shm_size(inode as i32))
             .map_or(u64::MAX, page_align_up);
-        let mut gone = vec![(first.mapping.start, first.mapping.end)];
-        gone.extend(
+        let mut pieces = vec![first];
+        pieces.extend(
             self.vmas
                 .range(first.mapping.end..)
                 .map(|(_, v)| v)
@@ -140,9 +141,14 @@ impl AddressSpace {
                         v.mapping.inode == inode
                     };
                     at_its_offset(v) && same_file
-                })
-                .map(|v| (v.mapping.start, v.mapping.end)),
+                }),
         );
+        // It ignores what do_vmi_align_munmap() refuses: a sealed piece stays (EPERM).
+        let gone: Vec<(u64, u64)> = pieces
+            .iter()
+            .filter(|v| v.flag(HiddenFlags::SEALED) != Some(true))
+            .map(|v| (v.mapping.start, v.mapping.end))
+            .collect();
         for (start, end) in gone {
             self.remove_range(start, end);
         }
@@ -362,6 +368,19 @@ mod tests {
         run(&mut s, &[(munmap(at(0), 1), OK), (munmap(at(2), 1), OK)]);
         run(&mut s, &[(shmdt(0), OK)]);
         assert_eq!(lines(&s), segment_rows(&[(4, 8, "rw-s")]));
+    }
+
+    #[test]
+    fn shmdt_leaves_a_sealed_piece() {
+        let mut s = empty();
+        attach(&mut s, 0, 4 * P, 0);
+        let seal = Call::Mseal {
+            addr: at(1),
+            len: P,
+            flags: 0,
+        };
+        run(&mut s, &[(seal, OK), (shmdt(0), OK)]);
+        assert_eq!(lines(&s), segment_rows(&[(1, 2, "rw-s")]));
     }
 
     #[test]
