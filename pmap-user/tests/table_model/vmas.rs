@@ -140,7 +140,8 @@ impl Kernel {
 
     /// The merge of the VMA at `start` with its neighbours: vma_merge_new_range(),
     /// vma_merge_existing_range() and vma_merge_copied_range() alike, the left side first, the
-    /// right one only if the neighbours agree with each other when the left one merged.
+    /// right one only if the neighbours agree with each other when the left one merged, as
+    /// far as can_merge_remove_vma() lets them ([`Merge`]); vma_merge_extend() the right one.
     fn merge_around(&mut self, start: u64, how: Merge) {
         let mid = self.vmas[&start].clone();
         let prev = self
@@ -150,9 +151,11 @@ impl Kernel {
             .map(|(_, v)| v.clone())
             .filter(|p| p.end == start);
         let next = self.vmas.get(&mid.end).cloned();
-        let left = prev
-            .as_ref()
-            .is_some_and(|p| mergeable(p, &mid) && anon_compatible(p.anon, mid.anon));
+        // vma_merge_extend() tries the right side only: the grown VMA is its left one.
+        let left = how != Merge::Extend
+            && prev
+                .as_ref()
+                .is_some_and(|p| mergeable(p, &mid) && anon_compatible(p.anon, mid.anon));
         let mut right = next.as_ref().is_some_and(|n| {
             mergeable(&mid, n)
                 && anon_compatible(mid.anon, n.anon)
