@@ -166,7 +166,7 @@ mod tests {
     };
     use crate::table::vma::VmOps;
     use crate::table::{AddressSpace, VmaOracle};
-    use pmap_common::linux::{MREMAP_FIXED, SHM_RDONLY, SHM_REMAP};
+    use pmap_common::linux::{EFAULT, MREMAP_FIXED, SHM_RDONLY, SHM_REMAP};
 
     const SHMID: i32 = 0x2a;
     const NAME: &str = "/SYSV00000000 (deleted)";
@@ -309,6 +309,31 @@ mod tests {
             ],
         );
         assert_eq!(lines(&s), segment_rows(&[(0, 2, "rw-s"), (2, 4, "rw-s")]));
+    }
+
+    #[test]
+    fn a_fixed_move_of_several_vmas_stops_at_an_attach() {
+        // vma_multi_allowed(): shm_get_unmapped_area() is no shmem one, so an attach is not
+        // moved in a batch: EFAULT, the VMA before it moved.
+        let mut s = empty();
+        run(&mut s, &[(anon(at(0), 1, RW), at(0) as i64)]);
+        attach(&mut s, 1, 2 * P, 0);
+        let fixed = MREMAP_MAYMOVE | MREMAP_FIXED;
+        s.apply(
+            &mremap(at(0), 3, 3, fixed, at(10)),
+            -EFAULT,
+            &mut Segment {
+                vmas: Vec::new(),
+                bytes: None,
+            },
+        );
+        assert_eq!(
+            lines(&s),
+            table(&[
+                (1, 3, "rw-s", 0, SHMID as u64, NAME),
+                (10, 11, "rw-p", 0, 0, ""),
+            ])
+        );
     }
 
     #[test]
