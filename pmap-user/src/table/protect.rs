@@ -239,18 +239,24 @@ impl AddressSpace {
         };
         if stop < maybe {
             // The refusing VMA is one of several the table cannot tell apart: the advice may
-            // have reached the VMAs between, whose flags are no longer known, and cut the
-            // first where it starts; that cut is left for the dump to settle.
-            if self.vma_at(stop).is_some_and(|v| v.mapping.start < stop) {
-                self.split_at(stop);
-                self.vmas.get_mut(&stop).expect("just cut").pending_left = true;
-            }
+            // have reached the VMAs between, whose flags are no longer known, cut the first
+            // where it starts, and merged each with the one before or after; those boundaries
+            // are left for the dump to settle.
+            self.split_at(stop);
             let in_doubt: Vec<u64> = self
                 .overlapping(stop, maybe)
                 .map(|v| v.mapping.start)
                 .collect();
-            for start in in_doubt {
+            for &start in &in_doubt {
                 self.vmas.get_mut(&start).expect("overlapping VMA").unknown |= set | clear;
+            }
+            for boundary in in_doubt.into_iter().chain([maybe]) {
+                let adjacent = self
+                    .vma_at(boundary - 1)
+                    .is_some_and(|v| v.mapping.end == boundary);
+                if let Some(v) = self.vmas.get_mut(&boundary).filter(|_| adjacent) {
+                    v.pending_left = true;
+                }
             }
         }
         self.update_range(addr, stop, |v| {
