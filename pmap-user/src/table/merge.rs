@@ -223,8 +223,9 @@ impl AddressSpace {
     /// kernel's word (those boundaries are decided pair by pair first). Both sides are decided
     /// from the state before either merges, the left first ([`right_after_left`]), then as
     /// can_merge_remove_vma() allows ([`refuse_removal`]); `split_neighbours` says the call
-    /// split one VMA into the two neighbours, `whole` that the range changed
-    /// ([`MergeEntry::ExistingRange`]) was one whole VMA before the call.
+    /// split one VMA into the two neighbours, `whole` whether the range changed
+    /// ([`MergeEntry::ExistingRange`]) was one whole VMA before the call (None: a boundary at
+    /// either end is one the kernel may not have).
     pub(super) fn merge_around(
         &mut self,
         start: u64,
@@ -232,7 +233,7 @@ impl AddressSpace {
         entry: MergeEntry,
         reach: Reach,
         split_neighbours: bool,
-        whole: bool,
+        whole: Option<bool>,
     ) {
         let inside: Vec<u64> = self.vmas.range(start + 1..end).map(|(&k, _)| k).collect();
         for boundary in inside {
@@ -268,7 +269,11 @@ impl AddressSpace {
         let (left, right) = refuse_removal(
             Removal {
                 entry,
-                range_removed: whole && entry == MergeEntry::ExistingRange,
+                range_removed: if entry == MergeEntry::ExistingRange {
+                    whole
+                } else {
+                    Some(false)
+                },
                 range: first.ops,
                 next: next.map(|n| n.ops),
             },
@@ -443,8 +448,9 @@ pub(super) fn right_after_left(
 /// What a merge around a range would remove, for [`refuse_removal`].
 pub(super) struct Removal {
     pub(super) entry: MergeEntry,
-    /// The range is a whole VMA that vma_merge_existing_range() removes if either side joins.
-    pub(super) range_removed: bool,
+    /// The range is a whole VMA that vma_merge_existing_range() removes if either side joins
+    /// (None: it may be).
+    pub(super) range_removed: Option<bool>,
     /// The range's operations (those of the VMA that is the range, when `range_removed`).
     pub(super) range: VmOps,
     /// The right neighbour's, if there is one.
@@ -475,8 +481,22 @@ pub(super) fn refuse_removal(
             refused(MergeVerdict::Separate)
         }
     };
-    if removal.range_removed && !removal.range.can_merge_remove() {
-        return (left.map(refuse), right.map(refuse));
+    if !removal.range.can_merge_remove() {
+        match removal.range_removed {
+            Some(true) => return (left.map(refuse), right.map(refuse)),
+            // Joined only if the range is part of a larger VMA, which only the kernel knows.
+            None => {
+                let ask = |d: Decision| {
+                    if d.verdict == MergeVerdict::Merge {
+                        refused(MergeVerdict::AskKernel)
+                    } else {
+                        d
+                    }
+                };
+                return (left.map(ask), right.map(ask));
+            }
+            Some(false) => {}
+        }
     }
     let next_stays = removal.next.is_some_and(|ops| !ops.can_merge_remove());
     let Some(r) = right.filter(|r| next_stays && r.verdict != MergeVerdict::Separate) else {
@@ -561,7 +581,7 @@ mod tests {
         };
         let removal = |entry, next| Removal {
             entry,
-            range_removed: false,
+            range_removed: Some(false),
             range: shm,
             next: Some(next),
         };
@@ -623,13 +643,24 @@ mod tests {
             next: None,
         };
         assert_eq!(
-            refuse_removal(removal(true), Some(merge), Some(apart)),
+            refuse_removal(removal(Some(true)), Some(merge), Some(apart)),
             (Some(refused), Some(apart))
         );
         // Part of a VMA: the neighbour grows over it and the rest stays.
         assert_eq!(
-            refuse_removal(removal(false), Some(merge), None),
+            refuse_removal(removal(Some(false)), Some(merge), None),
             (Some(merge), None)
+        );
+        // Perhaps part of one: the kernel knows.
+        assert_eq!(
+            refuse_removal(removal(None), Some(merge), None),
+            (
+                Some(Decision {
+                    verdict: MergeVerdict::AskKernel,
+                    rule: MergeRule::RemoveRefused,
+                }),
+                None
+            )
         );
     }
 }

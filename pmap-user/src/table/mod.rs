@@ -351,12 +351,18 @@ impl AddressSpace {
             {
                 continue;
             }
-            // The piece is the kernel's whole VMA when the table cuts nothing and neither end
+            // The piece is the kernel's whole VMA when the table cuts nothing, unless an end
             // is a boundary the kernel may not have.
-            let whole = vma.mapping.start == from
-                && vma.mapping.end == to
-                && !vma.pending_left
-                && self.vmas.get(&to).is_none_or(|next| !next.pending_left);
+            let cut = vma.mapping.start != from || vma.mapping.end != to;
+            let in_doubt =
+                vma.pending_left || self.vmas.get(&to).is_some_and(|next| next.pending_left);
+            let whole = if cut {
+                Some(false)
+            } else if in_doubt {
+                None
+            } else {
+                Some(true)
+            };
             self.split_at(from);
             self.split_at(to);
             change(self.vmas.get_mut(&from).expect("piece cut at its start"));
@@ -384,7 +390,7 @@ impl AddressSpace {
         let split = self.one_vma_around(start, end);
         self.remove_range(start, end);
         self.vmas.insert(start, vma);
-        self.merge_around(start, end, entry, entry.reach(), split, false);
+        self.merge_around(start, end, entry, entry.reach(), split, Some(false));
         // Once the call returns the process may write to it: no longer known to be fresh.
         if let Some((_, vma)) = self.vmas.range_mut(..=start).next_back()
             && vma.anon == AnonVma::Fresh

@@ -237,11 +237,19 @@ impl AddressSpace {
             Some(EINVAL | EPERM) => self.madvise_refused_at(advice, addr, end),
             Some(_) => (addr, addr),
         };
+        self.update_range(addr, stop, |v| {
+            // ksm_madvise() ignores MADV_MERGEABLE on shared and special mappings.
+            if set == HiddenFlags::MERGEABLE && (v.mapping.perms.shared || v.is_special()) {
+                return;
+            }
+            v.change_flags(set, clear);
+        });
         if stop < maybe {
             // The refusing VMA is one of several the table cannot tell apart: the advice may
             // have reached the VMAs between, whose flags are no longer known, cut the first
             // where it starts, and merged each with the one before or after; those boundaries
-            // are left for the dump to settle.
+            // are left for the dump to settle. (After the sure part: a pending boundary at its
+            // end would read as one the kernel may not have.)
             self.split_at(stop);
             let in_doubt: Vec<u64> = self
                 .overlapping(stop, maybe)
@@ -259,13 +267,6 @@ impl AddressSpace {
                 }
             }
         }
-        self.update_range(addr, stop, |v| {
-            // ksm_madvise() ignores MADV_MERGEABLE on shared and special mappings.
-            if set == HiddenFlags::MERGEABLE && (v.mapping.perms.shared || v.is_special()) {
-                return;
-            }
-            v.change_flags(set, clear);
-        });
     }
 
     /// Where a refused madvise over `[start, end)` stopped: `(done, maybe)`, where it surely

@@ -145,7 +145,7 @@ impl AddressSpace {
             MergeEntry::CopiedRange,
             Reach::BOTH,
             split,
-            false,
+            Some(false),
         );
         if dontunmap {
             self.dontunmap_complete(old_addr);
@@ -253,7 +253,7 @@ impl AddressSpace {
                 MergeEntry::CopiedRange,
                 Reach::BOTH,
                 split,
-                false,
+                Some(false),
             );
             if dontunmap {
                 self.dontunmap_complete(start);
@@ -525,7 +525,7 @@ impl AddressSpace {
                 MergeEntry::Extend,
                 MergeEntry::Extend.reach(),
                 false,
-                false,
+                Some(false),
             ),
             None => self.refresh_from_kernel(from, to, oracle),
         }
