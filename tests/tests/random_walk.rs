@@ -154,7 +154,13 @@ impl Walker {
             .args([seed.to_string(), calls.to_string(), EVERY.to_string()])
             .arg(stop)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
+            .stdout(Stdio::piped())
+            // A process group of its own, whose only outside link is this test: when the
+            // group the test runs in is orphaned (a shell that started it in the background
+            // exits), the kernel sends its stopped members SIGHUP and SIGCONT
+            // (kill_orphaned_pgrp()), which killed the walk (status 129) or, SIGHUP ignored
+            // under nohup, continued it before its stop was seen (two calls at one stop).
+            .process_group(0);
         // SAFETY: personality(2) is async-signal-safe. Without address randomization a seed
         // replays the same walk at the same addresses, so a reported failure reproduces.
         unsafe {
