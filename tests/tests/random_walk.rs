@@ -1,6 +1,7 @@
 //! Differential test of the live table against the kernel: `pmap-random-walk` makes thousands of
 //! seeded random address-space calls (mmap of every kind and placement, partial munmap,
-//! mprotect, mremap, brk, madvise, mlock*, mseal, anon names, and calls that fail part-way),
+//! mprotect, mremap, brk, madvise, mlock*, mseal, anon names, System V shmat/shmdt, and calls
+//! that fail part-way),
 //! traced through the real eBPF programs, and the table built from the events must equal the
 //! kernel's address space.
 //!
@@ -121,6 +122,11 @@ impl VmaOracle for CountingOracle {
             _ => live,
         }
     }
+
+    fn shm_size(&mut self, shmid: i32) -> Option<u64> {
+        *self.asked.entry(self.current).or_default() += 1;
+        self.query.shm_size(shmid)
+    }
 }
 
 /// How a wait for the walk ended.
@@ -148,7 +154,13 @@ impl Walker {
             .args([seed.to_string(), calls.to_string(), EVERY.to_string()])
             .arg(stop)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
+            .stdout(Stdio::piped())
+            // A process group of its own, whose only outside link is this test: when the
+            // group the test runs in is orphaned (a shell that started it in the background
+            // exits), the kernel sends its stopped members SIGHUP and SIGCONT
+            // (kill_orphaned_pgrp()), which killed the walk (status 129) or, SIGHUP ignored
+            // under nohup, continued it before its stop was seen (two calls at one stop).
+            .process_group(0);
         // SAFETY: personality(2) is async-signal-safe. Without address randomization a seed
         // replays the same walk at the same addresses, so a reported failure reproduces.
         unsafe {
@@ -273,6 +285,8 @@ struct Run<'a> {
     /// Successful mmaps of a file or of shared memory: the calls whose identity the table may
     /// ask the kernel for, once each.
     identity_questions: u64,
+    /// shmat calls: each may ask for the segment's size and the attach's identity.
+    shmats: u64,
     calls: u64,
     checkpoints: u64,
     /// Set when checkpoints compare every format.
@@ -314,6 +328,7 @@ impl<'a> Run<'a> {
             oracle,
             history: VecDeque::with_capacity(HISTORY),
             identity_questions: 0,
+            shmats: 0,
             calls: 0,
             checkpoints: 0,
             every_format,
@@ -341,6 +356,9 @@ impl<'a> Run<'a> {
                 && (*fd >= 0 || flags & libc::MAP_SHARED as u64 != 0)
             {
                 self.identity_questions += 1;
+            }
+            if let Call::Shmat { .. } = call {
+                self.shmats += 1;
             }
             self.oracle.current = call.name();
             self.oracle.mapped = event
@@ -567,7 +585,7 @@ impl<'a> Run<'a> {
     }
 
     /// What the table asked while applying calls: only a new mapping's identity (and, where
-    /// the kernel has anon names, what a naming did). Everything else the events decide, or
+    /// the kernel has anon names, what a naming did; for shmat, the segment's size). Everything else the events decide, or
     /// the dump settles; an answer about the past would hide a model that is wrong.
     fn check_questions(&self) {
         for (&call, &asked) in &self.oracle.asked {
@@ -579,6 +597,12 @@ impl<'a> Run<'a> {
                     "seed {}: mmap asked the kernel {asked} times for {} new files",
                     self.seed,
                     self.identity_questions
+                ),
+                "shmat" => assert!(
+                    asked <= 2 * self.shmats,
+                    "seed {}: shmat asked the kernel {asked} times for {} calls",
+                    self.seed,
+                    self.shmats
                 ),
                 other => panic!(
                     "seed {}: applying {other} asked the kernel {asked} times",

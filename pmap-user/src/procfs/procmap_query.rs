@@ -46,13 +46,19 @@ const NAME_CAPACITY: usize = 4096 + 16;
 pub struct VmaQuery {
     maps: File,
     name: Vec<u8>,
+    /// The process sees the System V IPC objects this one sees (one IPC namespace), so a
+    /// segment id means the same segment to both.
+    same_ipc: bool,
 }
 
 impl VmaQuery {
     pub fn open(pid: i32) -> io::Result<Self> {
+        let namespace = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/ipc")).ok();
+        let theirs = namespace(&pid.to_string());
         Ok(VmaQuery {
             maps: File::open(format!("/proc/{pid}/maps"))?,
             name: vec![0; NAME_CAPACITY],
+            same_ipc: theirs.is_some() && theirs == namespace("self"),
         })
     }
 
@@ -112,6 +118,20 @@ impl VmaOracle for VmaQuery {
     fn vma_at(&mut self, addr: u64) -> Option<Mapping> {
         // A failed query (the process is gone) leaves the decision to the table's defaults.
         self.covering(addr).ok().flatten()
+    }
+
+    /// `shmctl(IPC_STAT)`, in the process's IPC namespace only (an id names another
+    /// segment, or none, elsewhere). A segment removed (IPC_RMID) stays readable while
+    /// attached; one gone since the call is no answer.
+    fn shm_size(&mut self, shmid: i32) -> Option<u64> {
+        if !self.same_ipc {
+            return None;
+        }
+        // SAFETY: an all-zero shmid_ds is valid, and IPC_STAT only writes into it.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        // SAFETY: `ds` is a shmid_ds the call may fill.
+        let rc = unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) };
+        (rc == 0).then_some(ds.shm_segsz as u64)
     }
 }
 

@@ -252,6 +252,10 @@ impl VmaOracle for KernelHint<'_> {
             _ => live,
         }
     }
+
+    fn shm_size(&mut self, shmid: i32) -> Option<u64> {
+        self.live.shm_size(shmid)
+    }
 }
 
 /// Paths of the files seen mapped so far, by device and inode: when the kernel could not walk a

@@ -4,7 +4,7 @@
 //! make it, three ways: a range that reaches both neighbours joins the right one only if the two
 //! neighbours' anon_vmas agree with each other.
 
-use super::vma::{AnonVma, HiddenFlags, PermsSet, Vma, unknown};
+use super::vma::{AnonVma, HiddenFlags, PermsSet, VmOps, Vma, unknown};
 use super::{AddressSpace, PAGE_SIZE, is_heap_or_unnamed};
 use crate::model::Mapping;
 
@@ -70,10 +70,15 @@ pub enum MergeRule {
     CopiedRangeBridged,
     /// vma_merge_extend() (mremap growing in place) up to a neighbour.
     ExtendBridged,
+    /// can_merge_remove_vma(): a merge may not remove a VMA with a `close` hook (System V
+    /// shared memory): vma_merge_existing_range() merges a changed VMA that is whole with
+    /// neither side, and a range joining both sides leaves the right one apart (asked when the
+    /// left one is itself left to the kernel: the right joins only if the left does not).
+    RemoveRefused,
 }
 
 impl MergeRule {
-    pub const ALL: [MergeRule; 14] = [
+    pub const ALL: [MergeRule; 15] = [
         MergeRule::IsMergeableVmaApart,
         MergeRule::PgoffApart,
         MergeRule::UserfaultfdCtxAsked,
@@ -88,6 +93,7 @@ impl MergeRule {
         MergeRule::ExistingRangeBridged,
         MergeRule::CopiedRangeBridged,
         MergeRule::ExtendBridged,
+        MergeRule::RemoveRefused,
     ];
 
     /// The kernel function and the outcome, as a tally prints it.
@@ -107,6 +113,7 @@ impl MergeRule {
             MergeRule::ExistingRangeBridged => "vma_merge_existing_range:bridged",
             MergeRule::CopiedRangeBridged => "vma_merge_copied_range:bridged",
             MergeRule::ExtendBridged => "vma_merge_extend:bridged",
+            MergeRule::RemoveRefused => "can_merge_remove_vma:refused",
         }
     }
 }
@@ -214,8 +221,11 @@ impl AddressSpace {
     /// The kernel's merge of `[start, end)` with its neighbours after a call put it there or
     /// changed it ([`MergeEntry`]): one VMA, or pieces of one the table keeps apart pending the
     /// kernel's word (those boundaries are decided pair by pair first). Both sides are decided
-    /// from the state before either merges, the left first ([`right_after_left`]);
-    /// `split_neighbours` says the call split one VMA into the two neighbours.
+    /// from the state before either merges, the left first ([`right_after_left`]), then as
+    /// can_merge_remove_vma() allows ([`refuse_removal`]); `split_neighbours` says the call
+    /// split one VMA into the two neighbours, `whole` whether the range changed
+    /// ([`MergeEntry::ExistingRange`]) was one whole VMA before the call (None: a boundary at
+    /// either end is one the kernel may not have).
     pub(super) fn merge_around(
         &mut self,
         start: u64,
@@ -223,6 +233,7 @@ impl AddressSpace {
         entry: MergeEntry,
         reach: Reach,
         split_neighbours: bool,
+        whole: Option<bool>,
     ) {
         let inside: Vec<u64> = self.vmas.range(start + 1..end).map(|(&k, _)| k).collect();
         for boundary in inside {
@@ -255,6 +266,20 @@ impl AddressSpace {
         };
         let right =
             right_pair.map(|r| right_after_left(left.map(|l| l.verdict), r, neighbours_compatible));
+        let (left, right) = refuse_removal(
+            Removal {
+                entry,
+                range_removed: if entry == MergeEntry::ExistingRange {
+                    whole
+                } else {
+                    Some(false)
+                },
+                range: first.ops,
+                next: next.map(|n| n.ops),
+            },
+            left,
+            right,
+        );
         let separate = |d: Option<Decision>| d.is_none_or(|d| d.verdict == MergeVerdict::Separate);
         let bridged = !separate(right_pair) && (!reach.left || !separate(left));
         if let Some(rule) = entry.bridged().filter(|_| bridged) {
@@ -366,6 +391,12 @@ pub(super) fn merge_verdict(left: &Vma, right: &Vma) -> Decision {
         return decide(AskKernel, IsMergeableVmaAsked);
     }
     if left.has_file() && left.origin != right.origin {
+        // do_shmat() opens a file of its own for each attach (alloc_file_clone()): two
+        // attaches the table saw made never share a `struct file`.
+        let attaches = left.ops != VmOps::Plain || right.ops != VmOps::Plain;
+        if attaches && unknown & unknown::ORIGIN == 0 {
+            return decide(Separate, IsMergeableVmaApart);
+        }
         // Perhaps another open of the same file.
         return decide(AskKernel, VmFileAsked);
     }
@@ -414,6 +445,77 @@ pub(super) fn right_after_left(
     }
 }
 
+/// What a merge around a range would remove, for [`refuse_removal`].
+pub(super) struct Removal {
+    pub(super) entry: MergeEntry,
+    /// The range is a whole VMA that vma_merge_existing_range() removes if either side joins
+    /// (None: it may be).
+    pub(super) range_removed: Option<bool>,
+    /// The range's operations (those of the VMA that is the range, when `range_removed`).
+    pub(super) range: VmOps,
+    /// The right neighbour's, if there is one.
+    pub(super) next: Option<VmOps>,
+}
+
+/// can_merge_remove_vma() (Linux 6.18 `mm/vma.c`): no merge may remove a VMA whose `vm_ops`
+/// has a `close` hook. vma_merge_existing_range() returns without merging when the changed
+/// range is a whole such VMA (a merge on either side would remove it); a range joining both
+/// sides removes the right one, so vma_merge_new_range() (and with it vma_merge_extend() and
+/// vma_merge_copied_range()) and vma_merge_existing_range() then join the left one alone.
+/// `left` and `right` are the sides as decided so far; a merge that only grows a neighbour or
+/// moves a boundary removes nothing and stands. Where the left side is itself left to the
+/// kernel, the right one joins only if the left does not: asked.
+pub(super) fn refuse_removal(
+    removal: Removal,
+    left: Option<Decision>,
+    right: Option<Decision>,
+) -> (Option<Decision>, Option<Decision>) {
+    let refused = |verdict| Decision {
+        verdict,
+        rule: MergeRule::RemoveRefused,
+    };
+    let refuse = |d: Decision| {
+        if d.verdict == MergeVerdict::Separate {
+            d
+        } else {
+            refused(MergeVerdict::Separate)
+        }
+    };
+    if !removal.range.can_merge_remove() {
+        match removal.range_removed {
+            Some(true) => return (left.map(refuse), right.map(refuse)),
+            // Joined only if the range is part of a larger VMA, which only the kernel knows.
+            None => {
+                let ask = |d: Decision| {
+                    if d.verdict == MergeVerdict::Merge {
+                        refused(MergeVerdict::AskKernel)
+                    } else {
+                        d
+                    }
+                };
+                return (left.map(ask), right.map(ask));
+            }
+            Some(false) => {}
+        }
+    }
+    let next_stays = removal.next.is_some_and(|ops| !ops.can_merge_remove());
+    let Some(r) = right.filter(|r| next_stays && r.verdict != MergeVerdict::Separate) else {
+        return (left, right);
+    };
+    // vma_merge_extend(): the range's left side is the VMA grown, joined already.
+    let left_verdict = if removal.entry == MergeEntry::Extend {
+        Some(MergeVerdict::Merge)
+    } else {
+        left.map(|l| l.verdict)
+    };
+    let right = match left_verdict {
+        Some(MergeVerdict::Merge) => refused(MergeVerdict::Separate),
+        Some(MergeVerdict::AskKernel) => refused(MergeVerdict::AskKernel),
+        _ => r,
+    };
+    (left, Some(right))
+}
+
 /// Whether `now`, the kernel's VMA at the boundary of `left` and `right`, is the two merged: it
 /// spans the boundary with their access, and maps their file at their offset. The kernel is
 /// asked after the call, sometimes long after (a dump applies all pending events at once): a
@@ -458,4 +560,107 @@ fn absorb(left: &mut Vma, right: Vma) {
         _ => AnonVma::Unknown,
     };
     left.origin = left.origin.min(right.origin);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_hook_on_the_right_waits_for_a_left_side_the_kernel_decides() {
+        let pair = |verdict| Decision {
+            verdict,
+            rule: MergeRule::AnonVmaMerged,
+        };
+        let refused = |verdict| Decision {
+            verdict,
+            rule: MergeRule::RemoveRefused,
+        };
+        let shm = VmOps::SysvShm {
+            segment_bytes: None,
+        };
+        let removal = |entry, next| Removal {
+            entry,
+            range_removed: Some(false),
+            range: shm,
+            next: Some(next),
+        };
+        let copied = || removal(MergeEntry::CopiedRange, shm);
+        let right =
+            |removal, left| refuse_removal(removal, left, Some(pair(MergeVerdict::Merge))).1;
+        // The left side joins: joining the right one too would remove it.
+        assert_eq!(
+            right(copied(), Some(pair(MergeVerdict::Merge))),
+            Some(refused(MergeVerdict::Separate))
+        );
+        // The kernel decides the left side: the right one joins only if the left does not.
+        assert_eq!(
+            right(copied(), Some(pair(MergeVerdict::AskKernel))),
+            Some(refused(MergeVerdict::AskKernel))
+        );
+        // The left stays apart: the right neighbour grows down over the range, removing
+        // nothing.
+        assert_eq!(
+            right(copied(), Some(pair(MergeVerdict::Separate))),
+            Some(pair(MergeVerdict::Merge))
+        );
+        assert_eq!(right(copied(), None), Some(pair(MergeVerdict::Merge)));
+        // vma_merge_extend(): the left side is the VMA grown itself.
+        assert_eq!(
+            right(removal(MergeEntry::Extend, shm), None),
+            Some(refused(MergeVerdict::Separate))
+        );
+        // No close hook on the right: as decided.
+        assert_eq!(
+            right(
+                removal(MergeEntry::CopiedRange, VmOps::Plain),
+                Some(pair(MergeVerdict::Merge))
+            ),
+            Some(pair(MergeVerdict::Merge))
+        );
+    }
+
+    #[test]
+    fn a_whole_changed_vma_with_a_close_hook_joins_neither_side() {
+        let merge = Decision {
+            verdict: MergeVerdict::Merge,
+            rule: MergeRule::AnonVmaMerged,
+        };
+        let apart = Decision {
+            verdict: MergeVerdict::Separate,
+            rule: MergeRule::IsMergeableVmaApart,
+        };
+        let refused = Decision {
+            verdict: MergeVerdict::Separate,
+            rule: MergeRule::RemoveRefused,
+        };
+        let removal = |range_removed| Removal {
+            entry: MergeEntry::ExistingRange,
+            range_removed,
+            range: VmOps::SysvShm {
+                segment_bytes: Some(4096),
+            },
+            next: None,
+        };
+        assert_eq!(
+            refuse_removal(removal(Some(true)), Some(merge), Some(apart)),
+            (Some(refused), Some(apart))
+        );
+        // Part of a VMA: the neighbour grows over it and the rest stays.
+        assert_eq!(
+            refuse_removal(removal(Some(false)), Some(merge), None),
+            (Some(merge), None)
+        );
+        // Perhaps part of one: the kernel knows.
+        assert_eq!(
+            refuse_removal(removal(None), Some(merge), None),
+            (
+                Some(Decision {
+                    verdict: MergeVerdict::AskKernel,
+                    rule: MergeRule::RemoveRefused,
+                }),
+                None
+            )
+        );
+    }
 }

@@ -1,10 +1,10 @@
-//! Mappings made and unmapped: mmap (with or without a hint, MAP_FIXED), munmap, brk and
-//! shmdt, as `do_mmap()`/`mmap_region()`, `do_vmi_munmap()` and `do_brk_flags()` (Linux 6.18
+//! Mappings made and unmapped: mmap (with or without a hint, MAP_FIXED), munmap and brk, as
+//! `do_mmap()`/`mmap_region()`, `do_vmi_munmap()` and `do_brk_flags()` (Linux 6.18
 //! `mm/mmap.c`, `mm/vma.c`) apply them.
 
 use super::merge::MergeEntry;
 use super::protect::perms_from_prot;
-use super::vma::{AnonVma, HiddenFlags, PermsSet, Vma, unknown};
+use super::vma::{AnonVma, HiddenFlags, PermsSet, VmOps, Vma, unknown};
 use super::{AddressSpace, VmaOracle};
 use crate::model::{Device, Mapping, PAGE_SIZE, Perms, page_align_up};
 use pmap_common::linux::{
@@ -115,6 +115,7 @@ impl AddressSpace {
                 pgoff,
                 pending_left: false,
                 maybe_perms: PermsSet::default(),
+                ops: VmOps::Plain,
             },
             MergeEntry::NewRange,
         );
@@ -159,6 +160,7 @@ impl AddressSpace {
             pgoff: from / PAGE_SIZE,
             pending_left: false,
             maybe_perms: PermsSet::default(),
+            ops: VmOps::Plain,
         };
         self.insert_new(vma, MergeEntry::BrkExpand);
     }
@@ -180,21 +182,6 @@ impl AddressSpace {
         } else if self.vma_at(start).is_some_and(unsealed) {
             self.split_at(start);
         }
-    }
-
-    pub(super) fn apply_shmdt(&mut self, addr: u64) {
-        let Some(first) = self.vmas.get(&addr) else {
-            return;
-        };
-        let inode = first.mapping.inode;
-        let mut end = first.mapping.end;
-        while let Some(next) = self.vmas.get(&end) {
-            if next.mapping.inode != inode {
-                break;
-            }
-            end = next.mapping.end;
-        }
-        self.remove_range(addr, end);
     }
 }
 

@@ -19,6 +19,7 @@ mod mmap;
 mod protect;
 mod refresh;
 mod remap;
+mod shm;
 #[cfg(test)]
 mod test_support;
 mod uffd;
@@ -34,12 +35,18 @@ use remap::Remap;
 use uffd::uffd_flags;
 pub use unmaps_in_flight::UnmapsInFlight;
 pub use vma::HiddenFlags;
-use vma::{AnonVma, PermsSet, Vma, unknown};
+use vma::{AnonVma, PermsSet, VmOps, Vma, unknown};
 
 /// What the table needs to ask the kernel when events alone cannot decide: the VMA that covers
 /// an address now. Backed by `PROCMAP_QUERY` for live processes ([`crate::procfs::procmap_query`]).
 pub trait VmaOracle {
     fn vma_at(&mut self, addr: u64) -> Option<Mapping>;
+
+    /// The size in bytes of System V shared memory segment `shmid` (`shm_segsz`), which a
+    /// shmat event does not carry; None when it cannot be told.
+    fn shm_size(&mut self, _shmid: i32) -> Option<u64> {
+        None
+    }
 }
 
 /// An oracle that knows nothing, for processes that are gone.
@@ -103,6 +110,7 @@ impl AddressSpace {
             } else {
                 AnonVma::Unknown
             };
+            let ops = VmOps::of_listed(&mapping);
             space.vmas.insert(
                 mapping.start,
                 Vma {
@@ -114,6 +122,7 @@ impl AddressSpace {
                     pgoff,
                     pending_left: false,
                     maybe_perms: PermsSet::default(),
+                    ops,
                 },
             );
         }
@@ -140,6 +149,7 @@ impl AddressSpace {
             } else {
                 AnonVma::Unknown
             };
+            let ops = VmOps::of_listed(&mapping);
             space.vmas.insert(
                 mapping.start,
                 Vma {
@@ -151,6 +161,7 @@ impl AddressSpace {
                     pgoff,
                     pending_left: false,
                     maybe_perms: PermsSet::default(),
+                    ops,
                 },
             );
         }
@@ -223,12 +234,13 @@ impl AddressSpace {
     pub fn hidden_state_at(&self, addr: u64) -> Option<String> {
         self.vma_at(addr).map(|v| {
             format!(
-                "flags {:#x} unknown {:#x} anon {:?} origin {} pgoff {:#x}{}{}",
+                "flags {:#x} unknown {:#x} anon {:?} origin {} pgoff {:#x} ops {:?}{}{}",
                 v.flags.0,
                 v.unknown,
                 v.anon,
                 v.origin,
                 v.pgoff,
+                v.ops,
                 if v.pending_left { " pending" } else { "" },
                 if v.maybe_perms.is_empty() {
                     String::new()
@@ -348,22 +360,34 @@ impl AddressSpace {
             {
                 continue;
             }
+            // The piece is the kernel's whole VMA when the table cuts nothing, unless an end
+            // is a boundary the kernel may not have.
+            let cut = vma.mapping.start != from || vma.mapping.end != to;
+            let in_doubt =
+                vma.pending_left || self.vmas.get(&to).is_some_and(|next| next.pending_left);
+            let whole = if cut {
+                Some(false)
+            } else if in_doubt {
+                None
+            } else {
+                Some(true)
+            };
             self.split_at(from);
             self.split_at(to);
             change(self.vmas.get_mut(&from).expect("piece cut at its start"));
-            changed_pieces.push((from, to));
+            changed_pieces.push((from, to, whole));
         }
         // The kernel changes and merges VMA by VMA in address order. While it merges one, the
         // next it will change still differs from it: that boundary is the next one's left side.
-        for (i, &(from, to)) in changed_pieces.iter().enumerate() {
+        for (i, &(from, to, whole)) in changed_pieces.iter().enumerate() {
             let next_changed = changed_pieces
                 .get(i + 1)
-                .is_some_and(|&(next, _)| next == to);
+                .is_some_and(|&(next, _, _)| next == to);
             let reach = Reach {
                 left: true,
                 right: !next_changed,
             };
-            self.merge_around(from, to, MergeEntry::ExistingRange, reach, false);
+            self.merge_around(from, to, MergeEntry::ExistingRange, reach, false, whole);
         }
     }
 
@@ -375,7 +399,7 @@ impl AddressSpace {
         let split = self.one_vma_around(start, end);
         self.remove_range(start, end);
         self.vmas.insert(start, vma);
-        self.merge_around(start, end, entry, entry.reach(), split);
+        self.merge_around(start, end, entry, entry.reach(), split, Some(false));
         // Once the call returns the process may write to it: no longer known to be fresh.
         if let Some((_, vma)) = self.vmas.range_mut(..=start).next_back()
             && vma.anon == AnonVma::Fresh
@@ -495,12 +519,18 @@ impl AddressSpace {
                     v.change_flags(HiddenFlags::SEALED, 0)
                 })
             }
-            Call::Shmdt { addr } if ok => self.apply_shmdt(addr),
+            Call::Shmat { shmid, flags, .. } if ok => {
+                self.apply_shmat(shmid, flags, ret as u64, oracle)
+            }
+            Call::Shmat {
+                shmid, addr, flags, ..
+            } if errno == Some(EPERM) => self.refused_shmat(shmid, flags, addr, oracle),
+            Call::Shmdt { addr } if ok => self.apply_shmdt(addr, oracle),
             Call::UffdRegister {
                 start, len, mode, ..
             } if ok => self.apply_uffd(start, len, uffd_flags(mode)),
             Call::UffdUnregister { start, len, .. } if ok => self.apply_uffd(start, len, 0),
-            Call::Shmat { .. } | Call::MapShadowStack { .. } if ok => {
+            Call::MapShadowStack { .. } if ok => {
                 if let Some(now) = oracle.vma_at(ret as u64) {
                     self.refresh_from_kernel(now.start, now.end, oracle);
                 }

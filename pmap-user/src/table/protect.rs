@@ -106,21 +106,27 @@ pub(super) fn refuses_access(vma: &Vma, wanted: Perms) -> Option<bool> {
     }
 }
 
-/// Whether madvise_vma_behavior() refuses `advice` on `vma`.
-pub(super) fn madvise_refused(advice: u64, vma: &Vma) -> bool {
+/// Whether madvise_vma_behavior() refuses `advice` on `vma`, if the table can tell (a VMA
+/// whose seal it lost track of may refuse).
+pub(super) fn madvise_refuses(advice: u64, vma: &Vma) -> Option<bool> {
     // can_madvise_modify(): DONTFORK and WIPEONFORK count as discarding data, which sealed
     // read-only anonymous memory refuses (EPERM).
-    let sealed_discard = matches!(advice, MADV_DONTFORK | MADV_WIPEONFORK)
-        && vma.flag(HiddenFlags::SEALED) == Some(true)
+    let discard = matches!(advice, MADV_DONTFORK | MADV_WIPEONFORK)
         && vma.is_private_anon()
         && !vma.mapping.perms.write;
-    sealed_discard
-        || match advice {
-            // Only private anonymous memory can be wiped in a child (EINVAL).
-            MADV_WIPEONFORK => vma.has_file(),
-            MADV_DODUMP => vma.is_special(),
-            _ => false,
-        }
+    let invalid = match advice {
+        // Only private anonymous memory can be wiped in a child (EINVAL).
+        MADV_WIPEONFORK => vma.has_file(),
+        MADV_DODUMP => vma.is_special(),
+        _ => false,
+    };
+    if invalid {
+        Some(true)
+    } else if discard {
+        vma.flag(HiddenFlags::SEALED)
+    } else {
+        Some(false)
+    }
 }
 
 impl AddressSpace {
@@ -226,19 +232,10 @@ impl AddressSpace {
         let end = addr.saturating_add(page_align_up(len));
         // madvise_walk_vmas() skips holes (ENOMEM at the end) and stops at the first VMA that
         // refuses the advice (EINVAL, EPERM), keeping what it changed before.
-        let stop = match errno {
-            None | Some(ENOMEM) => end,
-            Some(EINVAL | EPERM) => {
-                let refusing = self
-                    .overlapping(addr, end)
-                    .find(|v| madvise_refused(advice, v));
-                match refusing {
-                    Some(v) => v.mapping.start.max(addr),
-                    // Nothing refuses: the arguments were invalid.
-                    None => addr,
-                }
-            }
-            Some(_) => addr,
+        let (stop, maybe) = match errno {
+            None | Some(ENOMEM) => (end, end),
+            Some(EINVAL | EPERM) => self.madvise_refused_at(advice, addr, end),
+            Some(_) => (addr, addr),
         };
         self.update_range(addr, stop, |v| {
             // ksm_madvise() ignores MADV_MERGEABLE on shared and special mappings.
@@ -247,6 +244,55 @@ impl AddressSpace {
             }
             v.change_flags(set, clear);
         });
+        if stop < maybe {
+            // The refusing VMA is one of several the table cannot tell apart: the advice may
+            // have reached the VMAs between, whose flags are no longer known, cut the first
+            // where it starts, and merged each with the one before or after; those boundaries
+            // are left for the dump to settle. (After the sure part: a pending boundary at its
+            // end would read as one the kernel may not have.)
+            self.split_at(stop);
+            let in_doubt: Vec<u64> = self
+                .overlapping(stop, maybe)
+                .map(|v| v.mapping.start)
+                .collect();
+            for &start in &in_doubt {
+                self.vmas.get_mut(&start).expect("overlapping VMA").unknown |= set | clear;
+            }
+            for boundary in in_doubt.into_iter().chain([maybe]) {
+                let adjacent = self
+                    .vma_at(boundary - 1)
+                    .is_some_and(|v| v.mapping.end == boundary);
+                if let Some(v) = self.vmas.get_mut(&boundary).filter(|_| adjacent) {
+                    v.pending_left = true;
+                }
+            }
+        }
+    }
+
+    /// Where a refused madvise over `[start, end)` stopped: `(done, maybe)`, where it surely
+    /// changed what comes before `done` and may have changed up to `maybe`. The refusing VMA
+    /// is the first that surely refuses when none before it might, or the only one that might
+    /// when none surely does; none at all: the arguments were invalid.
+    fn madvise_refused_at(&self, advice: u64, start: u64, end: u64) -> (u64, u64) {
+        let mut maybes = Vec::new();
+        for v in self.overlapping(start, end) {
+            let at = v.mapping.start.max(start);
+            match madvise_refuses(advice, v) {
+                Some(true) => {
+                    return match maybes.first() {
+                        None => (at, at),
+                        Some(&first) => (first, at),
+                    };
+                }
+                Some(false) => {}
+                None => maybes.push(at),
+            }
+        }
+        match maybes.as_slice() {
+            [] => (start, start),
+            &[only] => (only, only),
+            [first, .., last] => (*first, *last),
+        }
     }
 
     /// mlock, mlock2 and munlock: set the VMAs' lock bits to `bits`.
@@ -374,6 +420,48 @@ mod tests {
             lines(&s),
             table(&[(0, 6, "rw-s", 0, 0x9, "/dev/zero (deleted)")])
         );
+    }
+
+    #[test]
+    fn a_refused_madvise_stops_at_the_only_vma_whose_seal_is_unknown() {
+        // can_madvise_modify(): MADV_DONTFORK on sealed read-only anonymous memory is EPERM,
+        // after the VMAs before it changed. The read-only VMA read from /proc may be sealed;
+        // the writable one before it cannot refuse: it was changed.
+        let seeded = vec![
+            mapping((0, 2), "rw-p", 0, 0, ""),
+            mapping((3, 4), "r--p", 0, 0, ""),
+        ];
+        let mut s = AddressSpace::from_mappings(seeded, 0);
+        run(&mut s, &[(madvise(at(0), 4, MADV_DONTFORK), EPERM_RET)]);
+        assert_eq!(s.hidden_flag_at(at(0), HiddenFlags::DONTFORK), Some(true));
+        assert_eq!(s.hidden_flag_at(at(3), HiddenFlags::DONTFORK), None);
+    }
+
+    #[test]
+    fn a_vma_that_may_have_refused_a_madvise_is_cut_pending_the_kernel() {
+        // MADV_WIPEONFORK stops with EINVAL at the file mapping; the read-only anonymous VMA
+        // read from /proc before it may be sealed (EPERM, before changing it) or not (changed
+        // from the call's start, and cut there).
+        let seeded = vec![
+            mapping((0, 4), "r--p", 0, 0, ""),
+            mapping((4, 5), "r--p", 0, 0x5, "/f"),
+        ];
+        for kernel_cut in [true, false] {
+            let mut s = AddressSpace::from_mappings(seeded.clone(), 0);
+            run(&mut s, &[(madvise(at(2), 3, MADV_WIPEONFORK), EINVAL_RET)]);
+            assert!(vma(&s, 2).pending_left);
+            let kernel = if kernel_cut {
+                vec![
+                    mapping((0, 2), "r--p", 0, 0, ""),
+                    mapping((2, 4), "r--p", 0, 0, ""),
+                    seeded[1].clone(),
+                ]
+            } else {
+                seeded.clone()
+            };
+            s.refresh_growing_mappings(&mut Kernel(kernel.clone()));
+            assert_eq!(s.to_mappings(), kernel);
+        }
     }
 
     // mprotect

@@ -2,7 +2,7 @@
 //! [`VmaOracle`], and merges left pending are settled at the next dump.
 
 use super::merge::is_merge_of;
-use super::vma::{AnonVma, HiddenFlags, PermsSet, Vma, unknown};
+use super::vma::{AnonVma, HiddenFlags, PermsSet, VmOps, Vma, unknown};
 use super::{AddressSpace, VmaOracle, is_heap_or_unnamed};
 use crate::model::{Mapping, PAGE_SIZE};
 
@@ -40,18 +40,26 @@ impl AddressSpace {
                 .find(|v| v.mapping.start <= now.start && v.mapping.end > now.start);
             // What the kernel reports is exact; what it does not (the hidden state) is now a
             // guess: the VMA may have merged with neighbours the table knew differently.
-            let (flags, anon, origin, pgoff) = match previous {
+            let (flags, anon, origin, pgoff, ops) = match previous {
                 Some(p) => (
                     p.flags,
                     p.anon,
                     p.origin,
                     p.pgoff + (now.start - p.mapping.start) / PAGE_SIZE,
+                    p.ops,
                 ),
                 None => (
                     HiddenFlags::default(),
                     AnonVma::Unknown,
                     self.new_origin(),
-                    now.start / PAGE_SIZE,
+                    // vm_pgoff: printed as the offset where the VMA has a file, as
+                    // from_mappings() takes it.
+                    if now.inode != 0 || now.perms.shared {
+                        now.offset / PAGE_SIZE
+                    } else {
+                        now.start / PAGE_SIZE
+                    },
+                    VmOps::of_listed(&now),
                 ),
             };
             let anon = if now.perms.shared {
@@ -72,6 +80,7 @@ impl AddressSpace {
                     pgoff,
                     pending_left: false,
                     maybe_perms: PermsSet::default(),
+                    ops,
                 },
             );
         }

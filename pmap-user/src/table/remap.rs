@@ -4,7 +4,7 @@
 use pmap_common::linux::{EFAULT, EINVAL, EPERM, MREMAP_DONTUNMAP, MREMAP_FIXED};
 
 use super::{
-    AddressSpace, HiddenFlags, Vma, VmaOracle,
+    AddressSpace, HiddenFlags, VmOps, Vma, VmaOracle,
     merge::{MergeEntry, Reach, is_merge_of},
     unknown,
 };
@@ -125,12 +125,19 @@ impl AddressSpace {
             self.insert_moved(moved, new_addr + rel_start);
         }
         // move_vma(): copy_vma() makes the copy at its new length and merges it once.
-        if new_len > old_len
-            && self
+        if new_len > old_len {
+            if self
                 .grow_vma_ending_at(new_addr + old_len, new_end)
                 .is_none()
-        {
-            self.refresh_from_kernel(new_addr + old_len, new_end, oracle);
+            {
+                self.refresh_from_kernel(new_addr + old_len, new_end, oracle);
+            }
+            // A registered copy reaches a registered neighbour only at its new length: one
+            // it merges with is unregistered whole too (insert_moved()).
+            let registered = |v: &Vma| v.unknown & HiddenFlags::UFFD != 0;
+            if self.vma_at(new_end - 1).is_some_and(registered) {
+                self.forget_registrations_touching(new_addr, new_end);
+            }
         }
         self.merge_around(
             new_addr,
@@ -138,6 +145,7 @@ impl AddressSpace {
             MergeEntry::CopiedRange,
             Reach::BOTH,
             split,
+            Some(false),
         );
         if dontunmap {
             self.dontunmap_complete(old_addr);
@@ -239,7 +247,14 @@ impl AddressSpace {
                 let at = dest + (piece.mapping.start - start);
                 self.insert_moved(piece, at);
             }
-            self.merge_around(dest, dest_end, MergeEntry::CopiedRange, Reach::BOTH, split);
+            self.merge_around(
+                dest,
+                dest_end,
+                MergeEntry::CopiedRange,
+                Reach::BOTH,
+                split,
+                Some(false),
+            );
             if dontunmap {
                 self.dontunmap_complete(start);
             }
@@ -510,6 +525,7 @@ impl AddressSpace {
                 MergeEntry::Extend,
                 MergeEntry::Extend.reach(),
                 false,
+                Some(false),
             ),
             None => self.refresh_from_kernel(from, to, oracle),
         }
@@ -565,13 +581,14 @@ fn kernel_holds_at(oracle: &mut dyn VmaOracle, at: u64, piece: &Mapping) -> bool
 
 /// Whether vma_multi_allowed() refuses `vma` in a move of several VMAs, if the table knows:
 /// it does for a userfaultfd registration. It also does for a file whose filesystem has its
-/// own get_unmapped_area() other than shmem's, hugetlbfs's and the THP one; the table takes
-/// every file as allowed, as on the filesystems it meets (ext4, xfs and others with the THP
-/// one, btrfs and others with none, tmpfs, hugetlbfs; overlayfs maps the file beneath): it
+/// own get_unmapped_area() other than shmem's, hugetlbfs's and the THP one: System V shared
+/// memory (shm_get_unmapped_area(); its VMAs have shm_vm_ops, not shmem's). The table takes
+/// every other file as allowed, as on the filesystems it meets (ext4, xfs and others with the
+/// THP one, btrfs and others with none, tmpfs, hugetlbfs; overlayfs maps the file beneath): it
 /// cannot tell ramfs or a device driver with its own from them by the mapping.
 fn batch_refusal(vma: &Vma) -> Option<bool> {
     let uffd = HiddenFlags::UFFD;
-    if vma.flags.0 & uffd & !vma.unknown != 0 {
+    if vma.ops != VmOps::Plain || vma.flags.0 & uffd & !vma.unknown != 0 {
         Some(true)
     } else if vma.unknown & uffd != 0 {
         None

@@ -319,4 +319,25 @@ mod tests {
         );
         assert_eq!(vma(&s, 8).flag(HiddenFlags::UFFD_MISSING), None);
     }
+
+    #[test]
+    fn a_registered_neighbour_reached_by_a_grown_copy_is_no_longer_known() {
+        // move_vma() makes the copy at its new length, which reaches the registered VMA at
+        // page 8: merged with it (same userfaultfd), the whole is unregistered (walk seed 301).
+        let mut s = empty();
+        run(
+            &mut s,
+            &[
+                (anon(at(0), 2, RW), at(0) as i64),
+                (anon(at(8), 2, RW), at(8) as i64),
+                (uffd_register(0, 2, UFFD_WP), OK),
+                (uffd_register(8, 2, UFFD_WP), OK),
+                (
+                    mremap(at(0), 2, 3, MREMAP_MAYMOVE | MREMAP_FIXED, at(5)),
+                    at(5) as i64,
+                ),
+            ],
+        );
+        assert_eq!(vma(&s, 8).flag(HiddenFlags::UFFD_WP), None);
+    }
 }

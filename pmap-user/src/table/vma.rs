@@ -111,6 +111,48 @@ pub(super) enum AnonVma {
     Unknown,
 }
 
+/// The VMA's `vm_ops`, as far as the table's rules need them: can_merge_remove_vma() (Linux
+/// 6.18 `mm/vma.c`) lets no merge remove a VMA whose `vm_ops` has a `close` hook, and
+/// ksys_shmdt() (`ipc/shm.c`) unmaps only VMAs with `shm_vm_ops`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum VmOps {
+    /// No `close` hook the table knows of: anonymous memory, files, shmem. (A driver's
+    /// mapping with one, such as a DRM buffer, is taken as this; most of those are
+    /// `VM_SPECIAL` and merge with nothing anyway.)
+    Plain,
+    /// System V shared memory, attached by shmat(): `shm_vm_ops`, whose `close` is
+    /// shm_close(). `segment_bytes` is the segment's size (its file's `i_size`), which
+    /// shmdt() bounds its search by; None when the table did not see the attach.
+    SysvShm { segment_bytes: Option<u64> },
+}
+
+impl VmOps {
+    /// The `vm_ops` of a VMA read from `/proc`, told by its name: the kernel names a System V
+    /// segment's file `SYSV` and its key in 8 hex digits (newseg()), on an internal mount, so
+    /// `/proc` shows it as deleted.
+    pub(super) fn of_listed(mapping: &Mapping) -> VmOps {
+        let sysv = mapping.perms.shared
+            && mapping.inode != 0
+            && mapping
+                .name
+                .strip_prefix(b"/SYSV")
+                .and_then(|rest| rest.strip_suffix(b" (deleted)"))
+                .is_some_and(|key| key.len() == 8 && key.iter().all(u8::is_ascii_hexdigit));
+        if sysv {
+            VmOps::SysvShm {
+                segment_bytes: None,
+            }
+        } else {
+            VmOps::Plain
+        }
+    }
+
+    /// can_merge_remove_vma(): whether a merge may remove a VMA with these operations.
+    pub(super) fn can_merge_remove(self) -> bool {
+        self == VmOps::Plain
+    }
+}
+
 /// One VMA with the hidden state the table tracks beside what is printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Vma {
@@ -135,6 +177,7 @@ pub(super) struct Vma {
     /// calls that failed part-way may or may not have got this far, which only the kernel
     /// knows. Settled at the dump; empty when the access is known.
     pub(super) maybe_perms: PermsSet,
+    pub(super) ops: VmOps,
 }
 
 /// A set of access values (`rwx` and shared: 16 values, one bit each).

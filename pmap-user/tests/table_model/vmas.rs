@@ -7,13 +7,14 @@
 //! range has none, shared memory never has one, pieces one call split share theirs) and asks
 //! otherwise; the model answers from its VMAs. (It gives a written VMA a new anon_vma where the
 //! kernel may reuse a neighbour's, find_mergeable_anon_vma(): a choice the table asks about, so
-//! it need not follow.)
+//! it need not follow.) System V shared memory is attached and detached too, whose VMAs no merge
+//! may remove (can_merge_remove_vma()).
 
 use std::collections::BTreeMap;
 
 use pmap_common::linux::{
     EFAULT, EINVAL, ENOMEM, MADV_DODUMP, MADV_DONTDUMP, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE,
-    MAP_SHARED, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE,
+    MAP_SHARED, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE, SHM_REMAP,
 };
 use pmap_trace::{
     decode::Call,
@@ -22,7 +23,7 @@ use pmap_trace::{
 };
 use proptest::prelude::*;
 
-use super::window::{BASE, Object, addr, perms};
+use super::window::{BASE, Object, addr, perms, shmid};
 
 /// A VMA of the kernel model, in pages of the window.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +64,26 @@ impl KVma {
 struct Kernel {
     vmas: BTreeMap<u64, KVma>,
     next_anon: u64,
+    next_attach: u64,
+}
+
+/// Pages of the System V segments, by number.
+const SEGMENT_PAGES: [u64; 2] = [5, 3];
+
+/// The kernel function merging a range, as far as what it may remove differs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    /// vma_merge_new_range() (mmap, shmat) and vma_merge_copied_range() (a move).
+    New,
+    /// vma_merge_existing_range(): the changed range, `whole` if it was one whole VMA.
+    Existing { whole: bool },
+    /// vma_merge_extend(): the VMA grown, which joins the next one by removing it.
+    Extend,
+}
+
+/// A VMA whose `vm_ops` have a `close` hook, which no merge may remove (can_merge_remove_vma()).
+fn closes(vma: &KVma) -> bool {
+    matches!(vma.object, Object::SysV { .. })
 }
 
 /// is_mergeable_vma() and the `vm_pgoff` check of can_vma_merge_before() / _after().
@@ -119,8 +140,9 @@ impl Kernel {
 
     /// The merge of the VMA at `start` with its neighbours: vma_merge_new_range(),
     /// vma_merge_existing_range() and vma_merge_copied_range() alike, the left side first, the
-    /// right one only if the neighbours agree with each other when the left one merged.
-    fn merge_around(&mut self, start: u64) {
+    /// right one only if the neighbours agree with each other when the left one merged, as
+    /// far as can_merge_remove_vma() lets them ([`Merge`]); vma_merge_extend() the right one.
+    fn merge_around(&mut self, start: u64, how: Merge) {
         let mid = self.vmas[&start].clone();
         let prev = self
             .vmas
@@ -129,14 +151,24 @@ impl Kernel {
             .map(|(_, v)| v.clone())
             .filter(|p| p.end == start);
         let next = self.vmas.get(&mid.end).cloned();
-        let left = prev
-            .as_ref()
-            .is_some_and(|p| mergeable(p, &mid) && anon_compatible(p.anon, mid.anon));
-        let right = next.as_ref().is_some_and(|n| {
+        // vma_merge_extend() tries the right side only: the grown VMA is its left one.
+        let left = how != Merge::Extend
+            && prev
+                .as_ref()
+                .is_some_and(|p| mergeable(p, &mid) && anon_compatible(p.anon, mid.anon));
+        let mut right = next.as_ref().is_some_and(|n| {
             mergeable(&mid, n)
                 && anon_compatible(mid.anon, n.anon)
                 && (!left || anon_compatible(prev.as_ref().unwrap().anon, n.anon))
         });
+        // can_merge_remove_vma(): a whole changed VMA with a close hook merges with neither
+        // side; joining both sides (the grown VMA joining the next) removes the next one.
+        if how == (Merge::Existing { whole: true }) && closes(&mid) {
+            return;
+        }
+        if (left || how == Merge::Extend) && next.as_ref().is_some_and(closes) {
+            right = false;
+        }
         if right {
             let next = self.vmas.remove(&mid.end).unwrap();
             let mid = self.vmas.get_mut(&start).unwrap();
@@ -186,10 +218,11 @@ impl Kernel {
             let mut changed = vma.clone();
             f(&mut changed);
             if changed != vma {
+                let whole = vma.start == cursor && vma.end == piece_end;
                 self.split(cursor);
                 self.split(piece_end);
                 f(self.vmas.get_mut(&cursor).unwrap());
-                self.merge_around(cursor);
+                self.merge_around(cursor, Merge::Existing { whole });
             }
             cursor = piece_end;
         }
@@ -261,6 +294,15 @@ enum KOp {
         pages: u64,
         to: u64,
     },
+    /// shmat of segment `segment` at `page`, with SHM_REMAP.
+    Attach {
+        page: u64,
+        segment: u64,
+    },
+    /// shmdt at `page`.
+    Detach {
+        page: u64,
+    },
 }
 
 /// Pages of the three-way model's window.
@@ -314,7 +356,7 @@ impl KOp {
                         account: !shared && prot & PROT_WRITE != 0,
                     },
                 );
-                kernel.merge_around(page);
+                kernel.merge_around(page, Merge::New);
                 let call = Call::Mmap {
                     addr: addr(page),
                     len: len(pages),
@@ -376,7 +418,7 @@ impl KOp {
                 }
                 // vma_merge_extend(): the grown VMA, then its right neighbour if it agrees.
                 kernel.vmas.get_mut(&vma.start).unwrap().end = end + by;
-                kernel.merge_around(vma.start);
+                kernel.merge_around(vma.start, Merge::Extend);
                 (call, addr(page) as i64)
             }
             KOp::Move { page, pages, to } => {
@@ -419,12 +461,76 @@ impl KOp {
                             ..vma
                         },
                     );
-                    kernel.merge_around(dest);
+                    kernel.merge_around(dest, Merge::New);
                     kernel.unmap(from, until);
                 }
                 (call, addr(to) as i64)
             }
+            KOp::Attach { page, segment } => {
+                let call = Call::Shmat {
+                    shmid: shmid(segment) as i32,
+                    addr: addr(page),
+                    flags: SHM_REMAP,
+                };
+                let pages = SEGMENT_PAGES[segment as usize];
+                if page + pages > KPAGES {
+                    return Some((call, -EINVAL));
+                }
+                kernel.unmap(page, page + pages);
+                kernel.next_attach += 1;
+                kernel.vmas.insert(
+                    page,
+                    KVma {
+                        start: page,
+                        end: page + pages,
+                        perms: perms(PROT_READ | PROT_WRITE, true),
+                        object: Object::SysV {
+                            segment,
+                            attach: kernel.next_attach,
+                        },
+                        pgoff: 0,
+                        anon: None,
+                        dontdump: false,
+                        account: false,
+                    },
+                );
+                kernel.merge_around(page, Merge::New);
+                (call, addr(page) as i64)
+            }
+            KOp::Detach { page } => (
+                Call::Shmdt { addr: addr(page) },
+                if kernel.detach(page) { 0 } else { -EINVAL },
+            ),
         })
+    }
+}
+
+impl Kernel {
+    /// ksys_shmdt(): the first System V VMA from `page` up whose `vm_pgoff` is its distance
+    /// from `page`, then the later VMAs of the same attach at their distance that end within
+    /// the segment's size of `page`. False if there was none.
+    fn detach(&mut self, page: u64) -> bool {
+        let at_distance = |v: &KVma| closes(v) && v.start >= page && v.start - page == v.pgoff;
+        let Some(first) = self.vmas.values().find(|v| at_distance(v)).cloned() else {
+            return false;
+        };
+        let Object::SysV { segment, .. } = first.object else {
+            return false;
+        };
+        let size = SEGMENT_PAGES[segment as usize];
+        let later: Vec<(u64, u64)> = self
+            .vmas
+            .range(first.end..)
+            .map(|(_, v)| v)
+            .take_while(|v| v.end - page <= size)
+            .filter(|v| at_distance(v) && v.object == first.object)
+            .map(|v| (v.start, v.end))
+            .collect();
+        self.unmap(first.start, first.end);
+        for (start, end) in later {
+            self.unmap(start, end);
+        }
+        true
     }
 }
 
@@ -435,6 +541,11 @@ impl VmaOracle for KernelOracle<'_> {
     fn vma_at(&mut self, at: u64) -> Option<Mapping> {
         let page = at.checked_sub(BASE)? / PAGE_SIZE;
         self.0.vma_at(page).map(KVma::mapping)
+    }
+
+    fn shm_size(&mut self, id: i32) -> Option<u64> {
+        let segment = (0..SEGMENT_PAGES.len() as u64).find(|&s| shmid(s) == id as u64)?;
+        Some(SEGMENT_PAGES[segment as usize] * PAGE_SIZE)
     }
 }
 
@@ -472,8 +583,55 @@ fn kops() -> impl Strategy<Value = Vec<KOp>> {
         1 => (krange(), any::<bool>()).prop_map(|((page, pages), on)| KOp::DontDump { page, pages, on }),
         1 => (krange(), 1..4u64).prop_map(|((page, pages), by)| KOp::Grow { page, pages, by }),
         1 => (krange(), 0..KPAGES).prop_map(|((page, pages), to)| KOp::Move { page, pages, to }),
+        1 => (0..KPAGES, 0..SEGMENT_PAGES.len() as u64)
+            .prop_map(|(page, segment)| KOp::Attach { page, segment }),
+        1 => (0..KPAGES).prop_map(|page| KOp::Detach { page }),
     ]
     .prop_map(|op| vec![op]);
+    // Segment 0 attached, its middle split out and restored, or unmapped and the left piece
+    // grown back up to the right one, or moved to the window's end and back.
+    let segment = (0..KPAGES - 7, 1..3u64, 1..3u64, 0..4u8).prop_map(|(page, a, h, how)| {
+        let middle = (page + a, h);
+        let mut ops = vec![KOp::Attach { page, segment: 0 }];
+        match how {
+            0 => ops.extend(
+                [PROT_READ, PROT_READ | PROT_WRITE].map(|prot| KOp::Protect {
+                    page: middle.0,
+                    pages: middle.1,
+                    prot,
+                }),
+            ),
+            1 => ops.extend([true, false].map(|on| KOp::DontDump {
+                page: middle.0,
+                pages: middle.1,
+                on,
+            })),
+            2 => ops.extend([
+                KOp::Unmap {
+                    page: middle.0,
+                    pages: middle.1,
+                },
+                KOp::Grow {
+                    page,
+                    pages: a,
+                    by: h,
+                },
+            ]),
+            _ => ops.extend([
+                KOp::Move {
+                    page: middle.0,
+                    pages: middle.1,
+                    to: KPAGES - h,
+                },
+                KOp::Move {
+                    page: KPAGES - h,
+                    pages: h,
+                    to: middle.0,
+                },
+            ]),
+        }
+        ops
+    });
     let bridge = (
         0..KPAGES - 6,
         (1..3u64, 1..3u64, 1..3u64),
@@ -565,7 +723,7 @@ fn kops() -> impl Strategy<Value = Vec<KOp>> {
             }
             ops
         });
-    prop_oneof![3 => single, 1 => bridge]
+    prop_oneof![6 => single, 2 => bridge, 1 => segment]
 }
 
 /// The table's VMAs must be the model's, every printed field included.

@@ -17,6 +17,17 @@ pub enum Object {
     Shm(u64),
     /// A file, by inode.
     File(u64),
+    /// An attach of System V shared memory segment `segment` (by number): each attach is a
+    /// file of its own.
+    SysV {
+        segment: u64,
+        attach: u64,
+    },
+}
+
+/// The id of System V segment `segment`, which /proc prints as its inode.
+pub fn shmid(segment: u64) -> u64 {
+    0x40 + segment
 }
 
 impl Object {
@@ -25,6 +36,7 @@ impl Object {
             Object::Anon => Vec::new(),
             Object::Shm(_) => b"/dev/zero (deleted)".to_vec(),
             Object::File(inode) => format!("/f{inode}").into_bytes(),
+            Object::SysV { .. } => b"/SYSV00000000 (deleted)".to_vec(),
         }
     }
 
@@ -33,13 +45,14 @@ impl Object {
             Object::Anon => 0,
             Object::Shm(n) => 0x1000 + n,
             Object::File(inode) => inode,
+            Object::SysV { segment, .. } => shmid(segment),
         }
     }
 
     pub fn device(self) -> Device {
         match self {
             Object::Anon => Device::default(),
-            Object::Shm(_) => Device { major: 0, minor: 1 },
+            Object::Shm(_) | Object::SysV { .. } => Device { major: 0, minor: 1 },
             Object::File(_) => Device { major: 8, minor: 1 },
         }
     }

@@ -22,6 +22,13 @@
 //! a call that bridges them (a new mapping filling the hole with or without a hint or fixed,
 //! mremap growing up to one or moving between them, a change making the range between equal
 //! to both), one call per step like any other.
+//!
+//! It attaches System V shared memory too (shmat with and without an address, read-only or
+//! not; shmdt), whose VMAs no merge may remove (`can_merge_remove_vma()` in the kernel), and
+//! makes that shape on purpose: a segment split and restored by mprotect or a change of hidden
+//! state, a piece unmapped and its left neighbour grown back up to the next, a piece moved
+//! away and back. Its [`SEGMENTS`] are made at setup, each attached once there and marked for
+//! removal (IPC_RMID), so the kernel destroys them when the walk ends however it ends.
 
 use std::{
     io::{BufRead, Write},
@@ -43,6 +50,14 @@ const LOOSE_CAPACITY: usize = 48;
 const RECENT_CAPACITY: usize = 16;
 /// Most calls a bridge plan makes.
 const PLAN_CAPACITY: usize = 8;
+
+/// Pages of the System V segments the walk attaches: the first is what a bridge plan splits;
+/// the second's size is not whole pages (an attach maps it rounded up).
+const SEGMENTS: [u64; 2] = [6 * PAGE, 3 * PAGE + 100];
+/// Attach addresses the walk remembers for shmdt.
+const ATTACH_CAPACITY: usize = 8;
+const SHM_RDONLY: u64 = 0o10000;
+const SHM_REMAP: u64 = 0o40000;
 
 const SYS_MSEAL: libc::c_long = 462;
 /// The pause after each call in `paced` mode.
@@ -176,6 +191,11 @@ struct Walk {
     plan_base: u64,
     /// The mapping a plan made to move between its neighbours.
     plan_source: Range,
+    /// The System V segments' ids, made at setup.
+    segments: [i32; SEGMENTS.len()],
+    /// Recent attach addresses, for shmdt.
+    attaches: [u64; ATTACH_CAPACITY],
+    attach_next: usize,
 }
 
 /// The raw syscall; returns the result or `-errno`, as the tracepoint reports it.
@@ -282,6 +302,7 @@ impl Walk {
             (1, Op::Mseal),
             (4, Op::Userfaultfd),
             (4, Op::Bridge),
+            (3, Op::Shm),
         ]);
         let op = match op {
             Op::Mseal if self.seals >= MAX_SEALS => Op::Madvise,
@@ -289,11 +310,16 @@ impl Walk {
         };
         match op {
             Op::Bridge => {
-                self.plan_bridge();
+                if self.rng.chance(25) {
+                    self.plan_segment();
+                } else {
+                    self.plan_bridge();
+                }
                 let first = self.plan.pop_front().expect("a plan makes calls");
                 self.make(first);
             }
             Op::Mmap => self.mmap(),
+            Op::Shm => self.shm(),
             Op::Munmap => {
                 let r = self.target();
                 if ok(sys(libc::SYS_munmap, [r.start, r.len, 0, 0, 0, 0])) {
@@ -448,6 +474,113 @@ impl Walk {
             }
         }
         self.map(place.addr(r.start), r.len, prot, flags, fd, offset);
+    }
+
+    /// shmat of a segment in the arena (replacing what is there, or refused where something
+    /// is), or where the kernel places it; or shmdt of an address it attached at.
+    fn shm(&mut self) {
+        let segment = self.rng.below(SEGMENTS.len() as u64) as usize;
+        let pages = SEGMENTS[segment].div_ceil(PAGE);
+        let flags = if self.rng.chance(20) { SHM_RDONLY } else { 0 };
+        let in_arena = self.arena.start + self.rng.below(ARENA_PAGES - pages + 1) * PAGE;
+        match self.rng.below(100) {
+            0..35 => {
+                self.attach(segment, in_arena, flags | SHM_REMAP);
+            }
+            35..50 => {
+                self.attach(segment, 0, flags);
+            }
+            // Without SHM_REMAP, refused (EINVAL) unless the range is free.
+            50..60 => {
+                self.attach(segment, in_arena, flags);
+            }
+            _ => {
+                let addr = self.attaches[self.rng.below(ATTACH_CAPACITY as u64) as usize];
+                let addr = if addr == 0 { in_arena } else { addr };
+                sys(libc::SYS_shmdt, [addr, 0, 0, 0, 0, 0]);
+            }
+        }
+    }
+
+    /// shmat of segment `segment` at `addr` (0: where the kernel places it).
+    fn attach(&mut self, segment: usize, addr: u64, flags: u64) -> i64 {
+        let ret = sys(
+            libc::SYS_shmat,
+            [self.segments[segment] as u64, addr, flags, 0, 0, 0],
+        );
+        if ok(ret) {
+            self.gained(Range {
+                start: ret as u64,
+                len: SEGMENTS[segment].div_ceil(PAGE) * PAGE,
+            });
+            self.attaches[self.attach_next] = ret as u64;
+            self.attach_next = (self.attach_next + 1) % ATTACH_CAPACITY;
+        }
+        ret
+    }
+
+    /// Plans the shapes that meet can_merge_remove_vma(): segment 0 attached over the arena
+    /// as a left piece, a middle and a right piece, the middle split out and restored (by
+    /// mprotect or a change of hidden state), or unmapped and the left piece grown back up
+    /// to the right one, or moved past the right piece and back.
+    fn plan_segment(&mut self) {
+        #[derive(Clone, Copy)]
+        enum Shape {
+            Protect,
+            Change,
+            Grow,
+            Move,
+        }
+        let shape = self.rng.weighted(&[
+            (3, Shape::Protect),
+            (3, Shape::Change),
+            (2, Shape::Grow),
+            (2, Shape::Move),
+        ]);
+        let total = SEGMENTS[0].div_ceil(PAGE);
+        let (a, h) = (1 + self.rng.below(3), 1 + self.rng.below(2));
+        // The move's destination lies past the segment, in the arena too.
+        self.plan_base = self.arena.start + self.rng.below(ARENA_PAGES - total - h + 1) * PAGE;
+        let (change, undo) = self.change_pair();
+        let plan = &mut self.plan;
+        let mut push = |p: Planned| {
+            assert!(plan.len() < PLAN_CAPACITY, "plan too long");
+            plan.push_back(p)
+        };
+        push(Planned::Attach { segment: 0 });
+        let middle = |change| Planned::Change {
+            at: a,
+            pages: h,
+            change,
+        };
+        let (r, w) = (libc::PROT_READ as u64, libc::PROT_WRITE as u64);
+        match shape {
+            Shape::Protect => {
+                for prot in [r, r | w] {
+                    push(Planned::Protect {
+                        at: a,
+                        pages: h,
+                        prot,
+                    });
+                }
+            }
+            Shape::Change => {
+                push(middle(change));
+                push(middle(undo));
+            }
+            Shape::Grow => {
+                push(Planned::Unmap { at: a, pages: h });
+                push(Planned::Grow { pages: a, by: h });
+            }
+            Shape::Move => {
+                push(Planned::MoveAway {
+                    at: a,
+                    pages: h,
+                    to: total,
+                });
+                push(Planned::MoveSource { to: a });
+            }
+        }
     }
 
     /// mmap, recording what it gained and writing the first page of a writable private
@@ -724,6 +857,25 @@ impl Walk {
                     self.plan.clear();
                 }
             }
+            Planned::Attach { segment } => {
+                let base = self.plan_base;
+                if !ok(self.attach(segment, base, SHM_REMAP)) {
+                    self.plan.clear();
+                }
+            }
+            Planned::MoveAway { at, pages, to } => {
+                let (source, dest) = (range(at, pages), range(to, 0).start);
+                let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+                let args = [source.start, source.len, source.len, flags, dest, 0];
+                if ok(sys(libc::SYS_mremap, args)) {
+                    self.plan_source = Range {
+                        start: dest,
+                        len: source.len,
+                    };
+                } else {
+                    self.plan.clear();
+                }
+            }
             Planned::Unmap { at, pages } => {
                 let r = range(at, pages);
                 if ok(sys(libc::SYS_munmap, [r.start, r.len, 0, 0, 0, 0])) {
@@ -940,6 +1092,16 @@ enum Planned {
     MoveSource {
         to: u64,
     },
+    /// shmat of segment `segment` at the plan's base, replacing what is there.
+    Attach {
+        segment: usize,
+    },
+    /// mremap moving `pages` pages at page `at` to page `to`: the plan's source.
+    MoveAway {
+        at: u64,
+        pages: u64,
+        to: u64,
+    },
 }
 
 /// A change of hidden VMA state.
@@ -1019,6 +1181,7 @@ enum Op {
     Mseal,
     Userfaultfd,
     Bridge,
+    Shm,
 }
 
 /// A userfaultfd, handshaken; its descriptor.
@@ -1098,6 +1261,23 @@ fn main() {
         )
     };
     assert_ne!(arena, libc::MAP_FAILED);
+    // The segments: attached once here, outside the arena, which keeps each alive once it is
+    // marked for removal; the kernel destroys it when the last attach goes, at exit at the
+    // latest.
+    let mut segments = [0i32; SEGMENTS.len()];
+    for (id, &bytes) in segments.iter_mut().zip(&SEGMENTS) {
+        // SAFETY: plain System V calls on a private segment of our own.
+        unsafe {
+            *id = libc::shmget(libc::IPC_PRIVATE, bytes as usize, libc::IPC_CREAT | 0o600);
+            assert!(*id >= 0, "shmget: {}", std::io::Error::last_os_error());
+            assert_ne!(
+                libc::shmat(*id, std::ptr::null(), 0),
+                usize::MAX as *mut libc::c_void,
+                "shmat"
+            );
+            assert_eq!(libc::shmctl(*id, libc::IPC_RMID, std::ptr::null_mut()), 0);
+        }
+    }
     let brk_floor = sys(libc::SYS_brk, [0; 6]) as u64;
     let mut walk = Walk {
         rng: Rng(seed),
@@ -1116,6 +1296,9 @@ fn main() {
         plan: std::collections::VecDeque::with_capacity(PLAN_CAPACITY),
         plan_base: 0,
         plan_source: Range { start: 0, len: 0 },
+        segments,
+        attaches: [0; ATTACH_CAPACITY],
+        attach_next: 0,
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
