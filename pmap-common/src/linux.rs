@@ -143,3 +143,42 @@ pub mod vm_flags {
     pub const VM_UFFD_MINOR: u64 = 1 << 41;
     pub const VM_SEALED: u64 = 1 << 42;
 }
+
+/// The `PAGEMAP_SCAN` ioctl on `/proc/PID/pagemap` (Linux 6.7+, include/uapi/linux/fs.h): its
+/// argument, the regions it returns and the page categories pmap-trace and its bench ask about.
+pub mod pagemap_scan {
+    pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+    pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
+    pub const PAGE_IS_PFNZERO: u64 = 1 << 5;
+
+    /// `struct pm_scan_arg`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct ScanArg {
+        pub size: u64,
+        pub flags: u64,
+        pub start: u64,
+        pub end: u64,
+        pub walk_end: u64,
+        pub vec: u64,
+        pub vec_len: u64,
+        pub max_pages: u64,
+        pub category_inverted: u64,
+        pub category_mask: u64,
+        pub category_anyof_mask: u64,
+        pub return_mask: u64,
+    }
+
+    /// `struct page_region`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Region {
+        pub start: u64,
+        pub end: u64,
+        pub categories: u64,
+    }
+
+    /// `_IOWR('f', 16, struct pm_scan_arg)`.
+    pub const PAGEMAP_SCAN: u64 =
+        (3 << 30) | ((core::mem::size_of::<ScanArg>() as u64) << 16) | ((b'f' as u64) << 8) | 16;
+}

@@ -14,6 +14,9 @@ use std::{
 };
 
 use crate::model::PAGE_SIZE;
+use pmap_common::linux::pagemap_scan::{
+    PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PAGEMAP_SCAN, Region, ScanArg,
+};
 
 /// What backs a run of pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,43 +44,6 @@ pub enum Method {
     /// `pread` of the 8-byte entries (kernels before 6.7): the zero page reads as present.
     Read,
 }
-
-// include/uapi/linux/fs.h
-const PAGE_IS_PRESENT: u64 = 1 << 3;
-const PAGE_IS_SWAPPED: u64 = 1 << 4;
-const PAGE_IS_PFNZERO: u64 = 1 << 5;
-
-#[repr(C)]
-#[derive(Default)]
-struct ScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
-
-/// `struct page_region`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Region {
-    start: u64,
-    end: u64,
-    categories: u64,
-}
-
-/// `_IOWR('f', 16, struct pm_scan_arg)`.
-const PAGEMAP_SCAN: libc::c_ulong = (3 << 30)
-    | ((std::mem::size_of::<ScanArg>() as libc::c_ulong) << 16)
-    | ((b'f' as libc::c_ulong) << 8)
-    | 16;
 
 /// Regions one ioctl returns at most; a range with more takes several.
 const REGIONS: usize = 1024;

@@ -15,6 +15,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use pmap_common::linux::pagemap_scan::{
+    PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PAGEMAP_SCAN, Region, ScanArg,
+};
 
 use super::{
     Plan,
@@ -152,39 +155,11 @@ fn time_sites(tracer: &Guarded, lines: &Lines) -> Result<f64> {
     Ok(at.duration_since(start).as_secs_f64() * 1e9)
 }
 
-// include/uapi/linux/fs.h
-const PAGE_IS_PRESENT: u64 = 1 << 3;
-const PAGE_IS_SWAPPED: u64 = 1 << 4;
-const PAGE_IS_PFNZERO: u64 = 1 << 5;
-
-#[repr(C)]
-#[derive(Default)]
-struct ScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
-
-/// `_IOWR('f', 16, struct pm_scan_arg)`.
-const PAGEMAP_SCAN: libc::c_ulong = (3 << 30)
-    | ((std::mem::size_of::<ScanArg>() as libc::c_ulong) << 16)
-    | ((b'f' as libc::c_ulong) << 8)
-    | 16;
-
 /// Resident bytes of `[start, end)` by `PAGEMAP_SCAN`, as pmap-trace asks it: 256 MiB per
 /// walk, 1024 regions per call.
 fn scan_resident(pagemap: &File, start: u64, end: u64) -> Result<u64> {
     const STEP: u64 = 256 << 20;
-    let mut regions = vec![[0u64; 3]; 1024];
+    let mut regions = vec![Region::default(); 1024];
     let (mut from, mut resident) = (start, 0);
     while from < end {
         let to = end.min(from + STEP);
@@ -203,9 +178,9 @@ fn scan_resident(pagemap: &File, start: u64, end: u64) -> Result<u64> {
         if found < 0 {
             bail!("PAGEMAP_SCAN: {}", std::io::Error::last_os_error());
         }
-        for [s, e, categories] in &regions[..found as usize] {
-            if categories & (PAGE_IS_SWAPPED | PAGE_IS_PFNZERO) == 0 {
-                resident += e - s;
+        for region in &regions[..found as usize] {
+            if region.categories & (PAGE_IS_SWAPPED | PAGE_IS_PFNZERO) == 0 {
+                resident += region.end - region.start;
             }
         }
         if arg.walk_end <= from {
