@@ -233,6 +233,16 @@ pub fn without_site_summaries(text: &str) -> String {
     kept
 }
 
+/// The PID of a `pmap-trace: attached to PID (COMM)` line: the target's, or the launched
+/// command's.
+pub fn attached_pid(line: &str) -> i32 {
+    line.trim_start_matches("pmap-trace: attached to ")
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no PID in {line:?}"))
+}
+
 /// A running `pmap-trace` with its output and diagnostics piped to the test.
 pub struct Tracer {
     pub child: Child,
@@ -248,6 +258,11 @@ impl Tracer {
         let mut command = Command::new(pmap_trace_exe());
         command.args(args);
         Tracer::attach_command(command)
+    }
+
+    /// The PID its `attached` line names.
+    pub fn attached_pid(&self) -> i32 {
+        attached_pid(&self.attached)
     }
 
     pub fn signal(&self, signal: i32) {

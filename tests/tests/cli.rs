@@ -9,8 +9,8 @@ use std::{
 };
 
 use pmap_integration_tests::{
-    END_MARKER, START_MARKER, Sleeper, Tracer, Workload, assert_same_text, pmap_trace_exe,
-    real_pmap, require_root, without_site_summaries,
+    END_MARKER, START_MARKER, Sleeper, Tracer, Workload, assert_same_text, attached_pid,
+    pmap_trace_exe, real_pmap, require_root, without_site_summaries,
 };
 use serde_json::Value;
 
@@ -627,13 +627,7 @@ fn sigquit_stops_as_the_other_stop_signals_do() {
     let mut command = Command::new(pmap_trace_exe());
     command.args(["--", "sleep", "30"]);
     let tracer = Tracer::attach_command(command);
-    let pid: i32 = tracer
-        .attached
-        .trim_start_matches("pmap-trace: attached to ")
-        .split_whitespace()
-        .next()
-        .and_then(|pid| pid.parse().ok())
-        .unwrap();
+    let pid: i32 = tracer.attached_pid();
     tracer.signal(libc::SIGQUIT);
     let (code, out, err) = finish_then_check_gone(tracer, pid);
     assert_eq!(code, 128 + libc::SIGQUIT, "{err}");
@@ -680,13 +674,7 @@ fn launch_signal_counter(args: &[&str], counter_args: &[&str]) -> (Tracer, i32, 
         .args(["--", "/usr/bin/python3", "-c", SIGNAL_COUNTER])
         .args(counter_args);
     let mut tracer = Tracer::attach_command(command);
-    let pid: i32 = tracer
-        .attached
-        .trim_start_matches("pmap-trace: attached to ")
-        .split_whitespace()
-        .next()
-        .and_then(|pid| pid.parse().ok())
-        .unwrap();
+    let pid: i32 = tracer.attached_pid();
     let mut seen = String::new();
     while !seen.ends_with("ready\n") {
         let mut line = String::new();
@@ -1259,12 +1247,7 @@ fn a_closed_output_pipe_leaves_no_launched_command_behind_and_its_status_is_the_
     let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
     let mut attached = String::new();
     stderr.read_line(&mut attached).unwrap();
-    let command: i32 = attached
-        .trim_start_matches("pmap-trace: attached to ")
-        .split_whitespace()
-        .next()
-        .and_then(|pid| pid.parse().ok())
-        .unwrap();
+    let command: i32 = attached_pid(&attached);
     let mut stdout = std::io::BufReader::new(tracer.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
@@ -1975,13 +1958,7 @@ fn the_reader_runs_at_a_raised_priority_and_a_launched_command_keeps_its_own() {
         .arg(pmap_trace_exe())
         .args(["--no-events", "--", "sleep", "30"]);
     let tracer = Tracer::attach_command(command);
-    let pid: i32 = tracer
-        .attached
-        .trim_start_matches("pmap-trace: attached to ")
-        .split_whitespace()
-        .next()
-        .and_then(|pid| pid.parse().ok())
-        .unwrap();
+    let pid: i32 = tracer.attached_pid();
     assert_eq!(nice_within(tracer.child.id() as i32, -10), -10);
     assert_eq!(nice_of(pid), 5);
     tracer.signal(libc::SIGINT);

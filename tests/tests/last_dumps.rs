@@ -48,13 +48,7 @@ fn run_loop_of(children: usize, child: &str, extra: &[&str]) -> LoopRun {
         .arg(&out)
         .args(["--", "bash", "-c", &script]);
     let mut tracer = Tracer::attach_command(command);
-    let shell: i32 = tracer
-        .attached
-        .trim_start_matches("pmap-trace: attached to ")
-        .split_whitespace()
-        .next()
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no PID in {:?}", tracer.attached));
+    let shell: i32 = tracer.attached_pid();
     let mut stopped = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60 + children as u64 / 5);
     while tracer.child.try_wait().unwrap().is_none() {

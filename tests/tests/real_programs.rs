@@ -178,17 +178,6 @@ impl Tracing {
         }
     }
 
-    /// The PID of the `pmap-trace: attached to PID (COMM)` line.
-    fn attached_pid(&self) -> i32 {
-        self.tracer
-            .attached
-            .trim_start_matches("pmap-trace: attached to ")
-            .split_whitespace()
-            .next()
-            .and_then(|pid| pid.parse().ok())
-            .unwrap_or_else(|| panic!("no PID in {:?}", self.tracer.attached))
-    }
-
     /// Asks for a dump of `pid`, which is stopped, and checks it against `pmap` and the
     /// verification against the kernel. Returns the dump and the call lines printed before it.
     fn checkpoint(&mut self, pid: i32, what: &str) -> (String, Vec<String>) {
@@ -270,7 +259,7 @@ fn python_importing_the_standard_library_traced_from_launch_equals_pmap_at_each_
     // Stops itself after every 15 modules: 10 checkpoints.
     let mut tracing = Tracing::start(&[], false, &["--", PYTHON, "-c", IMPORTER, "15", "0"]);
     let mut python = Launched {
-        pid: tracing.attached_pid(),
+        pid: tracing.tracer.attached_pid(),
         ended: false,
     };
     let mut dumps = Vec::new();
@@ -757,7 +746,7 @@ fn redis_under_load_traced_from_launch_equals_pmap_at_each_stop() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let launcher = Tracing::start(&["-x"], true, &args);
     let mut redis = Launched {
-        pid: launcher.attached_pid(),
+        pid: launcher.tracer.attached_pid(),
         ended: false,
     };
     // The default format from a second tracer, attached to the launched server.

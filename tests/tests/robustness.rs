@@ -14,15 +14,6 @@ use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_pmap-workload");
 
-/// The PID in a `pmap-trace: attached to PID (comm)` line.
-fn attached_pid(tracer: &Tracer) -> i32 {
-    tracer.attached["pmap-trace: attached to ".len()..]
-        .split_whitespace()
-        .next()
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no PID in {:?}", tracer.attached))
-}
-
 fn wait_stopped(pid: i32) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -77,7 +68,7 @@ fn hostile_file_names_cannot_forge_output_and_stay_valid_json() {
         }
         args.extend(["--", "python3", "-c", HOSTILE_SCRIPT]);
         let mut tracer = Tracer::attach(&args);
-        let pid = attached_pid(&tracer);
+        let pid = tracer.attached_pid();
         wait_stopped(pid);
         let expected_dump = real_pmap(&[], pid);
         tracer.signal(libc::SIGUSR1);
