@@ -88,6 +88,20 @@ impl TempDir {
     pub fn path(&self) -> &Path {
         &self.0
     }
+
+    /// Writes `source` as `CLASS.java` here and compiles it with javac into this directory, the
+    /// class path of a `java CLASS` run.
+    pub fn compile_java(&self, class: &str, source: &str) {
+        let file = self.0.join(format!("{class}.java"));
+        fs::write(&file, source).unwrap();
+        let status = Command::new("/usr/bin/javac")
+            .arg("-d")
+            .arg(&self.0)
+            .arg(&file)
+            .status()
+            .expect("run javac (cargo xtask setup installs it)");
+        assert!(status.success(), "javac failed");
+    }
 }
 
 impl Drop for TempDir {

@@ -193,14 +193,7 @@ fn a_jvm_reserves_far_more_than_it_holds_and_its_totals_are_smaps() {
         return;
     }
     let dir = TempDir::new("residency", "java");
-    fs::write(dir.path().join("Hold.java"), JAVA_PROGRAM).unwrap();
-    let status = Command::new("/usr/bin/javac")
-        .arg("-d")
-        .arg(dir.path())
-        .arg(dir.path().join("Hold.java"))
-        .status()
-        .expect("run javac (cargo xtask setup installs it)");
-    assert!(status.success(), "javac failed");
+    dir.compile_java("Hold", JAVA_PROGRAM);
     let mut command = Command::new("/usr/bin/java");
     command
         .args(["-XX:+PreserveFramePointer", "-XX:+UseSerialGC", "-cp"])

@@ -223,14 +223,7 @@ fn java_methods_are_named_once_jcmd_writes_the_perf_map() {
         return;
     }
     let dir = TempDir::new("runtimes", "java");
-    fs::write(dir.path().join("Grow.java"), JAVA_PROGRAM).unwrap();
-    let status = Command::new("/usr/bin/javac")
-        .arg("-d")
-        .arg(dir.path())
-        .arg(dir.path().join("Grow.java"))
-        .status()
-        .expect("run javac (cargo xtask setup installs it)");
-    assert!(status.success(), "javac failed");
+    dir.compile_java("Grow", JAVA_PROGRAM);
     let mut command = Command::new("/usr/bin/java");
     // Compiled Java frames keep frame pointers only with PreserveFramePointer: without it the
     // walk cannot pass them.
