@@ -208,13 +208,14 @@ mod tests {
     fn the_mapping_threads_own_unmap_is_applied() {
         // Unmaps by the thread that saw the reuse come after its mapping in the ring: they
         // unmap it. The other thread's late unmap then finds nothing left to do.
-        let table = replay(&[
+        let calls = [
             (A, 1, mmap(2), BASE as i64),
             (B, 3, mmap(2), BASE as i64),
             (B, 4, munmap(BASE, 2), 0),
             (A, 5, munmap(BASE, 2), 0),
-        ]);
-        assert_eq!(spans(&table), []);
+        ];
+        assert_eq!(spans(&replay(&calls[..3])), []);
+        assert_eq!(spans(&replay(&calls)), []);
     }
 
     #[test]
