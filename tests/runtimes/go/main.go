@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 )
@@ -36,9 +37,15 @@ func growMaps() {
 	maps = append(maps, m)
 }
 
+// checkpoint stops the process from the thread that runs it: a SIGSTOP sent to the process
+// (kill) is handled by whichever thread the kernel picks (complete_signal()), often not this
+// one, which meanwhile returns to Go, runs on and may even exit before the stop takes
+// effect. Sent to this thread (tgkill), the stop begins as it returns from the call.
 func checkpoint() {
 	fmt.Println("checkpoint")
-	syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+	runtime.LockOSThread()
+	syscall.Tgkill(os.Getpid(), syscall.Gettid(), syscall.SIGSTOP)
+	runtime.UnlockOSThread()
 }
 
 func inGoroutine(grow func()) {
