@@ -18,6 +18,10 @@ use crate::bench::{
 
 /// Time per iteration of each workload under each tracer, with the ratio to untraced.
 pub(super) fn overhead(out: &mut String, workloads: &WorkloadResults) {
+    // A part that did not run (`--only`) has no section: an empty one would read as a result.
+    if workloads.samples.is_empty() {
+        return;
+    }
     let _ = writeln!(
         out,
         "\n### Overhead on the traced program\n\nMedian time per iteration of each \
@@ -66,6 +70,10 @@ pub(super) fn overhead(out: &mut String, workloads: &WorkloadResults) {
 
 /// What `--sites` adds per call that carries a stack, from the workloads' medians.
 pub(super) fn stack_capture(out: &mut String, workloads: &WorkloadResults) {
+    // Not run: no section (see `overhead`).
+    if workloads.samples.is_empty() {
+        return;
+    }
     let _ = writeln!(
         out,
         "\n### Cost of stack capture (`--sites`)\n\nWhat `--sites` adds per call that \
@@ -114,6 +122,10 @@ pub(super) fn stack_capture(out: &mut String, workloads: &WorkloadResults) {
 /// Every event-rate run (the paced rates at the default ring, then the smaller rings) and the
 /// smallest ring that lost nothing at the target rate.
 pub(super) fn event_rate(out: &mut String, rate_ms: u64, rates: &[RateRun], rings: &[RateRun]) {
+    // Not run: no section (see `overhead`).
+    if rates.is_empty() && rings.is_empty() {
+        return;
+    }
     let _ = writeln!(
         out,
         "\n### Event rate and lost records\n\nA paced loop of `mmap(4 KiB)` + `munmap` \
@@ -177,6 +189,10 @@ fn smallest_lossless_ring(rates: &[RateRun], rings: &[RateRun]) -> Option<&'stat
 /// Dump times of pmap-trace (launched, attached) against pmap, whether their totals agree,
 /// and pmap-trace's own memory.
 pub(super) fn dumps(out: &mut String, d: &DumpResults) {
+    // Not run: no section (see `overhead`); its "totals equal" line would say NO.
+    if d.mappings == 0 {
+        return;
+    }
     let _ = writeln!(
         out,
         "\n### Dump of a process with {} mappings, and pmap-trace's memory\n\nTime from \
@@ -250,6 +266,10 @@ fn own_memory(out: &mut String, d: &DumpResults) {
 
 /// The bystander's loops under each tracer that ran, with the ratio to no tracer.
 pub(super) fn untraced(out: &mut String, bystander: &BystanderResults) {
+    // Not run: no section (see `overhead`).
+    if bystander.samples.is_empty() {
+        return;
+    }
     let _ = writeln!(
         out,
         "\n### A process that is not traced\n\nLoops of a process that is not traced, while a \
@@ -288,6 +308,10 @@ pub(super) fn untraced(out: &mut String, bystander: &BystanderResults) {
 /// redis-server's requests per second under each configuration, with the ratio to untraced and
 /// the plain run's to `--no-sites`.
 pub(super) fn redis(out: &mut String, results: &RedisResults) {
+    // Not run: no section (see `overhead`); skipped, the section says why.
+    if results.skipped.is_none() && results.rps.is_empty() {
+        return;
+    }
     let _ = writeln!(
         out,
         "\n### A real server: redis-server under redis-benchmark\n"

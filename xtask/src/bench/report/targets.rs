@@ -276,12 +276,18 @@ fn untraced(bystander: &BystanderResults) -> Vec<Target> {
         .collect()
 }
 
+/// How many mappings or stacks a target is about: "many" when its part did not run (`--only`)
+/// and the plan's count was never set.
+fn count(n: u64) -> String {
+    if n == 0 { "many".into() } else { n.to_string() }
+}
+
 /// pmap-trace's first dump, attached or launched, faster than pmap.
 fn dump_time(d: &DumpResults) -> Target {
     let attach = median(&d.attach);
     let pmap = median(&d.pmap);
     Target {
-        target: format!("dump of {} mappings faster than pmap", d.mappings),
+        target: format!("dump of {} mappings faster than pmap", count(d.mappings)),
         measured: match (attach, pmap) {
             (Some(a), Some(p)) => format!(
                 "{} vs pmap {} (launch mode: {})",
@@ -310,13 +316,16 @@ fn own_memory(d: &DumpResults) -> Vec<Target> {
         Target {
             target: format!(
                 "own RSS < 50 MB at {} mappings (VmRSS after the dump)",
-                d.mappings
+                count(d.mappings)
             ),
             measured: format!("{} (worst of launch and attach mode)", format_kb(rss)),
             met: under(rss),
         },
         Target {
-            target: format!("own RSS < 50 MB at {} mappings, peak (VmHWM)", d.mappings),
+            target: format!(
+                "own RSS < 50 MB at {} mappings, peak (VmHWM)",
+                count(d.mappings)
+            ),
             measured: format!("{} (worst of launch and attach mode)", format_kb(hwm)),
             met: under(hwm),
         },
@@ -329,7 +338,7 @@ fn own_memory(d: &DumpResults) -> Vec<Target> {
         targets.push(Target {
             target: format!(
                 "own RSS < 50 MB at {} distinct stacks (--sites), {what}",
-                st.stacks
+                count(st.stacks)
             ),
             measured: format_kb(kb),
             met: under(kb),
