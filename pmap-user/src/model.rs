@@ -76,6 +76,13 @@ impl Mapping {
     }
 }
 
+/// Whether a syscall's raw return value is an error: the kernel returns -4095..=-1 for one
+/// (`MAX_ERRNO` and `IS_ERR_VALUE()` in include/linux/err.h); any other value is a result,
+/// an address included.
+pub fn syscall_failed(ret: i64) -> bool {
+    (-4095..0).contains(&ret)
+}
+
 /// `value` rounded up to a whole page, as the kernel rounds a call's length.
 pub fn page_align_up(value: u64) -> u64 {
     value.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)

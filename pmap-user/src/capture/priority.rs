@@ -1,11 +1,11 @@
 //! The reader's scheduling priority. The rings are sized for a reader that drains them within
 //! milliseconds of a wake-up; on CPUs kept busy by other programs, or by the traced program's
 //! own threads, a reader of ordinary priority waits its turn for tens of milliseconds while
-//! the rings fill. Two threads mapping and unmapping as fast as they can, at load average 6 on
-//! this project's 2-CPU machine, made pmap-trace lose 500 to 59 000 stack copies per 3-second
-//! run at nice 0 and none at nice -10. So once its targets are attached (or its command forked,
-//! which keeps the priority it was started with), pmap-trace raises its own to nice
-//! [`READER_NICE`].
+//! the rings fill. Two threads mapping and unmapping as fast as they can, at load average 3–7
+//! on this project's 2-CPU machine, made pmap-trace lose stack copies in 5 of 8 3-second runs
+//! at nice 0 (500 to 59 000 a run) and in 1 of 6 at nice -10. So once its targets are
+//! attached (or its command forked, which keeps the priority it was started with), pmap-trace
+//! raises its own to nice [`READER_NICE`].
 
 /// The nice value the reader runs at: ten steps above the default gives it about ten times
 /// the CPU share of an ordinary task when both are runnable (`sched_prio_to_weight` in

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::digits::{push_dec, push_dec_zero_padded, push_prefixed_hex, push_signed};
 use crate::{
     decode::{Arg, ArgKind, Call, Event, EventKind, Returns},
-    model::{ExitStatus, signal_name},
+    model::{ExitStatus, signal_name, syscall_failed},
     sites::GrowthSite,
 };
 
@@ -407,10 +407,9 @@ fn errno_name(errno: i32) -> &'static str {
     }
 }
 
-/// The errno of a failed call, if `ret` is one (the kernel returns -4095..=-1, `MAX_ERRNO` in
-/// include/linux/err.h), unless the call never returns one.
+/// The errno of a failed call, if `ret` is one, unless the call never returns one.
 fn failure(call: &Call, ret: i64) -> Option<i32> {
-    ((-4095..0).contains(&ret) && call.returns() != Returns::Break).then_some((-ret) as i32)
+    (syscall_failed(ret) && call.returns() != Returns::Break).then_some((-ret) as i32)
 }
 
 fn errno_text(errno: i32) -> String {

@@ -15,7 +15,7 @@ use pmap_common::linux::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, MREMAP_DONTUNMAP}
 
 use crate::{
     decode::Call,
-    model::{Mapping, page_align_up},
+    model::{Mapping, page_align_up, syscall_failed},
 };
 
 /// A call site, interned by the site tracker ([`crate::sites::SiteTracker`]).
@@ -107,7 +107,7 @@ impl Attribution {
             }
             return;
         }
-        if failed(ret) {
+        if syscall_failed(ret) {
             return;
         }
         match *call {
@@ -275,10 +275,6 @@ impl Attribution {
             }
         }
     }
-}
-
-fn failed(ret: i64) -> bool {
-    (-4095..0).contains(&ret)
 }
 
 fn is_anon_private_mmap(flags: u64) -> bool {

@@ -26,7 +26,7 @@ mod uffd;
 mod unmaps_in_flight;
 mod vma;
 
-use crate::model::{Mapping, PAGE_SIZE, page_align_up};
+use crate::model::{Mapping, PAGE_SIZE, page_align_up, syscall_failed};
 use pmap_common::linux::{EINVAL, EPERM, MAP_FIXED, MLOCK_ONFAULT};
 
 use merge::{MergeEntry, Reach};
@@ -450,7 +450,7 @@ impl AddressSpace {
     /// for an unmap refused by a seal; the VMAs moved before a seal for a fixed mremap.
     pub fn apply(&mut self, call: &crate::decode::Call, ret: i64, oracle: &mut dyn VmaOracle) {
         use crate::decode::Call;
-        let errno = (-4095..0).contains(&ret).then_some(-ret);
+        let errno = syscall_failed(ret).then_some(-ret);
         let ok = errno.is_none();
         match *call {
             Call::Mmap {

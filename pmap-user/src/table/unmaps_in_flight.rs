@@ -17,7 +17,7 @@
 //! outlives it came from a table already wrong, which a re-read corrects.
 
 use crate::decode::Call;
-use crate::model::page_align_up;
+use crate::model::{page_align_up, syscall_failed};
 use pmap_common::linux::MAP_FIXED;
 
 use super::AddressSpace;
@@ -52,7 +52,7 @@ impl UnmapsInFlight {
         call: &Call,
         ret: i64,
     ) -> Option<Vec<Call>> {
-        if (-4095..0).contains(&ret) {
+        if syscall_failed(ret) {
             return None;
         }
         self.ranges
